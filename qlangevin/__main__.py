@@ -1,0 +1,5 @@
+import sys
+
+from qlangevin.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""refimpl package (see docs/architecture.md)."""

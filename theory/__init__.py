@@ -1,0 +1,1 @@
+"""theory package (see docs/architecture.md)."""

@@ -1,0 +1,1 @@
+"""torchport package (see docs/architecture.md)."""
