@@ -1,0 +1,375 @@
+"""SGHMC family: the exponential integrator and its low-precision variants (ALGORITHMS.md §3.8-§3.10).
+
+Dynamics dv = −γv dt − u∇U(x) dt + √(2γuT) dB, dx = v dt (LP-SGHMC TMLR eq. 10),
+stationary law ∝ exp(−U(x)/T − ‖v‖²/(2uT)).  Per step, with a = e^{−γη} (H0):
+
+    c_v = u(1 − a)/γ,  c_xv = (1 − a)/γ,  c_xg = u(γη + a − 1)/γ²,
+    Σ_v = uT(1 − a²),  Σ_x = uT(2γη + 4a − a² − 3)/γ²,  Σ_xv = uT(1 − a)²/γ.
+
+==========  ==  ==============================================================================
+name        id  update (g = gradient, s_x = position sign, (ξ^x, ξ^v) ~ N(0, [[Σ_x,Σ_xv],[Σ_xv,Σ_v]]))
+==========  ==  ==============================================================================
+sghmc       0   (H1) v' = a v − c_v g + ξ^v;  x' = x + c_xv v + s_x c_xg g + ξ^x,  g = ∇Ũ(x)
+sghmc_lp_f  1   (H2) as (H1) with g = Q_G(∇Ũ(Q_W(x))); x, v full precision   [TMLR eq. 5]
+sghmc_lp_l  2   (H3) v' = Q_W(a v − c_v g + ξ^v); x' = Q_W(x + c_xv v + s_x c_xg g + ξ^x),
+                     g = Q_G(∇Ũ(x)), correlated ξ pair, old v                  [TMLR eq. 6]
+sghmc_vc    3   (H4) v' = Q^vc(a v − c_v g, Σ_v); x' = Q^vc(x + c_xv v + s_x c_xg g, Σ_x),
+                     two independent Q^vc draws: Σ_xv is dropped as published [TMLR eq. 8]
+==========  ==  ==============================================================================
+
+Sign (§3.8, §7.3 item 1): the exact integration of the SDE with the gradient frozen
+gives s_x = −1 (Cheng et al. 2018), the default; ``sghmc_position_sign="paper"``
+gives the published s_x = +1 (TMLR eqs. 3, 5, 6, 8, Alg. 1 and the released code).
+The correlated noise is drawn as in the code's ``brown``: ξ^v = √Σ_v z₁,
+ξ^x = (Σ_xv/Σ_v)ξ^v + √(Σ_x − Σ_xv²/Σ_v) z₂.
+
+Velocity rescaling for LP-L (§3.10, fixed point only): ``velocity_rescaling="paper"``
+(H5): S_v = ‖μ_v‖_∞/Ū with μ_v = a v − c_v g and Ū the largest representable
+value; the stored velocity is Q_W((μ_v + ξ^v)/S_v) (naive) or Q^vc(μ_v/S_v, Σ_v/S_v²)
+(VC) and the next step uses stored·S_v.  ``velocity_rescaling="code"``: the
+released code's S_v = min(1, ‖μ_v‖_∞/(c·Ū)), c = ``velocity_rescaling_constant``
+(comeusr/Low-precisionSGHMC bnn/optim.py ``update_vel_scaling``, c = 1 by default).
+S_v = 0 (μ_v = 0) is replaced by 1.  The position is never rescaled.
+
+Packed state per chain: ``[x (dim), stored v (dim), S_v]``; the velocity is stored·S_v.
+
+Departures from the published code: the default sign (above); float64 arithmetic
+and explicit Generators; the consistent (H0) covariances in VC (the deep-learning
+code's η/N-inside-the-exponential quirk, §3.11 / §7.3 item 4, is the flag
+``vc_sigma_datasize_quirk=N``); the velocity uses the same
+format as the position (the code's VC widens the velocity format by 2 bits).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit
+
+from refimpl import _loop
+from refimpl._qkernels import vc_into
+
+__all__ = ["SGHMCState", "METHODS", "init", "step", "step_all", "run_chunk", "noise_entries", "coefficients"]
+
+METHODS = ("sghmc", "sghmc_lp_f", "sghmc_lp_l", "sghmc_vc")
+SGHMC, SGHMC_LP_F, SGHMC_LP_L, SGHMC_VC = range(4)
+
+#: mparams layout
+P_T, P_S, P_NB, P_GAMMA, P_U, P_SIGN, P_RESCALE, P_RESCALE_C, P_UBAR, P_QUIRK_N = range(10)
+RESCALE_NONE, RESCALE_PAPER, RESCALE_CODE = 0, 1, 2
+
+
+class SGHMCState(NamedTuple):
+    """SGHMC chains: ``position``, ``velocity`` (the stored value) float64 (n_chains, dim),
+    ``velocity_scale`` S_v float64 (n_chains,); the velocity is velocity·velocity_scale."""
+
+    position: np.ndarray
+    velocity: np.ndarray
+    velocity_scale: np.ndarray
+
+
+def coefficients(step_size: float, friction: float, inverse_mass: float, temperature: float = 1.0) -> dict:
+    """The (H0) coefficients (covariances multiplied by T) as a dict of floats."""
+    return dict(zip(("a", "c_v", "c_xv", "c_xg", "sigma_v", "sigma_x", "sigma_xv"),
+                    _coef(float(step_size), float(friction), float(inverse_mass), float(temperature))))
+
+
+@njit(cache=True, error_model="numpy")
+def _coef(eta, gamma, u, temp):
+    """(H0): a, c_v, c_xv, c_xg, TΣ_v, TΣ_x, TΣ_xv (expm1 forms for accuracy at small γη)."""
+    h = gamma * eta
+    em1 = math.expm1(-h)  # a − 1
+    a = 1.0 + em1
+    c_v = -u * em1 / gamma
+    c_xv = -em1 / gamma
+    c_xg = u * (h + em1) / (gamma * gamma)
+    sig_v = -u * temp * math.expm1(-2.0 * h)
+    # 2h + 4a − a² − 3 = 2h + 2(a−1) − (a−1)²
+    sig_x = u * temp * (2.0 * (h + em1) - em1 * em1) / (gamma * gamma)
+    sig_xv = u * temp * em1 * em1 / gamma
+    return a, c_v, c_xv, c_xg, sig_v, sig_x, sig_xv
+
+
+def noise_entries(method_id: int, dim: int, grad_noise: float, batch_size: int):
+    """Ordered noise entries ``(name, kind, shape)`` of one chain-step (docs/architecture.md)."""
+    grad_entries = []
+    if batch_size > 0:
+        grad_entries.append(("batch_u", "uniform", (batch_size,)))
+    if grad_noise > 0.0:
+        grad_entries.append(("grad_noise", "normal", (dim,)))
+    ug = ("u_grad", "uniform", (dim,))
+    z = [("z1", "normal", (dim,)), ("z2", "normal", (dim,))]
+    if method_id == SGHMC:
+        return grad_entries + z
+    if method_id == SGHMC_LP_F:
+        return [("u_weight", "uniform", (dim,))] + grad_entries + [ug] + z
+    if method_id == SGHMC_LP_L:
+        return grad_entries + [ug] + z + [("u_velocity", "uniform", (dim,)), ("u_position", "uniform", (dim,))]
+    vc = []
+    for who in ("v", "x"):
+        vc += [(f"vc_xi_{who}", "normal", (dim,)), (f"vc_u_round_{who}", "uniform", (dim,)), (f"vc_u_cat_{who}", "uniform", (dim,))]
+    return grad_entries + [ug] + vc
+
+
+@njit(cache=True, error_model="numpy")
+def step_all(method, state, noise, eta, tscale, mparams, wcode, gcode, tkind, tparams, tmat, tlabels, scratch):
+    """Advance every chain by one step of (H1)-(H4) from the noise block ``noise``.
+
+    ``state`` (n_chains, 2·dim + 1) float64 = [x, stored v, S_v], updated in
+    place; ``noise`` (n_chains, Z) in the layout of :func:`noise_entries`;
+    ``mparams`` = [T, grad_noise, batch_size, γ, u, s_x, rescale mode, c, Ū];
+    ``scratch`` (8, n_chains, dim).  Returns −1, or the first chain with a
+    non-finite gradient (then no chain is updated in this step).  No randomness
+    is drawn here.
+    """
+    nc = state.shape[0]
+    d = (state.shape[1] - 1) // 2
+    temp = mparams[P_T] * tscale
+    s = mparams[P_S]
+    nb = int(mparams[P_NB])
+    sx = mparams[P_SIGN]
+    rescale = int(mparams[P_RESCALE])
+    a, c_v, c_xv, c_xg, sig_v, sig_x, sig_xv = _coef(eta, mparams[P_GAMMA], mparams[P_U], temp)
+    sv_sd = math.sqrt(sig_v)
+    corr = sig_xv / sig_v if sig_v > 0.0 else 0.0
+    sx_sd = math.sqrt(max(sig_x - sig_xv * corr, 0.0))
+    G = scratch[0]
+    X = scratch[1]
+    MUV = scratch[2]
+    MUX = scratch[3]
+    U1 = scratch[4]
+    U2 = scratch[5]
+    U3 = scratch[6]
+    for c in range(nc):
+        for j in range(d):
+            X[c, j] = state[c, j]
+    off = 0
+    if method == SGHMC_LP_F:
+        _loop.gather(noise, off, U1)
+        _loop.stochastic_rows(X, U1, MUX, wcode)
+        off += d
+        bad = _loop.gradients(tkind, tparams, tmat, tlabels, MUX, noise, off, nb, s, G)
+    else:
+        bad = _loop.gradients(tkind, tparams, tmat, tlabels, X, noise, off, nb, s, G)
+    if bad >= 0:
+        return bad
+    off += nb + (d if s != 0.0 else 0)
+    if method != SGHMC:
+        _loop.gather(noise, off, U1)
+        _loop.stochastic_rows(G, U1, G, gcode)
+        off += d
+    # deterministic parts (old v = stored·S_v)
+    for c in range(nc):
+        S = state[c, 2 * d]
+        vmax = 0.0
+        for j in range(d):
+            v = state[c, d + j] * S
+            MUV[c, j] = a * v - c_v * G[c, j]
+            MUX[c, j] = X[c, j] + c_xv * v + sx * c_xg * G[c, j]
+            if abs(MUV[c, j]) > vmax:
+                vmax = abs(MUV[c, j])
+        U3[c, 0] = _scale(rescale, vmax, mparams)  # S_v of this step (column 0 of U3)
+    if method != SGHMC_VC:
+        for c in range(nc):
+            for j in range(d):
+                xiv = sv_sd * noise[c, off + j]
+                MUV[c, j] += xiv
+                MUX[c, j] += corr * xiv + sx_sd * noise[c, off + d + j]
+        off += 2 * d
+        if method != SGHMC_LP_L:
+            for c in range(nc):
+                for j in range(d):
+                    state[c, j] = MUX[c, j]
+                    state[c, d + j] = MUV[c, j]
+            return -1
+        for c in range(nc):
+            S = U3[c, 0]
+            state[c, 2 * d] = S
+            for j in range(d):
+                MUV[c, j] /= S
+        _loop.gather(noise, off, U1)
+        _loop.stochastic_rows(MUV, U1, MUV, wcode)
+        _loop.gather(noise, off + d, U1)
+        _loop.stochastic_rows(MUX, U1, MUX, wcode)
+    else:  # VC (H4): two independent Q^vc calls, Sigma_xv dropped as published
+        if mparams[P_QUIRK_N] > 0.0:  # published deep-learning VC: η/N inside the exponentials (§3.11, §7.3 item 4)
+            sig_v, sig_x = _vc_quirk_sigmas(eta, mparams[P_GAMMA], mparams[P_U], temp, mparams[P_QUIRK_N])
+        for c in range(nc):
+            S = U3[c, 0]
+            state[c, 2 * d] = S
+            for j in range(d):
+                MUV[c, j] /= S
+        if rescale == RESCALE_NONE:
+            _loop.gather(noise, off, X)
+            _loop.gather(noise, off + d, U1)
+            _loop.gather(noise, off + 2 * d, U2)
+            _loop.vc_rows(MUV, sig_v, X, U1, U2, MUV, wcode)
+        else:  # per-chain variance Σ_v/S_v²
+            for c in range(nc):
+                S = state[c, 2 * d]
+                vc_into(MUV[c], sig_v / (S * S), noise[c, off:off + d], noise[c, off + d:off + 2 * d],
+                        noise[c, off + 2 * d:off + 3 * d], MUV[c], wcode)
+        off += 3 * d
+        _loop.gather(noise, off, X)
+        _loop.gather(noise, off + d, U1)
+        _loop.gather(noise, off + 2 * d, U2)
+        _loop.vc_rows(MUX, sig_x, X, U1, U2, MUX, wcode)
+    for c in range(nc):
+        for j in range(d):
+            state[c, j] = MUX[c, j]
+            state[c, d + j] = MUV[c, j]
+    return -1
+
+
+@njit(cache=True, error_model="numpy")
+def _vc_quirk_sigmas(eta, gamma, u, temp, n):
+    """Σ_v, Σ_x of the released deep-learning VC code (comeusr/Low-precisionSGHMC bnn/optim.py, ``hmc2``):
+    u(1 − e^{−2γη/N})T and (u/γ²)(2γη/N + 4e^{−γη/N} − e^{−2γη/N} − 3)T, inconsistent with its ``brown()``."""
+    h = gamma * eta / n
+    return u * temp * (1.0 - math.exp(-2.0 * h)), (u / (gamma * gamma)) * (2.0 * h + 4.0 * math.exp(-h) - math.exp(-2.0 * h) - 3.0) * temp
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _scale(rescale, vmax, mparams):
+    """S_v of (H5) ("paper") or of the released code ("code"); 1 when off or when μ_v = 0."""
+    if rescale == RESCALE_PAPER:
+        sv = vmax / mparams[P_UBAR]
+    elif rescale == RESCALE_CODE:
+        sv = min(1.0, vmax / (mparams[P_RESCALE_C] * mparams[P_UBAR]))
+    else:
+        return 1.0
+    return sv if sv > 0.0 else 1.0
+
+
+@njit(cache=True, error_model="numpy")
+def run_chunk(method, state, k0, k1, mparams, wcode, gcode, tkind, tparams, tmat, tlabels, sched,
+              rng, kinds, allnormal, noise_in, nbase, rec, out, smean, sm2, hist, hparams):
+    """Jitted loop over steps k0..k1−1 (signature and semantics: :mod:`refimpl._loop`)."""
+    nc = state.shape[0]
+    buf = np.empty((nc, kinds.shape[0]))
+    scratch = np.empty((8, nc, (state.shape[1] - 1) // 2))
+    for k in range(k0, k1):
+        eta, tscale, sampling = _loop.schedule_at(sched, k)
+        if noise_in.shape[0] == 0:
+            _loop.fill_noise(rng, kinds, allnormal, buf)
+            bad = step_all(method, state, buf, eta, tscale, mparams, wcode, gcode, tkind, tparams, tmat, tlabels, scratch)
+        else:
+            bad = step_all(method, state, noise_in[k - nbase], eta, tscale, mparams, wcode, gcode, tkind, tparams, tmat, tlabels, scratch)
+        if bad >= 0:
+            return k, bad
+        if sampling:
+            _loop.record(k, state, rec, out, smean, sm2, hist, hparams)
+    return k1, -1
+
+
+def init(position, velocity=None) -> SGHMCState:
+    """SGHMC state from positions (and velocities, default 0), ``(dim,)`` or ``(n_chains, dim)``."""
+    x = np.array(position, dtype=np.float64, ndmin=2)
+    v = np.zeros_like(x) if velocity is None else np.array(velocity, dtype=np.float64, ndmin=2)
+    if v.shape != x.shape:
+        raise ValueError(f"velocity must have the shape of position {x.shape}, got {v.shape}")
+    return SGHMCState(np.ascontiguousarray(x), np.ascontiguousarray(v), np.ones(x.shape[0]))
+
+
+def pack(state: SGHMCState) -> np.ndarray:
+    """Packed driver state (n_chains, 2·dim + 1) from an :class:`SGHMCState`."""
+    return np.ascontiguousarray(np.concatenate([state.position, state.velocity, state.velocity_scale[:, None]], axis=1))
+
+
+def unpack(packed: np.ndarray) -> SGHMCState:
+    """:class:`SGHMCState` (copies) from the packed driver state."""
+    d = (packed.shape[1] - 1) // 2
+    return SGHMCState(packed[:, :d].copy(), packed[:, d:2 * d].copy(), packed[:, 2 * d].copy())
+
+
+def step(state: SGHMCState, noise, *, method: str, step_size: float, target, fmt=None, grad_fmt=None,
+         temperature: float = 1.0, grad_noise: float = 0.0, friction: float = 1.0, inverse_mass: float = 1.0,
+         **options) -> SGHMCState:
+    """One pure step of ``method`` from pre-drawn ``noise`` (n_chains, Z) -> new state.
+
+    Layout of ``noise``: ``refimpl.noise_spec(method, dim, ...)``.  Options as for
+    ``refimpl.sample`` (``sghmc_position_sign``, ``velocity_rescaling``, ...).
+    Raises ``FloatingPointError`` if a gradient is not finite.
+    """
+    from refimpl.driver import _prepare_step
+
+    d = state.position.shape[1]
+    mid, mparams, wcode, gcode, tgt = _prepare_step(method, "sghmc", d, target, fmt, grad_fmt, temperature, grad_noise, friction, inverse_mass, options)
+    packed = pack(state)
+    noise = np.ascontiguousarray(np.asarray(noise, dtype=np.float64).reshape(packed.shape[0], -1))
+    bad = step_all(mid, packed, noise, float(step_size), 1.0, mparams, wcode, gcode, tgt.kind, tgt.params, tgt.mat, tgt.labels, np.empty((8, packed.shape[0], d)))
+    if bad >= 0:
+        raise FloatingPointError(f"non-finite gradient in chain {bad}")
+    return unpack(packed)
+
+
+# --------------------------------------------------------------------------------------
+# registration with the driver
+# --------------------------------------------------------------------------------------
+_LP_STORAGE = {"sghmc": False, "sghmc_lp_f": False, "sghmc_lp_l": True, "sghmc_vc": True}
+_SIGNS = {"correct": -1.0, "paper": 1.0, -1: -1.0, 1: 1.0}
+_RESCALE = {None: RESCALE_NONE, "none": RESCALE_NONE, False: RESCALE_NONE, "paper": RESCALE_PAPER, "code": RESCALE_CODE}
+
+
+def _init_state(x0, ctx):
+    n, d = x0.shape
+    packed = np.zeros((n, 2 * d + 1))
+    packed[:, :d] = x0
+    packed[:, 2 * d] = 1.0
+    if _LP_STORAGE[ctx.method]:
+        from refimpl._qkernels import nearest_into
+
+        for c in range(n):
+            row = np.ascontiguousarray(packed[c, :d])
+            nearest_into(row, row, ctx.wcode)
+            packed[c, :d] = row
+    return packed
+
+
+def _make_params(ctx):
+    opts = ctx.options
+    sign = opts.get("sghmc_position_sign", "correct")
+    if sign not in _SIGNS or isinstance(sign, bool):
+        raise ValueError(f"sghmc_position_sign must be 'correct' (s_x = -1) or 'paper' (s_x = +1), got {sign!r}")
+    resc = opts.get("velocity_rescaling", None)
+    if resc not in _RESCALE or resc is True:
+        raise ValueError(f"velocity_rescaling must be None, 'paper' or 'code', got {resc!r}")
+    mode = _RESCALE[resc]
+    ubar = 1.0
+    if mode != RESCALE_NONE:
+        if ctx.method not in ("sghmc_lp_l", "sghmc_vc"):
+            raise ValueError(f"velocity_rescaling applies to sghmc_lp_l and sghmc_vc only, got it for {ctx.method!r}")
+        kind = int(ctx.wcode[0])
+        if kind != 1:
+            raise ValueError(f"velocity_rescaling needs a FixedPoint fmt (Ū = largest representable value), got {ctx.fmt!r}")
+        ubar = float(ctx.wcode[3])
+    c = opts.get("velocity_rescaling_constant", 1.0)
+    if isinstance(c, bool) or not isinstance(c, (int, float)) or not math.isfinite(c) or c <= 0:
+        raise ValueError(f"velocity_rescaling_constant must be a finite number > 0, got {c!r}")
+    quirk = opts.get("vc_sigma_datasize_quirk", None)
+    if quirk is not None and (isinstance(quirk, bool) or not isinstance(quirk, (int, float)) or not quirk > 0):
+        raise ValueError(f"vc_sigma_datasize_quirk must be None or a dataset size N > 0, got {quirk!r}")
+    return np.array([ctx.temperature, ctx.grad_noise, ctx.target.batch_size, ctx.friction, ctx.inverse_mass,
+                     _SIGNS[sign], mode, float(c), ubar, 0.0 if quirk is None else float(quirk)], dtype=np.float64)
+
+
+def _register():
+    from refimpl.driver import MethodSpec, register_method
+
+    for mid, name in enumerate(METHODS):
+        opts = {"sghmc_position_sign": "correct"}
+        if name in ("sghmc_lp_l", "sghmc_vc"):
+            opts.update(velocity_rescaling=None, velocity_rescaling_constant=1.0)
+        if name == "sghmc_vc":
+            opts.update(ties=None, vc_bfp_published=False, vc_sigma_datasize_quirk=None)
+        register_method(MethodSpec(
+            name=name, family="sghmc", method_id=mid, width=lambda d: 2 * d + 1, init_state=_init_state,
+            noise_spec=(lambda m: lambda d, ctx: noise_entries(m, d, ctx.grad_noise, ctx.target.batch_size))(mid),
+            make_params=_make_params, run_chunk=run_chunk,
+            needs_fmt="none" if name == "sghmc" else "required", momentum=True,
+            options=opts, lp_storage=_LP_STORAGE[name]))
+
+
+_register()
