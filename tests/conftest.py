@@ -2,12 +2,37 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
-import pytest
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _kernel_source_hash() -> str:
+    """Hash of every ``refimpl`` source file.
+
+    Numba's ``cache=True`` only checks the timestamp of the file that defines a
+    function, so a kernel that inlines a helper from another module keeps the
+    stale machine code after that helper changes.  Keying the cache directory by
+    the hash of all kernel sources makes every test run use code compiled from
+    the sources it is testing.
+    """
+    digest = hashlib.sha256()
+    for path in sorted((REPO_ROOT / "refimpl").rglob("*.py")):
+        digest.update(path.relative_to(REPO_ROOT).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+# Both must be set before numba / numpy are first imported (conftest is loaded
+# before any test module, also in every pytest-xdist worker).
+os.environ.setdefault("NUMBA_CACHE_DIR", str(REPO_ROOT / ".numba_cache" / _kernel_source_hash()))
+# Two xdist workers on a 2-core machine: multi-threaded BLAS only oversubscribes.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import pytest  # noqa: E402
 #: CI and developers keep the shared folder beside the checkout.
 SHARED_MNIST = REPO_ROOT.parent / "shared" / "data" / "mnist.npz"
 
