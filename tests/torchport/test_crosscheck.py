@@ -1,0 +1,112 @@
+"""Reduced crosscheck: every algorithm bit for bit in float64, float32 within the ulp tolerance,
+the distributional comparison, and mutations (perturbed torch steps) that must be caught."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from qlangevin.cli import main
+from torchport import crosscheck as X
+
+CASES = {c.name: c for c in X.all_cases()}
+NETOPT = {c[0]: c for c in X._netopt_cases()}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_trajectory_float64_bit_for_bit(name):
+    r = X.run_trajectory(CASES[name], n_steps=25, dim=3)
+    assert r["ok"] and r["bitwise"], r
+
+
+@pytest.mark.parametrize("name", sorted(NETOPT))
+def test_netopt_trajectory_float64_bit_for_bit(name):
+    r = X.run_netopt_trajectory(NETOPT[name], n_steps=25)
+    assert r["ok"], r
+
+
+@pytest.mark.parametrize("name", ["sgld", "sgld_vc", "sghmc_lp_f", "qsgld[surrogate]", "ctld"])
+def test_trajectory_float32_within_tolerance(name):
+    r = X.run_trajectory(CASES[name], n_steps=15, dim=3, dtype=torch.float32)
+    assert r["ok"], r
+    assert r["max_ulps"] <= X.FLOAT32_ULPS
+
+
+def _perturb_noise_scale(opt):
+    """Mutation: the torch optimizer uses temperature × (1 + 1e-12) -- a relative change far below
+    any statistical test, which the bit-level check must still catch."""
+    for g in opt.param_groups:
+        g["temperature"] = g["temperature"] * (1 + 1e-12)
+
+
+def _flip_sign(opt):
+    opt._sx = -opt._sx
+
+
+@pytest.mark.parametrize("name, mutate", [("sgld", _perturb_noise_scale), ("sgld_lp_f", _perturb_noise_scale),
+                                          ("sghmc", _flip_sign), ("sghmc_vc", _flip_sign)])
+def test_trajectory_check_catches_perturbed_step(name, mutate):
+    r = X.run_trajectory(CASES[name], n_steps=25, dim=3, mutate=mutate)
+    assert not r["ok"] and not r["bitwise"]
+
+
+def test_netopt_check_catches_perturbed_step():
+    def mutate(opt):
+        opt.alpha *= 1.001
+    r = X.run_netopt_trajectory(NETOPT["askewsgd[binary]"], n_steps=25, mutate=mutate)
+    assert not r["ok"]
+
+
+# distributional: 1500 chains x 200 steps per package; threshold alpha/n as in run_crosscheck
+DIST = ["sgld", "sgld_lp_l", "sgld_vc", "sghmc", "sghmc_vc", "qsgld[stochastic]"]
+
+
+@pytest.mark.parametrize("name", DIST)
+def test_distribution_agrees(name):
+    r = X.run_distribution(CASES[name], n_chains=1500, n_steps=200, seed=1)
+    thr = 1e-3 / (2 * len(DIST))
+    assert r["ks_p"] >= thr and r["var_p"] >= thr, r
+
+
+def test_distribution_check_catches_wrong_temperature():
+    """Mutation: torch SGLD at temperature 0.7 (variance −30 %) must be rejected."""
+    def mutate(opt):
+        for g in opt.param_groups:
+            g["temperature"] = 0.7
+    r = X.run_distribution(CASES["sgld"], n_chains=1500, n_steps=200, seed=1, mutate=mutate)
+    thr = 1e-3 / (2 * len(DIST))
+    assert r["ks_p"] < thr or r["var_p"] < thr, r
+
+
+def test_distribution_check_catches_paper_sign():
+    """Mutation: the published SGHMC sign (stationary Var x ≈ 1.22 vs ≈ 1.05 at η = 0.05) must be rejected.
+
+    Power: SE of the variance difference ≈ 1.1·√(2·2/n); with n = 6000 chains the 16 % shift is ≈ 6 SE.
+    """
+    r = X.run_distribution(CASES["sghmc"], n_chains=6000, n_steps=200, seed=1, mutate=_flip_sign)
+    thr = 1e-3 / (2 * len(DIST))
+    assert r["ks_p"] < thr or r["var_p"] < thr, r
+
+
+def test_cli_reduced_run_and_exit_code(capsys):
+    rc = main(["crosscheck", "--steps", "10", "--chains", "300", "--dist-steps", "60", "--only", "sgld", "sghmc_vc",
+               "binaryconnect"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "sgld" in out and "trajectory" in out and "distribution" in out and "0 failed" in out
+
+
+def test_cli_exits_nonzero_on_mismatch(monkeypatch, capsys):
+    orig = X.run_trajectory
+
+    def broken(case, **kw):
+        return orig(case, mutate=_perturb_noise_scale, **kw)
+
+    monkeypatch.setattr(X, "run_trajectory", broken)
+    rc = main(["crosscheck", "--steps", "10", "--no-distribution", "--only", "sgld"])
+    assert rc == 1
+    assert "FAIL" in capsys.readouterr().out
+
+
+def test_cli_rejects_bad_arguments(capsys):
+    assert main(["crosscheck", "--steps", "0"]) == 2

@@ -1,0 +1,471 @@
+"""Parity of torchport with refimpl: identical-noise trajectories and a distributional comparison.
+
+Two checks per algorithm (docs/torchport.md, "Crosscheck"):
+
+1. **Trajectory parity (noise-in).**  refimpl's own noise for a short run is drawn
+   once with NumPy (``refimpl.draw_noise``; the netopt toys draw their uniforms
+   directly) and fed to both packages: refimpl runs ``refimpl.sample(...,
+   noise=...)`` (or the netopt ``step`` functions), torchport runs its optimizer
+   with ``step(noise=...)``, the gradient of the same target evaluated at the
+   parameter the optimizer exposes (``refimpl.targets.grad``, + s·ζ with refimpl's
+   ζ).  Streams are renamed (refimpl ``vc_xi`` -> torchport ``xi`` ...) and
+   ``u_weight`` of LP-F methods is shifted by one step (torchport rounds the
+   accumulator at the end of step k with the uniforms refimpl uses at the start
+   of step k+1; see docs/torchport.md).
+
+   * float64: every step must agree **bit for bit**.
+   * float32: per step, the torchport optimizer state of the (bit-exact) float64
+     run at step k is cast to float32, advanced one float32 step with the same
+     noise and compared with step k+1: each element must be within
+     ``FLOAT32_ULPS`` float32 ulps (of the larger magnitude involved) -- or be a
+     *flip*, a quantized value one grid gap away because the float32 pre-rounding
+     value fell on the other side of a rounding boundary; flips are counted and
+     reported and may not exceed ``FLOAT32_MAX_FLIP_RATE`` of the elements.
+
+2. **Distribution (independent generators).**  Each sampler is run from its own
+   generator in both packages (refimpl: NumPy/Numba; torchport: torch.Generator)
+   on the standard Gaussian with gradient noise, many independent chains; the
+   final states are compared with a two-sample Kolmogorov-Smirnov test and a
+   z-test of the variances (SE from both samples' fourth moments).  A method
+   fails if either p-value is below ``alpha / n_tests`` (Bonferroni).  CTLD (one
+   tempering variable per optimizer), SGHMC velocity rescaling (one S_v per
+   parameter group, while refimpl's chains each have their own) and the
+   deterministic netopt methods are covered by the trajectory check only.
+
+``run_crosscheck(...)`` returns the rows; ``format_table(rows)`` prints them;
+the command ``qlangevin crosscheck`` exits non-zero on any mismatch.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+import refimpl
+from refimpl.formats import BlockFloatingPoint, FixedPoint, FloatingPoint
+from refimpl.targets import grad as target_grad
+from refimpl.targets import resolve_target
+
+__all__ = ["Case", "CASES", "NETOPT_CASES", "run_trajectory", "run_netopt_trajectory", "run_distribution",
+           "run_crosscheck", "format_table", "FLOAT32_ULPS", "FLOAT32_MAX_FLIP_RATE"]
+
+#: float32 per-step tolerance in ulps (float32 spacing of the larger magnitude of the two values):
+#: one step is a handful of float32 roundings (products and sums), each ≤ ½ ulp of its result.
+FLOAT32_ULPS = 8
+#: largest admissible fraction of elements that flip to a neighbouring grid value in float32
+FLOAT32_MAX_FLIP_RATE = 1e-2
+
+# refimpl stream name -> torchport stream name
+RENAME = {"vc_xi": "xi", "vc_u_round": "u_round", "vc_u_cat": "u_cat", "u_velocity": "u_vel",
+          "u_position": "u_weight", "vc_xi_v": "xi_v", "vc_u_round_v": "u_round_v", "vc_u_cat_v": "u_cat_v",
+          "vc_xi_x": "xi_x", "vc_u_round_x": "u_round_x", "vc_u_cat_x": "u_cat_x"}
+GRADIENT_STREAMS = ("batch_u", "grad_noise")
+
+
+def _optim():
+    return importlib.import_module("torchport.optim")
+
+
+@dataclass
+class Case:
+    """One algorithm configuration run in both packages."""
+
+    name: str
+    method: str                       # refimpl method name
+    make: Callable                    # (params, eta, temperature, fmt, gfmt, dtype_is_trial) -> optimizer
+    fmt: object = None
+    grad_fmt: object = None
+    options: dict = field(default_factory=dict)
+    momentum: bool = False
+    lp_f: bool = False                # accumulator in state["accumulator"]; u_weight shifted
+    lp_l: bool = False                # x0 rounded with Q^d by refimpl at init
+    ctld: bool = False
+    distribution: bool = True
+
+
+def _sgld_cases():
+    O = _optim()
+    fx = FixedPoint(8, 5)
+    cases = [Case("sgld", "sgld", lambda p, e, T, f, g: O.SGLD(p, lr=e, temperature=T, seed=0))]
+
+    def lp(acc, vc=False, noise=True, **vc_opts):
+        return lambda p, e, T, f, g: O.LowPrecisionSGLD(p, lr=e, temperature=T, weight_format=f, grad_format=g,
+                                                        accumulator=acc, variance_corrected=vc, add_noise=noise,
+                                                        quantize_initial=False, seed=0, **vc_opts)
+    for f, tag in ((fx, "fixed"), (BlockFloatingPoint(8), "bfp"), (FloatingPoint(5, 4), "float")):
+        g = fx if tag == "fixed" else f
+        sfx = "" if tag == "fixed" else f"[{tag}]"
+        if tag == "fixed":
+            cases += [Case("sgd_lp_f", "sgd_lp_f", lp("full", noise=False), f, g, lp_f=True, distribution=False),
+                      Case("sgd_lp_l", "sgd_lp_l", lp("low", noise=False), f, g, lp_l=True, distribution=False)]
+        cases += [Case("sgld_lp_f" + sfx, "sgld_lp_f", lp("full"), f, g, lp_f=True),
+                  Case("sgld_lp_l" + sfx, "sgld_lp_l", lp("low"), f, g, lp_l=True),
+                  Case("sgld_vc" + sfx, "sgld_vc", lp("low", vc=True), f, g, lp_l=True)]
+    bfp = BlockFloatingPoint(8)
+    cases += [Case("sgld_vc[bfp,published]", "sgld_vc", lp("low", vc=True, vc_bfp_published=True), bfp, bfp,
+                   options={"vc_bfp_published": True}, lp_l=True),
+              Case("sgld_vc[ties=even]", "sgld_vc", lp("low", vc=True, ties="even"), fx, fx,
+                   options={"ties": "even"}, lp_l=True, distribution=False)]
+    return cases
+
+
+def _sghmc_cases():
+    O = _optim()
+    fx = FixedPoint(8, 5)
+
+    def full(sign):
+        return lambda p, e, T, f, g: O.SGHMC(p, lr=e, friction=2.0, inverse_mass=2.0, temperature=T,
+                                             position_sign=sign, seed=0)
+
+    def lp(acc, vc=False, **kw):
+        return lambda p, e, T, f, g: O.LowPrecisionSGHMC(p, lr=e, friction=2.0, inverse_mass=2.0, temperature=T,
+                                                         weight_format=f, grad_format=g, accumulator=acc,
+                                                         variance_corrected=vc, quantize_initial=False, seed=0,
+                                                         **kw)
+    return [Case("sghmc", "sghmc", full("correct"), momentum=True),
+            Case("sghmc[paper sign]", "sghmc", full("paper"), options={"sghmc_position_sign": "paper"}, momentum=True),
+            Case("sghmc_lp_f", "sghmc_lp_f", lp("full"), fx, fx, momentum=True, lp_f=True),
+            Case("sghmc_lp_l", "sghmc_lp_l", lp("low"), fx, fx, momentum=True, lp_l=True),
+            Case("sghmc_vc", "sghmc_vc", lp("low", True), fx, fx, momentum=True, lp_l=True),
+            Case("sghmc_vc[bfp]", "sghmc_vc", lp("low", True), BlockFloatingPoint(8), BlockFloatingPoint(8),
+                 momentum=True, lp_l=True),
+            Case("sghmc_lp_l[rescale=paper]", "sghmc_lp_l", lp("low", velocity_rescaling="paper"), fx, fx,
+                 options={"velocity_rescaling": "paper"}, momentum=True, lp_l=True, distribution=False),
+            Case("sghmc_vc[rescale=code]", "sghmc_vc", lp("low", True, velocity_rescaling="code",
+                                                          velocity_rescaling_constant=0.5), fx, fx,
+                 options={"velocity_rescaling": "code", "velocity_rescaling_constant": 0.5}, momentum=True,
+                 lp_l=True, distribution=False)]
+
+
+def _qsgld_ctld_cases():
+    O = _optim()
+    cases = []
+    for opts in ({"rounding": "nearest"}, {"rounding": "stochastic"}, {"rounding": "uniform"},
+                 {"rounding": "surrogate"},
+                 {"rounding": "stochastic", "optimizer": "adam", "langevin_noise": True, "schedule": "linear",
+                  "rate": 0.5, "steps_per_epoch": 10}):
+        short = {"optimizer": lambda v: v, "langevin_noise": lambda v: "langevin", "schedule": lambda v: v,
+                 "rate": lambda v: f"rate={v}", "steps_per_epoch": lambda v: f"B={v}"}
+        tag = ",".join(short[k](v) for k, v in opts.items() if k != "rounding")
+        name = f"qsgld[{opts['rounding']}{',' + tag if tag else ''}]"
+        cases.append(Case(name, "qsgld", (lambda o: lambda p, e, T, f, g: O.QSGLD(p, lr=e, temperature=T, seed=0,
+                                                                               **o))(dict(opts)),
+                          options=dict(opts), distribution=opts["rounding"] != "nearest"))
+    cases.append(Case("ctld", "ctld", lambda p, e, T, f, g: O.CTLD(p, lr=e, temperature=T, seed=0,
+                                                                   eta_alpha=4e-2, switch_after=150),
+                      options={"eta_alpha": 4e-2, "switch_after": 150}, ctld=True, distribution=False))
+    return cases
+
+
+def all_cases():
+    """Every sampler case (SGLD, SGHMC, QSGLD, CTLD families)."""
+    return _sgld_cases() + _sghmc_cases() + _qsgld_ctld_cases()
+
+
+CASES = None  # built lazily by all_cases() (needs torchport.optim)
+
+
+def _ulp32(a: np.ndarray) -> np.ndarray:
+    a = np.abs(a).astype(np.float32)
+    return np.spacing(np.maximum(a, np.float32(np.finfo(np.float32).tiny))).astype(np.float64)
+
+
+def _streams(method, dim, grad_noise, target, options):
+    spec = refimpl.noise_spec(method, dim, grad_noise=grad_noise, target=target, **options)
+    cols, off = {}, 0
+    for name, _, shape in spec:
+        n = int(np.prod(shape))
+        cols[name] = slice(off, off + n)
+        off += n
+    return cols
+
+
+def _torch_noise(cols, row, next_row, lp_f, device, dtype):
+    out = {}
+    for name, sl in cols.items():
+        if name in GRADIENT_STREAMS:
+            continue
+        if lp_f and name == "u_weight":
+            out["u_weight"] = next_row[sl]
+            continue
+        out[RENAME.get(name, name)] = row[sl]
+    return {k: torch.as_tensor(v, device=device, dtype=torch.float64 if dtype == torch.float64 else dtype)
+            for k, v in out.items()}
+
+
+def _drop_unused(opt, noise):
+    names = {n for n, _ in opt.noise_layout} | ({"xi_alpha"} if hasattr(opt, "ct") else set())
+    return {k: v for k, v in noise.items() if k in names}
+
+
+def _state_of(opt, p, case):
+    if case.lp_f:
+        return opt.state[p]["accumulator"]
+    return p
+
+
+def run_trajectory(case: Case, *, n_steps=100, dim=3, seed=0, eta=0.01, temperature=1.0, grad_noise=0.1,
+                   target="mixture", device="cpu", dtype=torch.float64, mutate: Optional[Callable] = None):
+    """Run ``case`` in both packages from refimpl's noise; return a result row (dict).
+
+    ``mutate(opt)``, if given, is called on the torch optimizer before the run (the
+    mutation tests use it to perturb the torch step deliberately).
+    """
+    tgt = resolve_target(target, dim)
+    rng = np.random.default_rng(seed + 1)
+    x0 = rng.standard_normal(dim) * 0.5
+    if case.lp_l:
+        x0 = refimpl.quantize(x0, case.fmt, "nearest")
+    kw = dict(friction=2.0, inverse_mass=2.0) if case.momentum else {}
+    noise = refimpl.draw_noise(case.method, n_steps + 1, 1, seed, dim=dim, grad_noise=grad_noise, target=tgt,
+                               **case.options)
+    ref = refimpl.sample(case.method, tgt, dim=dim, n_chains=1, n_steps=n_steps, step_size=eta, seed=seed,
+                         fmt=case.fmt, grad_fmt=case.grad_fmt, temperature=temperature, grad_noise=grad_noise,
+                         x0=x0, noise=noise[:n_steps], keep="all", **kw, **case.options)[:, 0, :]
+    cols = _streams(case.method, dim, grad_noise, tgt, case.options)
+    f64 = torch.float64
+    p = torch.tensor(x0, dtype=f64, device=device, requires_grad=True)
+    opt = case.make([p], eta, temperature, case.fmt, case.grad_fmt)
+    if case.lp_f:
+        opt.quantize_weights_(noise={"u_weight": torch.as_tensor(noise[0, 0, cols["u_weight"]], device=device)})
+    if mutate is not None:
+        mutate(opt)
+    got = np.empty_like(ref)
+    bad_steps = []
+    ulps, flips, n_el = 0.0, 0, 0
+    for k in range(n_steps):
+        row, nxt = noise[k, 0], noise[k + 1, 0]
+        tnoise = _drop_unused(opt, _torch_noise(cols, row, nxt, case.lp_f, device, f64))
+        trial = None
+        if dtype != f64:
+            trial = (copy.deepcopy(opt.state_dict()), p.detach().clone())
+        _set_grad(p, tgt, row, cols, grad_noise)
+        if case.ctld:
+            pot = refimpl.ctld.potential(tgt, p.detach().cpu().numpy())
+            opt.step(noise=tnoise, potential=pot)
+        else:
+            opt.step(noise=tnoise)
+        got[k] = _state_of(opt, p, case).detach().cpu().numpy()
+        if dtype != f64:
+            u, fl, n = _float32_step(case, trial, got[k], tgt, row, nxt, cols, grad_noise, eta, temperature,
+                                     device, dtype, p.shape)
+            ulps, flips, n_el = max(ulps, u), flips + fl, n_el + n
+    equal = np.array_equal(got, ref)
+    if not equal:
+        bad_steps = np.flatnonzero(~np.all(got == ref, axis=1)).tolist()
+    res = dict(name=case.name, check="trajectory", steps=n_steps, dim=dim, bitwise=bool(equal),
+               first_bad_step=(bad_steps[0] if bad_steps else None),
+               max_abs_diff=float(np.max(np.abs(got - ref))) if got.size else 0.0)
+    if dtype == f64:
+        res["ok"] = bool(equal)
+        res["detail"] = "bit-identical" if equal else f"differs from step {bad_steps[0]}"
+    else:
+        rate = flips / max(n_el, 1)
+        res.update(max_ulps=ulps, flips=flips, ok=bool(ulps <= FLOAT32_ULPS and rate <= FLOAT32_MAX_FLIP_RATE),
+                   detail=f"max {ulps:.1f} ulp/step, {flips} flips / {n_el}")
+        if not equal:  # the float64 reference run must still be exact
+            res["ok"] = False
+            res["detail"] += f"; float64 run differs from step {bad_steps[0]}"
+    return res
+
+
+def _set_grad(p, tgt, row, cols, grad_noise):
+    x = p.detach().cpu().to(torch.float64).numpy()
+    bu = row[cols["batch_u"]] if "batch_u" in cols else None
+    g = target_grad(tgt, x, bu) if bu is not None else target_grad(tgt, x)
+    if grad_noise > 0:
+        g = g + grad_noise * row[cols["grad_noise"]]
+    p.grad = torch.as_tensor(g, dtype=p.dtype, device=p.device)
+
+
+def _float32_step(case, trial, ref_next, tgt, row, nxt, cols, grad_noise, eta, temperature, device, dtype, shape):
+    """One float32 step from the float64 state ``trial``; returns (max ulps, flips, n elements)."""
+    sd, p64 = trial
+    p = p64.to(dtype).clone().requires_grad_(True)
+    opt = case.make([p], eta, temperature, case.fmt, case.grad_fmt)
+    opt.load_state_dict(sd)
+    if hasattr(opt, "ct"):
+        opt.ct = copy.deepcopy(sd["extra_state"])
+    tnoise = _drop_unused(opt, _torch_noise(cols, row, nxt, case.lp_f, device, dtype))
+    _set_grad(p, tgt, row, cols, grad_noise)
+    if case.ctld:
+        opt.step(noise=tnoise, potential=refimpl.ctld.potential(tgt, p64.cpu().numpy()))
+    else:
+        opt.step(noise=tnoise)
+    got = _state_of(opt, p, case).detach().cpu().to(torch.float64).numpy()
+    err = np.abs(got - ref_next)
+    prev = p64.cpu().numpy()
+    scale = _ulp32(np.maximum(np.abs(ref_next), np.abs(prev)))
+    within = err <= FLOAT32_ULPS * scale
+    flips = 0
+    if not within.all() and case.fmt is not None:
+        gap = refimpl.vc_gap(ref_next, case.fmt)
+        flip = ~within & np.isclose(err, gap, rtol=1e-6, atol=0)
+        flips = int(flip.sum())
+        within = within | flip
+    ulps = float(np.max(np.where(within & (err <= FLOAT32_ULPS * scale), err / scale, 0.0)))
+    if not within.all():
+        ulps = float("inf")
+    return ulps, flips, err.size
+
+
+# ------------------------------------------------------------------------------------- netopt
+def _netopt_cases():
+    from refimpl.netopt.askewsgd import AskewSGD as RA
+    from refimpl.netopt.base import BaseOptimizer
+    from refimpl.netopt.binaryconnect import BinaryConnect as RB
+    from refimpl.netopt.levels import binary_levels, uniform_levels
+    from refimpl.netopt.proxquant import ProxQuant as RP
+    O = _optim()
+    mom = BaseOptimizer(kind="sgd", momentum=0.9, weight_decay=1e-4)
+    return [
+        ("askewsgd[binary]", RA(levels=binary_levels(), alpha=1.0), dict(eps=0.05),
+         lambda p, lr: O.AskewSGD(p, lr, eps=0.05, alpha=1.0)),
+        ("askewsgd[17 levels,sawb,momentum]",
+         RA(levels=uniform_levels(17), alpha=1.0, base=mom, scale="sawb", clamp_nu=True), dict(eps=0.01),
+         lambda p, lr: O.AskewSGD(p, lr, eps=0.01, alpha=1.0, levels=uniform_levels(17), base=mom,
+                                  scale="sawb", clamp_nu=True)),
+        ("binaryconnect", RB(), {}, lambda p, lr: O.BinaryConnect(p, lr)),
+        ("binaryconnect[stochastic,adam]", RB(stochastic=True, base="adam"), {},
+         lambda p, lr: O.BinaryConnect(p, lr, stochastic=True, base="adam", seed=0)),
+        ("proxquant", RP(lambda_rate=1e-3), {}, lambda p, lr: O.ProxQuant(p, lr, lambda_rate=1e-3)),
+        ("proxquant[adam]", RP(lambda_rate=1e-3, base="adam"), {},
+         lambda p, lr: O.ProxQuant(p, lr, lambda_rate=1e-3, base="adam")),
+    ]
+
+
+NETOPT_CASES = None
+
+
+def run_netopt_trajectory(case, *, n_steps=100, dim=64, seed=0, lr=0.05, device="cpu",
+                          mutate: Optional[Callable] = None):
+    """AskewSGD / BinaryConnect / ProxQuant on L(w) = ½‖w − c‖² from identical noise; float64 bit parity."""
+    from refimpl.netopt.binaryconnect import stochastic_levels
+    name, ref_cfg, step_kw, make = case
+    rng = np.random.default_rng(seed + 2)
+    c = rng.standard_normal(dim) * 0.6
+    w0 = rng.standard_normal(dim) * 0.3
+    u = rng.random((n_steps + 1, dim))
+    stochastic = getattr(ref_cfg, "stochastic", False)
+    st = ref_cfg.init([w0])
+    p = torch.tensor(w0, dtype=torch.float64, device=device, requires_grad=True)
+    opt = make([p], lr)
+    if stochastic:
+        opt.binarize_(noise={"u_binarize": torch.as_tensor(u[0], device=device)})
+    if mutate is not None:
+        mutate(opt)
+    ok, first_bad, maxdiff = True, None, 0.0
+    for k in range(n_steps):
+        if stochastic:
+            fwd = [stochastic_levels(st.params[0], ref_cfg.levels, ref_cfg.scale, u[k])]
+        else:
+            fwd = ref_cfg.forward_params(st)
+        st = ref_cfg.step(st, [fwd[0] - c], lr, **step_kw)
+        p.grad = p.detach() - torch.as_tensor(c, device=device)
+        opt.step(noise={"u_binarize": torch.as_tensor(u[k + 1], device=device)} if stochastic else None)
+        mine = (opt.state[p]["latent"] if "latent" in opt.state[p] else p).detach().cpu().numpy()
+        if not np.array_equal(mine, st.params[0]):
+            ok = False
+            first_bad = k if first_bad is None else first_bad
+            maxdiff = max(maxdiff, float(np.max(np.abs(mine - st.params[0]))))
+    return dict(name=name, check="trajectory", steps=n_steps, dim=dim, bitwise=ok, ok=ok, first_bad_step=first_bad,
+                max_abs_diff=maxdiff, detail="bit-identical" if ok else f"differs from step {first_bad}")
+
+
+# -------------------------------------------------------------------------------- distribution
+def run_distribution(case: Case, *, n_chains=2000, n_steps=300, seed=0, eta=0.05, temperature=1.0,
+                     grad_noise=0.1, device="cpu", mutate: Optional[Callable] = None):
+    """Final states of independent chains, refimpl vs torchport, on the 1-D standard Gaussian.
+
+    Returns a row with the KS two-sample p-value and the variance z-test p-value.
+    """
+    from scipy import stats
+    kw = dict(friction=2.0, inverse_mass=2.0) if case.momentum else {}
+    fmt_r = case.fmt
+    ref = refimpl.sample(case.method, "gaussian", dim=1, n_chains=n_chains, n_steps=n_steps, step_size=eta,
+                         seed=seed, fmt=fmt_r, grad_fmt=case.grad_fmt, temperature=temperature,
+                         grad_noise=grad_noise, keep="last", **kw, **case.options)
+    a = np.asarray(ref).reshape(-1)
+    # torch: one parameter (n_chains, 1); BFP blocks per chain (dim=0), as refimpl's per-chain vector
+    fmt_t = BlockFloatingPoint(fmt_r.wl, 0) if isinstance(fmt_r, BlockFloatingPoint) else fmt_r
+    gfmt_t = BlockFloatingPoint(case.grad_fmt.wl, 0) if isinstance(case.grad_fmt, BlockFloatingPoint) \
+        else case.grad_fmt
+    gen = torch.Generator(device=device).manual_seed(seed + 12345)
+    x0 = torch.zeros(n_chains, 1, dtype=torch.float64, device=device)
+    p = x0.clone().requires_grad_(True)
+    opt = case.make([p], eta, temperature, fmt_t, gfmt_t)
+    opt.generator.manual_seed(seed + 777)
+    if case.lp_f:
+        opt.quantize_weights_()
+    if mutate is not None:
+        mutate(opt)
+    for _ in range(n_steps):
+        z = torch.randn(p.shape, generator=gen, dtype=torch.float64, device=device)
+        p.grad = p.detach() + grad_noise * z
+        opt.step()
+    b = _state_of(opt, p, case).detach().cpu().numpy().reshape(-1)
+    ks_p = float(stats.ks_2samp(a, b).pvalue)
+    va, vb = a.var(ddof=1), b.var(ddof=1)
+    se = math.sqrt(_var_se2(a) + _var_se2(b))
+    z = (va - vb) / se if se > 0 else (0.0 if va == vb else math.inf)
+    var_p = float(2 * stats.norm.sf(abs(z)))
+    return dict(name=case.name, check="distribution", chains=n_chains, steps=n_steps, var_refimpl=float(va),
+                var_torchport=float(vb), ks_p=ks_p, var_p=var_p)
+
+
+def _var_se2(x):
+    """Squared SE of the sample variance: (m4 − σ⁴)/n."""
+    m = x.mean()
+    m4 = np.mean((x - m) ** 4)
+    v = x.var()
+    return max(m4 - v * v, 0.0) / x.size
+
+
+# ------------------------------------------------------------------------------------ driver
+def run_crosscheck(*, device="cpu", dtype=torch.float64, n_steps=100, dim=3, n_chains=2000, dist_steps=300,
+                   alpha=1e-3, seed=0, distribution=True, names=None, progress=None):
+    """All cases; returns the list of rows (each with ``ok``)."""
+    rows = []
+    cases = [c for c in all_cases() if names is None or c.name in names]
+    for c in cases:
+        rows.append(run_trajectory(c, n_steps=n_steps, dim=dim, seed=seed, device=device, dtype=dtype))
+        if progress:
+            progress(rows[-1])
+    if dtype == torch.float64:
+        for c in _netopt_cases():
+            if names is None or c[0] in names:
+                rows.append(run_netopt_trajectory(c, n_steps=n_steps, seed=seed, device=device))
+                if progress:
+                    progress(rows[-1])
+    if distribution:
+        dcases = [c for c in cases if c.distribution]
+        n_tests = max(2 * len(dcases), 1)
+        for c in dcases:
+            r = run_distribution(c, n_chains=n_chains, n_steps=dist_steps, seed=seed, device=device)
+            r["threshold"] = alpha / n_tests
+            r["ok"] = bool(r["ks_p"] >= r["threshold"] and r["var_p"] >= r["threshold"])
+            r["detail"] = (f"KS p={r['ks_p']:.3g}, var p={r['var_p']:.3g} "
+                           f"(var {r['var_refimpl']:.4f} vs {r['var_torchport']:.4f})")
+            rows.append(r)
+            if progress:
+                progress(r)
+    return rows
+
+
+def format_table(rows) -> str:
+    """A plain-text table of the rows."""
+    width = max([42] + [len(r["name"]) for r in rows])
+    head = f"{'algorithm':{width}s} {'check':12s} {'result':6s}  detail"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(f"{r['name']:{width}s} {r['check']:12s} {'ok' if r['ok'] else 'FAIL':6s}  {r.get('detail', '')}")
+    n_bad = sum(not r["ok"] for r in rows)
+    lines.append("-" * len(head))
+    lines.append(f"{len(rows) - n_bad} ok, {n_bad} failed")
+    return "\n".join(lines)

@@ -1,0 +1,151 @@
+"""QSGLD as a torch optimizer -- spec (QS1)-(QS5) [reconstruction]; Seok & Cho, arXiv 2305.18864.
+
+Mirrors :mod:`refimpl.qsgld` (same options, defaults, noise streams and
+operation order; see that module for the status of each choice -- the paper's
+update rule, quantizer and schedule were not available, so every choice is a
+parameter and none is presented as the paper's algorithm).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence
+
+import torch
+
+from torchport.quantize import exact_sqrt
+from torchport.optim._base import NoisyOptimizer, _positive
+
+__all__ = ["QSGLD", "qsgld_resolution"]
+
+ROUNDINGS = ("nearest", "stochastic", "uniform", "surrogate")
+
+
+def qsgld_resolution(step: int, lr: float, temperature: float, *, rounding="nearest", q0=None, base=2.0,
+                     schedule="constant", rate=0.0, steps_per_epoch=100, time_index="fractional", c_q=2.0,
+                     resolutions: Optional[Sequence[float]] = None) -> float:
+    """Q_p(t_k) of (QS2) for the 0-based step k (refimpl.qsgld._resolution_at, same float operations).
+
+    q0 = None picks T_eff(Q_p(0)) = T: 1/√(24ηT) (nearest, uniform), 1/√(12ηT)
+    (stochastic), c_q/(2T) (surrogate).  t = t_e + τ/B ("fractional") or t_e + τ
+    ("printed"); h = 0, rate·t or rate·log(1+t); Q_p = q0·base^h.
+    """
+    if resolutions is not None:
+        return float(resolutions[min(step, len(resolutions) - 1)])
+    if q0 is None:
+        if rounding == "stochastic":
+            q0 = 1.0 / math.sqrt(12.0 * lr * temperature)
+        elif rounding == "surrogate":
+            q0 = c_q / (2.0 * temperature)
+        else:
+            q0 = 1.0 / math.sqrt(24.0 * lr * temperature)
+    if schedule == "constant":
+        return q0
+    B = steps_per_epoch
+    te = step // B
+    tau = step - te * B
+    t = te + tau / B if time_index == "fractional" else float(te + tau)
+    h = rate * t if schedule == "linear" else rate * math.log1p(t)
+    return q0 * base ** h
+
+
+class QSGLD(NoisyOptimizer):
+    """QSGLD -- (QS1)-(QS5) [reconstruction of Seok & Cho, arXiv 2305.18864; ICLR 2024 submission #4810].
+
+    With d_k = ∇ (SGD) or the Adam direction, upd = −lr·d_k (+ √(2·lr·T)·ξ_k if
+    ``langevin_noise``, (QS4)), z = θ + upd (``quantize="params"``, (QS3)) or z =
+    upd (``"update"``), q = Q_p(t_k) (QS2):
+
+    * "nearest": z_q = ⌊q z + ½⌋/q;  "stochastic": ⌊q z + u⌋/q  (QS1);
+    * "uniform": z + (u − ½)/q (white-noise hypothesis made literal);
+    * "surrogate": z + √(C_q·lr/q)·ξ_q  (QS5);
+
+    θ ← z_q (or θ + z_q).  Streams: ``"xi"`` (if langevin_noise), then
+    ``"u_round"`` (stochastic/uniform) or ``"xi_q"`` (surrogate).  The step
+    counter k is ``num_steps`` (saved in ``state_dict``).  Adam moments live in
+    ``state[p]["exp_avg"]``/``["exp_avg_sq"]``.  No published defaults exist for
+    q0, base, the schedule or lr (documented in refimpl.qsgld).
+    """
+
+    def __init__(self, params, lr: float, temperature: float = 1.0, *, rounding: str = "nearest",
+                 quantize: str = "params", q0: Optional[float] = None, base: float = 2.0,
+                 schedule: str = "constant", rate: float = 0.0, steps_per_epoch: int = 100,
+                 time_index: str = "fractional", optimizer: str = "sgd", adam_betas=(0.9, 0.999),
+                 adam_eps: float = 1e-8, langevin_noise: bool = False, c_q: float = 2.0,
+                 resolutions: Optional[Sequence[float]] = None, seed: Optional[int] = None,
+                 generator: Optional[torch.Generator] = None):
+        _positive("lr", lr)
+        _positive("temperature", temperature, allow_zero=q0 is not None or resolutions is not None)
+        checks = (("rounding", rounding, ROUNDINGS), ("quantize", quantize, ("params", "update")),
+                  ("schedule", schedule, ("constant", "linear", "log")),
+                  ("time_index", time_index, ("fractional", "printed")), ("optimizer", optimizer, ("sgd", "adam")))
+        for name, v, allowed in checks:
+            if v not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {v!r}")
+        if not base > 1:
+            raise ValueError(f"base must be > 1, got {base!r}")
+        _positive("rate", rate, allow_zero=True)
+        _positive("c_q", c_q)
+        if q0 is not None:
+            _positive("q0", q0)
+        if not (isinstance(steps_per_epoch, int) and steps_per_epoch >= 1):
+            raise ValueError(f"steps_per_epoch must be a positive integer, got {steps_per_epoch!r}")
+        b1, b2 = adam_betas
+        if not (0 <= b1 < 1 and 0 <= b2 < 1):
+            raise ValueError(f"adam_betas must lie in [0, 1), got {adam_betas!r}")
+        self.cfg = dict(rounding=rounding, q0=q0, base=float(base), schedule=schedule, rate=float(rate),
+                        steps_per_epoch=steps_per_epoch, time_index=time_index, c_q=float(c_q),
+                        resolutions=None if resolutions is None else [float(r) for r in resolutions])
+        self.quantize_update = quantize == "update"
+        self.use_adam = optimizer == "adam"
+        self.betas, self.adam_eps = (float(b1), float(b2)), float(adam_eps)
+        self.langevin_noise = bool(langevin_noise)
+        needs_gen = langevin_noise or rounding != "nearest"
+        super().__init__(params, dict(lr=float(lr), temperature=float(temperature)),
+                         seed=0 if (not needs_gen and seed is None and generator is None) else seed,
+                         generator=generator)
+
+    @property
+    def noise_layout(self):
+        lay = [("xi", "normal")] if self.langevin_noise else []
+        r = self.cfg["rounding"]
+        if r in ("stochastic", "uniform"):
+            lay.append(("u_round", "uniform"))
+        elif r == "surrogate":
+            lay.append(("xi_q", "normal"))
+        return tuple(lay)
+
+    def resolution(self, step: Optional[int] = None, group: Optional[dict] = None) -> float:
+        """Q_p(t_k) at step k (default: the next step)."""
+        group = self.param_groups[0] if group is None else group
+        k = self.num_steps if step is None else step
+        return qsgld_resolution(k, group["lr"], group["temperature"], **self.cfg)
+
+    def _update_group(self, group, params, grads, noise):
+        eta, T = group["lr"], group["temperature"]
+        q = self.resolution(self.num_steps, group)
+        t = self.num_steps + 1
+        b1, b2 = self.betas
+        r = self.cfg["rounding"]
+        for i, (p, g) in enumerate(zip(params, grads)):
+            if self.use_adam:
+                st = self.state[p]
+                m = st.get("exp_avg", torch.zeros_like(p)) * b1 + g * (1.0 - b1)
+                v = st.get("exp_avg_sq", torch.zeros_like(p)) * b2 + g * (1.0 - b2) * g
+                st["exp_avg"], st["exp_avg_sq"] = m, v
+                d = (m / (1.0 - b1 ** t)) / (exact_sqrt(v / (1.0 - b2 ** t)) + self.adam_eps)
+            else:
+                d = g
+            upd = d * (-eta)
+            if self.langevin_noise:
+                upd = upd + noise["xi"][i].to(p.dtype) * math.sqrt(2.0 * eta * T * 1.0)
+            z = upd if self.quantize_update else p + upd
+            if r == "nearest":
+                zq = torch.floor(z * q + 0.5) / q
+            elif r == "stochastic":
+                zq = torch.floor(z * q + noise["u_round"][i].to(p.dtype)) / q
+            elif r == "uniform":
+                zq = z + (noise["u_round"][i].to(p.dtype) - 0.5) / q
+            else:
+                zq = z + noise["xi_q"][i].to(p.dtype) * math.sqrt(self.cfg["c_q"] * eta / q)
+            p.copy_(p + zq if self.quantize_update else zq)

@@ -1,0 +1,283 @@
+"""SGHMC family as torch optimizers: ``SGHMC`` (H0)/(H1) and ``LowPrecisionSGHMC`` (H2)-(H4).
+
+The integrator is the exponential (Cheng et al. 2018) one of the LP-SGHMC
+paper (Wang, Chen, Song & Zhang, TMLR 2024, eqs. 3-8), with per-step
+coefficients (H0) for step η = ``lr``, friction γ, inverse mass u and the
+noise covariances multiplied by τ = T/N (spec §3.1 "SGHMC code units": the
+published deep-learning code feeds the per-example-mean gradient and multiplies
+all covariances by T/N; with N = 1 and L = U this is exactly (H1) at
+temperature T).
+
+The position sign s_x defaults to the correct −1 (§3.8); ``position_sign=
+"paper"`` reproduces the published "+" (§7.3.1).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+
+from torchport import quantize as tq
+from refimpl.formats import FixedPoint
+from torchport.optim._base import NoisyOptimizer, _positive, as_format
+
+__all__ = ["SGHMC", "LowPrecisionSGHMC", "sghmc_coefficients"]
+
+
+def sghmc_coefficients(step_size: float, friction: float, inverse_mass: float, temperature: float = 1.0):
+    """Per-step coefficients of (H0): a, c_v, c_xv, c_xg, TΣ_v, TΣ_x, TΣ_xv.
+
+    a = e^{−γη}; c_v = u(1−a)/γ; c_xv = (1−a)/γ; c_xg = u(γη+a−1)/γ²;
+    Σ_v = u(1−a²); Σ_x = u(2γη+4a−a²−3)/γ²; Σ_xv = u(1−a)²/γ, all covariances
+    times the temperature.  Source: LP-SGHMC (TMLR 2024) eq. (3) / Cheng et al.
+    2018.  Evaluated with expm1 (accurate at small γη) in exactly the operation
+    order of refimpl.sghmc._coef, so that both packages use the same floats.
+    Pure Python floats (float64); no randomness.
+    """
+    gamma, eta, u, temp = float(friction), float(step_size), float(inverse_mass), float(temperature)
+    h = gamma * eta
+    em1 = math.expm1(-h)  # a − 1
+    a = 1.0 + em1
+    c_v = -u * em1 / gamma
+    c_xv = -em1 / gamma
+    c_xg = u * (h + em1) / (gamma * gamma)
+    sig_v = -u * temp * math.expm1(-2.0 * h)
+    sig_x = u * temp * (2.0 * (h + em1) - em1 * em1) / (gamma * gamma)  # 2h + 4a − a² − 3
+    sig_xv = u * temp * em1 * em1 / gamma
+    return a, c_v, c_xv, c_xg, sig_v, sig_x, sig_xv
+
+
+def _sign(position_sign):
+    if position_sign in ("correct", -1):
+        return -1.0
+    if position_sign in ("paper", 1):
+        return 1.0
+    raise ValueError(f"position_sign must be 'correct' or 'paper', got {position_sign!r}")
+
+
+class _SGHMCBase(NoisyOptimizer):
+    def __init__(self, params, lr, friction, inverse_mass, temperature, num_data, position_sign,
+                 weight_decay, defaults_extra, seed, generator, foreach):
+        _positive("lr", lr)
+        _positive("friction", friction)
+        _positive("inverse_mass", inverse_mass)
+        _positive("temperature", temperature, allow_zero=True)
+        _positive("num_data", num_data)
+        _positive("weight_decay", weight_decay, allow_zero=True)
+        self.position_sign = position_sign
+        self._sx = _sign(position_sign)
+        defaults = dict(lr=float(lr), friction=float(friction), inverse_mass=float(inverse_mass),
+                        temperature=float(temperature), num_data=float(num_data),
+                        weight_decay=float(weight_decay), **defaults_extra)
+        super().__init__(params, defaults, seed=seed, generator=generator, foreach=foreach)
+
+    def _coeffs(self, group):
+        return sghmc_coefficients(group["lr"], group["friction"], group["inverse_mass"],
+                                  group["temperature"] / group["num_data"])
+
+    def _velocity(self, p, like):
+        st = self.state[p]
+        if "velocity" not in st:
+            st["velocity"] = torch.zeros_like(like)
+        return st["velocity"]
+
+
+def _correlated_noise(z1, z2, s_v, s_x, s_xv):
+    """(ξ^x, ξ^v) from two standard normals, the code's ``brown`` (§3.8): ξ^v = √Σ_v z1, ξ^x = (Σ_xv/Σ_v)ξ^v + √(Σ_x − Σ_xv²/Σ_v) z2."""
+    corr = s_xv / s_v if s_v > 0.0 else 0.0
+    xi_v = z1 * math.sqrt(s_v)
+    xi_x = xi_v * corr + z2 * math.sqrt(max(s_x - s_xv * corr, 0.0))
+    return xi_x, xi_v
+
+
+class SGHMC(_SGHMCBase):
+    """Full-precision SGHMC with the exponential integrator -- spec (H0)/(H1); LP-SGHMC (TMLR 2024) eq. (3).
+
+    v_{k+1} = a·v_k − c_v·g_k + ξ^v_k;   x_{k+1} = x_k + c_xv·v_k + s_x·c_xg·g_k + ξ^x_k
+    with g_k = ``p.grad`` (+ wd·x), coefficients (H0) at η = lr, covariances ×
+    T/N, (ξ^x, ξ^v) correlated as in §3.8, the x-update using the **old** v_k.
+    The velocity lives in ``state[p]["velocity"]`` (zeros at start).
+    Randomness: two standard normals per element per step, streams ``"z1"``
+    (velocity) then ``"z2"`` (position).  Departure from the published code:
+    s_x = −1 by default (the code and paper use +1; ``position_sign="paper"``).
+    """
+
+    def __init__(self, params, lr: float, friction: float = 1.0, inverse_mass: float = 1.0,
+                 temperature: float = 1.0, num_data: float = 1, *, position_sign: str = "correct",
+                 weight_decay: float = 0.0, seed: Optional[int] = None,
+                 generator: Optional[torch.Generator] = None, foreach: Optional[bool] = None):
+        super().__init__(params, lr, friction, inverse_mass, temperature, num_data, position_sign,
+                         weight_decay, {}, seed, generator, foreach)
+
+    @property
+    def noise_layout(self):
+        return (("z1", "normal"), ("z2", "normal"))
+
+    def _update_group(self, group, params, grads, noise):
+        a, c_v, c_xv, c_xg, s_v, s_x, s_xv = self._coeffs(group)
+        wd = group["weight_decay"]
+        for i, (p, g) in enumerate(zip(params, grads)):
+            if wd != 0:
+                g = g + p * wd
+            v = self._velocity(p, p)
+            xi_x, xi_v = _correlated_noise(noise["z1"][i].to(p.dtype), noise["z2"][i].to(p.dtype),
+                                           s_v, s_x, s_xv)
+            v_new = v * a - g * c_v + xi_v
+            p.copy_(p + v * c_xv + g * (self._sx * c_xg) + xi_x)
+            v.copy_(v_new)
+
+
+class LowPrecisionSGHMC(_SGHMCBase):
+    """Low-precision SGHMC -- spec (H2)-(H4); LP-SGHMC (TMLR 2024) eqs. 5, 6, 8 and Alg. 1.
+
+    With g = Q_G(∇) (stochastic rounding; weight decay added after, unquantized):
+
+    * ``accumulator="full"`` (SGHMCLP-F, (H2)): x (``state["accumulator"]``) and
+      v full precision; v' = a v − c_v g + ξ^v; x' = x + c_xv v + s_x c_xg g + ξ^x;
+      θ ← Q_W(x')  (the model sees Q_W(x); stream ``"u_weight"``).
+    * ``"low"``, naive (SGHMCLP-L, (H3)): v' = Q_V(a v − c_v g + ξ^v);
+      x' = Q_W(x + c_xv v + s_x c_xg g + ξ^x)  (streams ``"u_vel"``, ``"u_weight"``).
+    * ``"low"``, ``variance_corrected=True`` (VC SGHMCLP-L, (H4)):
+      v' = Q^vc(a v − c_v g, Σ_v); x' = Q^vc(x + c_xv v + s_x c_xg g, Σ_x) -- two
+      independent Q^vc draws, so Σ_xv is dropped, as published (§3.9, §7.3.3).
+      Streams ``"xi_v", "u_round_v", "u_cat_v", "xi_x", "u_round_x", "u_cat_x"``.
+
+    Q_V is ``velocity_format`` (default: ``weight_format``, as the synthetic
+    code).  ``ties`` and ``vc_bfp_published`` are passed to Q^vc (as refimpl's
+    ``sghmc_vc`` options).  ``velocity_rescaling`` (LP-L/VC, fixed point, (H5) §3.10):
+    None (default, as refimpl), ``"paper"`` (S_v = ‖μ_v‖_∞/Ū) or ``"code"``
+    (S_v = min(1, ‖μ_v‖_∞/(c·Ū)), c = ``velocity_rescaling_constant``), one S_v per
+    parameter group (refimpl: per chain); the stored velocity is Q((μ_v + ξ^v)/S_v)
+    (naive) or Q^vc(μ_v/S_v, Σ_v/S_v²) (VC), and the velocity used is stored·S_v.  Streams
+    otherwise: ``"u_grad"`` (if ``grad_format``), ``"z1"``, ``"z2"`` (not VC).
+    Departure from the published code: s_x = −1 by default; consistent (H0)
+    covariances in the VC branch (the code's η/N-inside-exp quirk, §7.3.4, is
+    not reproduced).
+    """
+
+    def __init__(self, params, lr: float, friction: float = 1.0, inverse_mass: float = 1.0,
+                 temperature: float = 1.0, num_data: float = 1, *, weight_format=None, grad_format=None,
+                 velocity_format="same", accumulator: str = "full", variance_corrected: bool = False,
+                 ties: Optional[str] = None, vc_bfp_published: bool = False, position_sign: str = "correct",
+                 velocity_rescaling: Optional[str] = None, velocity_rescaling_constant: float = 1.0,
+                 weight_decay: float = 0.0, quantize_initial: bool = True,
+                 seed: Optional[int] = None, generator: Optional[torch.Generator] = None,
+                 foreach: Optional[bool] = None):
+        if accumulator not in ("full", "low"):
+            raise ValueError(f"accumulator must be 'full' or 'low', got {accumulator!r}")
+        self.weight_format = as_format(weight_format, "weight_format")
+        self.grad_format = as_format(grad_format, "grad_format")
+        self.velocity_format = (self.weight_format if velocity_format == "same"
+                                else as_format(velocity_format, "velocity_format"))
+        if variance_corrected and (accumulator != "low" or self.weight_format is None):
+            raise ValueError("variance_corrected=True needs accumulator='low' and a weight_format, got "
+                             f"accumulator={accumulator!r}, weight_format={weight_format!r}")
+        self.accumulator = accumulator
+        self.variance_corrected = bool(variance_corrected)
+        if ties not in (None, "away", "even", "up"):
+            raise ValueError(f"ties must be None, 'away', 'even' or 'up', got {ties!r}")
+        self.vc_options = dict(ties=ties, vc_published=bool(vc_bfp_published))
+        if velocity_rescaling not in (None, "paper", "code"):
+            raise ValueError(f"velocity_rescaling must be None, 'paper' or 'code', got {velocity_rescaling!r}")
+        if velocity_rescaling is not None and (accumulator != "low" or not isinstance(self.weight_format, FixedPoint)
+                                               or self.velocity_format != self.weight_format):
+            raise ValueError("velocity_rescaling needs accumulator='low' and a FixedPoint weight_format (also used "
+                             f"for the velocity), got accumulator={accumulator!r}, weight_format={weight_format!r}")
+        _positive("velocity_rescaling_constant", velocity_rescaling_constant)
+        self.velocity_rescaling = velocity_rescaling
+        self.velocity_rescaling_constant = float(velocity_rescaling_constant)
+        super().__init__(params, lr, friction, inverse_mass, temperature, num_data, position_sign,
+                         weight_decay, {}, seed, generator, foreach)
+        for group in self.param_groups:
+            for p in group["params"]:
+                self.state[p]["velocity"] = torch.zeros_like(p)
+                if accumulator == "full":
+                    self.state[p]["accumulator"] = p.detach().clone()
+        if quantize_initial:
+            self.quantize_weights_()
+
+    @property
+    def noise_layout(self):
+        lay = [("u_grad", "uniform")] if self.grad_format is not None else []
+        if self.variance_corrected:
+            return tuple(lay + [("xi_v", "normal"), ("u_round_v", "uniform"), ("u_cat_v", "uniform"),
+                                ("xi_x", "normal"), ("u_round_x", "uniform"), ("u_cat_x", "uniform")])
+        lay += [("z1", "normal"), ("z2", "normal")]
+        if self.accumulator == "low" and self.velocity_format is not None:
+            lay.append(("u_vel", "uniform"))
+        if self.weight_format is not None:
+            lay.append(("u_weight", "uniform"))
+        return tuple(lay)
+
+    @torch.no_grad()
+    def quantize_weights_(self, noise=None):
+        """θ ← Q_W(acc) (stochastic, stream ``"u_weight"``) for "full"; θ ← Q^d(θ) (nearest) for "low"."""
+        if self.weight_format is None:
+            return
+        params = [p for g in self.param_groups for p in g["params"]]
+        if self.accumulator == "low":  # stored weights: Q^d(θ_0), as refimpl's LP-L init (no noise)
+            for p in params:
+                p.copy_(tq.quantize(p.detach(), self.weight_format, "nearest"))
+            return
+        flat = self._step_noise(noise, params, layout=(("u_weight", "uniform"),))
+        for p, u in zip(params, self._split(flat, params)["u_weight"]):
+            src = self.state[p]["accumulator"] if self.accumulator == "full" else p
+            p.copy_(tq._sr_fast(src, self.weight_format, u))
+
+    def _velocity_scale(self, vmax: float) -> float:
+        """S_v of (H5): ‖μ_v‖_∞/Ū ("paper") or min(1, ‖μ_v‖_∞/(c·Ū)) ("code"); 1 when off or when μ_v = 0."""
+        ubar = self.weight_format.hi
+        if self.velocity_rescaling == "paper":
+            sv = vmax / ubar
+        elif self.velocity_rescaling == "code":
+            sv = min(1.0, vmax / (self.velocity_rescaling_constant * ubar))
+        else:
+            return 1.0
+        return sv if sv > 0.0 else 1.0
+
+    def _update_group(self, group, params, grads, noise):
+        a, c_v, c_xv, c_xg, s_v, s_x, s_xv = self._coeffs(group)
+        wd = group["weight_decay"]
+        full = self.accumulator == "full"
+        parts = []
+        for i, (p, g) in enumerate(zip(params, grads)):
+            if self.grad_format is not None:
+                g = tq._sr_fast(g, self.grad_format, noise["u_grad"][i])
+            x = self.state[p]["accumulator"] if full else p
+            if wd != 0:
+                g = g + x * wd
+            v = self._velocity(p, p)
+            parts.append((v * a - g * c_v, x + v * c_xv + g * (self._sx * c_xg)))
+        S = 1.0
+        if self.velocity_rescaling is not None:  # (H5): one S_v per group (refimpl: per chain)
+            S = self._velocity_scale(float(max(float(mu_v.abs().max()) for mu_v, _ in parts)))
+            self.state["velocity_scale"] = S
+        for i, (p, (mu_v, mu_x)) in enumerate(zip(params, parts)):
+            v = self.state[p]["velocity"]
+            x = self.state[p]["accumulator"] if full else p
+            if self.variance_corrected:
+                stored = tq._vc_fast(mu_v / S, s_v / (S * S), self.velocity_format, noise["xi_v"][i],
+                                     noise["u_round_v"][i], noise["u_cat_v"][i], **self.vc_options)
+                x_new = tq._vc_fast(mu_x, s_x, self.weight_format, noise["xi_x"][i], noise["u_round_x"][i],
+                                    noise["u_cat_x"][i], **self.vc_options)
+                v.copy_(stored * S)
+                p.copy_(x_new)
+                continue
+            xi_x, xi_v = _correlated_noise(noise["z1"][i].to(p.dtype), noise["z2"][i].to(p.dtype),
+                                           s_v, s_x, s_xv)
+            v_new = mu_v + xi_v
+            x_new = mu_x + xi_x
+            if full:
+                v.copy_(v_new)
+                x.copy_(x_new)
+                p.copy_(x if self.weight_format is None else
+                        tq._sr_fast(x, self.weight_format, noise["u_weight"][i]))
+            else:
+                if self.velocity_format is not None:
+                    v_new = tq._sr_fast(v_new / S, self.velocity_format, noise["u_vel"][i]) * S
+                if self.weight_format is not None:
+                    x_new = tq._sr_fast(x_new, self.weight_format, noise["u_weight"][i])
+                v.copy_(v_new)
+                p.copy_(x_new)

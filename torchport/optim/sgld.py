@@ -1,0 +1,221 @@
+"""SGLD family as torch optimizers: ``SGLD`` (S1) and ``LowPrecisionSGLD`` (S2)-(S6).
+
+Scaling contract (spec §3.1, (S0)).  For a loss L whose gradient is in
+``p.grad``, one step of ``SGLD(params, lr, temperature=T, num_data=N)`` is
+
+    θ ← θ − lr·(∇L + wd·θ) + √(2·lr·T/N)·ξ,        ξ ~ N(0, I).
+
+* L = U (the full negative log posterior) and N = 1: textbook SGLD (S1) with
+  step η = lr and temperature T.
+* L = mean minibatch NLL + (−log prior)/N = U/N and N = dataset size: this is
+  the published deep-learning code (ruqizhang/low-precision-sgld bnn/optim.py),
+  i.e. (S1) with η = lr/N -- the noise variance 2·lr·T/N = 2ηT.
+
+Worked example (docs/torchport.md): N = 50000, lr = 0.5, T = 1e-3 gives noise
+variance 2·0.5·1e-3/50000 = 2e-8 per coordinate and per step, equal to 2ηT with
+η = lr/N = 1e-5.
+
+Every arithmetic step is written as separate torch operations in the order of
+refimpl's kernels (no ``alpha=`` fused multiply-adds), so that float64 CPU
+trajectories equal refimpl's bit for bit when fed the same noise.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+
+from torchport import quantize as tq
+from torchport.optim._base import NoisyOptimizer, _positive, as_format
+
+__all__ = ["SGLD", "LowPrecisionSGLD"]
+
+
+def _noise_var(lr, temperature, num_data):
+    """V = 2·lr·T/N, the injected per-coordinate variance (S0)."""
+    return 2.0 * lr * temperature / num_data
+
+
+def _noise_std(lr, temperature, num_data):
+    """√(2·lr·T/N) (S0)."""
+    return math.sqrt(_noise_var(lr, temperature, num_data))
+
+
+class SGLD(NoisyOptimizer):
+    """Full-precision SGLD -- spec (S1); Welling & Teh 2011 eq. (4); LP-SGLD (Zhang et al. 2022) eq. (2).
+
+    θ_{k+1} = θ_k − lr·(g_k + wd·θ_k) + √(2·lr·T/N)·ξ_k  with g_k = ``p.grad``.
+
+    Parameters: ``lr`` > 0, ``temperature`` T ≥ 0, ``num_data`` N ≥ 1 (see the
+    module docstring for the scaling contract), ``weight_decay`` wd ≥ 0 (a
+    Gaussian prior term added to the gradient, unquantized), ``add_noise``
+    (False gives plain SGD, the noise-free baseline), ``foreach`` (multi-tensor
+    ``torch._foreach_*`` path; bitwise identical to the per-tensor path),
+    ``seed``/``generator``.  Randomness: one standard normal per element per
+    step (stream ``"xi"``).  Departure from the published code: none in the
+    update; the noise is drawn from an explicit generator rather than CUDA's
+    global RNG.
+    """
+
+    def __init__(self, params, lr: float, temperature: float = 1.0, num_data: float = 1, *,
+                 weight_decay: float = 0.0, add_noise: bool = True, seed: Optional[int] = None,
+                 generator: Optional[torch.Generator] = None, foreach: Optional[bool] = None):
+        _positive("lr", lr)
+        _positive("temperature", temperature, allow_zero=True)
+        _positive("num_data", num_data)
+        _positive("weight_decay", weight_decay, allow_zero=True)
+        self.add_noise = bool(add_noise)
+        defaults = dict(lr=float(lr), temperature=float(temperature), num_data=float(num_data),
+                        weight_decay=float(weight_decay))
+        super().__init__(params, defaults, seed=seed, generator=generator, foreach=foreach)
+
+    @property
+    def noise_layout(self):
+        return (("xi", "normal"),) if self.add_noise else ()
+
+    def _update_group(self, group, params, grads, noise):
+        lr, wd = group["lr"], group["weight_decay"]
+        std = _noise_std(lr, group["temperature"], group["num_data"])
+        if self._use_foreach(group, params):
+            d = list(grads) if wd == 0 else torch._foreach_add(grads, torch._foreach_mul(params, wd))
+            torch._foreach_sub_(params, torch._foreach_mul(d, lr))
+            if self.add_noise:
+                xs = [z if z.dtype == q.dtype else z.to(q.dtype) for z, q in zip(noise["xi"], params)]
+                torch._foreach_add_(params, torch._foreach_mul(xs, std))
+            return
+        for i, (p, g) in enumerate(zip(params, grads)):
+            d = g if wd == 0 else g + p * wd
+            p.sub_(d * lr)
+            if self.add_noise:
+                p.add_(noise["xi"][i].to(p.dtype) * std)
+
+
+class LowPrecisionSGLD(NoisyOptimizer):
+    """Low-precision SGLD and SGD -- spec (S2)-(S6); LP-SGLD (Zhang, Wilson & De Sa 2022) eqs. 1, 14, 17.
+
+    With g_q = Q_G(g) (stochastic rounding, Q2'), d = g_q + wd·θ (weight decay
+    unquantized and added after Q_G, §3.11), σ = √(2·lr·T/N):
+
+    * ``accumulator="full"`` (SGLDLP-F, (S4); ``add_noise=False``: SGDLP-F (S2)):
+      acc ← acc − lr·d + σ·ξ;  θ ← Q_W(acc)  (θ is what the model sees; acc in
+      ``state[p]["accumulator"]``, the parameter's dtype).
+    * ``accumulator="low"``, ``variance_corrected=False`` (naive SGLDLP-L (S5);
+      no noise: SGDLP-L (S3)):  θ ← Q_W(θ − lr·d + σ·ξ).
+    * ``accumulator="low"``, ``variance_corrected=True`` (VC SGLDLP-L, (S6)):
+      θ ← Q^vc(θ − lr·d, V = σ², Q_W's grid)  ((Q5)/(Q6)).
+
+    Q_W is stochastic rounding to ``weight_format`` (refimpl format or string,
+    e.g. ``"fixed:8:6"``), Q_G to ``grad_format`` (None: full-precision
+    gradient).  With ``quantize_initial=True`` (default) the constructor sets
+    θ ← Q_W(acc) by stochastic rounding for "full" (stream ``"u_weight"``; acc
+    keeps the unquantized value), so the first gradient is taken at
+    low-precision weights as (S4) requires, and θ ← Q^d(θ) (nearest, no noise)
+    for "low" (the stored weights live on the grid, as refimpl's LP-L init);
+    the published code's first forward pass uses the unquantized initial
+    weights (§7.2.5) -- ``quantize_initial=False``.
+
+    ``ties`` (tie rule of Q^d inside (Q5)) and ``vc_bfp_published`` (reproduce
+    the published BFP/float ``fp_Q_vc`` fallback to plain Q^s, §7.2.1) are
+    passed to Q^vc, as refimpl's ``sgld_vc`` options.
+
+    Randomness per step, in order: ``"u_grad"`` (uniform, if ``grad_format``),
+    then ``"xi"`` (normal, if noise) and ``"u_weight"`` (uniform) -- or, for VC,
+    ``"xi"``, ``"u_round"``, ``"u_cat"`` (refimpl's ``vc_into`` layout).
+    For "full", ``"u_weight"`` at step k rounds acc_{k+1}, i.e. it is the weight
+    rounding that refimpl's step k+1 performs before its gradient.
+    """
+
+    def __init__(self, params, lr: float, temperature: float = 1.0, num_data: float = 1, *,
+                 weight_format=None, grad_format=None, accumulator: str = "full",
+                 variance_corrected: bool = False, ties: Optional[str] = None, vc_bfp_published: bool = False,
+                 weight_decay: float = 0.0, add_noise: bool = True,
+                 quantize_initial: bool = True, seed: Optional[int] = None,
+                 generator: Optional[torch.Generator] = None, foreach: Optional[bool] = None):
+        _positive("lr", lr)
+        _positive("temperature", temperature, allow_zero=True)
+        _positive("num_data", num_data)
+        _positive("weight_decay", weight_decay, allow_zero=True)
+        if accumulator not in ("full", "low"):
+            raise ValueError(f"accumulator must be 'full' or 'low', got {accumulator!r}")
+        self.weight_format = as_format(weight_format, "weight_format")
+        self.grad_format = as_format(grad_format, "grad_format")
+        if variance_corrected and accumulator != "low":
+            raise ValueError(f"variance_corrected=True needs accumulator='low', got accumulator={accumulator!r}")
+        if variance_corrected and (self.weight_format is None or not add_noise):
+            raise ValueError("variance_corrected=True needs a weight_format and add_noise=True, got "
+                             f"weight_format={weight_format!r}, add_noise={add_noise!r}")
+        self.accumulator = accumulator
+        self.variance_corrected = bool(variance_corrected)
+        if ties not in (None, "away", "even", "up"):
+            raise ValueError(f"ties must be None, 'away', 'even' or 'up', got {ties!r}")
+        self.vc_options = dict(ties=ties, vc_published=bool(vc_bfp_published))
+        self.add_noise = bool(add_noise)
+        defaults = dict(lr=float(lr), temperature=float(temperature), num_data=float(num_data),
+                        weight_decay=float(weight_decay))
+        super().__init__(params, defaults, seed=seed, generator=generator, foreach=foreach)
+        if accumulator == "full":
+            for group in self.param_groups:
+                for p in group["params"]:
+                    self.state[p]["accumulator"] = p.detach().clone()
+        if quantize_initial:
+            self.quantize_weights_()
+
+    @property
+    def noise_layout(self):
+        lay = []
+        if self.grad_format is not None:
+            lay.append(("u_grad", "uniform"))
+        if self.variance_corrected:
+            lay += [("xi", "normal"), ("u_round", "uniform"), ("u_cat", "uniform")]
+        else:
+            if self.add_noise:
+                lay.append(("xi", "normal"))
+            if self.weight_format is not None:
+                lay.append(("u_weight", "uniform"))
+        return tuple(lay)
+
+    @torch.no_grad()
+    def quantize_weights_(self, noise=None):
+        """θ ← Q_W(source) for every parameter (source = acc for "full", θ for "low"); stream "u_weight"."""
+        if self.weight_format is None:
+            return
+        params = [p for g in self.param_groups for p in g["params"]]
+        if self.accumulator == "low":  # stored weights: Q^d(θ_0), as refimpl's LP-L init (no noise)
+            for p in params:
+                p.copy_(tq.quantize(p.detach(), self.weight_format, "nearest"))
+            return
+        flat = self._step_noise(noise, params, layout=(("u_weight", "uniform"),))
+        parts = self._split(flat, params)["u_weight"]
+        for p, u in zip(params, parts):
+            src = self.state[p]["accumulator"] if self.accumulator == "full" else p
+            p.copy_(tq._sr_fast(src, self.weight_format, u))
+
+    def _update_group(self, group, params, grads, noise):
+        lr, wd = group["lr"], group["weight_decay"]
+        std = _noise_std(lr, group["temperature"], group["num_data"])
+        for i, (p, g) in enumerate(zip(params, grads)):
+            if self.grad_format is not None:
+                g = tq._sr_fast(g, self.grad_format, noise["u_grad"][i])
+            full = self.accumulator == "full"
+            x = self.state[p]["accumulator"] if full else p
+            d = g if wd == 0 else g + x * wd
+            mu = x - d * lr
+            if self.variance_corrected:
+                var = _noise_var(lr, group["temperature"], group["num_data"])
+                p.copy_(tq._vc_fast(mu, var, self.weight_format, noise["xi"][i], noise["u_round"][i],
+                                    noise["u_cat"][i], **self.vc_options))
+                continue
+            if self.add_noise:
+                mu = mu + noise["xi"][i].to(mu.dtype) * std
+            if full:
+                x.copy_(mu)
+                if self.weight_format is not None:
+                    p.copy_(tq._sr_fast(x, self.weight_format, noise["u_weight"][i]))
+                else:
+                    p.copy_(x)
+            elif self.weight_format is not None:
+                p.copy_(tq._sr_fast(mu, self.weight_format, noise["u_weight"][i]))
+            else:
+                p.copy_(mu)
