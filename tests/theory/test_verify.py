@@ -1,0 +1,69 @@
+"""``qlangevin verify`` end to end on one tiny claim, the report schema, and the failing exit path."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from qlangevin.cli import main
+from theory import cli_verify
+from theory.claims import get_claims
+from theory.report import SCHEMA
+
+from theory_toy_sampler import make_toy_sampler  # tests/theory is on sys.path (pytest rootdir import mode)
+
+MEASUREMENT_KEYS = {"label", "parameters", "quantity", "value", "ci", "se", "prediction", "bound", "tolerance", "passed", "note"}
+CLAIM_KEYS = {"id", "source", "statement", "experiment", "measured", "prediction", "pass_rule", "verdict", "duration_s",
+              "error", "figures", "info", "measurements"}
+
+
+def test_verify_writes_report_with_schema(tmp_path):
+    report = cli_verify.verify(get_claims(["sghmc-moments"]), mode="tiny", seed=3, out_dir=tmp_path,
+                               sampler=make_toy_sampler(), progress=False)
+    data = json.loads((tmp_path / "report.json").read_text())
+    assert data == json.loads(json.dumps(report))
+    assert data["schema"] == SCHEMA and data["verdict"] == "pass" and data["mode"] == "tiny" and data["seed"] == 3
+    (claim,) = data["claims"]
+    assert set(claim) == CLAIM_KEYS and claim["verdict"] == "pass"
+    for m in claim["measurements"]:
+        assert set(m) == MEASUREMENT_KEYS
+        assert isinstance(m["value"], float) and len(m["ci"]) == 2
+    md = (tmp_path / "report.md").read_text()
+    assert "sghmc-moments" in md and "PASS" in md
+
+
+def test_verify_figures_written(tmp_path):
+    report = cli_verify.verify(get_claims(["sgld-overdispersion"]), mode="tiny", out_dir=tmp_path,
+                               sampler=make_toy_sampler(), progress=False)
+    figs = report["claims"][0]["figures"]
+    assert figs and all((tmp_path / f).is_file() for f in figs)
+
+
+def test_cli_exit_code_nonzero_when_a_claim_fails(tmp_path, monkeypatch):
+    import theory.experiments
+
+    monkeypatch.setattr(theory.experiments, "default_sampler", lambda: make_toy_sampler(flip_sign=True))
+    rc = main(["verify", "--tiny", "--only", "sghmc-moments", "--out", str(tmp_path), "--workers", "1", "--no-progress"])
+    assert rc == 1
+    data = json.loads((tmp_path / "report.json").read_text())
+    assert data["verdict"] == "fail" and data["claims"][0]["verdict"] == "fail"
+
+
+def test_cli_exit_code_zero_when_all_pass(tmp_path, monkeypatch):
+    import theory.experiments
+
+    monkeypatch.setattr(theory.experiments, "default_sampler", lambda: make_toy_sampler())
+    rc = main(["verify", "--tiny", "--only", "sghmc-moments", "--out", str(tmp_path), "--workers", "1", "--no-progress"])
+    assert rc == 0
+
+
+def test_cli_list_and_bad_only(capsys, tmp_path):
+    assert main(["verify", "--list"]) == 0
+    assert "lpsgld-bounds-d1" in capsys.readouterr().out
+    assert main(["verify", "--only", "no-such-claim", "--out", str(tmp_path)]) == 2
+
+
+def test_cli_quick_and_full_are_exclusive():
+    with pytest.raises(SystemExit):
+        main(["verify", "--quick", "--full"])

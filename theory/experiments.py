@@ -1,0 +1,325 @@
+"""Experiments behind the claims: law at step k from many chains, estimates with errors, sweeps.
+
+An experiment runs ``n_chains`` independent chains for ``n_steps`` steps and keeps
+**one draw per chain, at the last step**, so the ``n_chains`` draws are i.i.d. from
+the law μ_k of the chain at step k = ``n_steps`` (what the theorems bound).  The
+sampler is injectable: any callable with the signature of ``refimpl.sample``
+(docs/architecture.md) works, so tests substitute deliberately broken samplers.
+
+Statistical conventions (used by every pass rule):
+
+* a variance estimate carries its standard error from the fourth central moment,
+  ``se² = (m4 − s⁴)/n`` (delta method; valid for any law with a finite m4);
+* confidence intervals are 95% unless stated; bootstrap intervals are percentile
+  intervals over ``n_boot`` resamples drawn from an explicit Generator;
+* log–log slopes are least-squares fits of log y on log x; their CI comes from
+  refitting on bootstrap replicates of every point.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, NamedTuple
+
+import numpy as np
+
+__all__ = [
+    "Sampler",
+    "default_sampler",
+    "law_at_step",
+    "law_path",
+    "Estimate",
+    "variance_estimate",
+    "mean_estimate",
+    "bootstrap",
+    "bootstrap_ci",
+    "SlopeFit",
+    "loglog_slope",
+    "Measurement",
+    "within_prediction",
+    "derive_seed",
+    "Z_PASS",
+]
+
+#: A pass rule "agrees with a prediction" allows |measured − predicted| ≤ Z_PASS standard errors
+#: (plus any stated model error).  5σ: a correct sampler fails one check with probability ~6e-7,
+#: so the ~100 checks of a full run fail spuriously with probability < 1e-4.
+Z_PASS = 5.0
+
+Sampler = Callable[..., np.ndarray]
+
+
+def default_sampler() -> Sampler:
+    """The reference sampler ``refimpl.sample`` (imported lazily)."""
+    from refimpl import sample
+
+    return sample
+
+
+def derive_seed(base: int, *labels: Any) -> int:
+    """A reproducible 63-bit seed from a base seed and labels (order matters).
+
+    Uses ``numpy.random.SeedSequence`` on the base seed and a stable hash of the
+    labels, so every experiment in a claim gets its own independent stream and
+    the same (seed, labels) always gives the same stream.
+    """
+    import zlib
+
+    words = [int(base) & 0xFFFFFFFF] + [zlib.crc32(repr(lab).encode()) for lab in labels]
+    return int(np.random.SeedSequence(words).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def _accepts(fn, name: str) -> bool:
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return True
+    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def law_at_step(
+    sampler: Sampler,
+    method: str,
+    target,
+    *,
+    n_chains: int,
+    n_steps: int,
+    step_size: float,
+    seed: int,
+    dim: int = 1,
+    **kwargs,
+) -> np.ndarray:
+    """Draws from μ_k, the law of the chain at step k = ``n_steps``: array (n_chains, dim).
+
+    Calls ``sampler(method, target, dim=..., n_chains=..., n_steps=..., step_size=...,
+    seed=..., keep="last", **kwargs)`` and returns the last kept draw of every chain.
+    """
+    if int(n_chains) < 2:
+        raise ValueError(f"n_chains must be >= 2, got {n_chains!r}")
+    if int(n_steps) < 1:
+        raise ValueError(f"n_steps must be >= 1, got {n_steps!r}")
+    out = sampler(
+        method,
+        target,
+        dim=int(dim),
+        n_chains=int(n_chains),
+        n_steps=int(n_steps),
+        step_size=float(step_size),
+        seed=int(seed),
+        keep="last",
+        **kwargs,
+    )
+    out = np.asarray(out, dtype=np.float64)
+    if out.ndim != 3 or out.shape[1:] != (int(n_chains), int(dim)):
+        raise ValueError(f"sampler returned shape {out.shape}, expected (n_kept, {n_chains}, {dim})")
+    if not np.all(np.isfinite(out[-1])):
+        raise FloatingPointError(f"{method} produced non-finite draws at step {n_steps} (step_size={step_size})")
+    return out[-1]
+
+
+def law_path(
+    sampler: Sampler,
+    method: str,
+    target,
+    *,
+    steps,
+    n_chains: int,
+    step_size: float,
+    seed: int,
+    dim: int = 1,
+    max_bytes: float = 4e8,
+    **kwargs,
+) -> np.ndarray:
+    """Draws from μ_k for several k in one run: array (len(steps), n_chains, dim).
+
+    ``steps`` are step counts k ≥ 1 (the state after k steps).  One run of
+    max(steps) steps with ``keep="all"``, ``burn_in = min(steps) − 1``, ``thin = 1``
+    (refimpl.sample stores the state after step index j, j = 0..n_steps−1, i.e.
+    after j + 1 steps, for j ≥ burn_in).  Draws at different k come from the same
+    chains, so they are dependent across k (but i.i.d. across chains).
+    """
+    ks = sorted({int(k) for k in steps})
+    if not ks or ks[0] < 1:
+        raise ValueError(f"steps must be step counts >= 1, got {steps!r}")
+    span = ks[-1] - ks[0] + 1
+    if span * int(n_chains) * int(dim) * 8 > max_bytes:
+        raise ValueError(f"law_path would store {span}×{n_chains}×{dim} float64; reduce steps or n_chains")
+    out = sampler(
+        method,
+        target,
+        dim=int(dim),
+        n_chains=int(n_chains),
+        n_steps=ks[-1],
+        step_size=float(step_size),
+        seed=int(seed),
+        burn_in=ks[0] - 1,
+        thin=1,
+        keep="all",
+        **kwargs,
+    )
+    out = np.asarray(out, dtype=np.float64)
+    if out.shape != (span, int(n_chains), int(dim)):
+        raise ValueError(f"sampler returned shape {out.shape}, expected ({span}, {n_chains}, {dim})")
+    idx = {k: k - ks[0] for k in ks}
+    res = np.stack([out[idx[int(k)]] for k in steps])
+    if not np.all(np.isfinite(res)):
+        raise FloatingPointError(f"{method} produced non-finite draws (step_size={step_size})")
+    return res
+
+
+class Estimate(NamedTuple):
+    """A point estimate, its standard error and a 95% interval."""
+
+    value: float
+    se: float
+    lo: float
+    hi: float
+
+
+def variance_estimate(x, center: float | None = 0.0) -> Estimate:
+    """Second central moment about ``center`` (None: about the sample mean), pooled over columns.
+
+    ``x``: (n,) or (n, d) i.i.d. rows; with d > 1 the d coordinates are pooled
+    (they are i.i.d. for the product targets used here).  Standard error from the
+    fourth moment (delta method): se² = (m4 − m2²)/N with N the number of pooled
+    values.  Centering at the known mean 0 avoids the 1/n bias of the sample mean.
+    """
+    a = np.asarray(x, dtype=np.float64).ravel()
+    c = a.mean() if center is None else float(center)
+    dev2 = (a - c) ** 2
+    m2 = float(dev2.mean())
+    se = float(np.sqrt(max(np.mean(dev2**2) - m2**2, 0.0) / a.size))
+    return Estimate(m2, se, m2 - 1.96 * se, m2 + 1.96 * se)
+
+
+def mean_estimate(x) -> Estimate:
+    """Sample mean with SE = s/√n and a normal 95% interval (rows i.i.d.)."""
+    a = np.asarray(x, dtype=np.float64).ravel()
+    m = float(a.mean())
+    se = float(a.std(ddof=1) / math.sqrt(a.size))
+    return Estimate(m, se, m - 1.96 * se, m + 1.96 * se)
+
+
+def bootstrap(stat: Callable[[np.ndarray], float], x, rng: np.random.Generator, n_boot: int = 200) -> np.ndarray:
+    """``n_boot`` bootstrap replicates of ``stat`` over the rows of ``x`` (rows resampled with replacement)."""
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+    a = np.asarray(x)
+    n = a.shape[0]
+    return np.array([stat(a[rng.integers(0, n, n)]) for _ in range(int(n_boot))])
+
+
+def bootstrap_ci(stat, x, rng, n_boot: int = 200, level: float = 0.95, kind: str = "percentile") -> Estimate:
+    """Point estimate ``stat(x)`` with a percentile bootstrap interval and bootstrap SE.
+
+    The interval is widened to contain the point estimate if needed: for W2
+    estimators the resamples (which contain ties) are biased upward, so the
+    percentile interval can sit above the estimate.  Its upper end is then
+    conservative, which is the side the bound checks use.
+
+    With ``kind="normal"`` the interval is ``value ± z·se_boot`` instead (the
+    bootstrap spread without its upward shift), used where two estimates are
+    compared with each other rather than with an upper bound.
+    """
+    if kind not in ("percentile", "normal"):
+        raise ValueError(f"kind must be 'percentile' or 'normal', got {kind!r}")
+    reps = bootstrap(stat, x, rng, n_boot)
+    a = (1 - level) / 2
+    v = float(stat(np.asarray(x)))
+    se = float(reps.std(ddof=1))
+    if kind == "normal":
+        from scipy.stats import norm as _norm
+
+        z = float(_norm.ppf(1 - a))
+        return Estimate(v, se, v - z * se, v + z * se)
+    lo, hi = float(np.quantile(reps, a)), float(np.quantile(reps, 1 - a))
+    return Estimate(v, se, min(lo, v), max(hi, v))
+
+
+class SlopeFit(NamedTuple):
+    """Fitted slope, its 95% bootstrap percentile interval, intercept and bootstrap SE."""
+
+    slope: float
+    lo: float
+    hi: float
+    intercept: float
+    se: float = float("nan")
+
+
+def loglog_slope(xs, ys, replicates=None, level: float = 0.95) -> SlopeFit:
+    """Least-squares slope of log y on log x, with a CI from per-point bootstrap replicates.
+
+    ``replicates``: array (n_boot, len(xs)) of bootstrap replicates of each y
+    (independent across points, since each point is its own experiment).  Without
+    replicates the interval is the point value.
+    """
+    lx = np.log(np.asarray(xs, float))
+    ly = np.log(np.asarray(ys, float))
+    slope, icpt = np.polyfit(lx, ly, 1)
+    if replicates is None:
+        return SlopeFit(float(slope), float(slope), float(slope), float(icpt))
+    reps = np.asarray(replicates, float)
+    ok = np.all(reps > 0, axis=1)
+    sl = np.array([np.polyfit(lx, np.log(r), 1)[0] for r in reps[ok]])
+    a = (1 - level) / 2
+    return SlopeFit(float(slope), float(np.quantile(sl, a)), float(np.quantile(sl, 1 - a)), float(icpt), float(sl.std(ddof=1)))
+
+
+@dataclass
+class Measurement:
+    """One measured quantity of a claim (one row of the report).
+
+    ``passed`` is None for rows that are reported but not judged.
+    """
+
+    label: str
+    parameters: dict
+    quantity: str
+    value: float
+    ci: tuple[float, float]
+    se: float | None = None
+    prediction: float | None = None
+    bound: float | None = None
+    tolerance: float | None = None
+    passed: bool | None = None
+    note: str = ""
+
+    def to_json(self) -> dict:
+        """JSON-ready dict (numpy scalars converted; non-finite floats as strings)."""
+        def f(v):
+            if v is None:
+                return None
+            if isinstance(v, (bool, np.bool_)):
+                return bool(v)
+            if isinstance(v, (int, np.integer)):
+                return int(v)
+            if isinstance(v, (float, np.floating)):
+                v = float(v)
+                return v if math.isfinite(v) else str(v)
+            return v
+
+        return {
+            "label": self.label,
+            "parameters": {k: f(v) if not isinstance(v, (list, tuple)) else [f(t) for t in v] for k, v in self.parameters.items()},
+            "quantity": self.quantity,
+            "value": f(self.value),
+            "ci": [f(self.ci[0]), f(self.ci[1])],
+            "se": f(self.se),
+            "prediction": f(self.prediction),
+            "bound": f(self.bound),
+            "tolerance": f(self.tolerance),
+            "passed": self.passed,
+            "note": self.note,
+        }
+
+
+def within_prediction(value: float, se: float, prediction: float, model_error: float = 0.0, z: float = Z_PASS):
+    """Pass rule "agrees with the prediction": ``|value − prediction| ≤ z·se + model_error``.
+
+    Returns ``(passed, tolerance)``.  ``model_error`` is the stated accuracy of an
+    approximate prediction (e.g. 1% of the value for the P3 regime formulas).
+    """
+    tol = z * float(se) + float(model_error)
+    return bool(abs(float(value) - float(prediction)) <= tol), tol
