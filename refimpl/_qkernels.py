@@ -290,10 +290,13 @@ def _cat(mu, v, delta, u):
 
 
 @njit(inline="always", **_JIT)
-def _vc_elem(mu0, var, xi, ur, uc, se, lo, hi, ties, published):
+def _vc_elem(mu0, var, xi, ur, uc, se, lo, hi, ties, published, clip1=True):
     """Q^vc for one element on the grid Δ = 2^se, clipped to [lo, hi] ((Q5)/(Q6)).
 
     Computed in units of Δ (exact power-of-two scalings): z = value/Δ, integers k.
+    ``clip1=False``: a branch-1 result is returned **unclipped** (on the grid Δ, possibly
+    outside [lo, hi]); the caller applies the escape re-rounding of ``vc_into``.  Branch 2
+    and ±inf inputs are always clipped.
     """
     mu = np.float64(mu0)
     if mu != mu:
@@ -316,6 +319,8 @@ def _vc_elem(mu0, var, xi, ur, uc, se, lo, hi, ties, published):
             k += c
         elif r < 0.0:
             k -= c
+        if not clip1:
+            return _ldexp(k, se) + 0.0
     else:  # branch 2 (Q6)
         z = _ldexp(mc, -se)
         k = np.floor(z + ur)  # Q^s(mu) = kΔ, unclipped
@@ -414,18 +419,111 @@ def stochastic_into(x, u, out, code):
             out[i] = x[i]
 
 
+#: bit of ``code[7]`` selecting the published BFP/float ``fp_Q_vc`` fallback (``with_options``)
+VC_PUBLISHED_BIT = 1
+#: bit of ``code[7]`` (test hook, not public API) selecting the spec's *original* project choice:
+#: branch-1 results clipped to μ's block/binade range instead of the escape re-rounding
+VC_SPEC_CLIP_BIT = 2
+
+
+@njit(inline="always", **_JIT)
+def _vc_flags(code):
+    """(published, spec_clip) from the bit field ``code[7]`` (1: published fallback; 2: spec clip)."""
+    f = int(code[7])
+    return (f & VC_PUBLISHED_BIT) != 0, (f & VC_SPEC_CLIP_BIT) != 0
+
+
+@njit(**_JIT)
+def _vc_bfp_escape_exp(mu, var, xi, u_round, u_cat, se, hi, ties, published):
+    """Pass 1 of BFP Q^vc branch 1: m = max |θ_i| of the unclipped results; (escaped, e').
+
+    e' = floor(log2 m) is the block exponent the result has (1023 if m overflowed to inf).
+    Nothing is written (``out`` may alias ``mu``); pass 2 recomputes θ_i from the same noise.
+    """
+    m = 0.0
+    for i in range(mu.size):
+        t = _vc_elem(mu[i], var, xi[i], u_round[i], u_cat[i], se, -hi, hi, ties, published, False)
+        a = abs(t)
+        if a > m:  # NaN (μ_i NaN) fails
+            m = a
+    if not (m > hi):
+        return False, 0
+    if m == _INF:
+        return True, 1023
+    return True, math.frexp(m)[1] - 1
+
+
+@njit(**_JIT)
+def _vc_bfp_zero_block(mu, var, xi, u_round, out, wl):
+    """Q^vc of an all-zero BFP block with V > 0: the Δ_B -> 0 limit of branch 1 + escape.
+
+    With Δ = 0, V₀ = 0 and (Q5) gives θ = x = sqrt(V)·ξ exactly; the escape rule then
+    rounds the block stochastically onto the grid of e' = floor(log2 max|x_i|):
+    θ_i = Δ'·floor(x_i/Δ' + u_round_i), saturated at ±(2^(e'+1) - Δ').  Mean 0, variance
+    V + E p(1-p)Δ'².  (The spec's choice returns zeros, an absorbing state for samplers.)
+    NaN passes; ±inf saturates to ±(2^(e'+1) - Δ').
+    """
+    sd = math.sqrt(var)
+    m = 0.0
+    for i in range(mu.size):
+        if mu[i] == mu[i]:
+            a = abs(sd * xi[i])
+            if a > m:
+                m = a
+    if m == 0.0:  # every ξ_i = 0 (measure zero): the block stays zero
+        for i in range(mu.size):
+            v = mu[i]
+            out[i] = v if v != v else 0.0
+        return
+    e2 = 1023 if m == _INF else math.frexp(m)[1] - 1
+    se2 = e2 + 2 - wl
+    kmax = _ldexp(1.0, wl - 1) - 1.0
+    for i in range(mu.size):
+        v = np.float64(mu[i])
+        if v != v:
+            out[i] = v
+            continue
+        if abs(v) == _INF:
+            out[i] = math.copysign(_ldexp(kmax, se2), v)
+            continue
+        k = np.floor(_ldexp(sd * xi[i], -se2) + u_round[i])
+        if abs(k) > kmax:
+            k = math.copysign(kmax, k)
+        out[i] = _ldexp(k, se2) + 0.0
+
+
 @njit(**_JIT)
 def vc_into(mu, var, xi, u_round, u_cat, out, code):
     """out = Q^vc(mu, var) ((Q5)/(Q6)), branch per element (per block for BFP).
 
-    Δ: fixed point -> the format's Δ, clip to [L, U]; BFP -> Δ_B of **mu's** block,
-    clip to ±(2^(e_B+1) - Δ_B); qtorch/IEEE float -> the ULP of mu_i's binade
-    (e = max(floor(log2 min(|mu_i|, max)), e_min)), clip to ±min(2^(e+1) - ULP, max).
-    ``code[7] != 0`` (published flag, BFP/float only): branch 2 is plain Q^s(mu).
+    Δ: fixed point -> the format's Δ, clip to [L, U]; BFP -> Δ_B of **mu's** block;
+    qtorch/IEEE float -> the ULP of mu_i's binade (e = max(floor(log2 min(|mu_i|, max)), e_min)).
+
+    Branch 2 (V <= Δ²/4) is clipped to mu's block range ±(2^(e_B+1) - Δ_B) (BFP) or binade
+    range ±min(2^(e+1) - ULP, max) (floats), as the spec's "Project choice" (§2.5).
+
+    Branch 1 (V > Δ²/4) for BFP/floats: **escape re-rounding** (a derived design choice,
+    departing from the spec's clip to mu's range, which truncated the noise and made
+    samplers collapse to 0; docs/quantizers.md).  θ = Q^d(x) + sign(r)·Cat(|r|, V₀) on
+    mu's grid, unclipped; if max|θ| over the block (BFP) / |θ_i| (floats) exceeds mu's
+    range, with e' = floor(log2 of it) the result is stochastically rounded onto the grid
+    Δ' of exponent e' with the element's ``u_round`` (unused by branch 1 otherwise):
+    θ <- Δ'·floor(θ/Δ' + u_round), Δ' = 2^(e'+2-W) (BFP) or 2^(e'-M) (floats); then BFP
+    saturates at ±(2^(e'+1) - Δ') (a value rounding up to 2^(e'+1) saturates) and floats
+    at ±max (the format's largest finite value, never ±inf).  Mean stays μ (except at
+    saturation); variance V + p(1-p)Δ'² on escape events only.  ±inf μ in a block that
+    escapes saturates to the new block's ±(2^(e'+1) - Δ').  An all-zero BFP block
+    (Δ_B = 0) with V > 0 takes the Δ_B -> 0 limit of this rule (``_vc_bfp_zero_block``):
+    θ = sqrt(V)·ξ stochastically rounded onto the grid of its own block exponent (the
+    spec's zeros would be an absorbing state of every sampler).
+
+    ``code[7]`` is a bit field: bit 1 (published flag, BFP/float only): branch 2 is plain
+    Q^s(mu); bit 2 (test hook): branch 1 clipped to mu's range as the spec's original choice.
     """
     kind = int(code[0])
     ties = int(code[5])
-    published = code[7] != 0.0 and kind != 1
+    published, spec_clip = _vc_flags(code)
+    published = published and kind != 1
     n = mu.size
     if kind == 1:
         delta, lo, hi = code[1], code[2], code[3]
@@ -435,22 +533,57 @@ def vc_into(mu, var, xi, u_round, u_cat, out, code):
     elif kind == 2:
         wl = int(code[1])
         found, eb = _bfp_block_exp(mu)
-        if not found:  # zero block: Δ_B = 0, nothing representable but 0
-            for i in range(n):
+        if not found:  # zero block (finite entries all 0): Δ_B = 0
+            if var > 0.0 and not spec_clip:
+                _vc_bfp_zero_block(mu, var, xi, u_round, out, wl)
+                return
+            for i in range(n):  # V = 0 (or the spec's clip): zeros, mean and variance exact
                 m = mu[i]
                 out[i] = m if m != m else 0.0
             return
         se = eb + 2 - wl
-        hi = _ldexp(_ldexp(1.0, wl - 1) - 1.0, se)
+        kmax = _ldexp(1.0, wl - 1) - 1.0
+        hi = _ldexp(kmax, se)
+        delta = _ldexp(1.0, se)
+        escaped = False
+        e2 = 0
+        if (var / delta) / delta > 0.25 and not spec_clip:  # branch 1 for the whole block
+            escaped, e2 = _vc_bfp_escape_exp(mu, var, xi, u_round, u_cat, se, hi, ties, published)
+        if not escaped:
+            for i in range(n):
+                out[i] = _vc_elem(mu[i], var, xi[i], u_round[i], u_cat[i], se, -hi, hi, ties, published)
+            return
+        se2 = e2 + 2 - wl
+        sat2 = _ldexp(kmax, se2)
         for i in range(n):
-            out[i] = _vc_elem(mu[i], var, xi[i], u_round[i], u_cat[i], se, -hi, hi, ties, published)
+            m = np.float64(mu[i])
+            if m != m:
+                out[i] = m
+                continue
+            if abs(m) == _INF:
+                out[i] = math.copysign(sat2, m)
+                continue
+            t = _vc_elem(m, var, xi[i], u_round[i], u_cat[i], se, -hi, hi, ties, published, False)
+            k = np.floor(_ldexp(t, -se2) + u_round[i])  # unbiased stochastic rounding onto Δ'
+            if abs(k) > kmax:
+                k = math.copysign(kmax, k)
+            out[i] = _ldexp(k, se2) + 0.0
     elif kind == 3 or kind == 4:
         emin, man, maxv, has_inf, saturate = _float_params(code)
         for i in range(n):
             m = mu[i]
             se = _vc_float_se(abs(m), emin, man, maxv)
             hi = min(_ldexp(_ldexp(1.0, man + 1) - 1.0, se), maxv)
-            out[i] = _vc_elem(m, var, xi[i], u_round[i], u_cat[i], se, -hi, hi, ties, published)
+            t = _vc_elem(m, var, xi[i], u_round[i], u_cat[i], se, -hi, hi, ties, published, spec_clip)
+            if abs(t) > hi:  # only an unclipped branch-1 result: escape re-rounding
+                if abs(t) == _INF:
+                    t = math.copysign(maxv, t)
+                else:
+                    ue = max(math.frexp(abs(t))[1] - 1, emin) - man
+                    t = _ldexp(np.floor(_ldexp(t, -ue) + u_round[i]), ue)
+                    if abs(t) > maxv:
+                        t = math.copysign(maxv, t)
+            out[i] = t
     else:
         for i in range(n):
             out[i] = mu[i]

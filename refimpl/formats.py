@@ -16,7 +16,10 @@ index  meaning                values
                               largest finite value, has-inf (0/1)
 5      tie rule of Q^d        1 away from zero, 2 to even, 3 toward +inf
 6      IEEE overflow          0 IEEE (inf, or NaN for float8_e4m3fn), 1 saturate
-7      VC published flag      1: reproduce the published BFP/float ``fp_Q_vc`` fallback
+7      VC flags (bit field)   bit 1 (value 1): reproduce the published BFP/float
+                              ``fp_Q_vc`` fallback; bit 2 (value 2): test hook only,
+                              restores the spec's clip to mu's block range (the
+                              collapsing rule, see docs/quantizers.md) for mutation tests
 =====  =====================  ==========================================================
 
 Two float families are kept apart on purpose (§2.3, §7.1 item 2):

@@ -448,11 +448,27 @@ def vc_quantize(mu, var, fmt, rng=None, *, noise=None, ties: str | None = None, 
       if V > V_s, else θ = q.  Mean μ; variance V if V >= V_s.  **Where the variance
       cannot be matched** (V < V_s, only for small V) the variance is V_s > V, the
       least any unbiased rounding of μ onto the grid can have.
-    * Finally θ is clipped to the format's range: fixed point [L, U]; BFP ±(2^(e_B+1) - Δ_B)
-      of μ's block; float ±min(2^(e+1) - ULP, max) of μ_i's binade.  Clipping can bias the
-      mean near the range ends (§2.5).  Q^d inside (Q5) is unclipped, so |r| <= Δ/2 always
-      and Cat is always admissible: there is no NaN path (§7.2 item 1).
-    * An all-zero BFP block has Δ_B = 0 and returns zeros (variance not matched).
+    * Range.  Fixed point: θ clipped to [L, U] (both branches).  BFP/floats, branch 2:
+      clipped to μ's block range ±(2^(e_B+1) - Δ_B) (BFP) / binade range
+      ±min(2^(e+1) - ULP, max) (floats); Q^s(μ) and the top-up move at most ±Δ beyond, a
+      bounded end-of-range bias as fixed point's clip (§2.5 "Final step").
+    * BFP/floats, branch 1, **escape re-rounding** (derived design choice, departing from
+      the spec's clip to μ's block range, which truncates the noise so that a sampler can
+      never grow past its binade and collapses to 0; docs/quantizers.md): θ is computed
+      on μ's grid *unclipped*; if m = max|θ| over the block (the element, for floats)
+      exceeds μ's range, θ is stochastically rounded onto the grid Δ' of the exponent
+      e' = floor(log2 m) with the element's ``u_round`` (which branch 1 does not use
+      otherwise): θ <- Δ'·floor(θ/Δ' + u_round), Δ' = 2^(e'+2-W) (BFP) or the ULP of
+      binade e' (floats); then BFP saturates at ±(2^(e'+1) - Δ') (a value that rounds up
+      to 2^(e'+1) saturates) and floats at ±max (never ±inf).  The mean stays μ exactly
+      (unless saturated); the variance is V + E[p(1-p)Δ'²; escape], between V and
+      V + P(escape)Δ'²/4.  Values below μ's block are on a finer grid: representable.
+      Q^d inside (Q5) is unclipped, so |r| <= Δ/2 always and Cat is always admissible:
+      there is no NaN path (§7.2 item 1).
+    * An all-zero BFP block (Δ_B = 0) with V > 0 takes the Δ_B -> 0 limit of the same
+      rule: θ = sqrt(V)·ξ rounded stochastically onto the grid of its own block exponent
+      (mean 0, variance V + E p(1-p)Δ'²).  V = 0 returns zeros.  (The spec's choice, zeros
+      for any V, is an absorbing state of BFP samplers.)
 
     Parameters
     ----------
@@ -467,8 +483,12 @@ def vc_quantize(mu, var, fmt, rng=None, *, noise=None, ties: str | None = None, 
         Q^s(μ) without the Cat(0, V - V_s) top-up (§7.2 item 1).  No effect on fixed point.
 
     Departures from the published code: the branch is chosen per element (BFP: per
-    block with μ's Δ_B kept for the whole call, not recomputed from x), so there is no
-    NaN path and P(-Δ) >= 0 always (§2.5 "Project choice").
+    block with μ's Δ_B kept for the whole (Q5) step, not recomputed from x), so there is
+    no NaN path and P(-Δ) >= 0 always (§2.5 "Project choice"); departure from that
+    project choice: branch-1 results leaving μ's block are re-rounded onto their own
+    block's grid instead of clipped (see above), so BFP/float samplers do not collapse.
+    Randomness: ``xi``, ``u_round``, ``u_cat`` per element whichever branch is taken
+    (branch 1 uses ``u_round`` only for the escape re-rounding).
     """
     arr = _as_float_array(mu, "mu")
     v = _check_var(var)

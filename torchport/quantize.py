@@ -321,17 +321,31 @@ def _vc_fixed(mu, var, code, xi, ur, uc, ties):
     return torch.where(torch.isnan(mu), mu, th)
 
 
+def _vc_flags(code):
+    """(published, spec_clip) from the bit field code[7] (refimpl ``_qkernels._vc_flags``)."""
+    f = int(code[7])
+    return (f & 1) != 0, (f & 2) != 0
+
+
 def _vc(mu, var, code, fmt, xi, ur, uc):
-    """Q^vc elementwise (refimpl ``vc_into``/``_vc_elem``), float64 in and out."""
+    """Q^vc elementwise (refimpl ``vc_into``/``_vc_elem``), float64 in and out.
+
+    Branch 1 for BFP/floats uses the escape re-rounding of refimpl ``vc_into`` (results
+    leaving μ's block/binade are stochastically rounded with ``u_round`` onto the grid of
+    their own exponent e', then saturated); an all-zero BFP block with V > 0 takes its
+    Δ_B -> 0 limit.  Same floating-point operations as refimpl, so bit-identical.
+    """
     kind = int(code[0])
     ties = int(code[5])
-    published = code[7] != 0.0 and kind != 1
+    published, spec_clip = _vc_flags(code)
+    published = published and kind != 1
     if kind == 1:
         return _vc_fixed(mu, var, code, xi, ur, uc, ties)
     if kind == 2:
         rows, back = _blocks(mu, fmt.dim)
         found_r, eb = _bfp_block_exp(rows)
-        se_r = eb + (2.0 - code[1])
+        wl = code[1]
+        se_r = eb + (2.0 - wl)
         hi_r = _pow2(eb + 1.0) - _pow2(se_r)
         se = back(se_r.expand_as(rows).contiguous())
         hi = back(hi_r.expand_as(rows).contiguous())
@@ -350,13 +364,16 @@ def _vc(mu, var, code, fmt, xi, ur, uc):
     big = _pow2(se + 60.0)
     mc = torch.minimum(torch.maximum(mu, lo - big), hi + big)
     mc = torch.where(torch.isfinite(mu), mc, torch.zeros_like(mc))
-    # branch 1 (Q5)
+    nan = torch.isnan(mu)
+    # branch 1 (Q5), unclipped
     x = mc + exact_sqrt(torch.clamp(var - v0, min=0.0)) * xi
     qd = _ldexp(_round_int(_ldexp(x, -se), ties), se)
     r = x - qd
     c = _cat(r.abs(), v0, delta, uc)
-    th1 = torch.where(r > 0.0, qd + c, torch.where(r < 0.0, qd - c, qd))  # θ = Q^d(x) + sign(r)·c, sign(0) = 0
-    # branch 2 (Q6)
+    th1 = torch.where(r > 0.0, qd + c, torch.where(r < 0.0, qd - c, qd)) + 0.0  # θ = Q^d(x) + sign(r)·c
+    th1 = torch.where(torch.isinf(mu), torch.where(mu < 0, lo, hi), th1)
+    b1 = (var / delta) / delta > 0.25  # refimpl's branch test, in units of Δ
+    # branch 2 (Q6), clipped to μ's range
     z = _ldexp(mc, -se)
     th2 = _ldexp(torch.floor(z + ur), se)
     if not published:
@@ -364,13 +381,58 @@ def _vc(mu, var, code, fmt, xi, ur, uc):
         p = a - torch.floor(a)
         vs = p * (1.0 - p) * delta * delta
         th2 = torch.where(var > vs, th2 + _cat(torch.zeros_like(mu), var - vs, delta, uc), th2)
-    th = torch.where(var > v0, th1, th2) + 0.0
-    th = torch.minimum(torch.maximum(th, lo), hi)
-    th = torch.where(torch.isinf(mu), torch.where(mu < 0, lo, hi), th)
-    th = torch.where(torch.isnan(mu), mu, th)
+    th2 = torch.minimum(torch.maximum(th2 + 0.0, lo), hi)
+    th2 = torch.where(torch.isinf(mu), torch.where(mu < 0, lo, hi), th2)
+    th1c = torch.minimum(torch.maximum(th1, lo), hi)
+    if spec_clip:
+        th = torch.where(b1, th1c, th2)
+    elif kind == 2:
+        kmax = 2.0 ** (wl - 1) - 1.0
+        a1 = torch.where(nan, torch.zeros_like(th1), th1.abs())
+        m_r = _blocks(a1, fmt.dim)[0].amax(dim=1, keepdim=True)
+        esc_r = m_r > hi_r
+        e2_r = torch.where(torch.isinf(m_r), torch.full_like(m_r, 1023.0),
+                           _frexp_exp(torch.where(esc_r & torch.isfinite(m_r), m_r, torch.ones_like(m_r))))
+        se2 = back((e2_r + (2.0 - wl)).expand_as(rows).contiguous())
+        esc = back(esc_r.expand_as(rows).contiguous())
+        k = torch.clamp(torch.floor(_ldexp(th1, -se2) + ur), -kmax, kmax)
+        sat2 = _ldexp(torch.full_like(mu, kmax), se2)
+        th_esc = torch.where(torch.isinf(mu), torch.copysign(sat2, mu), _ldexp(k, se2) + 0.0)
+        th = torch.where(b1, torch.where(esc, th_esc, th1c), th2)
+    else:
+        esc = th1.abs() > hi
+        at = torch.where(esc & torch.isfinite(th1), th1.abs(), torch.ones_like(th1))
+        ue = torch.clamp(_frexp_exp(at), min=float(emin)) - float(man)
+        t = _ldexp(torch.floor(_ldexp(torch.where(esc, th1, torch.zeros_like(th1)), -ue) + ur), ue)
+        t = torch.where(torch.isinf(th1) | (t.abs() > maxv), torch.copysign(torch.full_like(t, maxv), th1), t)
+        th = torch.where(b1 & esc, t, torch.where(b1, th1c, th2))
+    th = torch.where(nan, mu, th)
     if found is not None:
-        th = torch.where(found, th, torch.where(torch.isnan(mu), mu, torch.zeros_like(mu)))
+        zero = torch.where(nan, mu, torch.zeros_like(mu))
+        if var > 0.0 and not spec_clip:
+            zero = _vc_bfp_zero_blocks(mu, var, fmt, code, xi, ur, nan)
+        th = torch.where(found, th, zero)
     return th
+
+
+def _vc_bfp_zero_blocks(mu, var, fmt, code, xi, ur, nan):
+    """refimpl ``_vc_bfp_zero_block`` for every block (used where the block is all zero):
+    θ = √V·ξ stochastically rounded onto the grid of its own block exponent, saturated."""
+    wl = code[1]
+    kmax = 2.0 ** (wl - 1) - 1.0
+    xs = math.sqrt(var) * xi  # refimpl: sd = math.sqrt(var) (correctly rounded scalar), then sd·ξ
+    a = torch.where(nan, torch.zeros_like(xs), xs.abs())
+    rows, back = _blocks(a, fmt.dim)
+    m_r = rows.amax(dim=1, keepdim=True)
+    e2_r = torch.where(torch.isinf(m_r), torch.full_like(m_r, 1023.0),
+                       _frexp_exp(torch.where((m_r > 0) & torch.isfinite(m_r), m_r, torch.ones_like(m_r))))
+    se2 = back((e2_r + (2.0 - wl)).expand_as(rows).contiguous())
+    pos = back((m_r > 0).expand_as(rows).contiguous())
+    k = torch.clamp(torch.floor(_ldexp(xs, -se2) + ur), -kmax, kmax)
+    th = _ldexp(k, se2) + 0.0
+    th = torch.where(torch.isinf(mu), torch.copysign(_ldexp(torch.full_like(mu, kmax), se2), mu), th)
+    th = torch.where(pos, th, torch.zeros_like(th))
+    return torch.where(nan, mu, th)
 
 
 # ------------------------------------------------------------------------ public API
@@ -569,8 +631,12 @@ def vc_quantize(mu: torch.Tensor, var, fmt, generator: Optional[torch.Generator]
 
     * (Q5) V > V₀: x = μ + √(V − V₀)·ξ; r = x − Q^d(x); θ = Q^d(x) + sign(r)·Cat(|r|, V₀).
     * (Q6) V ≤ V₀: q = Q^s(μ); V_s = p(1−p)Δ², p = frac(|μ|/Δ); θ = q + Cat(0, V − V_s) if V > V_s, else q.
-    * θ clipped to the range (fixed [L, U]; BFP ±(2^(e_B+1) − Δ_B) of μ's block;
-      float ±min(2^(e+1) − ULP, max) of μ's binade).
+    * Range: fixed point clipped to [L, U]; BFP/float branch 2 clipped to μ's block
+      (binade) range; BFP/float branch 1 results leaving μ's block (binade) are
+      re-rounded stochastically with ``u_round`` onto the grid of their own exponent and
+      saturated (the escape rule of refimpl.quantize.vc_quantize, a departure from the
+      spec's clip, which made samplers collapse); an all-zero BFP block with V > 0 gives
+      √V·ξ rounded onto its own block grid.
 
     Parameters: ``mu`` a tensor (any float dtype/device/shape; output has its
     dtype); ``var`` a float scalar ≥ 0; ``fmt`` a format or None (identity);

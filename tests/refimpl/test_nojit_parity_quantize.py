@@ -53,6 +53,14 @@ def compute() -> dict[str, np.ndarray]:
             for var in (0.0, 0.001, 0.3):
                 out[f"{name}_{dn}_vc{var}"] = vc_quantize(mu, var, f, np.random.default_rng(2))
             out[f"{name}_{dn}_vcpub"] = vc_quantize(mu, 0.0001, f, np.random.default_rng(2), vc_bfp_published=True)
+        if name == "bfp0":  # Q^vc escape re-rounding and all-zero blocks with V > 0 (docs/quantizers.md)
+            mu_e = np.tile([1.9, -0.7, 0.0], (20, 1))
+            mu_e[3] = 0.0
+            out["bfp_escape_rows"] = vc_quantize(mu_e, 0.01, BlockFloatingPoint(8, 0), np.random.default_rng(3))
+            for k in range(8):
+                out[f"bfp_escape_block{k}"] = vc_quantize(np.array([1.9, -0.7, np.inf, np.nan]), 0.01,
+                                                          BlockFloatingPoint(8), np.random.default_rng(10 + k))
+            out["float_escape"] = vc_quantize(np.full(40, -1.95), 0.01, FloatingPoint(5, 4), np.random.default_rng(4))
         if name != "bfp" and name != "bfp0":  # the parallel kernels (element-wise formats), called directly
             r = np.empty_like(x64)
             K.nearest_into_par(x64, r, f.code)

@@ -200,14 +200,24 @@ def test_vc_on_grid_and_finite(fmt, mu, var_scale, seed):
     var = float(var_scale * np.max(gap) ** 2)
     out = vc_quantize(mu, var, fmt, np.random.default_rng(seed))
     assert np.all(np.isfinite(out))  # no NaN path
-    if isinstance(fmt, (FixedPoint, BlockFloatingPoint)):
+    assert np.array_equal(quantize(out, fmt), out)  # representable: Q^d is the identity on it
+    if isinstance(fmt, FixedPoint):
         assert_on_grid(out, fmt, mu)
-    else:  # on μ's ULP grid and representable in the format
-        assert np.all(out / gap == np.round(out / gap))
+    elif isinstance(fmt, BlockFloatingPoint):
+        assert_on_grid(out, fmt, out)  # on the grid of its own block
+        d, eb = bfp_delta(mu, fmt)
+        if d > 0 and np.max(np.abs(out)) <= 2.0 ** (eb + 1) - d:  # no escape: on μ's block grid
+            assert_on_grid(out, fmt, mu)
+        elif d > 0:  # escape re-rounding: a coarser block, e' > e_B
+            assert bfp_delta(out, fmt)[1] > eb
+    else:  # representable; on μ's ULP grid unless it escaped μ's binade (then a coarser binade)
         if isinstance(fmt, FloatingPoint):
             assert_on_grid(out, fmt, mu)
         else:
             assert_on_grid(out, IEEEFloat(fmt.name, saturate=True), mu)
+        inside = np.abs(out) < 2.0 * gap * 2.0 ** fmt.man
+        assert np.all(out[inside] / gap[inside] == np.round(out[inside] / gap[inside]))
+        assert np.all(float_ulp(out[~inside], fmt) > gap[~inside]) if isinstance(fmt, FloatingPoint) else True
 
 
 # -------------------------------------------------------------------------------------------

@@ -241,8 +241,191 @@ def test_vc_clipping_documented():
     assert t.max() == FX.hi and t.mean() < FX.hi
 
 
-def test_vc_zero_bfp_block_returns_zeros():
-    assert np.array_equal(vc_quantize(np.zeros(5), 0.3, BlockFloatingPoint(8), np.random.default_rng(0)), np.zeros(5))
+def test_vc_zero_bfp_block():
+    """All-zero BFP block (Δ_B = 0): V = 0 gives zeros; V > 0 the Δ_B -> 0 limit of the escape rule,
+    θ = SR(sqrt(V) ξ) onto its own block grid: mean 0, variance V + E p(1-p)Δ'², representable."""
+    f = BlockFloatingPoint(8, dim=0)
+    assert np.array_equal(vc_quantize(np.zeros((5, 3)), 0.0, f, np.random.default_rng(0)), np.zeros((5, 3)))
+    var = 0.3
+    noise = draw_vc_noise(np.random.default_rng(4), (N_VC, 2))
+    t = vc_quantize(np.zeros((N_VC, 2)), var, f, noise=noise)
+    assert np.array_equal(quantize(t, f), t)
+    ref, s, _ = vc_escape_reference(np.zeros((N_VC, 2)), var, 8, *noise, kind="bfp")
+    assert np.array_equal(t, ref)
+    for j in range(2):
+        assert escape_moment_check(t[:, j], 0.0, var, s[:, j]) == (True, True)
+    # the spec's zeros (test hook) are rejected by the same check
+    bad = vc_kernel(np.zeros((N_VC, 2)), var, f, noise, spec_clip=True)
+    assert np.array_equal(bad, np.zeros((N_VC, 2)))
+    assert escape_moment_check(bad[:, 0], 0.0, var, s[:, 0]) != (True, True)
+
+
+# -------------------------------------------------------------------------------------------
+# Q^vc escape re-rounding (BFP / floats, branch 1; docs/quantizers.md, a derived design choice
+# departing from the spec's clip to μ's block range)
+# -------------------------------------------------------------------------------------------
+def vc_kernel(mu, var, fmt, noise, spec_clip=False):
+    """vc_quantize, optionally with the kernel's test hook (code[7] bit 2: the spec's original
+    clip of branch-1 results to μ's block/binade range) -- the mutation of the escape rule."""
+    from refimpl import _qkernels as K
+    from refimpl.quantize import _bfp_rows
+
+    if not spec_clip:
+        return vc_quantize(mu, var, fmt, noise=noise)
+    code = np.array(fmt.code)
+    code[7] = float(int(code[7]) | K.VC_SPEC_CLIP_BIT)
+    mu = np.asarray(mu, dtype=np.float64)
+    if isinstance(fmt, BlockFloatingPoint):
+        rows, back = _bfp_rows(mu, fmt)
+        nz = [np.ascontiguousarray(_bfp_rows(np.asarray(a, dtype=np.float64), fmt)[0]) for a in noise]
+        out = np.empty_like(rows)
+        K.vc_rows(rows, var, nz[0], nz[1], nz[2], out, code)
+        return back(out)
+    out = np.empty(mu.size)
+    K.vc_into(mu.reshape(-1), var, *(np.ascontiguousarray(a, dtype=np.float64).reshape(-1) for a in noise), out, code)
+    return out.reshape(mu.shape)
+
+
+def vc_escape_reference(mu, var, param, xi, ur, uc, kind, emin=None, maxv=None, ties="away"):
+    """Independent NumPy Q^vc branch 1 with the escape rule, written from docs/quantizers.md.
+
+    kind="bfp": each row of the 2-D ``mu`` is one block of word length ``param`` (= W);
+    kind="float": element-wise with ``param`` = M mantissa bits, e_min, max.
+    Returns (θ, s, esc) with s = p(1-p)Δ'² the conditional variance the escape rounding
+    adds (0 where nothing escaped): E[θ | θ₁] = θ₁ and Var[θ | θ₁] = s; esc: escaped.
+    """
+    mu = np.asarray(mu, dtype=np.float64)
+
+    def qd(z):
+        if ties == "up":
+            return np.floor(z + 0.5)
+        if ties == "even":
+            return np.rint(z)
+        return np.sign(z) * np.floor(np.abs(z) + 0.5)
+
+    def exp2floor(a):
+        return np.frexp(a)[1] - 1.0
+
+    if kind == "bfp":
+        w = param
+        m0 = np.abs(mu).max(axis=1, keepdims=True)
+        zero = m0 == 0
+        eb = exp2floor(np.where(zero, 1.0, m0))
+        delta = np.where(zero, 0.0, 2.0 ** (eb + 2 - w))
+        hi = 2.0 ** (eb + 1) - delta
+    else:
+        am = np.abs(mu)
+        e = np.maximum(exp2floor(np.where(am == 0, 2.0**emin, np.minimum(am, maxv))), emin)
+        delta = 2.0 ** (e - param)
+        hi = np.minimum(2.0 ** (e + 1) - delta, maxv)
+    assert np.all((delta == 0) | (var > delta**2 / 4)), "branch 1 only"
+    v0 = delta**2 / 4
+    x = mu + np.sqrt(var - v0) * xi
+    dsafe = np.where(delta == 0, 1.0, delta)
+    z = x / dsafe
+    k = qd(z)
+    r = z - k
+    a = np.abs(r)
+    pp = (0.0 + (0.5 + a) ** 2) / 2  # Cat(|r|, V₀) in units of Δ (V/Δ² - 1/4 = 0)
+    pm = (0.0 + (0.5 - a) ** 2) / 2
+    c = np.where(uc < pp, 1.0, np.where(uc < pp + pm, -1.0, 0.0))
+    th1 = np.where(delta == 0, x, (k + np.sign(r) * c) * dsafe)
+    if kind == "bfp":
+        m = np.abs(th1).max(axis=1, keepdims=True)
+        esc = (m > hi) | (zero & (m > 0))
+        e2 = exp2floor(np.where(m > 0, m, 1.0))
+        d2 = 2.0 ** (e2 + 2 - w)
+        kmax = 2.0 ** (w - 1) - 1
+        esc = np.broadcast_to(esc, th1.shape)
+    else:
+        esc = np.abs(th1) > hi
+        e2 = np.maximum(exp2floor(np.where(esc, np.abs(th1), 1.0)), emin)
+        d2 = 2.0 ** (e2 - param)
+    p = th1 / d2 - np.floor(th1 / d2)
+    kk = np.floor(th1 / d2 + ur)
+    if kind == "bfp":
+        kk = np.clip(kk, -kmax, kmax)
+        th = np.where(esc, kk * d2, th1)
+    else:
+        th = np.where(esc, np.clip(kk * d2, -maxv, maxv), th1)
+    s = np.where(esc, p * (1 - p) * d2**2, 0.0)
+    return th + 0.0, np.broadcast_to(s, th.shape), np.broadcast_to(esc, th.shape)
+
+
+def escape_moment_check(t, mean, var, s):
+    """(mean_ok, var_ok) for Q^vc with escapes.  Mean: |t̄ - μ| <= Z·sd(t)/sqrt(n).
+    Variance: θ - μ = (θ₁ - μ) + (θ - θ₁) with E[θ - θ₁ | θ₁] = 0, so E(θ - μ)² = V + E s
+    exactly; the per-sample W = (θ - μ)² - s has mean V and the check is
+    |W̄ - V| <= Z·sd(W)/sqrt(n) (the samples are independent)."""
+    n = t.size
+    mean_ok = abs(t.mean() - mean) <= Z * t.std() / np.sqrt(n) + 1e-12 * (abs(mean) + 1)
+    w = (t - mean) ** 2 - s
+    var_ok = abs(w.mean() - var) <= Z * w.std() / np.sqrt(n) + 1e-12 * var
+    return bool(mean_ok), bool(var_ok)
+
+
+# (fmt, μ row, V, reference parameters): μ near the top of its block/binade, V large enough
+# that P(escape) is 10-40 % (asserted); no saturation is possible at these (μ, V).
+ESCAPE_CASES = [
+    ("bfp_dim0", BlockFloatingPoint(8, dim=0), [1.9, -0.7], 0.01, dict(kind="bfp", param=8, ties="up")),
+    ("bfp_dim0_neg", BlockFloatingPoint(6, dim=0), [-0.47, 0.05, -0.2], 0.003, dict(kind="bfp", param=6, ties="up")),
+    ("qtorch_e5m4", FloatingPoint(5, 4), [1.9, -0.95], 0.01, dict(kind="float", param=4, emin=-14, maxv=FloatingPoint(5, 4).max, ties="away")),
+    ("bfloat16", IEEEFloat("bfloat16"), [1.99, -3.97], 0.0004, dict(kind="float", param=7, emin=-126, maxv=float(IEEEFloat("bfloat16").max), ties="even")),
+]
+
+
+def _escape_samples(fmt, row, var, seed, n=N_VC):
+    mu = np.tile(np.asarray(row, dtype=np.float64), (n, 1))
+    noise = draw_vc_noise(np.random.default_rng(seed), mu.shape)
+    return mu, noise
+
+
+@pytest.mark.parametrize("name, fmt, row, var, ref", ESCAPE_CASES, ids=[c[0] for c in ESCAPE_CASES])
+def test_vc_escape_mean_exact_variance_and_representable(name, fmt, row, var, ref):
+    """Branch 1 leaving μ's block/binade: E θ = μ (5 SE), Var = V + E p(1-p)Δ'² (5 SE, via W),
+    results representable (quantize is the identity on them), and equal to the independent
+    NumPy reference bit for bit.  The spec's clip (test hook) is rejected by the same check."""
+    mu, noise = _escape_samples(fmt, row, var, 41)
+    t = vc_quantize(mu, var, fmt, noise=noise)
+    assert np.array_equal(quantize(t, fmt), t)
+    th, s, esc = vc_escape_reference(mu, var, xi=noise[0], ur=noise[1], uc=noise[2], **ref)
+    assert np.array_equal(t, th)
+    assert 0.1 < esc.any(axis=1).mean() < 0.9, "escapes must be frequent"
+    for j, m in enumerate(row):
+        assert escape_moment_check(t[:, j], m, var, s[:, j]) == (True, True), (name, j)
+    bad = vc_kernel(mu, var, fmt, noise, spec_clip=True)
+    assert any(escape_moment_check(bad[:, j], m, var, s[:, j]) != (True, True) for j, m in enumerate(row))
+
+
+def test_vc_escape_bfp_one_block_dim_none():
+    """dim=None: the whole array is one block.  Independent blocks [1.9, -0.7] one call each;
+    both elements re-round onto Δ' when the first escapes; mean/variance as above."""
+    f = BlockFloatingPoint(8)
+    n = 8000
+    mu, noise = _escape_samples(f, [1.9, -0.7], 0.01, 43, n)
+    t = np.array([vc_quantize(mu[i], 0.01, f, noise=(noise[0][i], noise[1][i], noise[2][i])) for i in range(n)])
+    th, s, esc = vc_escape_reference(mu, 0.01, 8, *noise, kind="bfp", ties="up")
+    assert np.array_equal(t, th)
+    assert all(np.array_equal(quantize(t[i], f), t[i]) for i in range(0, n, 97))
+    esc = esc[:, 0]
+    assert esc.mean() > 0.1 and np.all(t[esc, 1] % 2.0**-5 == 0)  # the small element is on Δ' too
+    for j, m in enumerate([1.9, -0.7]):
+        assert escape_moment_check(t[:, j], m, 0.01, s[:, j]) == (True, True)
+
+
+def test_vc_escape_saturation_documented():
+    """BFP: a value that rounds up to 2^(e'+1) saturates at 2^(e'+1) - Δ' (a bounded bias,
+    as fixed point's clip); floats saturate at the format's max, never inf."""
+    f = BlockFloatingPoint(4, dim=0)  # Δ' = 2^(e'-2): coarse, saturation frequent
+    mu, noise = _escape_samples(f, [1.7], 1.0, 45, 4000)
+    t = vc_quantize(mu, 1.0, f, noise=noise)
+    e = np.floor(np.log2(np.abs(t[t != 0])))
+    assert np.all(np.abs(t[t != 0]) <= 2.0 ** (e + 1) - 2.0 ** (e - 2))
+    assert np.array_equal(quantize(t, f), t)
+    g = IEEEFloat("float16")
+    top = float(g.max)
+    out = vc_quantize(np.full(1000, top), (0.1 * top) ** 2, g, np.random.default_rng(3))
+    assert np.all(np.isfinite(out)) and out.max() == top
 
 
 def _reference_samples(mu, var, seed, mutation):

@@ -148,3 +148,74 @@ def test_mixture_mode_weights(method):
     hot = (refimpl.sample(method, tgt, temperature=2.0, **kw)[:, :, 0] > 0).mean(axis=0)
     zb, mb, _ = z_score(hot, p_pos)
     assert abs(zb) > Z_TOL, mb
+
+
+# ----------------------------------------------------------------------------------- P8 with BFP / float VC
+@pytest.mark.parametrize("fmt", [refimpl.BlockFloatingPoint(8), refimpl.FloatingPoint(5, 4)], ids=["bfp8", "e5m4"])
+def test_sghmc_vc_relative_grid_p8_and_spec_clip_collapse(fmt, monkeypatch):
+    """VC SGHMC (H4) with BFP / qtorch-float storage from x0 = 1: Var_x = the P8 Lyapunov value with
+    the measured mean escape excesses (q_x, q_v) as ``extra_variance``.
+
+    Q^vc is unbiased (escape re-rounding is stochastic rounding) and its conditional
+    variance is Σ + excess(μ); the excess enters (P8) as extra white noise of mean
+    (q_x, q_v) = E[(Q^vc(μ) − μ)²] − Σ, estimated from (x, v) snapshots of the stationary
+    chains with R fresh Q^vc draws each (the excess depends on μ only through the grid, so
+    averaging over the stationary law is what the Lyapunov equation needs).  Var_x is
+    linear in (q_x, q_v): pred = pred0 + A·q, so the estimate's SE propagates exactly; the
+    tolerance is Z·(SE of the chains' Var_x + SE of pred).  Mutation: the spec's clip of
+    branch-1 results to μ's block (collapse to 0, Var_x ≈ 0.005) is rejected.
+    """
+    from refimpl.sghmc import coefficients
+
+    c = coefficients(ETA, GAMMA, U)
+    kw = dict(fmt=fmt, x0=1.0)
+    st = _run("sghmc_vc", "correct", 4000, 600, 41, **kw)
+    z0, m, se = z_score(chain_second_moments(st), 0.0)
+    # (x, v) snapshots every 10 steps after a 100-step burn-in (resume keeps the bits)
+    base = dict(n_chains=2000, step_size=ETA, friction=GAMMA, inverse_mass=U, keep="last",
+                sghmc_position_sign="correct", return_state=True, fmt=fmt)
+    _, s1 = refimpl.sample("sghmc_vc", "gaussian", n_steps=100, seed=seed(42), x0=1.0, **base)
+    xs, vs = [], []
+    for _ in range(6):
+        _, s1 = refimpl.sample("sghmc_vc", "gaussian", n_steps=10, seed=0, resume=s1, **base)
+        xs.append(s1.packed[:, 0].copy())
+        vs.append(s1.packed[:, 1] * s1.packed[:, 2])
+    x, v = np.array(xs).reshape(-1), np.array(vs).reshape(-1)
+    f = refimpl.BlockFloatingPoint(fmt.wl, dim=0) if isinstance(fmt, refimpl.BlockFloatingPoint) else fmt
+    rng = np.random.default_rng(seed(43))
+    R = 8
+    q, q_se = [], []
+    for mu, sig in ((x + c["c_xv"] * v - c["c_xg"] * x, c["sigma_x"]), (c["a"] * v - c["c_v"] * x, c["sigma_v"])):
+        mus = np.repeat(mu, R)[:, None]
+        w = ((refimpl.vc_quantize(mus, sig, f, rng) - mus) ** 2).reshape(-1, R).mean(axis=1) - sig
+        q.append(w.mean())
+        q_se.append(w.std() / np.sqrt(w.size))  # per-snapshot averages; snapshots of one chain are
+        # correlated, so inflate by the number of snapshots per chain (conservative): x6 samples -> sqrt(6)
+    q_se = [s * np.sqrt(6) for s in q_se]
+    pred0 = _pred("correct", drop_cross_covariance=True)[0, 0]
+    ax = _pred("correct", drop_cross_covariance=True, extra_variance=(1.0, 0.0))[0, 0] - pred0
+    av = _pred("correct", drop_cross_covariance=True, extra_variance=(0.0, 1.0))[0, 0] - pred0
+    pred = pred0 + ax * q[0] + av * q[1]
+    se_pred = np.hypot(ax * q_se[0], av * q_se[1])
+    assert abs(m - pred) < Z_TOL * (se + se_pred), (m, se, pred, se_pred, q)
+    _spec_clip(monkeypatch)
+    bad = _run("sghmc_vc", "correct", 4000, 600, 41, **kw)
+    _, mb, _ = z_score(chain_second_moments(bad), 0.0)
+    assert abs(mb - pred) > Z_TOL * (se + se_pred), mb
+
+
+def _spec_clip(monkeypatch):
+    """Mutation hook: code[7] bit 2 on the driver's weight format code (the spec's original clip)."""
+    import refimpl.driver as drv
+    from refimpl._qkernels import VC_SPEC_CLIP_BIT
+
+    orig = drv._as_format
+
+    def patched(name, fmt):
+        f, code = orig(name, fmt)
+        if name == "fmt" and int(code[0]) >= 2:
+            code = np.array(code)
+            code[7] = float(int(code[7]) | VC_SPEC_CLIP_BIT)
+        return f, code
+
+    monkeypatch.setattr(drv, "_as_format", patched)

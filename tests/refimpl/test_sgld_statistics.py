@@ -221,3 +221,62 @@ def test_lp_sgld_toy_table_p3_long(eta, table):
     pred_vc = P.sgld_vc_variance(eta, s)  # Q_G error: θ on grid and s·ζ rounding adds ≈ E σ²_SR(sζ) ≤ Δ²/4
     z, m, se = z_score(chain_second_moments(vc), pred_vc)
     assert abs(m - pred_vc) < Z_TOL * se + eta * 0.125**2 / 4, (m, se, pred_vc)
+
+
+# ----------------------------------------------------------------------------------- P0 with BFP / float VC
+def _spec_clip_formats(monkeypatch):
+    """Mutation: the spec's original Q^vc range rule (branch-1 results clipped to μ's block/binade
+    range) through the kernel's test hook, code[7] bit 2, set on the driver's weight format code."""
+    import refimpl.driver as drv
+    from refimpl._qkernels import VC_SPEC_CLIP_BIT
+
+    orig = drv._as_format
+
+    def patched(name, fmt):
+        f, code = orig(name, fmt)
+        if name == "fmt" and int(code[0]) >= 2:
+            code = np.array(code)
+            code[7] = float(int(code[7]) | VC_SPEC_CLIP_BIT)
+        return f, code
+
+    monkeypatch.setattr(drv, "_as_format", patched)
+
+
+def _vc_p0_statistic(th, eta, fmt, rng):
+    """Per-chain P0 statistic for VC SGLD on U = θ²/2 with a relative (BFP/float) grid.
+
+    Given θ (on the grid: Q_G(θ) = θ exactly), μ = (1 − η)θ and θ' = Q^vc(μ, 2η) with
+    E[θ' | θ] = μ exactly (escape re-rounding is unbiased; no saturation or branch 2 is
+    reachable here: V = 0.1 > Δ²/4 needs |θ| < 64), so in stationarity
+    E θ² = E w(μ)/(η(2 − η)), w(μ) = E[(Q^vc(μ) − μ)² | μ] = V + E[p(1 − p)Δ'²; escape].
+    w is estimated without bias by one fresh Q^vc draw per kept sample; the statistic
+    θ_t² − (Q^vc(μ_t) − μ_t)²/(η(2 − η)) averaged over a chain's kept samples has mean 0,
+    and chains are independent (fresh draws independent too), so the independent-chain
+    SE of sampler_stats is exact.  BFP: every kept sample is its own block (dim=0 on a
+    column), as each 1-D chain is one block in the sampler.
+    """
+    mu = (1.0 - eta) * th
+    f = refimpl.BlockFloatingPoint(fmt.wl, dim=0) if isinstance(fmt, refimpl.BlockFloatingPoint) else fmt
+    q = refimpl.vc_quantize(mu.reshape(-1, 1), 2 * eta, f, rng).reshape(th.shape)
+    w = (q - mu) ** 2
+    return (th**2 - w / (eta * (2 - eta))).mean(axis=0), w.mean() - 2 * eta
+
+
+@pytest.mark.parametrize("fmt", [refimpl.BlockFloatingPoint(8), refimpl.FloatingPoint(5, 4)], ids=["bfp8", "e5m4"])
+def test_sgld_vc_relative_grid_p0_and_spec_clip_collapse(fmt, monkeypatch):
+    """VC SGLD with BFP / qtorch-float weights from x0 = 1 (the reported collapse setting, η = 0.05):
+    E θ² = E w/(η(2 − η)) with the measured escape excess (|z| < 5); E θ² ≈ 1.03.
+    Mutation: the spec's clip of branch-1 results to μ's block (chains can only shrink
+    their exponent and collapse to 0, E θ² ≈ 1e-5) is rejected by the same check."""
+    eta, n = 0.05, 4000
+    kw = dict(n_chains=n, n_steps=400, step_size=eta, seed=seed(31), fmt=fmt, x0=1.0, burn_in=100, thin=4)
+    th = refimpl.sample("sgld_vc", "gaussian", **kw)[:, :, 0]
+    stat, excess = _vc_p0_statistic(th, eta, fmt, np.random.default_rng(seed(32)))
+    z, m, se = z_score(stat, 0.0)
+    assert abs(z) < Z_TOL, (m, se, excess)
+    assert abs((th**2).mean() - P.sgld_vc_variance(eta)) < 0.05  # sanity: ≈ 2/(2 − η) = 1.026 (+ small excess)
+    _spec_clip_formats(monkeypatch)
+    bad = refimpl.sample("sgld_vc", "gaussian", **kw)[:, :, 0]
+    assert (bad**2).mean() < 0.1  # the reported collapse
+    zb, mb, _ = z_score(_vc_p0_statistic(bad, eta, fmt, np.random.default_rng(seed(32)))[0], 0.0)
+    assert abs(zb) > Z_TOL, mb

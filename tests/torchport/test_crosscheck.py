@@ -50,6 +50,30 @@ def test_trajectory_check_catches_perturbed_step(name, mutate):
     assert not r["ok"] and not r["bitwise"]
 
 
+@pytest.mark.parametrize("name", ["sgld_vc[bfp]", "sgld_vc[float]", "sghmc_vc[bfp]"])
+def test_trajectory_parity_covers_vc_escape_rule(name, monkeypatch):
+    """The BFP/float VC trajectories exercise Q^vc's escape re-rounding (docs/quantizers.md): with
+    refimpl switched to the spec's original clip (kernel test hook, code[7] bit 2) the
+    bit-for-bit comparison against the (unchanged) torch optimizer must fail, so the
+    float64 parity above really covers the escape path."""
+    import numpy as np
+    import refimpl.driver as drv
+    from refimpl._qkernels import VC_SPEC_CLIP_BIT
+
+    orig = drv._as_format
+
+    def patched(arg, fmt):
+        f, code = orig(arg, fmt)
+        if arg == "fmt" and int(code[0]) >= 2:
+            code = np.array(code)
+            code[7] = float(int(code[7]) | VC_SPEC_CLIP_BIT)
+        return f, code
+
+    monkeypatch.setattr(drv, "_as_format", patched)
+    r = X.run_trajectory(CASES[name], n_steps=25, dim=3)
+    assert not r["bitwise"]
+
+
 def test_netopt_check_catches_perturbed_step():
     def mutate(opt):
         opt.alpha *= 1.001
