@@ -1,0 +1,94 @@
+"""torchport.models: architectures, parameter counts, generator-driven initialisation."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from torchport import models as tm
+
+
+def _gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.mark.parametrize(
+    "name, n_params",
+    [("logreg", 784 * 10 + 10), ("mlp", 784 * 100 + 100 + 100 * 10 + 10), ("cnn", 16 * 25 + 16 + 32 * 16 * 25 + 32 + 512 * 10 + 10)],
+)
+def test_small_models_shapes_and_counts(name, n_params):
+    model = tm.build_model(name, generator=_gen())
+    assert tm.num_parameters(model) == n_params
+    assert tm.input_layout(name) == "image"
+    x = torch.randn(3, 1, 28, 28, generator=_gen(1))
+    assert model(x).shape == (3, 10)
+    # logreg/mlp accept flattened input too
+    if name != "cnn":
+        assert torch.equal(model(x), model(x.reshape(3, -1)))
+
+
+def test_local_resnets_match_torchvision_parameter_counts():
+    # torchvision's published counts for 1000 classes (He et al. 2016 architecture):
+    # resnet18 11,689,512 and resnet50 25,557,032.
+    assert tm.num_parameters(tm.resnet18(1000, use_torchvision=False)) == 11_689_512
+    assert tm.num_parameters(tm.resnet50(1000, use_torchvision=False)) == 25_557_032
+    # CIFAR stem: 3x3 conv replaces the 7x7 one (64*3*(49-9) fewer weights)
+    assert tm.num_parameters(tm.resnet18(1000, stem="cifar", use_torchvision=False)) == 11_689_512 - 64 * 3 * 40
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50"])
+def test_resnet_forward_on_padded_mnist(name):
+    assert tm.input_layout(name) == "padded32x3"
+    model = tm.build_model(name, generator=_gen(), use_torchvision=False).eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, 32, 32, generator=_gen(1)))
+    assert out.shape == (2, 10) and torch.isfinite(out).all()
+
+
+def test_torchvision_resnet_when_available():
+    tv = pytest.importorskip("torchvision")  # present on the GPU machine only
+    del tv
+    for name in ("resnet18", "resnet50"):
+        a = getattr(tm, name)(10, use_torchvision=True)
+        b = getattr(tm, name)(10, use_torchvision=False)
+        assert [tuple(p.shape) for p in a.parameters()] == [tuple(p.shape) for p in b.parameters()]
+
+
+def test_initialisation_is_explicit_and_reproducible():
+    state = torch.random.get_rng_state()
+    a = tm.build_model("mlp", generator=_gen(5))
+    b = tm.build_model("mlp", generator=_gen(5))
+    c = tm.build_model("mlp", generator=_gen(6))
+    assert torch.equal(state, torch.random.get_rng_state())  # global RNG untouched
+    for pa, pb, pc in zip(a.parameters(), b.parameters(), c.parameters()):
+        assert torch.equal(pa, pb) and not torch.equal(pa, pc)
+    d = tm.build_model("mlp", generator=_gen(5), dtype=torch.float64)
+    assert all(p.dtype == torch.float64 for p in d.parameters())
+
+
+@pytest.mark.parametrize("scale, should_pass", [(1.0, True), (1.1, False)])
+def test_linear_init_is_pytorch_default_uniform(scale, should_pass):
+    """Weights ~ U(±b), b = 1/√fan_in (PyTorch's default).  E[w²] = b²/3 and
+    Var[w²] = b⁴/5 − b⁴/9 = 4b⁴/45, so the sample mean of w² over n = 78400 weights has
+    standard error √(4/45)·b²/√n; we allow 5 standard errors.  The mutation (bound × 1.1)
+    shifts E[w²] by 21 %, i.e. ~ 250 standard errors, and must be rejected."""
+    model = tm.build_model("mlp", generator=_gen(11))
+    w = model.layer1.weight.detach().double() * scale
+    b = 1 / math.sqrt(784)
+    n = w.numel()
+    se = math.sqrt(4 / 45) * b * b / math.sqrt(n)
+    ok = abs(float((w * w).mean()) - b * b / 3) < 5 * se and float(w.abs().max()) <= b
+    assert ok == should_pass
+
+
+def test_build_model_errors():
+    with pytest.raises(ValueError, match="model='vgg'"):
+        tm.build_model("vgg", generator=_gen())
+    with pytest.raises(TypeError, match="generator"):
+        tm.build_model("mlp", generator=0)
+    with pytest.raises(ValueError, match="stem"):
+        tm.resnet18(10, stem="tiny", use_torchvision=False)
+    with pytest.raises(ValueError, match="model"):
+        tm.input_layout("nope")

@@ -1,0 +1,161 @@
+"""Evaluation: Bayesian model averaging over samples, test error, NLL and ECE.
+
+Bayesian model average (ALGORITHMS §3.7; ruqizhang/low-precision-sgld bnn/ens.py): the
+predictive distribution is the mean of the softmax outputs of the S collected samples,
+
+    p̂(y | x) = (1/S) Σ_{s=1..S} softmax(f(x; θ_s))_y .
+
+Metrics of a predictive distribution p̂ (n, K) with labels y (n,):
+
+* test error (%)   = 100 · mean[argmax_k p̂_ik ≠ y_i];
+* NLL              = −mean log p̂_{i, y_i}   (nats per example; p̂ clamped at 1e-12 — not in
+  the published code, which reports no NLL);
+* ECE (%), standard (Guo et al. 2017): equal-width bins B_b = ((b−1)/B, b/B], b = 1..B
+  (B = 15 by default), conf_i = max_k p̂_ik, correct_i = [argmax = y_i],
+
+      ECE = Σ_b |Σ_{i∈B_b} (correct_i − conf_i)| / n = Σ_b (|B_b|/n)·|acc(B_b) − conf(B_b)|;
+
+* ECE (%), published variant (``variant="published"``, bnn/ens.py
+  ``expected_calibration_error``): edges ``linspace(0, 1, num_bins)`` with
+  ``numpy.digitize(conf, edges, right=True)`` and bins 0..num_bins−1 summed, the same
+  formula.  With the code's ``num_bins=10`` the edges are multiples of 1/9, bin 0 holds only
+  conf = 0 (impossible for a softmax), so this is **9 equal bins of width 1/9**
+  (right-inclusive).  :func:`ece_published` reproduces it exactly.
+
+No randomness anywhere in this module.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+ECE_VARIANTS = ("standard", "published")
+
+
+def _as_numpy(a) -> np.ndarray:
+    if isinstance(a, torch.Tensor):
+        return a.detach().cpu().double().numpy() if a.is_floating_point() else a.detach().cpu().numpy()
+    return np.asarray(a)
+
+
+def _check(probs, labels) -> tuple[np.ndarray, np.ndarray]:
+    p = _as_numpy(probs).astype(np.float64, copy=False)
+    y = _as_numpy(labels).astype(np.int64, copy=False)
+    if p.ndim != 2:
+        raise ValueError(f"probs must have shape (n, K), got {p.shape}")
+    if y.shape != (p.shape[0],):
+        raise ValueError(f"labels must have shape ({p.shape[0]},), got {y.shape}")
+    if p.shape[0] == 0:
+        raise ValueError("probs: need at least one example, got n=0")
+    if y.min() < 0 or y.max() >= p.shape[1]:
+        raise ValueError(f"labels must lie in 0..{p.shape[1] - 1}, got range [{y.min()}, {y.max()}]")
+    if not np.all(np.isfinite(p)):
+        raise ValueError("probs contains non-finite values")
+    return p, y
+
+
+def error_rate(probs, labels) -> float:
+    """Test error in percent: 100·mean[argmax p̂ ≠ y] (ties resolved to the first maximum)."""
+    p, y = _check(probs, labels)
+    return float(100.0 * np.mean(np.argmax(p, axis=1) != y))
+
+
+def nll(probs, labels, eps: float = 1e-12) -> float:
+    """Mean negative log predictive probability of the true label, in nats: −mean log max(p̂_iy, eps)."""
+    p, y = _check(probs, labels)
+    return float(-np.mean(np.log(np.maximum(p[np.arange(len(y)), y], eps))))
+
+
+def expected_calibration_error(probs, labels, n_bins: int = 15, variant: str = "standard") -> float:
+    """ECE in percent (see the module docstring for both variants).
+
+    ``variant="standard"``: ``n_bins`` equal-width, right-inclusive bins on (0, 1].
+    ``variant="published"``: the LP-SGLD code's binning with ``num_bins = n_bins`` edges
+    (``n_bins=10`` gives its 9 effective bins).
+    """
+    if variant not in ECE_VARIANTS:
+        raise ValueError(f"variant={variant!r}: expected one of {ECE_VARIANTS}")
+    if int(n_bins) != n_bins or n_bins < (2 if variant == "published" else 1):
+        raise ValueError(f"n_bins={n_bins!r}: must be a positive integer (>= 2 for 'published')")
+    p, y = _check(probs, labels)
+    conf = p.max(axis=1)
+    correct = (np.argmax(p, axis=1) == y).astype(np.float64)
+    if variant == "standard":
+        edges = np.linspace(0.0, 1.0, int(n_bins) + 1)
+        # bin b holds edges[b] < conf <= edges[b+1]; conf = 0 goes to the first bin.
+        idx = np.clip(np.searchsorted(edges, conf, side="left") - 1, 0, int(n_bins) - 1)
+        nb = int(n_bins)
+    else:
+        edges = np.linspace(0.0, 1.0, int(n_bins))
+        idx = np.digitize(conf, edges, right=True)
+        nb = int(n_bins) + 1  # digitize can return n_bins for conf > 1 (not summed by the code)
+    sums = np.bincount(idx, weights=correct - conf, minlength=nb)
+    if variant == "published":
+        sums = sums[: int(n_bins)]
+    return float(100.0 * np.sum(np.abs(sums)) / len(y))
+
+
+def ece_published(probs, labels) -> float:
+    """The published code's ECE (bnn/ens.py, ``num_bins=10``: 9 effective bins of width 1/9), in percent."""
+    return expected_calibration_error(probs, labels, n_bins=10, variant="published")
+
+
+def evaluate_probs(probs, labels) -> dict:
+    """All metrics of a predictive distribution: error %, NLL, ECE % (15 bins) and the published 9-bin ECE %."""
+    return {
+        "error": error_rate(probs, labels),
+        "nll": nll(probs, labels),
+        "ece15": expected_calibration_error(probs, labels, 15),
+        "ece9_published": ece_published(probs, labels),
+    }
+
+
+class BMA:
+    """Running Bayesian model average of softmax outputs: ``add(probs)`` per sample, ``mean()``.
+
+    The sum is kept in float64 so that the average of many float32 predictions does not
+    lose digits.  ``state_dict``/``load_state_dict`` make it checkpointable.
+    """
+
+    def __init__(self):
+        self.sum: torch.Tensor | None = None
+        self.count = 0
+
+    def add(self, probs: torch.Tensor) -> None:
+        probs = probs.detach().to("cpu", torch.float64)
+        if self.sum is not None and probs.shape != self.sum.shape:
+            raise ValueError(f"probs shape {tuple(probs.shape)} != previous {tuple(self.sum.shape)}")
+        self.sum = probs.clone() if self.sum is None else self.sum + probs
+        self.count += 1
+
+    def mean(self) -> torch.Tensor:
+        if self.count == 0:
+            raise ValueError("BMA.mean(): no samples collected (count=0)")
+        return self.sum / self.count
+
+    def state_dict(self) -> dict:
+        return {"sum": self.sum, "count": self.count}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sum = None if state["sum"] is None else state["sum"].clone()
+        self.count = int(state["count"])
+
+
+@torch.no_grad()
+def predict_probs(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 2000) -> torch.Tensor:
+    """Softmax outputs of ``model`` (in eval mode) on ``x``, batched; returns float64 (n, K) on the CPU.
+
+    The model's train/eval mode is restored afterwards.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        device = next(model.parameters()).device
+        out = [
+            torch.softmax(model(x[i : i + batch_size].to(device)).double(), dim=1).cpu()
+            for i in range(0, x.shape[0], batch_size)
+        ]
+    finally:
+        model.train(was_training)
+    return torch.cat(out, 0)
