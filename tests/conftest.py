@@ -33,6 +33,14 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import pytest  # noqa: E402
+from hypothesis import settings  # noqa: E402
+
+# Property tests explore the same examples on every run (a reproducible suite,
+# like the fixed seeds of the statistical tests).  For a wider random search:
+#   HYPOTHESIS_PROFILE=explore python -m pytest tests -k property
+settings.register_profile("default", derandomize=True, deadline=None, print_blob=True)
+settings.register_profile("explore", derandomize=False, deadline=None, max_examples=1000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 #: CI and developers keep the shared folder beside the checkout.
 SHARED_MNIST = REPO_ROOT.parent / "shared" / "data" / "mnist.npz"
 
