@@ -30,6 +30,7 @@ import torch
 from torch.optim import Optimizer
 
 from refimpl.formats import parse_format
+from torchport import quantize as tq
 
 __all__ = ["NoisyOptimizer", "as_format"]
 
@@ -236,3 +237,31 @@ class NoisyOptimizer(Optimizer):
 
     def _load_extra_state(self, extra):  # pragma: no cover - overridden where used
         pass
+
+
+class LowPrecisionWeightsMixin:
+    """Weight quantization shared by :class:`LowPrecisionSGLD` and :class:`LowPrecisionSGHMC`.
+
+    Needs the attributes ``weight_format`` and ``accumulator`` and the
+    :class:`NoisyOptimizer` noise helpers.
+    """
+
+    @torch.no_grad()
+    def quantize_weights_(self, noise=None):
+        """θ ← Q_W(acc) (stochastic, stream ``"u_weight"``) for "full"; θ ← Q^d(θ) (nearest) for "low".
+
+        "low" stores Q^d(θ_0) as refimpl's LP-L init does (no noise consumed); the
+        published code's first step uses the unquantized weights (§7.2.5), which
+        ``quantize_initial=False`` reproduces.
+        """
+        if self.weight_format is None:
+            return
+        params = [p for g in self.param_groups for p in g["params"]]
+        if self.accumulator == "low":
+            for p in params:
+                p.copy_(tq.quantize(p.detach(), self.weight_format, "nearest"))
+            return
+        flat = self._step_noise(noise, params, layout=(("u_weight", "uniform"),))
+        for p, u in zip(params, self._split(flat, params)["u_weight"]):
+            src = self.state[p]["accumulator"] if self.accumulator == "full" else p
+            p.copy_(tq._sr_fast(src, self.weight_format, u))

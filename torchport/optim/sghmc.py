@@ -21,7 +21,7 @@ import torch
 
 from torchport import quantize as tq
 from refimpl.formats import FixedPoint
-from torchport.optim._base import NoisyOptimizer, _positive, as_format
+from torchport.optim._base import LowPrecisionWeightsMixin, NoisyOptimizer, _positive, as_format
 
 __all__ = ["SGHMC", "LowPrecisionSGHMC", "sghmc_coefficients"]
 
@@ -129,7 +129,7 @@ class SGHMC(_SGHMCBase):
             v.copy_(v_new)
 
 
-class LowPrecisionSGHMC(_SGHMCBase):
+class LowPrecisionSGHMC(LowPrecisionWeightsMixin, _SGHMCBase):
     """Low-precision SGHMC -- spec (H2)-(H4); LP-SGHMC (TMLR 2024) eqs. 5, 6, 8 and Alg. 1.
 
     With g = Q_G(∇) (stochastic rounding; weight decay added after, unquantized):
@@ -210,21 +210,6 @@ class LowPrecisionSGHMC(_SGHMCBase):
         if self.weight_format is not None:
             lay.append(("u_weight", "uniform"))
         return tuple(lay)
-
-    @torch.no_grad()
-    def quantize_weights_(self, noise=None):
-        """θ ← Q_W(acc) (stochastic, stream ``"u_weight"``) for "full"; θ ← Q^d(θ) (nearest) for "low"."""
-        if self.weight_format is None:
-            return
-        params = [p for g in self.param_groups for p in g["params"]]
-        if self.accumulator == "low":  # stored weights: Q^d(θ_0), as refimpl's LP-L init (no noise)
-            for p in params:
-                p.copy_(tq.quantize(p.detach(), self.weight_format, "nearest"))
-            return
-        flat = self._step_noise(noise, params, layout=(("u_weight", "uniform"),))
-        for p, u in zip(params, self._split(flat, params)["u_weight"]):
-            src = self.state[p]["accumulator"] if self.accumulator == "full" else p
-            p.copy_(tq._sr_fast(src, self.weight_format, u))
 
     def _velocity_scale(self, vmax: float) -> float:
         """S_v of (H5): ‖μ_v‖_∞/Ū ("paper") or min(1, ‖μ_v‖_∞/(c·Ū)) ("code"); 1 when off or when μ_v = 0."""

@@ -28,7 +28,7 @@ from typing import Optional
 import torch
 
 from torchport import quantize as tq
-from torchport.optim._base import NoisyOptimizer, _positive, as_format
+from torchport.optim._base import LowPrecisionWeightsMixin, NoisyOptimizer, _positive, as_format
 
 __all__ = ["SGLD", "LowPrecisionSGLD"]
 
@@ -92,7 +92,7 @@ class SGLD(NoisyOptimizer):
                 p.add_(noise["xi"][i].to(p.dtype) * std)
 
 
-class LowPrecisionSGLD(NoisyOptimizer):
+class LowPrecisionSGLD(LowPrecisionWeightsMixin, NoisyOptimizer):
     """Low-precision SGLD and SGD -- spec (S2)-(S6); LP-SGLD (Zhang, Wilson & De Sa 2022) eqs. 1, 14, 17.
 
     With g_q = Q_G(g) (stochastic rounding, Q2'), d = g_q + wd·θ (weight decay
@@ -175,22 +175,6 @@ class LowPrecisionSGLD(NoisyOptimizer):
             if self.weight_format is not None:
                 lay.append(("u_weight", "uniform"))
         return tuple(lay)
-
-    @torch.no_grad()
-    def quantize_weights_(self, noise=None):
-        """θ ← Q_W(source) for every parameter (source = acc for "full", θ for "low"); stream "u_weight"."""
-        if self.weight_format is None:
-            return
-        params = [p for g in self.param_groups for p in g["params"]]
-        if self.accumulator == "low":  # stored weights: Q^d(θ_0), as refimpl's LP-L init (no noise)
-            for p in params:
-                p.copy_(tq.quantize(p.detach(), self.weight_format, "nearest"))
-            return
-        flat = self._step_noise(noise, params, layout=(("u_weight", "uniform"),))
-        parts = self._split(flat, params)["u_weight"]
-        for p, u in zip(params, parts):
-            src = self.state[p]["accumulator"] if self.accumulator == "full" else p
-            p.copy_(tq._sr_fast(src, self.weight_format, u))
 
     def _update_group(self, group, params, grads, noise):
         lr, wd = group["lr"], group["weight_decay"]
