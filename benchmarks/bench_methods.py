@@ -21,19 +21,12 @@ from __future__ import annotations
 
 import argparse
 import math
-import time
 
 import numpy as np
 
+from _timing import best_time
 
-def best_time(fn, repeat):
-    fn()
-    best = np.inf
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+
 
 
 def numpy_qsgld(n_chains, n_steps, eta, q, sg, seed):

@@ -21,19 +21,12 @@ Usage: ``python benchmarks/bench_samplers.py [--chains 10000] [--steps 2000] [--
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 
+from _timing import best_time
 
-def best_time(fn, repeat):
-    fn()
-    best = np.inf
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+
 
 
 def numpy_sgld(n_chains, n_steps, eta, seed):
