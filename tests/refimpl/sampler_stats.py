@@ -69,3 +69,22 @@ SEED_OFFSET = int(__import__("os").environ.get("QLANGEVIN_TEST_SEED_OFFSET", "0"
 
 def seed(s: int) -> int:
     return s + SEED_OFFSET
+
+
+def use_spec_vc_clip(monkeypatch):
+    """Mutation: the spec's original Q^vc range rule for BFP/float (branch-1 results clipped to
+    μ's block/binade range, which collapses the chains), switched on through the kernel's test
+    hook, code[7] bit 2, on the driver's weight format code."""
+    import refimpl.driver as drv
+    from refimpl._qkernels import VC_SPEC_CLIP_BIT
+
+    orig = drv._as_format
+
+    def patched(name, fmt):
+        f, code = orig(name, fmt)
+        if name == "fmt" and int(code[0]) >= 2:
+            code = np.array(code)
+            code[7] = float(int(code[7]) | VC_SPEC_CLIP_BIT)
+        return f, code
+
+    monkeypatch.setattr(drv, "_as_format", patched)

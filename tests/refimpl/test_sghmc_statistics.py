@@ -18,7 +18,7 @@ from scipy.stats import norm
 import refimpl
 from refimpl.formats import FixedPoint
 from refimpl.targets import mixture
-from sampler_stats import Z_TOL, seed, chain_second_moments, z_score
+from sampler_stats import Z_TOL, seed, chain_second_moments, z_score, use_spec_vc_clip
 from theory import predictions as P
 
 ETA, U, GAMMA = 0.09, 2.0, 3.0
@@ -198,24 +198,9 @@ def test_sghmc_vc_relative_grid_p8_and_spec_clip_collapse(fmt, monkeypatch):
     pred = pred0 + ax * q[0] + av * q[1]
     se_pred = np.hypot(ax * q_se[0], av * q_se[1])
     assert abs(m - pred) < Z_TOL * (se + se_pred), (m, se, pred, se_pred, q)
-    _spec_clip(monkeypatch)
+    use_spec_vc_clip(monkeypatch)
     bad = _run("sghmc_vc", "correct", 4000, 600, 41, **kw)
     _, mb, _ = z_score(chain_second_moments(bad), 0.0)
     assert abs(mb - pred) > Z_TOL * (se + se_pred), mb
 
 
-def _spec_clip(monkeypatch):
-    """Mutation hook: code[7] bit 2 on the driver's weight format code (the spec's original clip)."""
-    import refimpl.driver as drv
-    from refimpl._qkernels import VC_SPEC_CLIP_BIT
-
-    orig = drv._as_format
-
-    def patched(name, fmt):
-        f, code = orig(name, fmt)
-        if name == "fmt" and int(code[0]) >= 2:
-            code = np.array(code)
-            code[7] = float(int(code[7]) | VC_SPEC_CLIP_BIT)
-        return f, code
-
-    monkeypatch.setattr(drv, "_as_format", patched)

@@ -16,7 +16,7 @@ import pytest
 
 import refimpl
 from refimpl.formats import FixedPoint
-from sampler_stats import Z_TOL, seed, chain_second_moments, sr_var, sr_var_gaussian, z_score
+from sampler_stats import Z_TOL, seed, chain_second_moments, sr_var, sr_var_gaussian, z_score, use_spec_vc_clip
 from theory import predictions as P
 
 F3 = FixedPoint(8, 3)  # Δ = 1/8, the LP-SGLD toy format (§6.1)
@@ -224,24 +224,6 @@ def test_lp_sgld_toy_table_p3_long(eta, table):
 
 
 # ----------------------------------------------------------------------------------- P0 with BFP / float VC
-def _spec_clip_formats(monkeypatch):
-    """Mutation: the spec's original Q^vc range rule (branch-1 results clipped to μ's block/binade
-    range) through the kernel's test hook, code[7] bit 2, set on the driver's weight format code."""
-    import refimpl.driver as drv
-    from refimpl._qkernels import VC_SPEC_CLIP_BIT
-
-    orig = drv._as_format
-
-    def patched(name, fmt):
-        f, code = orig(name, fmt)
-        if name == "fmt" and int(code[0]) >= 2:
-            code = np.array(code)
-            code[7] = float(int(code[7]) | VC_SPEC_CLIP_BIT)
-        return f, code
-
-    monkeypatch.setattr(drv, "_as_format", patched)
-
-
 def _vc_p0_statistic(th, eta, fmt, rng):
     """Per-chain P0 statistic for VC SGLD on U = θ²/2 with a relative (BFP/float) grid.
 
@@ -275,7 +257,7 @@ def test_sgld_vc_relative_grid_p0_and_spec_clip_collapse(fmt, monkeypatch):
     z, m, se = z_score(stat, 0.0)
     assert abs(z) < Z_TOL, (m, se, excess)
     assert abs((th**2).mean() - P.sgld_vc_variance(eta)) < 0.05  # sanity: ≈ 2/(2 − η) = 1.026 (+ small excess)
-    _spec_clip_formats(monkeypatch)
+    use_spec_vc_clip(monkeypatch)
     bad = refimpl.sample("sgld_vc", "gaussian", **kw)[:, :, 0]
     assert (bad**2).mean() < 0.1  # the reported collapse
     zb, mb, _ = z_score(_vc_p0_statistic(bad, eta, fmt, np.random.default_rng(seed(32)))[0], 0.0)
