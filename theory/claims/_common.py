@@ -1,0 +1,136 @@
+"""Shared machinery of the claims: the :class:`Claim` record, the :class:`Context` an experiment
+runs in, its :class:`Outcome`, size modes, figure saving, and small helpers used by several claims.
+
+Sizes come in three modes: ``"tiny"`` (tests, seconds), ``"quick"`` (the README's
+``qlangevin verify --quick``) and ``"full"`` (the complete grid).  Everything is
+seeded from ``ctx.seed`` through :func:`theory.experiments.derive_seed`, so a run
+is reproducible bit for bit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from theory import predictions as P
+from theory.experiments import (
+    Measurement,
+    Sampler,
+    variance_estimate,
+    within_prediction,
+)
+
+__all__ = ["Claim", "Context", "Outcome", "MODES", "fixed_point", "SRC_LPSGLD", "SRC_LPSGHMC"]
+
+SRC_LPSGLD = "Zhang, Wilson & De Sa, Low-precision SGLD, ICML 2022"
+SRC_LPSGHMC = "Wang, Chen, Song & Zhang, Low-precision SGHMC, TMLR 2024"
+
+MODES = ("tiny", "quick", "full")
+
+
+@dataclass
+class Context:
+    """What a claim's experiment needs: the sampler, the size mode, the seed, where figures go."""
+
+    sampler: Sampler
+    mode: str = "quick"
+    seed: int = 0
+    figures_dir: Path | None = None
+    log: Callable[[str], None] = field(default=lambda msg: None)
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+
+    def pick(self, **by_mode):
+        """The value for the current mode: ``ctx.pick(tiny=..., quick=..., full=...)``."""
+        return by_mode[self.mode]
+
+
+@dataclass
+class Outcome:
+    """What a claim's experiment returns: measurements (report rows), figure paths relative to the report directory, extras."""
+
+    measurements: list = field(default_factory=list)
+    figures: list = field(default_factory=list)
+    info: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A declarative claim record (see module docstring)."""
+
+    id: str
+    source: str
+    statement: str
+    experiment: str
+    measured: str
+    prediction: str
+    pass_rule: str
+    run: Callable[[Context], Outcome] = field(repr=False, compare=False)
+    #: relative cost of the quick run (CPU seconds measured on the 2-core dev machine); the
+    #: process pool starts the most expensive claims first
+    weight: float = field(default=1.0, compare=False)
+
+    def record(self) -> dict:
+        """The declarative part of the claim (everything but ``run``), as written into report.json."""
+        return {
+            "id": self.id,
+            "source": self.source,
+            "statement": self.statement,
+            "experiment": self.experiment,
+            "measured": self.measured,
+            "prediction": self.prediction,
+            "pass_rule": self.pass_rule,
+        }
+
+
+def fixed_point(fl: int, integer_bits: int = 5):
+    """``FixedPoint(fl + integer_bits, fl)``: Δ = 2^−fl, range ±2^(integer_bits − 1) (±16 by default)."""
+    from refimpl.formats import FixedPoint
+
+    return FixedPoint(int(fl) + int(integer_bits), int(fl))
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, ctx: Context, name: str, out: Outcome):
+    from matplotlib.ticker import NullFormatter
+
+    for ax in fig.axes:  # no crowded minor labels on log axes
+        for axis, scale in ((ax.xaxis, ax.get_xscale()), (ax.yaxis, ax.get_yscale())):
+            if scale == "log":
+                axis.set_minor_formatter(NullFormatter())
+    if ctx.figures_dir is None:
+        _plt().close(fig)
+        return
+    ctx.figures_dir.mkdir(parents=True, exist_ok=True)
+    path = ctx.figures_dir / name
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    _plt().close(fig)
+    out.figures.append(f"figures/{name}")
+
+
+def _transient(eta: float, n_steps: int) -> float:
+    """1 − (1 − η)^{2k}: fraction of the stationary second moment reached at step k from θ_0 = 0 (P0)."""
+    return 1.0 - (1.0 - eta) ** (2 * n_steps)
+
+
+def _var_row(label, params, draws, prediction, model_error=0.0, quantity="E θ² at step k", note="", center=0.0):
+    est = variance_estimate(draws, center=center)
+    ok, tol = within_prediction(est.value, est.se, prediction, model_error)
+    return Measurement(label, params, quantity, est.value, (est.lo, est.hi), est.se, prediction, None, tol, ok, note)
+
+
+def _naive_prediction(eta, delta):
+    """P3 regime formula (spec: accurate to about 1%); 2.4% slack at the Fig. 1 point η = 10⁻³, Δ = 1/8."""
+    return P.sgld_lp_l_variance(eta, delta, boundary_slack=0.05)
+
