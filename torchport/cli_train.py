@@ -9,6 +9,11 @@ Examples::
 Formats are parsed with :func:`refimpl.formats.parse_format` (``fixed:W:F``, ``bfp:W``,
 ``bfp:W:dim``, ``float:E:M``, ``ieee:bfloat16``, ``none``).  See docs/training.md for the
 scaling convention (lr = η·N, noise variance 2·lr·T/N) and the run-directory layout.
+
+A checkpoint is written at the end of every epoch by default (``--checkpoint-every K``:
+every K steps; 0: only at the end).  Ctrl-C (SIGINT) or SIGTERM finishes the current step,
+writes a checkpoint and prints the command that resumes the run; the exit status is then
+128 + the signal number.  Every error is one line on stderr with exit status 2.
 """
 
 from __future__ import annotations
@@ -19,19 +24,33 @@ import sys
 import time
 from pathlib import Path
 
+#: Options that ``--resume`` may change; any other option given with ``--resume`` is refused.
+_RESUME_OPTIONS = {"resume", "max_steps", "no_progress", "checkpoint_every", "data_dir", "device", "threads"}
+_TORCH_MISSING = 'needs PyTorch, which is not installed here: pip install "qlangevin[torch]"'
+
+
+def _choices():
+    """(models, methods, schedules), or Nones when torch is missing (then ``run`` says so)."""
+    try:
+        from torchport.models import MODELS  # noqa: PLC0415
+        from torchport.train import METHODS, SCHEDULES  # noqa: PLC0415
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] != "torch":
+            raise
+        return None, None, None
+    return MODELS, tuple(METHODS), SCHEDULES
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from torchport.models import MODELS  # noqa: PLC0415
-    from torchport.train import METHODS, SCHEDULES  # noqa: PLC0415
-
+    models, methods, schedules = _choices()
     parser.add_argument("--dataset", default="mnist", choices=["mnist"], help="dataset (default: mnist)")
     parser.add_argument("--data-dir", default=None,
                         help="directory with mnist.npz or the four IDX files, or the npz itself "
-                             "(default: $QLANGEVIN_DATA or ../shared/data)")
+                             "(default: $QLANGEVIN_MNIST or ../shared/data/mnist.npz)")
     parser.add_argument("--download", action="store_true",
                         help="download the IDX files into --data-dir first (needs network)")
-    parser.add_argument("--model", default="mlp", choices=MODELS)
-    parser.add_argument("--method", default="sgld", choices=tuple(METHODS))
+    parser.add_argument("--model", default="mlp", choices=models)
+    parser.add_argument("--method", default="sgld", choices=methods)
     parser.add_argument("--format", dest="weight_format", default=None,
                         help="weight format Q_W, e.g. fixed:8:6 or bfp:8 (required by low-precision methods)")
     parser.add_argument("--grad-format", default=None, help="gradient format Q_G (default: same as --format)")
@@ -46,7 +65,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="prior N(0, 1/(wd*N)) as weight decay on the mean loss (default 1e-4)")
     parser.add_argument("--friction", type=float, default=2.0, help="SGHMC friction gamma")
     parser.add_argument("--inverse-mass", type=float, default=1.0, help="SGHMC inverse mass u")
-    parser.add_argument("--schedule", default="constant", choices=SCHEDULES)
+    parser.add_argument("--level-scale", type=float, default=1.0,
+                        help="askewsgd/binaryconnect/proxquant: the weight levels are +-level_scale (default 1)")
+    parser.add_argument("--schedule", default="constant", choices=schedules)
     parser.add_argument("--cycles", type=int, default=1, help="cycles of the cyclical schedule")
     parser.add_argument("--burn-in", type=float, default=0.5, help="fraction of steps before collecting")
     parser.add_argument("--num-samples", type=int, default=20, help="samples collected for the BMA")
@@ -55,11 +76,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "rounding (default: the optimizer's nearest rounding)")
     parser.add_argument("--subset", type=int, default=None, help="use this many training examples (quick runs)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default=None, help="torch device (default: cpu; on --resume: the run's)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: leave)")
     parser.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (resumable)")
-    parser.add_argument("--checkpoint-every", type=int, default=0, help="checkpoint every K steps (0: at the end)")
+    parser.add_argument("--checkpoint-every", type=int, default=None,
+                        help="checkpoint every K steps (default: every epoch; 0: only at the end)")
     parser.add_argument("--out", default=None, help="run directory (default: runs/<model>-<method>-<time>)")
     parser.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue the run saved in RUN_DIR")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -73,31 +95,60 @@ def _config_from_args(args):
         weight_format=args.weight_format, grad_format=args.grad_format, act_format=args.act_format,
         error_format=args.error_format, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         temperature=args.temperature, weight_decay=args.weight_decay, friction=args.friction,
-        inverse_mass=args.inverse_mass, schedule=args.schedule, cycles=args.cycles, burn_in=args.burn_in,
-        num_samples=args.num_samples, subset=args.subset, init_rounding=args.init_rounding, seed=args.seed, device=args.device, dtype=args.dtype,
-        max_steps=args.max_steps, checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
+        inverse_mass=args.inverse_mass, level_scale=args.level_scale, schedule=args.schedule, cycles=args.cycles,
+        burn_in=args.burn_in, num_samples=args.num_samples, subset=args.subset, init_rounding=args.init_rounding,
+        seed=args.seed, device=args.device or "cpu", dtype=args.dtype, max_steps=args.max_steps,
+        checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
     )
+
+
+def _refuse_resume_changes(args) -> None:
+    """``--resume`` continues the saved configuration: refuse options that would silently be ignored."""
+    parser = argparse.ArgumentParser(add_help=False)
+    add_arguments(parser)
+    defaults = vars(parser.parse_args([]))
+    changed = sorted(k for k, v in defaults.items() if k not in _RESUME_OPTIONS and getattr(args, k, v) != v)
+    if changed:
+        flags = ", ".join("--" + ("format" if k == "weight_format" else k.replace("_", "-")) for k in changed)
+        raise ValueError(f"{flags}: cannot be changed when resuming (the run's config.json fixes them); "
+                         "--resume accepts --max-steps, --checkpoint-every, --data-dir, --device, --threads, "
+                         "--no-progress")
+
+
+def _error(message: str) -> int:
+    print(f"qlangevin train: error: {' '.join(str(message).split())}", file=sys.stderr)
+    return 2
 
 
 def run(args) -> int:
     import dataclasses  # noqa: PLC0415
 
-    import torch  # noqa: PLC0415
+    try:
+        import torch  # noqa: PLC0415
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] != "torch":
+            raise
+        return _error(_TORCH_MISSING)
 
     from torchport import train as ttrain  # noqa: PLC0415
 
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
     try:
+        if args.threads is not None:
+            if args.threads < 1:
+                raise ValueError(f"--threads={args.threads}: must be >= 1")
+            torch.set_num_threads(args.threads)
         if args.resume:
+            _refuse_resume_changes(args)
             run_dir = Path(args.resume)
             config = ttrain.load_config(run_dir)
             overrides = {"progress": not args.no_progress, "max_steps": args.max_steps}
             if args.data_dir is not None:
                 overrides["data_dir"] = args.data_dir
-            if args.checkpoint_every:
+            if args.checkpoint_every is not None:
                 overrides["checkpoint_every"] = args.checkpoint_every
-            config = dataclasses.replace(config, **overrides)
+            if args.device is not None:
+                overrides["device"] = args.device
+            config = dataclasses.replace(config, **overrides).validate()
             resume = True
         else:
             config = _config_from_args(args).validate()
@@ -111,12 +162,15 @@ def run(args) -> int:
                     raise ValueError("--download needs --data-dir")
                 download_mnist(args.data_dir)
         result = ttrain.train(config, run_dir, resume=resume)
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError, NotImplementedError) as exc:
-        print(f"qlangevin train: error: {exc}", file=sys.stderr)
-        return 2
+    except ttrain.TrainInterrupted as exc:
+        print(f"qlangevin train: {exc}", file=sys.stderr)
+        return 128 + int(exc.signum)
+    except (ValueError, TypeError, OSError, NotImplementedError, FloatingPointError) as exc:
+        return _error(exc)
     summary = {k: result[k] for k in ("step", "total_steps", "num_samples") if k in result}
-    summary["bma"] = result.get("bma")
-    summary["last"] = result.get("last")
+    for key in ("bma", "last", "last_quantized", "skipped_samples"):
+        if key in result:
+            summary[key] = result[key]
     print(json.dumps(summary, indent=2))
     print(f"run directory: {run_dir}")
     return 0

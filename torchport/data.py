@@ -1,6 +1,7 @@
 """MNIST for the torchport training driver: readers, a download path, checks, tensors.
 
-Sources understood by :func:`load_mnist`
+Sources understood by :func:`load_mnist` (which is :func:`refimpl.data.load_mnist`, the one
+MNIST reader of the project; environment variable ``QLANGEVIN_MNIST``)
 
 * the npz layout of ``shared/data/mnist.npz`` (keys ``x_train`` (60000, 28, 28) uint8,
   ``y_train`` (60000,) uint8, ``x_test`` (10000, 28, 28) uint8, ``y_test`` (10000,) uint8);
@@ -27,8 +28,8 @@ function of ``(seed, epoch)`` so that a resumed run (and every DDP rank) recompu
 
 from __future__ import annotations
 
-import gzip
 import hashlib
+import numbers
 import os
 import shutil
 import tempfile
@@ -39,6 +40,9 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from refimpl import data as _rdata
+from torchport._seed import as_generator, check_int_seed
+
 #: Training-set pixel mean and standard deviation after dividing by 255 (README of the npz).
 MNIST_MEAN = 0.1307
 MNIST_STD = 0.3081
@@ -47,13 +51,8 @@ MNIST_TRAIN_CLASS_COUNTS = (5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851
 #: Test-set class counts of the standard split (from the npz; sums to 10000).
 MNIST_TEST_CLASS_COUNTS = (980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009)
 
-#: The four standard file names (without ``.gz``), keyed by array name.
-IDX_FILES = {
-    "x_train": "train-images-idx3-ubyte",
-    "y_train": "train-labels-idx1-ubyte",
-    "x_test": "t10k-images-idx3-ubyte",
-    "y_test": "t10k-labels-idx1-ubyte",
-}
+#: The four standard file names (without ``.gz``), keyed by array name (from :mod:`refimpl.data`).
+IDX_FILES = _rdata.IDX_NAMES
 #: MD5 of the published gzipped files (the values torchvision checks).
 IDX_GZ_MD5 = {
     "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
@@ -69,16 +68,6 @@ DEFAULT_MIRRORS = (
     "http://yann.lecun.com/exdb/mnist/",
 )
 
-_IDX_DTYPES = {
-    0x08: np.dtype(np.uint8),
-    0x09: np.dtype(np.int8),
-    0x0B: np.dtype(">i2"),
-    0x0C: np.dtype(">i4"),
-    0x0D: np.dtype(">f4"),
-    0x0E: np.dtype(">f8"),
-}
-_IDX_CODES = {np.dtype(np.uint8): 0x08, np.dtype(np.int8): 0x09}
-
 LAYOUTS = ("flat", "image", "padded32x3")
 
 
@@ -91,70 +80,11 @@ class MNISTArrays(NamedTuple):
     y_test: np.ndarray  # (10000,) uint8
 
 
-# ---------------------------------------------------------------------------- IDX files
+# ---------------------------------------------------------------------------- IDX files and loading
 
-
-def _open_maybe_gzip(path: Path):
-    with open(path, "rb") as fh:
-        magic = fh.read(2)
-    return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")
-
-
-def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """Read one IDX file (gzipped or not; detected from the content, not the name).
-
-    Format (LeCun's IDX): two zero bytes, a type byte (0x08 uint8, 0x09 int8, 0x0B int16,
-    0x0C int32, 0x0D float32, 0x0E float64), the number of dimensions, then each dimension
-    as a big-endian uint32, then the data in C order, big-endian.
-
-    Returns an array of the stored dtype (native byte order) and shape.  Raises
-    ``ValueError`` naming the file for a bad magic number or a size mismatch.
-    """
-    path = Path(path)
-    with _open_maybe_gzip(path) as fh:
-        data = fh.read()
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
-        raise ValueError(f"path={str(path)!r}: not an IDX file (magic bytes {data[:4]!r})")
-    dtype = _IDX_DTYPES[data[2]]
-    ndim = data[3]
-    header = 4 + 4 * ndim
-    shape = tuple(int(v) for v in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    if len(data) - header != expected:
-        raise ValueError(
-            f"path={str(path)!r}: IDX header says shape {shape} ({expected} bytes) "
-            f"but the file holds {len(data) - header} data bytes"
-        )
-    arr = np.frombuffer(data, dtype=dtype, offset=header).reshape(shape)
-    return arr.astype(dtype.newbyteorder("="), copy=True)
-
-
-def write_idx(path: str | os.PathLike, array: np.ndarray, *, compress: bool | None = None,
-              compresslevel: int = 6) -> Path:
-    """Write ``array`` (uint8 or int8) as an IDX file; gzip when ``compress`` (default: name ends in .gz).
-
-    The bytes are those of the standard MNIST files (header then raw data), so writing the
-    npz arrays reproduces the published uncompressed files exactly.  The gzip stream is
-    written with mtime 0, so the output is deterministic.
-    """
-    path = Path(path)
-    array = np.asarray(array)
-    if array.dtype not in _IDX_CODES:
-        raise TypeError(f"array.dtype={array.dtype}: write_idx supports uint8 and int8 only")
-    if compress is None:
-        compress = path.suffix == ".gz"
-    header = bytes([0, 0, _IDX_CODES[array.dtype], array.ndim]) + np.asarray(
-        array.shape, dtype=">u4"
-    ).tobytes()
-    payload = header + np.ascontiguousarray(array).tobytes()
-    if compress:
-        with open(path, "wb") as raw, gzip.GzipFile(
-            filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=compresslevel
-        ) as fh:
-            fh.write(payload)
-    else:
-        path.write_bytes(payload)
-    return path
+#: The IDX codec lives in :mod:`refimpl.data` (one reader for both packages); re-exported here.
+read_idx = _rdata.read_idx
+write_idx = _rdata.write_idx
 
 
 def write_mnist_idx(arrays: MNISTArrays, directory: str | os.PathLike, *, compress: bool = True,
@@ -168,59 +98,15 @@ def write_mnist_idx(arrays: MNISTArrays, directory: str | os.PathLike, *, compre
     return directory
 
 
-# ---------------------------------------------------------------------------- loading
-
-
-def _find_idx(directory: Path, name: str) -> Path | None:
-    for sub in (directory, directory / "MNIST" / "raw", directory / "raw"):
-        for candidate in (sub / name, sub / (name + ".gz")):
-            if candidate.is_file():
-                return candidate
-    return None
-
-
-def _validate(arrays: MNISTArrays, source: str) -> MNISTArrays:
-    for key in ("x_train", "x_test"):
-        x = getattr(arrays, key)
-        if x.dtype != np.uint8 or x.ndim != 3 or x.shape[1:] != (28, 28):
-            raise ValueError(f"{source}: {key} must be uint8 of shape (n, 28, 28), got {x.dtype} {x.shape}")
-    for key, xkey in (("y_train", "x_train"), ("y_test", "x_test")):
-        y = getattr(arrays, key)
-        if y.ndim != 1 or y.shape[0] != getattr(arrays, xkey).shape[0]:
-            raise ValueError(f"{source}: {key} must have shape ({getattr(arrays, xkey).shape[0]},), got {y.shape}")
-        if y.size and (int(y.min()) < 0 or int(y.max()) > 9):
-            raise ValueError(f"{source}: {key} must hold labels 0..9, got range [{y.min()}, {y.max()}]")
-    return MNISTArrays(*(np.ascontiguousarray(a).astype(np.uint8, copy=False) for a in arrays))
-
-
-def load_mnist(path: str | os.PathLike) -> MNISTArrays:
-    """Load MNIST from an npz file, a directory with ``mnist.npz``, or a directory of IDX files.
+def load_mnist(path: str | os.PathLike | None = None) -> MNISTArrays:
+    """Load MNIST with :func:`refimpl.data.load_mnist` (npz, a directory with ``mnist.npz``, a
+    directory of IDX files; ``None``: ``$QLANGEVIN_MNIST`` or the shared file).
 
     Returns :class:`MNISTArrays` (uint8).  Raises ``FileNotFoundError`` naming what was
     looked for, ``ValueError`` for malformed content (wrong shapes, labels outside 0..9).
     No randomness.
     """
-    path = Path(path).expanduser()
-    if path.is_dir():
-        found = {key: _find_idx(path, name) for key, name in IDX_FILES.items()}
-        if all(found.values()):
-            arrays = MNISTArrays(*(read_idx(found[k]) for k in IDX_FILES))
-            return _validate(arrays, f"path={str(path)!r}")
-        if (path / "mnist.npz").is_file():
-            path = path / "mnist.npz"
-        else:
-            missing = [IDX_FILES[k] for k, v in found.items() if v is None]
-            raise FileNotFoundError(
-                f"path={str(path)!r}: no mnist.npz and missing IDX files {missing} (optionally .gz)"
-            )
-    if not path.is_file():
-        raise FileNotFoundError(f"path={str(path)!r}: no such file or directory")
-    with np.load(path, allow_pickle=False) as npz:
-        missing = [k for k in MNISTArrays._fields if k not in npz.files]
-        if missing:
-            raise ValueError(f"path={str(path)!r}: npz lacks keys {missing} (has {npz.files})")
-        arrays = MNISTArrays(*(npz[k] for k in MNISTArrays._fields))
-    return _validate(arrays, f"path={str(path)!r}")
+    return MNISTArrays(**_rdata.load_mnist(path))
 
 
 def check_mnist(arrays: MNISTArrays, *, atol: float = 5e-4) -> dict:
@@ -361,25 +247,29 @@ def to_tensors(
     return x.to(dtype).contiguous(), y
 
 
-def subset_indices(n_total: int, n: int | None, generator: torch.Generator | None) -> torch.Tensor:
+def subset_indices(n_total: int, n: int | None, seed: int | torch.Generator | None = None) -> torch.Tensor:
     """Indices of a subset of size ``n`` (all of them, in order, when ``n`` is None).
 
-    The subset is the first ``n`` entries of ``torch.randperm(n_total, generator=generator)``
-    when a generator is given, else the first ``n`` examples (MNIST's files are already in
-    random order).  Raises ``ValueError`` when ``n`` is not in 1..n_total.
+    The subset is the first ``n`` entries of ``torch.randperm(n_total, generator=g)``, sorted,
+    when ``seed`` (an int or a ``torch.Generator`` g) is given, else the first ``n`` examples
+    (MNIST's files are already in random order).  Raises ``ValueError`` when ``n`` is not
+    in 1..n_total.
     """
     if n is None:
         return torch.arange(n_total)
-    if not 1 <= int(n) <= n_total:
-        raise ValueError(f"subset={n}: must be between 1 and {n_total}")
-    if generator is None:
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or not 1 <= int(n) <= n_total:
+        raise ValueError(f"subset={n!r}: must be an integer between 1 and {n_total}")
+    if seed is None:
         return torch.arange(int(n))
-    return torch.randperm(n_total, generator=generator)[: int(n)].sort().values
+    return torch.randperm(n_total, generator=as_generator(seed, "seed"))[: int(n)].sort().values
 
 
 def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
     """Minibatch order of one epoch: ``torch.randperm(n)`` from a generator seeded with
     a pure function of ``(seed, epoch)``, so that resuming mid-epoch and every DDP rank
-    reproduce it without carrying data-loader state."""
-    g = torch.Generator().manual_seed((int(seed) * 1_000_003 + 7919 * int(epoch) + 0x5EED) % (2**63))
+    reproduce it without carrying data-loader state.  ``seed`` must be an int (a generator
+    would make the order depend on what was drawn before)."""
+    seed = check_int_seed(seed, "seed")
+    epoch = check_int_seed(epoch, "epoch")
+    g = torch.Generator().manual_seed((seed * 1_000_003 + 7919 * epoch + 0x5EED) % (2**63))
     return torch.randperm(n, generator=g)

@@ -11,7 +11,7 @@ variance 1/W, so the chain would be too cold by a factor W.
 
 Mechanism used here (identical generators, identical draw order).
 
-1. Every rank builds its optimizer with the same seed (``torchport.train`` derives it from
+1. Every rank builds its optimizer with the same seed (:mod:`torchport.train` derives it from
    the run seed, not from the rank), so every rank's ``torch.Generator`` starts in the same
    state.  :func:`broadcast_generator_state` additionally copies rank 0's generator state
    to all ranks, so the scheme holds even if a caller seeded ranks differently.
@@ -26,6 +26,10 @@ Mechanism used here (identical generators, identical draw order).
    on every rank: the replicas stay bitwise identical with no extra communication.
    :func:`replicas_identical` checks this (rank 0 broadcasts its parameters; every rank
    compares bitwise), and the test suite runs it after N steps with the gloo backend.
+
+This module holds the collectives only and imports nothing of the driver: :mod:`torchport.train`
+imports it, and :mod:`torchport.ddp` (which launches ``train`` on W local processes) imports
+both, so there is no import cycle.
 
 The alternative, rank 0 drawing and broadcasting ξ, costs one extra broadcast of d numbers
 per step and is not needed when the generators agree.
@@ -45,9 +49,7 @@ the single-process one.  BatchNorm statistics are per rank (no SyncBatchNorm).
 
 from __future__ import annotations
 
-import os
 import socket
-from typing import Optional
 
 import torch
 import torch.distributed as dist
@@ -100,48 +102,3 @@ def replicas_identical(module: torch.nn.Module, src: int = 0) -> bool:
                         dtype=torch.int64, device=dev)
     dist.all_reduce(same, op=dist.ReduceOp.MIN)
     return bool(same.item())
-
-
-def _ddp_worker(rank: int, world_size: int, port: int, jobs: list, out_dir: str, threads: int = 1) -> None:
-    """Spawned entry point: run each job ``(config_json, sync_noise)`` of :func:`torchport.train.train`
-    as one DDP rank and save ``out_dir/rank{r}_job{j}.pt`` (final parameters, replica check, step)."""
-    torch.set_num_threads(threads)
-    from torchport import train as ttrain  # noqa: PLC0415
-
-    init_local_process_group(rank, world_size, port)
-    try:
-        for j, (config_json, sync_noise) in enumerate(jobs):
-            config = ttrain.TrainConfig.from_json(config_json)
-            holder: dict = {}
-            result = ttrain.train(config, None, rank=rank, world_size=world_size, sync_noise=sync_noise,
-                                  _model_out=holder)
-            model = holder["model"]
-            ok = replicas_identical(model)
-            torch.save({"params": ttrain.parameters_vector(model), "identical": ok, "step": result["step"]},
-                       os.path.join(out_dir, f"rank{rank}_job{j}.pt"))
-    finally:
-        dist.destroy_process_group()
-
-
-def run_ddp(configs, world_size: int, out_dir: str, *, sync_noise=True, threads: int = 1,
-            port: Optional[int] = None) -> list[list[dict]]:
-    """Run each config under DDP with ``world_size`` local CPU processes (gloo, 127.0.0.1).
-
-    ``configs``: one :class:`~torchport.train.TrainConfig` or a list (run one after the other
-    in the same process group); ``sync_noise``: a bool or one per config (False is the broken
-    per-rank-noise scheme).  Returns, per config, one record per rank with ``params`` (the
-    final parameter vector), ``identical`` (the collective replica check after the last
-    step) and ``step``.
-    """
-    import torch.multiprocessing as mp  # noqa: PLC0415
-
-    if not isinstance(configs, (list, tuple)):
-        configs = [configs]
-    syncs = list(sync_noise) if isinstance(sync_noise, (list, tuple)) else [sync_noise] * len(configs)
-    if len(syncs) != len(configs):
-        raise ValueError(f"sync_noise has {len(syncs)} entries for {len(configs)} configs")
-    jobs = [(c.to_json(), bool(s)) for c, s in zip(configs, syncs)]
-    port = free_port() if port is None else port
-    mp.spawn(_ddp_worker, args=(world_size, port, jobs, str(out_dir), threads), nprocs=world_size, join=True)
-    return [[torch.load(os.path.join(out_dir, f"rank{r}_job{j}.pt"), weights_only=False) for r in range(world_size)]
-            for j in range(len(jobs))]

@@ -25,6 +25,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from torchport._seed import as_generator
+
 MODELS = ("logreg", "mlp", "cnn", "resnet18", "resnet50")
 
 
@@ -201,8 +203,10 @@ def resnet50(num_classes: int = 10, stem: str = "imagenet", use_torchvision: boo
 
 
 @torch.no_grad()
-def init_parameters(model: nn.Module, generator: torch.Generator) -> nn.Module:
+def init_parameters(model: nn.Module, generator: int | torch.Generator) -> nn.Module:
     """Initialise every parameter and buffer of ``model`` from ``generator`` (in module order).
+
+    ``generator``: a ``torch.Generator`` or an int seed (a fresh CPU generator).
 
     Linear and Conv2d: PyTorch's default (``kaiming_uniform_(a=√5)`` on the weight, i.e.
     U(±1/√fan_in), and U(±1/√fan_in) on the bias), except that convolutions inside a
@@ -210,6 +214,7 @@ def init_parameters(model: nn.Module, generator: torch.Generator) -> nn.Module:
     weight 1, bias 0, running statistics reset.  Consumes uniforms/normals from
     ``generator`` only.
     """
+    generator = as_generator(generator, "generator")
     resnet = isinstance(model, ResNet) or type(model).__name__ == "ResNet"
     for module in model.modules():
         if isinstance(module, (nn.Linear, nn.Conv2d)):
@@ -242,23 +247,29 @@ def input_layout(name: str) -> str:
 def build_model(
     name: str,
     *,
-    generator: torch.Generator,
+    seed: int | torch.Generator | None = None,
+    generator: torch.Generator | None = None,
     num_classes: int = 10,
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
     stem: str = "imagenet",
     use_torchvision: bool | None = None,
 ) -> nn.Module:
-    """Build model ``name`` (one of :data:`MODELS`) on ``device`` and initialise it from ``generator``.
+    """Build model ``name`` (one of :data:`MODELS`) on ``device`` and initialise it from ``seed``.
 
-    The model is constructed on the ``meta`` device (so PyTorch's default initialisers,
-    which use the global generator, never run) and then materialised and initialised by
-    :func:`init_parameters`.  Same generator state → same bits.
+    ``seed``: an int or a ``torch.Generator`` (``generator=`` is the older spelling and takes
+    a generator only); exactly one of the two.  The model is constructed on the ``meta``
+    device (so PyTorch's default initialisers, which use the global generator, never run)
+    and then materialised and initialised by :func:`init_parameters`.  Same seed (or
+    generator state) → same bits.
     """
     if name not in MODELS:
         raise ValueError(f"model={name!r}: expected one of {MODELS}")
-    if not isinstance(generator, torch.Generator):
+    if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    if (seed is None) == (generator is None):
+        raise TypeError("build_model: pass exactly one of seed= (an int or a torch.Generator) and generator=")
+    generator = generator if generator is not None else as_generator(seed, "seed")
     with torch.device("meta"):
         if name == "logreg":
             model = LogisticRegression(num_classes=num_classes)

@@ -3,6 +3,10 @@
 This is the "driver" of STYLE.md on the torch side: it owns data, model, optimizer
 construction, the step loop, sample collection, evaluation, checkpoints and resume.  The
 optimizers (:mod:`torchport.optim`) compute one update each and know nothing of this.
+:func:`train` is split accordingly: :func:`build_run` (loading: data, model, optimizer),
+:func:`restore_checkpoint` / :func:`checkpoint_state`, :func:`train_step` (one step),
+:func:`run_steps` (the step loop), :func:`collect_sample` (sample collection) and
+:func:`end_of_epoch` / :func:`evaluate` (evaluation).
 
 Loss and scaling (ALGORITHMS §3.1 (S0), §3.11).  The loss put in ``.grad`` is the mean
 minibatch cross-entropy; the Gaussian prior enters as ``weight_decay`` wd in the optimizer
@@ -12,11 +16,17 @@ minibatch cross-entropy; the Gaussian prior enters as ``weight_decay`` wd in the
 
 a prior N(0, 1/(wd·N)) per weight, and each optimizer is built with ``num_data = N`` (the
 number of training examples used), so that an SGLD step is (S1) with step η = lr/N and
-injected noise variance V = 2·lr·T/N = 2ηT per coordinate.
+injected noise variance V = 2·lr·T/N = 2ηT per coordinate.  The optimizers without
+``num_data`` get the same contract another way (:func:`build_optimizer`): QSGLD runs at
+temperature T/N on L (its resolution q₀ = 1/√(12·lr·T/N) then gives rounding noise of
+variance ≈ 2·lr·T/N, (QS2)); CTLD runs in U units (lr/N, gradient N·∇L, potential N·L, the
+prior added by the driver).  AskewSGD, BinaryConnect and ProxQuant are optimisers, not
+samplers: SGD base step with weight decay wd, binary levels ±``level_scale``.
 
 Sample collection and prediction (§3.7).  After a burn-in of ``burn_in`` (fraction of all
 steps) ``num_samples`` samples are collected at evenly spaced steps ending at the last step
-(noise-free methods keep only the final model, as the published SGD baselines do).  Each
+(noise-free methods keep only the final model, as the published SGD baselines do; CTLD
+keeps a sample only when its tempering variable is in the target band g(α) = 1).  Each
 collected sample is the parameter vector the network uses (for LP-F: the quantized weights
 Q_W(acc)); it is saved under ``samples/`` and its test-set softmax is added to a running
 Bayesian model average (:class:`torchport.metrics.BMA`).
@@ -28,11 +38,19 @@ a pure function of (seed, epoch)).  A checkpoint stores the step, model, optimiz
 (including its generator), the quantizers' generator state, the BMA and the history, so
 that N steps straight and N/2 + resume N/2 give identical bits.
 
-Multi-process (DDP; see :mod:`torchport.distributed`).  With ``world_size`` W > 1 each
-rank takes a contiguous 1/W shard of every global minibatch, DDP averages the gradients,
-and every rank's optimizer is seeded identically, so all ranks draw identical noise and the
-replicas stay identical.  ``grad_shards`` = W in a single process reproduces the same
-arithmetic (shard-wise backward, gradient summed then divided by W) bit for bit.
+Files and interrupts.  Checkpoints and samples are checksummed frames loaded with
+``weights_only=True`` (:mod:`torchport.checkpoint`), written atomically without following
+links; one process writes a run directory at a time (``RUN_DIR/.lock``,
+:class:`torchport._io.RunLock`).  By default a checkpoint is written at the end of every
+epoch; on SIGINT or SIGTERM the current step finishes, a checkpoint is written and
+:class:`TrainInterrupted` is raised (``qlangevin train`` prints how to resume).
+
+Multi-process (DDP; see :mod:`torchport.distributed` and :mod:`torchport.ddp`).  With
+``world_size`` W > 1 each rank takes a contiguous 1/W shard of every global minibatch, DDP
+averages the gradients, and every rank's optimizer is seeded identically, so all ranks
+draw identical noise and the replicas stay identical.  ``grad_shards`` = W in a single
+process reproduces the same arithmetic (shard-wise backward, gradient summed then divided
+by W) bit for bit.
 """
 
 from __future__ import annotations
@@ -41,7 +59,10 @@ import dataclasses
 import inspect
 import json
 import math
+import numbers
 import os
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,8 +73,11 @@ import torch
 from torch.nn import functional as F
 
 from torchport import data as tdata
+from torchport import distributed as tdist
 from torchport import metrics as tmetrics
 from torchport import models as tmodels
+from torchport._io import RunLock, atomic_write_bytes, check_run_dir, read_bytes_nofollow
+from torchport.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 #: method -> (optimizer class name in torchport.optim, keyword arguments).
 METHODS: dict[str, tuple[str, dict]] = {
@@ -68,11 +92,20 @@ METHODS: dict[str, tuple[str, dict]] = {
     "sghmc_lp_f": ("LowPrecisionSGHMC", {"accumulator": "full"}),
     "sghmc_lp_l": ("LowPrecisionSGHMC", {"accumulator": "low", "variance_corrected": False}),
     "sghmc_vc": ("LowPrecisionSGHMC", {"accumulator": "low", "variance_corrected": True}),
+    # QSGLD with stochastic rounding (QS1): the rounding is the noise (nearest rounding freezes)
+    "qsgld": ("QSGLD", {"rounding": "stochastic"}),
+    "ctld": ("CTLD", {}),
+    # optimisers for quantized networks (not samplers): binary levels ±level_scale, SGD base step
+    "askewsgd": ("AskewSGD", {}),
+    "binaryconnect": ("BinaryConnect", {}),
+    "proxquant": ("ProxQuant", {}),
     # plain torch.optim.SGD (no torchport code involved); used to test the loop itself
     "torch_sgd": ("torch.optim.SGD", {}),
 }
 LOW_PRECISION = {m for m in METHODS if "_lp_" in m or m.endswith("_vc")}
-NOISE_FREE = {"sgd", "sgd_lp_f", "sgd_lp_l", "torch_sgd"}
+#: Optimizers for quantized networks (refimpl.netopt): lr, SGD base with weight decay, levels ±level_scale.
+NET_OPTIMIZERS = {"AskewSGD", "BinaryConnect", "ProxQuant"}
+NOISE_FREE = {"sgd", "sgd_lp_f", "sgd_lp_l", "torch_sgd"} | {m for m, (c, _) in METHODS.items() if c in NET_OPTIMIZERS}
 #: Methods that store the weights in low precision (no full-precision accumulator).
 LOW_ACCUMULATOR = {"sgd_lp_l", "sgld_lp_l", "sgld_vc", "sghmc_lp_l", "sghmc_vc"}
 INIT_ROUNDINGS = ("optimizer", "stochastic")
@@ -82,13 +115,17 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 #: Fields that may differ between a run and its resumption.
 RESUMABLE_OVERRIDES = ("max_steps", "progress", "checkpoint_every", "device", "data_dir")
 
+CHECKPOINT_NAME = "checkpoint.pt"
+CHECKPOINT_VERSION = 2
+_CHECKPOINT_KEYS = ("version", "step", "model", "optimizer", "act_generator", "bma", "history", "epoch_acc", "config")
+
 
 def default_data_dir() -> str:
-    """``$QLANGEVIN_DATA`` if set, else ``../shared/data`` beside the repository (CI layout)."""
-    env = os.environ.get("QLANGEVIN_DATA")
-    if env:
-        return env
-    return str(Path(__file__).resolve().parents[2] / "shared" / "data")
+    """Where MNIST is read from by default: :func:`refimpl.data.default_mnist_path`
+    (``$QLANGEVIN_MNIST``; the deprecated ``$QLANGEVIN_DATA`` still works, with a warning)."""
+    from refimpl.data import default_mnist_path  # noqa: PLC0415
+
+    return str(default_mnist_path())
 
 
 @dataclass
@@ -110,6 +147,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     friction: float = 2.0
     inverse_mass: float = 1.0
+    level_scale: float = 1.0  # askewsgd/binaryconnect/proxquant: the levels are ±level_scale
     schedule: str = "constant"
     cycles: int = 1
     burn_in: float = 0.5
@@ -121,7 +159,7 @@ class TrainConfig:
     grad_shards: int = 1
     init_rounding: str = "optimizer"  # LP-L only: "stochastic" puts θ_0 on the grid by Q^s first
     max_steps: Optional[int] = None
-    checkpoint_every: int = 0  # steps; 0: only at the end (and at max_steps)
+    checkpoint_every: Optional[int] = None  # steps; None: every epoch; 0: only at the end (and on a signal)
     progress: bool = True
 
     def validate(self) -> "TrainConfig":
@@ -129,6 +167,20 @@ class TrainConfig:
         def bad(name, why):
             raise ValueError(f"{name}={getattr(self, name)!r}: {why}")
 
+        def is_int(v):
+            return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+        def is_real(v):
+            return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+        for name in ("dataset", "model", "method", "schedule", "init_rounding", "dtype", "device"):
+            if not isinstance(getattr(self, name), str):
+                bad(name, "must be a string")
+        for name in ("data_dir", "weight_format", "grad_format", "act_format", "error_format"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
+                bad(name, "must be a string or None")
+        if not isinstance(self.progress, bool):
+            bad("progress", "must be True or False")
         if self.dataset != "mnist":
             bad("dataset", "only 'mnist' is available")
         if self.model not in tmodels.MODELS:
@@ -140,7 +192,8 @@ class TrainConfig:
         if self.method not in LOW_PRECISION:
             for name in ("weight_format", "grad_format"):
                 if getattr(self, name) not in (None, "none"):
-                    bad(name, f"method {self.method!r} is full precision; use a low-precision method "
+                    bad(name, f"method {self.method!r} does not take a weight/gradient format (it is full "
+                              "precision, or quantizes to its own grid); use a low-precision method "
                               "(sgld_lp_f, sgld_lp_l, sgld_vc, ...) or drop the format")
         for name in ("weight_format", "grad_format", "act_format", "error_format"):
             value = getattr(self, name)
@@ -151,36 +204,47 @@ class TrainConfig:
                     parse_format(value)
                 except (ValueError, TypeError) as exc:
                     raise ValueError(f"{name}={value!r}: not a valid format ({exc})") from None
-        if not (self.epochs > 0 and math.isfinite(self.epochs)):
-            bad("epochs", "must be > 0")
+        if not (is_real(self.epochs) and math.isfinite(self.epochs) and self.epochs > 0):
+            bad("epochs", "must be a finite number > 0")
         for name in ("batch_size", "num_samples", "cycles", "grad_shards"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if not is_int(value) or value < 1:
                 bad(name, "must be a positive integer")
-        for name in ("lr", "friction", "inverse_mass"):
+        for name in ("lr", "friction", "inverse_mass", "level_scale"):
             value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            if not (is_real(value) and math.isfinite(value) and value > 0):
                 bad(name, "must be a finite number > 0")
         for name in ("temperature", "weight_decay"):
             value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+            if not (is_real(value) and math.isfinite(value) and value >= 0):
                 bad(name, "must be a finite number >= 0")
-        if not 0 <= self.burn_in < 1:
+        if self.method in ("qsgld",) and self.temperature == 0:
+            bad("temperature", f"method {self.method!r} sets its grid from the temperature; it must be > 0")
+        if not (is_real(self.burn_in) and 0 <= self.burn_in < 1):
             bad("burn_in", "must be a fraction in [0, 1)")
         if self.schedule not in SCHEDULES:
             bad("schedule", f"expected one of {SCHEDULES}")
-        if self.subset is not None and not 1 <= self.subset <= 60000:
-            bad("subset", "must be between 1 and 60000")
+        if self.subset is not None and not (is_int(self.subset) and 1 <= self.subset <= 60000):
+            bad("subset", "must be an integer between 1 and 60000")
+        if not is_int(self.seed) or self.seed < 0:
+            bad("seed", "must be an int >= 0 (a run's seed is saved in config.json and every random stream "
+                        "is derived from it; a torch.Generator cannot be)")
         if self.init_rounding not in INIT_ROUNDINGS:
             bad("init_rounding", f"expected one of {INIT_ROUNDINGS}")
         if self.dtype not in DTYPES:
             bad("dtype", f"expected one of {tuple(DTYPES)}")
+        try:
+            dev = torch.device(self.device)
+        except (RuntimeError, ValueError):
+            bad("device", "not a torch device (e.g. 'cpu', 'cuda', 'cuda:1')")
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            bad("device", "CUDA is not available here")
         if self.batch_size % self.grad_shards:
             bad("batch_size", f"must be divisible by grad_shards={self.grad_shards}")
-        if self.max_steps is not None and self.max_steps < 0:
-            bad("max_steps", "must be >= 0")
-        if self.checkpoint_every < 0:
-            bad("checkpoint_every", "must be >= 0")
+        if self.max_steps is not None and not (is_int(self.max_steps) and self.max_steps >= 0):
+            bad("max_steps", "must be an integer >= 0")
+        if self.checkpoint_every is not None and not (is_int(self.checkpoint_every) and self.checkpoint_every >= 0):
+            bad("checkpoint_every", "must be an integer >= 0 (0: only at the end) or None (every epoch)")
         return self
 
     def to_json(self) -> dict:
@@ -188,6 +252,8 @@ class TrainConfig:
 
     @classmethod
     def from_json(cls, d: dict) -> "TrainConfig":
+        if not isinstance(d, dict):
+            raise ValueError(f"config must be a JSON object, got {type(d).__name__}")
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - names
         if unknown:
@@ -255,13 +321,14 @@ def collection_steps(config: TrainConfig, total_steps: int, steps_per_epoch: int
     return sorted({start + round(span * (j + 1) / n) for j in range(n)})
 
 
-# ---------------------------------------------------------------------------- builders
+# ---------------------------------------------------------------------------- loading: optimizer, model, data
 
 
 def _optim_class(name: str):
     import importlib  # noqa: PLC0415
 
-    for module in ("torchport.optim", "torchport.optim.sgld", "torchport.optim.sghmc"):
+    for module in ("torchport.optim", "torchport.optim.sgld", "torchport.optim.sghmc", "torchport.optim.qsgld",
+                   "torchport.optim.ctld", "torchport.optim.netopt"):
         try:
             cls = getattr(importlib.import_module(module), name, None)
         except ImportError:
@@ -274,15 +341,22 @@ def _optim_class(name: str):
 def build_optimizer(config: TrainConfig, params, num_data: int):
     """The optimizer of ``config.method`` (see :data:`METHODS`) under the scaling contract (S0).
 
-    Built with ``lr = config.lr``, ``temperature = T``, ``num_data = N`` (training examples
-    used) and ``weight_decay = wd``, so that with the mean minibatch loss an SGLD step is
-    (S1) with η = lr/N and noise variance 2·lr·T/N (ALGORITHMS §3.1, §3.11; LP-SGLD code
-    bnn/optim.py).  Low-precision methods get ``weight_format`` and ``grad_format`` (the
-    weight format unless ``config.grad_format`` says otherwise; ``"none"``: full-precision
-    gradients); SGHMC methods get ``friction`` and ``inverse_mass``.  The optimizer's
-    generator is seeded with ``derived_seed(config.seed, STREAM_OPTIM)`` — the same on every
-    DDP rank.  Randomness: none here (the low-precision optimizers quantize the initial
-    weights from their own generator when constructed).
+    SGLD/SGHMC families: built with ``lr = config.lr``, ``temperature = T``, ``num_data = N``
+    (training examples used) and ``weight_decay = wd``, so that with the mean minibatch loss
+    an SGLD step is (S1) with η = lr/N and noise variance 2·lr·T/N (ALGORITHMS §3.1, §3.11;
+    LP-SGLD code bnn/optim.py).  Low-precision methods get ``weight_format`` and
+    ``grad_format`` (the weight format unless ``config.grad_format`` says otherwise;
+    ``"none"``: full-precision gradients); SGHMC methods get ``friction`` and ``inverse_mass``.
+
+    * QSGLD: ``lr``, temperature T/N (the driver adds the prior wd·θ to the gradient): its
+      step on L with temperature T/N is the step on U = N·L with η = lr/N and temperature T.
+    * CTLD: ``lr/N`` and T in U units (:func:`train_step` passes N·∇L and the potential N·L).
+    * AskewSGD, BinaryConnect, ProxQuant: ``lr``, an SGD base step with weight decay wd,
+      binary levels scaled by ``level_scale``.
+
+    The optimizer's generator is seeded with ``derived_seed(config.seed, STREAM_OPTIM)`` --
+    the same on every DDP rank.  Randomness: none here (the low-precision optimizers
+    quantize the initial weights from their own generator when constructed).
     """
     cls_name, extra = METHODS[config.method]
     seed = derived_seed(config.seed, STREAM_OPTIM)
@@ -291,17 +365,29 @@ def build_optimizer(config: TrainConfig, params, num_data: int):
     cls = _optim_class(cls_name)
     if cls is None:
         raise NotImplementedError(f"method={config.method!r} needs torchport.optim.{cls_name}, not available")
-    kwargs = dict(lr=config.lr, temperature=config.temperature, num_data=num_data,
-                  weight_decay=config.weight_decay, seed=seed, **extra)
-    if config.method in LOW_PRECISION or cls_name.startswith("LowPrecision"):
-        wf = None if config.weight_format in (None, "none") else config.weight_format
-        gf = config.grad_format if config.grad_format is not None else wf
-        kwargs.update(weight_format=wf, grad_format=None if gf == "none" else gf)
-    if "SGHMC" in cls_name:
-        kwargs.update(friction=config.friction, inverse_mass=config.inverse_mass)
+    if cls_name == "QSGLD":
+        kwargs = dict(lr=config.lr, temperature=config.temperature / num_data, seed=seed, **extra)
+    elif cls_name == "CTLD":
+        kwargs = dict(lr=config.lr / num_data, temperature=config.temperature, seed=seed, **extra)
+    elif cls_name in NET_OPTIMIZERS:
+        from refimpl.netopt.base import BaseOptimizer  # noqa: PLC0415
+
+        kwargs = dict(lr=config.lr, base=BaseOptimizer(kind="sgd", weight_decay=float(config.weight_decay)),
+                      seed=seed, **extra)
+        kwargs["fixed_scale" if cls_name == "AskewSGD" else "scale"] = config.level_scale
+    else:
+        kwargs = dict(lr=config.lr, temperature=config.temperature, num_data=num_data,
+                      weight_decay=config.weight_decay, seed=seed, **extra)
+        if config.method in LOW_PRECISION or cls_name.startswith("LowPrecision"):
+            wf = None if config.weight_format in (None, "none") else config.weight_format
+            gf = config.grad_format if config.grad_format is not None else wf
+            kwargs.update(weight_format=wf, grad_format=None if gf == "none" else gf)
+        if "SGHMC" in cls_name:
+            kwargs.update(friction=config.friction, inverse_mass=config.inverse_mass)
     accepted = inspect.signature(cls.__init__).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
     missing = [k for k in kwargs if k not in accepted]
-    if missing:
+    if missing and not takes_any:
         raise TypeError(f"torchport.optim.{cls_name} does not accept {missing}")
     return cls(params, **kwargs)
 
@@ -346,7 +432,7 @@ def load_dataset(config: TrainConfig, device: torch.device) -> Dataset:
     dtype = DTYPES[config.dtype]
     idx = tdata.subset_indices(
         arrays.x_train.shape[0], config.subset,
-        None if config.subset is None else torch.Generator().manual_seed(derived_seed(config.seed, STREAM_SUBSET)),
+        None if config.subset is None else derived_seed(config.seed, STREAM_SUBSET),
     ).numpy()
     xtr, ytr = tdata.to_tensors(arrays.x_train[idx], arrays.y_train[idx], layout=layout, dtype=dtype)
     xte, yte = tdata.to_tensors(arrays.x_test, arrays.y_test, layout=layout, dtype=dtype)
@@ -357,30 +443,408 @@ def load_dataset(config: TrainConfig, device: torch.device) -> Dataset:
     return ds
 
 
-# ---------------------------------------------------------------------------- checkpoints
+@dataclass
+class Run:
+    """Everything :func:`build_run` constructs from a config (fixed for the whole run)."""
+
+    config: TrainConfig
+    device: torch.device
+    data: Dataset
+    model: torch.nn.Module
+    forward: torch.nn.Module  # the model, or its DDP wrapper
+    optimizer: torch.optim.Optimizer
+    act_generator: torch.Generator
+    params: list
+    base_lrs: list
+    steps_per_epoch: int
+    total_steps: int
+    stop_step: int
+    collect_at: frozenset
+    shards: int
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def num_data(self) -> int:
+        return int(self.data.x_train.shape[0])
 
 
-def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+@dataclass
+class Progress:
+    """The state a checkpoint saves besides the model and the optimizer."""
+
+    step: int = 0
+    bma: tmetrics.BMA = field(default_factory=tmetrics.BMA)
+    history: list = field(default_factory=list)
+    epoch_acc: dict = field(default_factory=lambda: {"loss_sum": 0.0, "count": 0})
+    last_probs: Optional[torch.Tensor] = None
+    skipped_samples: int = 0  # CTLD: collection steps with the tempering variable outside g = 1
+
+
+def _stochastic_initial_rounding(config: TrainConfig, params) -> None:
+    # θ_0 ← Q^s(θ_0): the optimizer's own initial Q^d (refimpl's LP-L start) then leaves it
+    # unchanged.  With a coarse grid, Q^d maps every small initial weight to 0, which for a
+    # ReLU network is an absorbing dead state when no noise is injected (docs/results/mnist.md).
+    from refimpl.formats import parse_format  # noqa: PLC0415
+    from torchport import quantize as tq  # noqa: PLC0415
+
+    fmt = parse_format(config.weight_format)
+    g_init = torch.Generator().manual_seed(derived_seed(config.seed, STREAM_INIT_ROUND))
+    with torch.no_grad():
+        for p in params:
+            p.copy_(tq.stochastic_round(p.detach().cpu(), fmt, g_init).to(p.device))
+
+
+def build_run(config: TrainConfig, *, rank: int = 0, world_size: int = 1, sync_noise: bool = True) -> Run:
+    """Loading: validate, read the data, build and initialise the model and the optimizer.
+
+    Randomness: the model's initial weights (stream ``STREAM_INIT``), the optional stochastic
+    initial rounding (``STREAM_INIT_ROUND``) and the subset (``STREAM_SUBSET``); the optimizer
+    and activation-quantizer generators are seeded here, not drawn from.
+    """
+    config.validate()
+    for name, value in (("rank", rank), ("world_size", world_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0 or (name == "world_size" and value < 1):
+            raise ValueError(f"{name}={value!r}: must be a non-negative integer (world_size >= 1)")
+    if rank >= world_size:
+        raise ValueError(f"rank={rank}: must be < world_size={world_size}")
+    if world_size > 1 and config.grad_shards != 1:
+        raise ValueError(f"grad_shards={config.grad_shards}: must be 1 under DDP (world_size={world_size})")
+    shards = world_size if world_size > 1 else config.grad_shards
+    if config.batch_size % shards:
+        raise ValueError(f"batch_size={config.batch_size}: must be divisible by world_size={shards}")
+    device = torch.device(config.device)
+    ds = load_dataset(config, device)
+    n_train = ds.x_train.shape[0]
+    if config.batch_size > n_train:
+        raise ValueError(f"batch_size={config.batch_size}: larger than the training set ({n_train})")
+    steps_per_epoch = n_train // config.batch_size  # drop_last
+    total_steps = max(int(round(config.epochs * steps_per_epoch)), 1)
+    stop_step = total_steps if config.max_steps is None else min(config.max_steps, total_steps)
+    collect_at = frozenset(collection_steps(config, total_steps, steps_per_epoch))
+
+    model = tmodels.build_model(config.model, seed=derived_seed(config.seed, STREAM_INIT), device=device,
+                                dtype=DTYPES[config.dtype])
+    act_gen = torch.Generator(device=device).manual_seed(derived_seed(config.seed, STREAM_ACT))
+    model = wrap_activation_quantizers(model, config, act_gen)
+    params = list(model.parameters())
+    if config.init_rounding == "stochastic" and config.method in LOW_ACCUMULATOR:
+        _stochastic_initial_rounding(config, params)
+    optimizer = build_optimizer(config, params, num_data=n_train)
+    forward = model
+    if world_size > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP  # noqa: PLC0415
+
+        forward = DDP(model)
+        if hasattr(optimizer, "generator"):
+            if sync_noise:
+                tdist.broadcast_generator_state(optimizer.generator)  # same noise on every rank
+            else:  # the broken scheme (each rank its own noise), kept to test the replica check
+                optimizer.generator.manual_seed(derived_seed(config.seed, STREAM_OPTIM) + rank)
+    return Run(config=config, device=device, data=ds, model=model, forward=forward, optimizer=optimizer,
+               act_generator=act_gen, params=params, base_lrs=[g["lr"] for g in optimizer.param_groups],
+               steps_per_epoch=steps_per_epoch, total_steps=total_steps, stop_step=stop_step,
+               collect_at=collect_at, shards=shards, rank=rank, world_size=world_size)
+
+
+# ---------------------------------------------------------------------------- checkpoints and run files
 
 
 def _write_json(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 
 
 def load_config(run_dir: str | os.PathLike) -> TrainConfig:
-    """The :class:`TrainConfig` saved in ``run_dir/config.json``."""
-    path = Path(run_dir) / "config.json"
+    """The :class:`TrainConfig` saved in ``run_dir/config.json`` (``ValueError`` if malformed)."""
+    run_dir = check_run_dir(run_dir)
+    path = run_dir / "config.json"
     if not path.is_file():
         raise FileNotFoundError(f"run_dir={str(run_dir)!r}: no config.json (not a qlangevin train run)")
-    return TrainConfig.from_json(json.loads(path.read_text())["config"])
+    try:
+        saved = json.loads(read_bytes_nofollow(path).decode("utf-8"))
+        return TrainConfig.from_json(saved["config"])
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ValueError(f"{str(path)!r}: not a valid run configuration ({type(exc).__name__}: {exc})") from None
 
 
-# ---------------------------------------------------------------------------- the loop
+def checkpoint_state(run: Run, progress: Progress) -> dict:
+    """What a checkpoint holds: tensors and plain data only (loadable with ``weights_only=True``)."""
+    return {"version": CHECKPOINT_VERSION, "step": progress.step, "model": run.model.state_dict(),
+            "optimizer": run.optimizer.state_dict(), "act_generator": run.act_generator.get_state(),
+            "bma": progress.bma.state_dict(), "history": progress.history, "epoch_acc": progress.epoch_acc,
+            "skipped_samples": progress.skipped_samples, "config": run.config.to_json()}
+
+
+def restore_checkpoint(run: Run, run_dir: Path) -> Progress:
+    """Load ``run_dir/checkpoint.pt`` into ``run`` and return the saved :class:`Progress`.
+
+    Refuses (``CheckpointError``, a ValueError) a file that is not a checksummed qlangevin
+    checkpoint, fails its checksum, holds anything but tensors and plain data, or belongs to
+    another configuration.
+    """
+    path = run_dir / CHECKPOINT_NAME
+    ck = load_checkpoint(path, map_location=run.device)
+    if not isinstance(ck, dict) or any(k not in ck for k in _CHECKPOINT_KEYS):
+        missing = [k for k in _CHECKPOINT_KEYS if not isinstance(ck, dict) or k not in ck]
+        raise CheckpointError(f"{str(path)!r}: not a train checkpoint (missing {missing})")
+    saved = ck["config"]
+    mine = run.config.to_json()
+    diffs = {k: (saved.get(k), mine[k]) for k in mine if k not in RESUMABLE_OVERRIDES and saved.get(k) != mine[k]}
+    if diffs:
+        raise CheckpointError(f"{str(path)!r}: written by a run with another configuration ({diffs})")
+    try:
+        run.model.load_state_dict(ck["model"])
+        run.optimizer.load_state_dict(ck["optimizer"])
+        run.act_generator.set_state(ck["act_generator"].cpu() if run.device.type == "cpu" else ck["act_generator"])
+        progress = Progress(step=int(ck["step"]), history=list(ck["history"]), epoch_acc=dict(ck["epoch_acc"]),
+                            skipped_samples=int(ck.get("skipped_samples", 0)))
+        progress.bma.load_state_dict(ck["bma"])
+    except (RuntimeError, KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{str(path)!r}: does not fit this run ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+    if not 0 <= progress.step <= run.total_steps:
+        raise CheckpointError(f"{str(path)!r}: step {progress.step} outside 0..{run.total_steps}")
+    return progress
+
+
+# ---------------------------------------------------------------------------- the step loop
+
+
+def _add_prior_to_gradients(run: Run) -> None:
+    """grad ← grad + wd·θ, for the optimizers that take no ``weight_decay`` (QSGLD, CTLD)."""
+    wd = run.config.weight_decay
+    if wd:
+        for p in run.params:
+            if p.grad is not None:
+                p.grad.add_(p.detach(), alpha=wd)
+
+
+def _optimizer_step(run: Run, loss_val: float) -> None:
+    """``optimizer.step()``, with the per-family adaptation of the scaling contract (see build_optimizer)."""
+    opt = run.optimizer
+    name = type(opt).__name__
+    if name == "QSGLD":
+        _add_prior_to_gradients(run)
+    elif name == "CTLD":
+        _add_prior_to_gradients(run)
+        n = run.num_data
+        wd = run.config.weight_decay
+        prior = 0.5 * wd * sum(float(p.detach().double().pow(2).sum()) for p in run.params) if wd else 0.0
+        for p in run.params:
+            if p.grad is not None:
+                p.grad.mul_(n)
+        opt.step(potential=n * (loss_val + prior))
+        return
+    opt.step()
+
+
+def train_step(run: Run, progress: Progress, perm: torch.Tensor) -> float:
+    """One step at ``progress.step``: learning rate, minibatch, forward/backward, optimizer step.
+
+    Returns the training loss (mean over the global minibatch).  Raises
+    ``FloatingPointError`` on a non-finite loss (nothing has been changed then).
+    """
+    config, opt = run.config, run.optimizer
+    b = progress.step % run.steps_per_epoch
+    factor = lr_factor(config, progress.step, run.steps_per_epoch, run.total_steps)
+    for g, lr0 in zip(opt.param_groups, run.base_lrs):
+        g["lr"] = lr0 * factor
+    batch = perm[b * config.batch_size : (b + 1) * config.batch_size]
+    shard = config.batch_size // run.shards
+    x, y = run.data.x_train, run.data.y_train
+    opt.zero_grad(set_to_none=True)
+    if run.world_size > 1:
+        idx = batch[run.rank * shard : (run.rank + 1) * shard]
+        loss = F.cross_entropy(run.forward(x[idx]), y[idx])
+        loss.backward()
+        loss_val = loss.detach().double()
+        import torch.distributed as dist  # noqa: PLC0415
+
+        dist.all_reduce(loss_val)  # for the log (and CTLD's potential): the same on every rank
+        loss_val = float(loss_val) / run.world_size
+    else:
+        loss_val = 0.0
+        for s in range(run.shards):
+            idx = batch[s * shard : (s + 1) * shard]
+            loss = F.cross_entropy(run.model(x[idx]), y[idx])
+            loss.backward()
+            loss_val += float(loss.detach())
+        if run.shards > 1:
+            with torch.no_grad():
+                for p in run.params:
+                    if p.grad is not None:
+                        p.grad.div_(run.shards)
+        loss_val /= run.shards
+    if not math.isfinite(loss_val):
+        raise FloatingPointError(f"non-finite training loss {loss_val} at step {progress.step + 1} "
+                                 f"(lr={config.lr} too large?)")
+    _optimizer_step(run, loss_val)
+    progress.step += 1
+    progress.epoch_acc["loss_sum"] += loss_val
+    progress.epoch_acc["count"] += 1
+    return loss_val
+
+
+def end_of_epoch(run: Run, progress: Progress) -> None:
+    """Evaluation at the end of an epoch (and of the run): append a history entry (test
+    error and NLL of the current model, on rank 0) and reset the epoch's loss accumulator."""
+    step = progress.step
+    if not (step % run.steps_per_epoch == 0 or step == run.total_steps):
+        return
+    acc = progress.epoch_acc
+    entry = {"epoch": step / run.steps_per_epoch, "step": step,
+             "train_loss": acc["loss_sum"] / max(acc["count"], 1), "lr": run.optimizer.param_groups[0]["lr"]}
+    if run.rank == 0:
+        probs = tmetrics.predict_probs(run.model, run.data.x_test)
+        entry["test_error"] = tmetrics.error_rate(probs, run.data.y_test)
+        entry["test_nll"] = tmetrics.nll(probs, run.data.y_test)
+    progress.history.append(entry)
+    progress.epoch_acc = {"loss_sum": 0.0, "count": 0}
+
+
+def collect_sample(run: Run, progress: Progress, run_dir: Optional[Path]) -> None:
+    """Sample collection at the planned steps (rank 0): test softmax into the BMA, the sample to
+    ``samples/sample_XXXX.pt`` (checksummed).  CTLD: only inside the target band g(α) = 1."""
+    if progress.step not in run.collect_at or run.rank != 0:
+        return
+    if getattr(run.optimizer, "in_target_band", True) is False:
+        progress.skipped_samples += 1
+        return
+    progress.last_probs = tmetrics.predict_probs(run.model, run.data.x_test)
+    progress.bma.add(progress.last_probs)
+    if run_dir is not None:
+        save_checkpoint({"step": progress.step, "model": run.model.state_dict()},
+                        run_dir / "samples" / f"sample_{progress.bma.count - 1:04d}.pt")
+
+
+class _Signals:
+    """SIGINT/SIGTERM during the step loop: finish the step, checkpoint, stop (main thread only).
+
+    A second signal while stopping raises ``KeyboardInterrupt`` at once (the last complete
+    checkpoint stays intact: writes are atomic)."""
+
+    SIGNALS = tuple(s for s in (getattr(signal, "SIGINT", None), getattr(signal, "SIGTERM", None)) if s)
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled and threading.current_thread() is threading.main_thread()
+        self.received: Optional[int] = None
+        self._old: dict = {}
+
+    def _handler(self, signum, frame):
+        if self.received is not None:
+            raise KeyboardInterrupt(f"second {signal.Signals(signum).name}: stopping at once")
+        self.received = signum
+
+    def __enter__(self):
+        if self.enabled:
+            for s in self.SIGNALS:
+                self._old[s] = signal.signal(s, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        for s, old in self._old.items():
+            signal.signal(s, old)
+        self._old.clear()
+
+
+class TrainInterrupted(KeyboardInterrupt):
+    """Raised by :func:`train` after SIGINT/SIGTERM, once the checkpoint of ``step`` is written."""
+
+    def __init__(self, signum: int, step: int, total_steps: int, run_dir: Path):
+        self.signum, self.step, self.total_steps, self.run_dir = signum, step, total_steps, run_dir
+        name = signal.Signals(signum).name
+        super().__init__(f"{name} at step {step}/{total_steps}: checkpoint written to "
+                         f"{run_dir / CHECKPOINT_NAME}; resume with: qlangevin train --resume {run_dir}")
+
+
+def _checkpoint_interval(run: Run) -> int:
+    every = run.config.checkpoint_every
+    return run.steps_per_epoch if every is None else int(every)
+
+
+def run_steps(run: Run, progress: Progress, *, run_dir: Optional[Path] = None, signals: Optional[_Signals] = None,
+              on_step=None) -> None:
+    """The step loop from ``progress.step`` to ``run.stop_step``: step, epoch evaluation, sample
+    collection, periodic checkpoints; stops after the step during which a signal arrived."""
+    every = _checkpoint_interval(run)
+    perm, perm_epoch = None, -1
+    run.model.train()
+    while progress.step < run.stop_step:
+        epoch = progress.step // run.steps_per_epoch
+        if epoch != perm_epoch:
+            perm = tdata.epoch_permutation(run.num_data, derived_seed(run.config.seed, STREAM_DATA), epoch)
+            perm = perm.to(run.device)
+            perm_epoch = epoch
+        loss_val = train_step(run, progress, perm)
+        end_of_epoch(run, progress)
+        collect_sample(run, progress, run_dir)
+        if on_step is not None:
+            on_step(progress.step, loss_val)
+        if signals is not None and signals.received is not None:
+            return
+        if run_dir is not None and every and progress.step % every == 0 and progress.step < run.stop_step:
+            save_checkpoint(checkpoint_state(run, progress), run_dir / CHECKPOINT_NAME)
+
+
+def evaluate(run: Run, progress: Progress) -> dict:
+    """Final evaluation (rank 0): metrics of the last sample (or the current model) and of the BMA.
+
+    ``last``/``bma``: error %, NLL, ECE % (15 bins), published 9-bin ECE %; ``bma`` is None
+    before the first sample.  Optimizers with hard-quantized weights (AskewSGD, ProxQuant,
+    BinaryConnect) also report ``last_quantized``: the model evaluated at ``optimizer.quantized()``.
+    """
+    out: dict = {}
+    if run.rank != 0:
+        return out
+    probs = progress.last_probs
+    if not (progress.step in run.collect_at and probs is not None):
+        probs = tmetrics.predict_probs(run.model, run.data.x_test)
+    out["last"] = tmetrics.evaluate_probs(probs, run.data.y_test)
+    out["bma"] = tmetrics.evaluate_probs(progress.bma.mean(), run.data.y_test) if progress.bma.count else None
+    quantized = getattr(run.optimizer, "quantized", None)
+    if callable(quantized):
+        saved = [p.detach().clone() for p in run.params]
+        try:
+            with torch.no_grad():
+                for p, q in zip(run.params, quantized()):
+                    p.copy_(q)
+            out["last_quantized"] = tmetrics.evaluate_probs(tmetrics.predict_probs(run.model, run.data.x_test),
+                                                            run.data.y_test)
+        finally:
+            with torch.no_grad():
+                for p, s in zip(run.params, saved):
+                    p.copy_(s)
+    return out
+
+
+# ---------------------------------------------------------------------------- train
+
+
+def _prepare_run_dir(run: Run, run_dir: Path, resume: bool) -> Progress:
+    """New run: create the directory and write config.json; resume: check it and load the checkpoint."""
+    config = run.config
+    if resume:
+        saved = load_config(run_dir)
+        diffs = {
+            k: (getattr(saved, k), getattr(config, k))
+            for k in saved.to_json()
+            if k not in RESUMABLE_OVERRIDES and getattr(saved, k) != getattr(config, k)
+        }
+        if diffs:
+            raise ValueError(f"resume: config differs from the saved run in {diffs}")
+        progress = restore_checkpoint(run, run_dir)
+    else:
+        if (run_dir / CHECKPOINT_NAME).exists() or (run_dir / "config.json").exists():
+            raise FileExistsError(f"run_dir={str(run_dir)!r} already holds a run; use resume or a new directory")
+        _write_json({"config": config.to_json(), "num_data": run.num_data, "steps_per_epoch": run.steps_per_epoch,
+                     "total_steps": run.total_steps, "torch": torch.__version__}, run_dir / "config.json")
+        progress = Progress()
+        # a step-0 checkpoint: a run directory with a config can always be resumed
+        save_checkpoint(checkpoint_state(run, progress), run_dir / CHECKPOINT_NAME)
+    samples = run_dir / "samples"
+    check_run_dir(samples)  # not a symbolic link
+    samples.mkdir(exist_ok=True)
+    return progress
 
 
 def train(
@@ -399,191 +863,85 @@ def train(
     is written and resume is impossible).  ``resume=True`` continues from
     ``run_dir/checkpoint.pt``; the saved config must equal ``config`` except for the fields in
     :data:`RESUMABLE_OVERRIDES`.  ``rank``/``world_size``: DDP (the default process group must
-    be initialised by the caller; see :mod:`torchport.distributed`).  Only rank 0 writes.
+    be initialised by the caller; see :mod:`torchport.ddp`).  Only rank 0 writes, holding the
+    run directory's lock (a second writer gets :class:`torchport._io.RunLockedError`).
+
+    Checkpoints: every ``config.checkpoint_every`` steps (None: every epoch; 0: only at the
+    end).  On SIGINT/SIGTERM (main thread, a writing rank) the current step completes, a
+    checkpoint is written and :class:`TrainInterrupted` is raised.
 
     Returns ``{"step", "total_steps", "num_samples", "bma": {...}, "last": {...}, "history"}``
     with the test metrics of the BMA and of the last sample (error %, NLL, ECE % 15 bins,
     published 9-bin ECE %); ``bma`` is None before the first sample is collected.
     """
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
     config.validate()
-    if world_size > 1 and config.grad_shards != 1:
-        raise ValueError(f"grad_shards={config.grad_shards}: must be 1 under DDP (world_size={world_size})")
-    shards = world_size if world_size > 1 else config.grad_shards
-    if config.batch_size % shards:
-        raise ValueError(f"batch_size={config.batch_size}: must be divisible by world_size={shards}")
-    device = torch.device(config.device)
-    run_dir = Path(run_dir) if run_dir is not None else None
+    if resume and run_dir is None:
+        raise ValueError("resume=True needs run_dir")
     writer = rank == 0 and run_dir is not None
-
-    ds = load_dataset(config, device)
-    n_train = ds.x_train.shape[0]
-    if config.batch_size > n_train:
-        raise ValueError(f"batch_size={config.batch_size}: larger than the training set ({n_train})")
-    steps_per_epoch = n_train // config.batch_size  # drop_last
-    total_steps = max(int(round(config.epochs * steps_per_epoch)), 1)
-    stop_step = total_steps if config.max_steps is None else min(config.max_steps, total_steps)
-    collect_at = set(collection_steps(config, total_steps, steps_per_epoch))
-
-    model = tmodels.build_model(
-        config.model, generator=torch.Generator().manual_seed(derived_seed(config.seed, STREAM_INIT)),
-        device=device, dtype=DTYPES[config.dtype],
-    )
-    act_gen = torch.Generator(device=device).manual_seed(derived_seed(config.seed, STREAM_ACT))
-    model = wrap_activation_quantizers(model, config, act_gen)
-    params = list(model.parameters())
-    if config.init_rounding == "stochastic" and config.method in LOW_ACCUMULATOR:
-        # θ_0 ← Q^s(θ_0): the optimizer's own initial Q^d (refimpl's LP-L start) then leaves it
-        # unchanged.  With a coarse grid, Q^d maps every small initial weight to 0, which for a
-        # ReLU network is an absorbing dead state when no noise is injected (docs/results/mnist.md).
-        from torchport import quantize as tq  # noqa: PLC0415
-        from refimpl.formats import parse_format  # noqa: PLC0415
-
-        fmt = parse_format(config.weight_format)
-        g_init = torch.Generator().manual_seed(derived_seed(config.seed, STREAM_INIT_ROUND))
-        with torch.no_grad():
-            for p in params:
-                p.copy_(tq.stochastic_round(p.detach().cpu(), fmt, g_init).to(p.device))
-    optimizer = build_optimizer(config, params, num_data=n_train)
-    base_lrs = [g["lr"] for g in optimizer.param_groups]
-
-    step = 0
-    bma = tmetrics.BMA()
-    history: list[dict] = []
-    epoch_acc = {"loss_sum": 0.0, "count": 0}
-    if resume:
-        if run_dir is None:
-            raise ValueError("resume=True needs run_dir")
-        saved = load_config(run_dir)
-        diffs = {
-            k: (getattr(saved, k), getattr(config, k))
-            for k in saved.to_json()
-            if k not in RESUMABLE_OVERRIDES and getattr(saved, k) != getattr(config, k)
-        }
-        if diffs:
-            raise ValueError(f"resume: config differs from the saved run in {diffs}")
-        ck = torch.load(run_dir / "checkpoint.pt", map_location=device, weights_only=False)
-        model.load_state_dict(ck["model"])
-        optimizer.load_state_dict(ck["optimizer"])
-        act_gen.set_state(ck["act_generator"])
-        bma.load_state_dict(ck["bma"])
-        step, history, epoch_acc = int(ck["step"]), list(ck["history"]), dict(ck["epoch_acc"])
-    elif writer:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if (run_dir / "checkpoint.pt").exists():
-            raise FileExistsError(f"run_dir={str(run_dir)!r} already holds a run; use resume or a new directory")
-        _write_json({"config": config.to_json(), "num_data": n_train, "steps_per_epoch": steps_per_epoch,
-                     "total_steps": total_steps, "torch": torch.__version__}, run_dir / "config.json")
-
-    ddp_model = model
-    if world_size > 1:
-        from torch.nn.parallel import DistributedDataParallel as DDP  # noqa: PLC0415
-
-        from torchport.distributed import broadcast_generator_state  # noqa: PLC0415
-
-        ddp_model = DDP(model)
-        if hasattr(optimizer, "generator"):
-            if sync_noise:
-                broadcast_generator_state(optimizer.generator)  # same noise on every rank
-            else:  # the broken scheme (each rank its own noise), kept to test the replica check
-                optimizer.generator.manual_seed(derived_seed(config.seed, STREAM_OPTIM) + rank)
+    run_dir = check_run_dir(run_dir) if run_dir is not None else None
+    lock = None
     if writer:
-        (run_dir / "samples").mkdir(exist_ok=True)
-
-    def checkpoint():
-        if not writer:
-            return
-        _atomic_save({"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                      "act_generator": act_gen.get_state(), "bma": bma.state_dict(), "history": history,
-                      "epoch_acc": epoch_acc, "config": config.to_json()}, run_dir / "checkpoint.pt")
-
-    last_probs = None
+        if resume and not (run_dir / "config.json").is_file():
+            raise FileNotFoundError(f"run_dir={str(run_dir)!r}: no config.json (not a qlangevin train run)")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        lock = RunLock(run_dir).acquire()
     try:
-        from tqdm.auto import tqdm  # noqa: PLC0415
-    except ImportError:  # pragma: no cover
-        tqdm = None
-    bar = None
-    if config.progress and rank == 0 and tqdm is not None:
-        bar = tqdm(total=total_steps, initial=step, desc=f"{config.model}/{config.method}", unit="step",
-                   dynamic_ncols=True)
-    t0 = time.perf_counter()
-    model.train()
-    perm, perm_epoch = None, -1
-    shard = config.batch_size // shards
-    while step < stop_step:
-        epoch, b = divmod(step, steps_per_epoch)
-        if epoch != perm_epoch:
-            perm = tdata.epoch_permutation(n_train, derived_seed(config.seed, STREAM_DATA), epoch).to(device)
-            perm_epoch = epoch
-        factor = lr_factor(config, step, steps_per_epoch, total_steps)
-        for g, lr0 in zip(optimizer.param_groups, base_lrs):
-            g["lr"] = lr0 * factor
-        batch = perm[b * config.batch_size : (b + 1) * config.batch_size]
-        optimizer.zero_grad(set_to_none=True)
-        if world_size > 1:
-            idx = batch[rank * shard : (rank + 1) * shard]
-            loss = F.cross_entropy(ddp_model(ds.x_train[idx]), ds.y_train[idx])
-            loss.backward()
-            loss_val = loss.detach().double()
-            import torch.distributed as dist  # noqa: PLC0415
-
-            dist.all_reduce(loss_val)  # for the log only
-            loss_val = float(loss_val) / world_size
+        run = build_run(config, rank=rank, world_size=world_size, sync_noise=sync_noise)
+        if writer:
+            progress = _prepare_run_dir(run, run_dir, resume)
+        elif resume:
+            progress = restore_checkpoint(run, run_dir)
         else:
-            loss_val = 0.0
-            for s in range(shards):
-                idx = batch[s * shard : (s + 1) * shard]
-                loss = F.cross_entropy(model(ds.x_train[idx]), ds.y_train[idx])
-                loss.backward()
-                loss_val += float(loss.detach())
-            if shards > 1:
-                with torch.no_grad():
-                    for p in params:
-                        if p.grad is not None:
-                            p.grad.div_(shards)
-            loss_val /= shards
-        if not math.isfinite(loss_val):
-            raise FloatingPointError(f"non-finite training loss {loss_val} at step {step + 1}")
-        optimizer.step()
-        step += 1
-        epoch_acc["loss_sum"] += loss_val
-        epoch_acc["count"] += 1
-        if step % steps_per_epoch == 0 or step == total_steps:
-            entry = {"epoch": step / steps_per_epoch, "step": step,
-                     "train_loss": epoch_acc["loss_sum"] / max(epoch_acc["count"], 1), "lr": optimizer.param_groups[0]["lr"]}
-            if rank == 0:
-                probs = tmetrics.predict_probs(model, ds.x_test)
-                entry["test_error"] = tmetrics.error_rate(probs, ds.y_test)
-                entry["test_nll"] = tmetrics.nll(probs, ds.y_test)
-            history.append(entry)
-            epoch_acc = {"loss_sum": 0.0, "count": 0}
-        if step in collect_at and rank == 0:
-            last_probs = tmetrics.predict_probs(model, ds.x_test)
-            bma.add(last_probs)
-            if writer:
-                _atomic_save({"step": step, "model": model.state_dict()},
-                             run_dir / "samples" / f"sample_{bma.count - 1:04d}.pt")
+            progress = Progress()
+        result = _train_loop(run, progress, run_dir if writer else None)
+        if writer:
+            _write_json(result, run_dir / "metrics.json")
+    finally:
+        if lock is not None:
+            lock.release()
+    if _model_out is not None:
+        _model_out["model"] = run.model
+        _model_out["optimizer"] = run.optimizer
+    return result
+
+
+def _train_loop(run: Run, progress: Progress, run_dir: Optional[Path]) -> dict:
+    """The step loop with a progress bar, signal handling and the final checkpoint; the result dict."""
+    config = run.config
+    bar = None
+    if config.progress and run.rank == 0:
+        try:
+            from tqdm.auto import tqdm  # noqa: PLC0415
+        except ImportError:  # pragma: no cover
+            tqdm = None
+        if tqdm is not None:
+            bar = tqdm(total=run.total_steps, initial=progress.step, desc=f"{config.model}/{config.method}",
+                       unit="step", dynamic_ncols=True)
+
+    def on_step(step, loss_val):
         if bar is not None:
             bar.update(1)
             if step % 50 == 0:
                 bar.set_postfix(loss=f"{loss_val:.4f}")
-        if config.checkpoint_every and step % config.checkpoint_every == 0 and step < stop_step:
-            checkpoint()
-    if bar is not None:
-        bar.close()
-    checkpoint()
 
-    result: dict = {"step": step, "total_steps": total_steps, "num_samples": bma.count,
-                    "seconds": time.perf_counter() - t0, "history": history}
-    if rank == 0:
-        if not (step in collect_at and last_probs is not None):
-            last_probs = tmetrics.predict_probs(model, ds.x_test)
-        result["last"] = tmetrics.evaluate_probs(last_probs, ds.y_test)
-        result["bma"] = tmetrics.evaluate_probs(bma.mean(), ds.y_test) if bma.count else None
-    if writer:
-        _write_json(result, run_dir / "metrics.json")
-    if _model_out is not None:
-        _model_out["model"] = model
-        _model_out["optimizer"] = optimizer
+    t0 = time.perf_counter()
+    try:
+        with _Signals(enabled=run_dir is not None and run.world_size == 1) as signals:
+            run_steps(run, progress, run_dir=run_dir, signals=signals, on_step=on_step)
+            if run_dir is not None:
+                save_checkpoint(checkpoint_state(run, progress), run_dir / CHECKPOINT_NAME)
+            if signals.received is not None:
+                raise TrainInterrupted(signals.received, progress.step, run.total_steps, run_dir)
+    finally:
+        if bar is not None:
+            bar.close()
+    result: dict = {"step": progress.step, "total_steps": run.total_steps, "num_samples": progress.bma.count,
+                    "seconds": time.perf_counter() - t0, "history": progress.history}
+    if progress.skipped_samples:
+        result["skipped_samples"] = progress.skipped_samples
+    result.update(evaluate(run, progress))
     return result
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from torchport import ddp as tddp
 from torchport import distributed as tdist
 from torchport import train as tt
 
@@ -46,7 +47,7 @@ def test_ddp_two_ranks_identical_and_equal_to_single_process(tiny_npz, tmp_path)
     good = tt.TrainConfig(data_dir=tiny_npz, model="mlp", method="sgld_vc", weight_format="fixed:8:6",
                           epochs=2, batch_size=64, max_steps=12, num_samples=2, progress=False, seed=11)
     sgld = dataclasses.replace(good, model="logreg", method="sgld", weight_format=None)
-    records = tdist.run_ddp([good, sgld, good], 2, str(tmp_path), sync_noise=[True, True, False])
+    records = tddp.run_ddp([good, sgld, good], 2, str(tmp_path), sync_noise=[True, True, False])
     (g0, g1), (s0, s1), (b0, b1) = records
 
     # 1. replicas identical, bit for bit, after 12 steps (collective check and direct comparison)
@@ -88,4 +89,40 @@ def test_generator_broadcast_and_replica_check_single_rank(tmp_path):
 def test_run_ddp_argument_errors(tmp_path):
     c = tt.TrainConfig(progress=False)
     with pytest.raises(ValueError, match="sync_noise"):
-        tdist.run_ddp([c, c], 2, str(tmp_path), sync_noise=[True])
+        tddp.run_ddp([c, c], 2, str(tmp_path), sync_noise=[True])
+
+
+def _imports(module_file):
+    import ast  # noqa: PLC0415
+
+    tree = ast.parse(open(module_file).read())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{a.name}" for a in node.names)
+    return names
+
+
+def test_no_import_cycle_between_train_and_distributed():
+    """distributed holds collectives only; train imports it; ddp (the launcher) imports both."""
+    from torchport import train as ttrain  # noqa: PLC0415
+
+    dist_imports = _imports(tdist.__file__)
+    train_imports = _imports(ttrain.__file__)
+    assert not any(n.startswith(("torchport.train", "torchport.ddp")) or n.endswith((".train", ".ddp"))
+                   for n in dist_imports), dist_imports
+    assert not any(n.startswith("torchport.ddp") or n == "torchport.ddp" for n in train_imports)
+    assert "torchport.distributed" in train_imports or "torchport.distributed" in {
+        n.rsplit(".", 1)[0] for n in train_imports}
+
+
+def test_run_ddp_rejects_bad_configs(tmp_path):
+    with pytest.raises(TypeError, match="configs"):
+        tddp.run_ddp([], 2, str(tmp_path))
+    with pytest.raises(ValueError, match="world_size=0"):
+        tddp.run_ddp(tt.TrainConfig(progress=False), 0, str(tmp_path))
+    with pytest.raises(ValueError, match="lr=-1"):
+        tddp.run_ddp(tt.TrainConfig(progress=False, lr=-1.0), 2, str(tmp_path))
