@@ -72,6 +72,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from refimpl import methods as _methods
 from torchport import data as tdata
 from torchport import distributed as tdist
 from torchport import metrics as tmetrics
@@ -82,16 +83,8 @@ from torchport.checkpoint import CheckpointError, load_checkpoint, save_checkpoi
 #: method -> (optimizer class name in torchport.optim, keyword arguments).
 METHODS: dict[str, tuple[str, dict]] = {
     "sgd": ("SGLD", {"add_noise": False}),
-    "sgld": ("SGLD", {}),
-    "sgd_lp_f": ("LowPrecisionSGLD", {"accumulator": "full", "add_noise": False}),
-    "sgd_lp_l": ("LowPrecisionSGLD", {"accumulator": "low", "add_noise": False}),
-    "sgld_lp_f": ("LowPrecisionSGLD", {"accumulator": "full"}),
-    "sgld_lp_l": ("LowPrecisionSGLD", {"accumulator": "low", "variance_corrected": False}),
-    "sgld_vc": ("LowPrecisionSGLD", {"accumulator": "low", "variance_corrected": True}),
-    "sghmc": ("SGHMC", {}),
-    "sghmc_lp_f": ("LowPrecisionSGHMC", {"accumulator": "full"}),
-    "sghmc_lp_l": ("LowPrecisionSGHMC", {"accumulator": "low", "variance_corrected": False}),
-    "sghmc_vc": ("LowPrecisionSGHMC", {"accumulator": "low", "variance_corrected": True}),
+    # every sampler: optimizer class and arguments from the method table (refimpl.methods), shared with refimpl
+    **{name: _methods.torch_optimizer(name) for name in _methods.METHODS},
     # QSGLD with stochastic rounding (QS1): the rounding is the noise (nearest rounding freezes)
     "qsgld": ("QSGLD", {"rounding": "stochastic"}),
     "ctld": ("CTLD", {}),
@@ -823,6 +816,7 @@ def evaluate(run: Run, progress: Progress) -> dict:
 def _prepare_run_dir(run: Run, run_dir: Path, resume: bool) -> Progress:
     """New run: create the directory and write config.json; resume: check it and load the checkpoint."""
     config = run.config
+    samples = check_run_dir(run_dir / "samples")  # refuse a planted link before writing anything
     if resume:
         saved = load_config(run_dir)
         diffs = {
@@ -841,8 +835,6 @@ def _prepare_run_dir(run: Run, run_dir: Path, resume: bool) -> Progress:
         progress = Progress()
         # a step-0 checkpoint: a run directory with a config can always be resumed
         save_checkpoint(checkpoint_state(run, progress), run_dir / CHECKPOINT_NAME)
-    samples = run_dir / "samples"
-    check_run_dir(samples)  # not a symbolic link
     samples.mkdir(exist_ok=True)
     return progress
 

@@ -225,3 +225,62 @@ def test_gzip_written_deterministically(tmp_path):
     a = tdata.write_idx(tmp_path / "a.gz", arr).read_bytes()
     b = tdata.write_idx(tmp_path / "b.gz", arr).read_bytes()
     assert a == b and gzip.decompress(a)[4:8] == (10).to_bytes(4, "big")
+
+
+# ---------------------------------------------------------------------------- one reader, one variable, seeds
+
+
+def test_one_mnist_reader_for_both_packages(mnist, idx_dir):
+    from refimpl import data as rdata  # noqa: PLC0415
+
+    assert tdata.read_idx is rdata.read_idx and tdata.write_idx is rdata.write_idx
+    assert tdata.IDX_FILES is rdata.IDX_NAMES
+    d = rdata.load_mnist(idx_dir)
+    assert all(np.array_equal(d[k], getattr(mnist, k)) for k in tdata.MNISTArrays._fields)
+
+
+def test_one_environment_variable(mnist_path, monkeypatch, tmp_path):
+    from refimpl import data as rdata  # noqa: PLC0415
+
+    monkeypatch.delenv("QLANGEVIN_DATA", raising=False)
+    monkeypatch.setenv("QLANGEVIN_MNIST", str(tmp_path / "nowhere.npz"))
+    with pytest.raises(FileNotFoundError, match="nowhere.npz"):
+        tdata.load_mnist()
+    with pytest.raises(FileNotFoundError, match="nowhere.npz"):
+        rdata.load_mnist()
+    from torchport import train as tt  # noqa: PLC0415
+
+    assert tt.default_data_dir() == str(tmp_path / "nowhere.npz")
+    # the old variable of `qlangevin train` still works, with a deprecation warning
+    monkeypatch.delenv("QLANGEVIN_MNIST")
+    monkeypatch.setenv("QLANGEVIN_DATA", str(mnist_path))
+    with pytest.warns(DeprecationWarning, match="QLANGEVIN_MNIST"):
+        assert rdata.default_mnist_path() == mnist_path
+    # QLANGEVIN_MNIST wins when both are set (no warning)
+    monkeypatch.setenv("QLANGEVIN_MNIST", str(tmp_path / "x.npz"))
+    assert rdata.default_mnist_path() == tmp_path / "x.npz"
+
+
+def test_malformed_npz_files_are_clear_errors(tmp_path):
+    np.save(tmp_path / "one.npy", np.zeros(3))
+    with pytest.raises(ValueError, match="not an npz archive"):
+        tdata.load_mnist(tmp_path / "one.npy")
+    (tmp_path / "junk.npz").write_bytes(b"junk" * 10)
+    with pytest.raises(ValueError, match="not a readable npz"):
+        tdata.load_mnist(tmp_path / "junk.npz")
+    np.savez(tmp_path / "f.npz", x_train=np.zeros((2, 28, 28), np.float32), y_train=np.zeros(2, np.uint8),
+             x_test=np.zeros((1, 28, 28), np.uint8), y_test=np.zeros(1, np.uint8))
+    with pytest.raises(ValueError, match="x_train must be uint8"):
+        tdata.load_mnist(tmp_path / "f.npz")
+
+
+def test_subset_seed_is_an_int_or_a_generator():
+    a = tdata.subset_indices(1000, 50, 7)
+    b = tdata.subset_indices(1000, 50, torch.Generator().manual_seed(7))
+    assert torch.equal(a, b)
+    with pytest.raises(TypeError, match="seed="):
+        tdata.subset_indices(1000, 50, "7")
+    with pytest.raises(ValueError, match="subset=2.5"):
+        tdata.subset_indices(10, 2.5, None)
+    with pytest.raises(TypeError, match="seed=<torch"):
+        tdata.epoch_permutation(10, torch.Generator(), 0)

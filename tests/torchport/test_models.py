@@ -92,3 +92,26 @@ def test_build_model_errors():
         tm.resnet18(10, stem="tiny", use_torchvision=False)
     with pytest.raises(ValueError, match="model"):
         tm.input_layout("nope")
+
+
+def test_seed_is_an_int_or_a_generator():
+    a = tm.build_model("mlp", seed=5)
+    b = tm.build_model("mlp", seed=torch.Generator().manual_seed(5))
+    c = tm.build_model("mlp", generator=torch.Generator().manual_seed(5))
+    for x, y, z in zip(a.parameters(), b.parameters(), c.parameters()):
+        assert torch.equal(x, y) and torch.equal(x, z)
+    d = tm.build_model("mlp", seed=6)
+    assert not torch.equal(next(a.parameters()), next(d.parameters()))
+    m = tm.build_model("logreg", seed=1)
+    tm.init_parameters(m, 5)
+    n = tm.build_model("logreg", seed=5)
+    assert torch.equal(m.linear.weight if hasattr(m, "linear") else next(m.parameters()),
+                       n.linear.weight if hasattr(n, "linear") else next(n.parameters()))
+    with pytest.raises(TypeError, match="seed='5'"):
+        tm.build_model("mlp", seed="5")
+    with pytest.raises(ValueError, match="seed=-1"):
+        tm.build_model("mlp", seed=-1)
+    with pytest.raises(TypeError, match="exactly one"):
+        tm.build_model("mlp")
+    with pytest.raises(TypeError, match="exactly one"):
+        tm.build_model("mlp", seed=1, generator=torch.Generator())

@@ -290,3 +290,330 @@ def test_cli_train_and_resume(tiny_npz, tmp_path, capsys):
     assert all(torch.equal(pa[k], pb[k]) for k in pa)
     assert main(["train", "--data-dir", tiny_npz, "--method", "sgld_vc", "--format", "fixed:8"]) == 2
     assert "fixed:8" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------- scaling of QSGLD and CTLD
+
+
+@pytest.mark.parametrize("method", ["qsgld", "ctld"])
+@pytest.mark.parametrize("wrong_num_data", [False, True])
+def test_qsgld_and_ctld_noise_scale_follow_the_contract(tiny_npz, method, wrong_num_data):
+    """One step from zero gradient and zero prior.
+
+    * QSGLD (stochastic rounding, temperature T/N): grid spacing Δ = √(12·lr·T/N); a weight at
+      fractional position f moves by (1−f)Δ w.p. f and by −fΔ otherwise, so
+      E[(Δθ)²] = f(1−f)Δ² exactly (2·lr·T/N on average over f ~ U(0, 1)).
+    * CTLD (U units: η = lr/N, v₀ = 0): Δθ = √(2·c_θ·η·T)·ξ, variance 2·c_θ·lr·T/N.
+
+    Mean of (Δθ)² over d = 7850 weights against its expectation, 5 standard errors (the
+    per-weight spread of (Δθ)² divided by √d).  Mutation: num_data = 1 (the driver forgetting
+    N) scales the variance by N = 640 and must be rejected."""
+    c = _cfg(tiny_npz, method=method, lr=0.3, temperature=2.0, weight_decay=0.0)
+    model = torch.nn.Linear(784, 10).double()
+    n_data = 1 if wrong_num_data else 640
+    opt = tt.build_optimizer(c, list(model.parameters()), num_data=n_data)
+    before = torch.cat([p.detach().reshape(-1).clone() for p in model.parameters()])
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step(potential=0.0) if method == "ctld" else opt.step()
+    after = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    sq = (after - before) ** 2
+    if method == "qsgld":
+        delta = math.sqrt(12 * 0.3 * 2.0 / 640)
+        f = torch.remainder(before / delta, 1.0)
+        expected = float((f * (1 - f)).mean()) * delta**2
+    else:
+        expected = 2 * 0.1 * 0.3 * 2.0 / 640
+    se = float(sq.std()) / math.sqrt(sq.numel())
+    ok = abs(float(sq.mean()) - expected) < 5 * se
+    assert ok != wrong_num_data
+
+
+def test_ctld_gets_the_potential_and_gradient_in_U_units(tiny_npz, monkeypatch):
+    """The driver passes CTLD the potential N·(L + wd/2·‖θ‖²) and the gradient N·(∇L + wd·θ)."""
+    from torchport.optim import CTLD  # noqa: PLC0415
+
+    seen = {}
+    orig = CTLD.step
+
+    def spy(self, closure=None, *, noise=None, potential=None):
+        if "potential" not in seen:
+            seen["potential"] = potential
+            seen["grad"] = [p.grad.clone() for p in self.param_groups[0]["params"]]
+            seen["theta"] = [p.detach().clone() for p in self.param_groups[0]["params"]]
+        return orig(self, closure, noise=noise, potential=potential)
+
+    monkeypatch.setattr(CTLD, "step", spy)
+    c = _cfg(tiny_npz, method="ctld", max_steps=1, weight_decay=0.01, dtype="float64")
+    tt.train(c, None)
+    # recompute the first minibatch's loss and gradient by hand
+    ds = tt.load_dataset(c, torch.device("cpu"))
+    model = tt.tmodels.build_model("logreg", seed=tt.derived_seed(c.seed, tt.STREAM_INIT), dtype=torch.float64)
+    perm = tt.tdata.epoch_permutation(640, tt.derived_seed(c.seed, tt.STREAM_DATA), 0)[:32]
+    loss = torch.nn.functional.cross_entropy(model(ds.x_train[perm]), ds.y_train[perm])
+    loss.backward()
+    sq = sum(float((p.detach() ** 2).sum()) for p in model.parameters())
+    assert seen["potential"] == pytest.approx(640 * (float(loss.detach()) + 0.005 * sq), rel=1e-12)
+    for g, p, t in zip(seen["grad"], model.parameters(), seen["theta"]):
+        assert torch.allclose(g, 640 * (p.grad + 0.01 * t), rtol=1e-12, atol=1e-12)
+
+
+# ---------------------------------------------------------------------------- checkpoints, locks, signals
+
+
+def test_checkpoint_every_epoch_by_default(tiny_npz, tmp_path, monkeypatch):
+    steps = []
+    real = tt.save_checkpoint
+
+    def spy(obj, path):
+        if path.name == tt.CHECKPOINT_NAME:
+            steps.append(obj["step"])
+        return real(obj, path)
+
+    monkeypatch.setattr(tt, "save_checkpoint", spy)
+    tt.train(_cfg(tiny_npz, epochs=3), tmp_path / "a")  # 20 steps per epoch
+    assert steps == [0, 20, 40, 60]
+    steps.clear()
+    tt.train(_cfg(tiny_npz, epochs=3, checkpoint_every=0), tmp_path / "b")
+    assert steps == [0, 60]
+    steps.clear()
+    tt.train(_cfg(tiny_npz, epochs=1, checkpoint_every=7), tmp_path / "c")
+    assert steps == [0, 7, 14, 20]
+
+
+def test_resume_refuses_corrupted_or_planted_checkpoints(tiny_npz, tmp_path):
+    c = _cfg(tiny_npz, max_steps=5)
+    tt.train(c, tmp_path / "a")
+    ck = tmp_path / "a" / "checkpoint.pt"
+    good = ck.read_bytes()
+    data = bytearray(good)
+    data[len(data) // 2: len(data) // 2 + 64] = bytes(64)
+    ck.write_bytes(bytes(data))
+    with pytest.raises(tt.CheckpointError, match="checksum"):
+        tt.train(c, tmp_path / "a", resume=True)
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    torch.save({"step": 1, "model": Evil()}, ck)
+    with pytest.raises(tt.CheckpointError, match="not a qlangevin checkpoint"):
+        tt.train(c, tmp_path / "a", resume=True)
+    from torchport.checkpoint import encode  # noqa: PLC0415
+
+    ck.write_bytes(encode({"step": 1, "model": Evil()}))
+    with pytest.raises(tt.CheckpointError, match="plain data"):
+        tt.train(c, tmp_path / "a", resume=True)
+    assert not marker.exists()
+    # a checkpoint of another run dropped into this directory
+    tt.train(dataclasses.replace(c, seed=4), tmp_path / "other")
+    ck.write_bytes((tmp_path / "other" / "checkpoint.pt").read_bytes())
+    with pytest.raises(tt.CheckpointError, match="another configuration"):
+        tt.train(c, tmp_path / "a", resume=True)
+    ck.write_bytes(good)
+    assert tt.train(c, tmp_path / "a", resume=True)["step"] == 5
+
+
+def test_run_directory_links_are_refused(tiny_npz, tmp_path):
+    c = _cfg(tiny_npz, max_steps=2)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (tmp_path / "link").symlink_to(outside)
+    with pytest.raises(ValueError, match="symbolic link"):
+        tt.train(c, tmp_path / "link")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "samples").symlink_to(outside)
+    with pytest.raises(ValueError, match="symbolic link"):
+        tt.train(c, run)
+    assert sorted(p.name for p in run.iterdir()) == ["samples"]  # nothing written
+    (run / "samples").unlink()
+    # the old fixed temporary name planted as a link: ignored, nothing written outside
+    (run / "checkpoint.pt.tmp").symlink_to(outside / "victim")
+    tt.train(c, run)
+    assert list(outside.iterdir()) == [] and not (run / ".lock").exists()
+
+
+_HOLD_LOCK = """
+import sys, time
+from torchport._io import RunLock
+RunLock(sys.argv[1]).acquire()
+print("held", flush=True)
+time.sleep(120)
+"""
+
+
+def test_second_writer_is_refused_naming_the_holder(tiny_npz, tmp_path, capsys):
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    from qlangevin.cli import main  # noqa: PLC0415
+
+    run = tmp_path / "run"
+    run.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(run)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(FileExistsError, match=f"in use by another qlangevin train \\(pid {holder.pid}"):
+            tt.train(_cfg(tiny_npz, max_steps=2), run)
+        assert main(["train", "--data-dir", tiny_npz, "--model", "logreg", "--max-steps", "2", "--no-progress",
+                     "--out", str(run)]) == 2
+        err = capsys.readouterr().err
+        assert f"pid {holder.pid}" in err and err.count("\n") == 1 and "Traceback" not in err
+        assert not (run / "config.json").exists()  # nothing was written
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder is dead: its stale lock is taken over
+    assert tt.train(_cfg(tiny_npz, max_steps=2), run)["step"] == 2
+
+
+_CHILD = """
+import sys
+from qlangevin.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_signal_writes_a_checkpoint_and_resume_is_bit_for_bit(tiny_npz, tmp_path, signame):
+    """A real signal to a ``qlangevin train`` subprocess: it finishes the step, writes a checkpoint,
+    prints how to resume and exits 128 + signum; resuming to step K gives the bits of a straight
+    run of K steps.  The signal is sent once the periodic checkpoint of step 50 exists; the
+    checkpoint it leaves is of a later step (not a multiple of 50 in general)."""
+    import signal  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    run = tmp_path / "run"
+    args = ["train", "--data-dir", tiny_npz, "--model", "logreg", "--method", "sgld", "--epochs", "5000",
+            "--batch-size", "32", "--num-samples", "4", "--seed", "3", "--no-progress", "--checkpoint-every", "50",
+            "--threads", "1", "--out", str(run)]
+    proc = subprocess.Popen([sys.executable, "-c", _CHILD, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (run / "checkpoint.pt").exists() or load_checkpoint(run / "checkpoint.pt")["step"] == 0:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.05)  # the periodic checkpoint of step 50 exists: inside the step loop
+        proc.send_signal(getattr(signal, signame))
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    signum = int(getattr(signal, signame))
+    assert proc.returncode == 128 + signum, err
+    assert f"resume with: qlangevin train --resume {run}" in err and "Traceback" not in err
+    step = load_checkpoint(run / "checkpoint.pt")["step"]
+    assert f"at step {step}/100000" in err
+    assert 50 <= step < 100000 and not (run / ".lock").exists()
+    target = step + 7
+    from qlangevin.cli import main  # noqa: PLC0415
+
+    assert main(["train", "--resume", str(run), "--max-steps", str(target), "--no-progress"]) == 0
+    straight = _cfg(tiny_npz, epochs=5000, max_steps=target, checkpoint_every=0)
+    tt.train(straight, tmp_path / "straight")
+    (sa, pa), (sb, pb) = _params(tmp_path / "straight"), _params(run)
+    assert sa == sb == target and all(torch.equal(pa[k], pb[k]) for k in pa)
+
+
+# ---------------------------------------------------------------------------- bad inputs
+
+
+BAD_CONFIGS = [
+    ({"epochs": "2"}, "epochs='2'"), ({"epochs": float("inf")}, "epochs=inf"), ({"epochs": 0}, "epochs=0"),
+    ({"batch_size": True}, "batch_size=True"), ({"batch_size": 2.5}, "batch_size=2.5"),
+    ({"lr": float("nan")}, "lr=nan"), ({"lr": "0.1"}, "lr='0.1'"), ({"friction": 0}, "friction=0"),
+    ({"level_scale": -1.0}, "level_scale=-1.0"), ({"weight_decay": -1e-4}, "weight_decay=-0.0001"),
+    ({"seed": -1}, "seed=-1"), ({"seed": 1.5}, "seed=1.5"), ({"seed": torch.Generator()}, "seed=<torch"),
+    ({"subset": 0}, "subset=0"), ({"subset": 70000}, "subset=70000"), ({"max_steps": -1}, "max_steps=-1"),
+    ({"max_steps": 2.0}, "max_steps=2.0"), ({"checkpoint_every": -5}, "checkpoint_every=-5"),
+    ({"device": "gpu9"}, "device='gpu9'"), ({"dtype": "float16"}, "dtype='float16'"),
+    ({"model": None}, "model=None"), ({"data_dir": 3}, "data_dir=3"), ({"progress": "yes"}, "progress='yes'"),
+    ({"burn_in": -0.1}, "burn_in=-0.1"), ({"cycles": 0}, "cycles=0"), ({"grad_format": "bogus"}, "grad_format"),
+    ({"method": "qsgld", "temperature": 0.0}, "temperature=0.0"),
+    ({"method": "askewsgd", "weight_format": "fixed:8:6"}, "weight_format='fixed:8:6'"),
+    ({"method": "ctld", "grad_format": "fixed:8:6"}, "grad_format='fixed:8:6'"),
+]
+if not torch.cuda.is_available():
+    BAD_CONFIGS.append(({"device": "cuda"}, "device='cuda': CUDA is not available"))
+
+
+@pytest.mark.parametrize("kw, match", BAD_CONFIGS, ids=[str(i) for i in range(len(BAD_CONFIGS))])
+def test_bad_config_values_name_the_field(tiny_npz, kw, match):
+    with pytest.raises(ValueError, match=match.replace("(", r"\(").replace("[", r"\[")):
+        _cfg(tiny_npz, **kw).validate()
+
+
+def test_bad_train_arguments(tiny_npz, tmp_path):
+    with pytest.raises(TypeError, match="TrainConfig"):
+        tt.train({"lr": 0.1}, None)
+    with pytest.raises(ValueError, match="resume=True needs run_dir"):
+        tt.train(_cfg(tiny_npz), None, resume=True)
+    with pytest.raises(ValueError, match="rank=2"):
+        tt.train(_cfg(tiny_npz), None, rank=2, world_size=2)
+    with pytest.raises(ValueError, match="batch_size=640000"):
+        tt.train(_cfg(tiny_npz, batch_size=640000), None)
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not a valid run configuration"):
+        tt.load_config(tmp_path / "bad")
+    (tmp_path / "bad" / "config.json").write_text('{"other": 1}')
+    with pytest.raises(ValueError, match="not a valid run configuration"):
+        tt.load_config(tmp_path / "bad")
+
+
+def _cli_bad_cases(tiny_npz, tmp_path):
+    base = ["train", "--data-dir", tiny_npz, "--model", "logreg", "--no-progress", "--max-steps", "2"]
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    return [
+        (base + ["--lr", "nan"], "nan"), (base + ["--lr", "-1"], "lr=-1.0"), (base + ["--epochs", "0"], "epochs=0"),
+        (base + ["--method", "nope"], "nope"), (base + ["--format", "bogus", "--method", "sgld_vc"], "bogus"),
+        (base + ["--batch-size", "0"], "batch_size=0"), (base + ["--seed", "-1"], "seed=-1"),
+        (base + ["--subset", "0"], "subset=0"), (base + ["--threads", "0"], "--threads=0"),
+        (base + ["--device", "gpu9"], "gpu9"), (base + ["--checkpoint-every", "-1"], "checkpoint_every=-1"),
+        (base + ["--level-scale", "0", "--method", "proxquant"], "level_scale=0.0"),
+        (["train", "--data-dir", str(tmp_path / "none"), "--no-progress", "--out", str(tmp_path / "o1")],
+         "no such file"),
+        (base + ["--out", str(afile)], "afile"),
+        (["train", "--resume", str(tmp_path / "nothing")], "config.json"),
+        (["train", "--download", "--no-progress", "--out", str(tmp_path / "o2")], "--download needs --data-dir"),
+    ]
+
+
+def test_cli_bad_inputs_are_one_line_exit_2(tiny_npz, tmp_path, capsys):
+    from qlangevin.cli import main  # noqa: PLC0415
+
+    cases = _cli_bad_cases(tiny_npz, tmp_path)
+    for argv, needle in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert needle in err and err.count("\n") == 1 and "Traceback" not in err, (argv, err)
+    # resume: a corrupted checkpoint, and options that the saved config fixes
+    run = tmp_path / "run"
+    assert main(["train", "--data-dir", tiny_npz, "--model", "logreg", "--no-progress", "--max-steps", "3",
+                 "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--lr", "0.2", "--no-progress"]) == 2
+    assert "--lr: cannot be changed when resuming" in capsys.readouterr().err
+    data = bytearray((run / "checkpoint.pt").read_bytes())
+    data[-64:] = bytes(64)
+    (run / "checkpoint.pt").write_bytes(bytes(data))
+    assert main(["train", "--resume", str(run), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "checksum mismatch" in err and err.count("\n") == 1
+
+
+def test_cli_without_torch_says_how_to_install(tmp_path):
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "from qlangevin.cli import main\n"
+            "sys.exit(main(['train', '--out', sys.argv[1]]))")
+    p = subprocess.run([sys.executable, "-c", code, str(tmp_path / "r")], capture_output=True, text=True)
+    assert p.returncode == 2
+    assert p.stderr.strip().endswith('pip install "qlangevin[torch]"') and p.stderr.count("\n") == 1
