@@ -290,13 +290,21 @@ def _cat(mu, v, delta, u):
 
 
 @njit(inline="always", **_JIT)
-def _vc_elem(mu0, var, xi, ur, uc, se, lo, hi, ties, published, clip1=True):
+def _vc_elem(mu0, var, xi, ur, uc, se, lo, hi, ties, published, clip1=True, clip2=True, ktop=0.0):
     """Q^vc for one element on the grid Δ = 2^se, clipped to [lo, hi] ((Q5)/(Q6)).
 
     Computed in units of Δ (exact power-of-two scalings): z = value/Δ, integers k.
-    ``clip1=False``: a branch-1 result is returned **unclipped** (on the grid Δ, possibly
-    outside [lo, hi]); the caller applies the escape re-rounding of ``vc_into``.  Branch 2
-    and ±inf inputs are always clipped.
+    ``clip1=False`` / ``clip2=False``: a branch-1 / branch-2 result is returned
+    **unclipped** (on the grid Δ, possibly outside [lo, hi]); the caller applies the
+    escape re-rounding of ``vc_into``.  ±inf inputs are always clipped.
+
+    ``ktop`` (with ``clip2=False``): the boundary 2^(e+1) of μ's block/binade in units of
+    Δ, above which the grid is Δ' = 2Δ.  When Q^s(μ) lands on it (|k| = ktop) the branch-2
+    top-up Cat(0, w), w = (V - V_s)/Δ², would step to ±(ktop + 1)Δ, which is not
+    representable; it is drawn instead on the nearest representable neighbours
+    {-Δ, 0, +2Δ} (outward +2Δ): P(+2Δ) = w/6, P(-Δ) = w/3, so its mean is 0 and its
+    variance exactly wΔ² (w <= 1/4, so the probabilities are valid).  Branch 2 thus keeps
+    mean μ and variance V across the boundary, with no excess.
     """
     mu = np.float64(mu0)
     if mu != mu:
@@ -329,9 +337,36 @@ def _vc_elem(mu0, var, xi, ur, uc, se, lo, hi, ties, published, clip1=True):
             p = a - np.floor(a)
             vs = p * (1.0 - p)  # σ²_SR(mu)/Δ²
             if vr > vs:
-                k += _cat_unit(0.0, vr - vs, uc)
+                w = vr - vs
+                if not clip2 and abs(k) == ktop:  # top-up across the boundary: {-Δ, 0, +2Δ}
+                    a = w / 6.0
+                    if uc < a:
+                        k += math.copysign(2.0, k)
+                    elif uc < a + w / 3.0:
+                        k -= math.copysign(1.0, k)
+                else:
+                    k += _cat_unit(0.0, w, uc)
+        if not clip2:
+            return _ldexp(k, se) + 0.0
     theta = _ldexp(k, se) + 0.0
     return min(max(theta, lo), hi)
+
+
+@njit(inline="always", **_JIT)
+def _vc_escape_uniform(branch1, xi, ur):
+    """The uniform that re-rounds an escaped Q^vc result onto the coarser grid Δ'.
+
+    Branch 1 does not use ``u_round`` otherwise, so it is that uniform.  Branch 2 uses
+    ``u_round`` (Q^s) and ``u_cat`` (the top-up) but not ``xi``; its unclipped results lie
+    on μ's grid Δ and escape by at most one binade (|θ| <= 2^(e+1) + Δ), where Δ' = 2Δ, so
+    θ/Δ' has fractional part 0 or 1/2 and a fair coin is exactly what unbiased rounding
+    needs: u = 3/4 if ξ > 0 else 1/4 gives floor(θ/Δ' + u) = either neighbour with
+    probability 1/2 (and leaves even multiples alone).  ξ is independent of u_round and
+    u_cat, so the coin is independent of θ; the noise layout is unchanged.
+    """
+    if branch1:
+        return ur
+    return 0.75 if xi > 0.0 else 0.25
 
 
 # --------------------------------------------------------------------------------------
@@ -421,8 +456,8 @@ def stochastic_into(x, u, out, code):
 
 #: bit of ``code[7]`` selecting the published BFP/float ``fp_Q_vc`` fallback (``with_options``)
 VC_PUBLISHED_BIT = 1
-#: bit of ``code[7]`` (test hook, not public API) selecting the spec's *original* project choice:
-#: branch-1 results clipped to μ's block/binade range instead of the escape re-rounding
+#: bit of ``code[7]`` (test hook, not public API) selecting the spec's *original*, withdrawn project
+#: choice: results of both branches clipped to μ's block/binade range instead of the escape re-rounding
 VC_SPEC_CLIP_BIT = 2
 
 
@@ -434,15 +469,17 @@ def _vc_flags(code):
 
 
 @njit(**_JIT)
-def _vc_bfp_escape_exp(mu, var, xi, u_round, u_cat, se, hi, ties, published):
-    """Pass 1 of BFP Q^vc branch 1: m = max |θ_i| of the unclipped results; (escaped, e').
+def _vc_bfp_escape_exp(mu, var, xi, u_round, u_cat, se, hi, ties, published, ktop):
+    """Pass 1 of BFP Q^vc: m = max |θ_i| of the unclipped results; (escaped, e').
 
+    Branch 2 results are unclipped too, except with the published fallback (which clips).
     e' = floor(log2 m) is the block exponent the result has (1023 if m overflowed to inf).
     Nothing is written (``out`` may alias ``mu``); pass 2 recomputes θ_i from the same noise.
     """
     m = 0.0
     for i in range(mu.size):
-        t = _vc_elem(mu[i], var, xi[i], u_round[i], u_cat[i], se, -hi, hi, ties, published, False)
+        t = _vc_elem(mu[i], var, xi[i], u_round[i], u_cat[i], se, -hi, hi, ties, published, False, published,
+                     ktop)
         a = abs(t)
         if a > m:  # NaN (μ_i NaN) fails
             m = a
@@ -499,26 +536,28 @@ def vc_into(mu, var, xi, u_round, u_cat, out, code):
     Δ: fixed point -> the format's Δ, clip to [L, U]; BFP -> Δ_B of **mu's** block;
     qtorch/IEEE float -> the ULP of mu_i's binade (e = max(floor(log2 min(|mu_i|, max)), e_min)).
 
-    Branch 2 (V <= Δ²/4) is clipped to mu's block range ±(2^(e_B+1) - Δ_B) (BFP) or binade
-    range ±min(2^(e+1) - ULP, max) (floats), as the spec's "Project choice" (§2.5).
-
-    Branch 1 (V > Δ²/4) for BFP/floats: **escape re-rounding** (a derived design choice,
-    departing from the spec's clip to mu's range, which truncated the noise and made
-    samplers collapse to 0; docs/quantizers.md).  θ = Q^d(x) + sign(r)·Cat(|r|, V₀) on
-    mu's grid, unclipped; if max|θ| over the block (BFP) / |θ_i| (floats) exceeds mu's
-    range, with e' = floor(log2 of it) the result is stochastically rounded onto the grid
-    Δ' of exponent e' with the element's ``u_round`` (unused by branch 1 otherwise):
-    θ <- Δ'·floor(θ/Δ' + u_round), Δ' = 2^(e'+2-W) (BFP) or 2^(e'-M) (floats); then BFP
-    saturates at ±(2^(e'+1) - Δ') (a value rounding up to 2^(e'+1) saturates) and floats
-    at ±max (the format's largest finite value, never ±inf).  Mean stays μ (except at
-    saturation); variance V + p(1-p)Δ'² on escape events only.  ±inf μ in a block that
-    escapes saturates to the new block's ±(2^(e'+1) - Δ').  An all-zero BFP block
+    For BFP/floats neither branch is clipped to mu's block/binade range (the spec's
+    original "Project choice" clip, withdrawn in §2.5, forbade every move up out of the
+    block; docs/quantizers.md).  Both branches compute θ on mu's grid Δ, unclipped:
+    branch 1 (V > Δ²/4) θ = Q^d(x) + sign(r)·Cat(|r|, V₀); branch 2 θ = Q^s(mu) + Cat(0,
+    V - V_s).  If max|θ| over the block (BFP) / |θ_i| (floats) exceeds mu's range, the
+    result lies in a coarser block: with e' = floor(log2 of it), θ is rounded
+    **stochastically** onto the grid Δ' of exponent e', θ <- Δ'·floor(θ/Δ' + u), with u the
+    element's ``u_round`` in branch 1 (unused there otherwise) and the fair coin
+    u = 3/4·[ξ > 0] + 1/4·[ξ <= 0] in branch 2 (``_vc_escape_uniform``; branch 2 escapes by
+    one binade, Δ' = 2Δ, so θ/Δ' is an integer or a half-integer); Δ' = 2^(e'+2-W) (BFP)
+    or 2^(e'-M) (floats).  Then BFP saturates at ±(2^(e'+1) - Δ') (a value rounding up to
+    2^(e'+1) saturates) and floats at ±max (the format's largest finite value, never ±inf).
+    Mean stays μ (except at saturation); variance V + E[p(1-p)Δ'²; escape], p the
+    fractional part of θ/Δ' (branch 2: + Δ² for each element at an odd multiple of Δ in an
+    escaping block).  ±inf μ saturates to the range end.  An all-zero BFP block
     (Δ_B = 0) with V > 0 takes the Δ_B -> 0 limit of this rule (``_vc_bfp_zero_block``):
     θ = sqrt(V)·ξ stochastically rounded onto the grid of its own block exponent (the
     spec's zeros would be an absorbing state of every sampler).
 
     ``code[7]`` is a bit field: bit 1 (published flag, BFP/float only): branch 2 is plain
-    Q^s(mu); bit 2 (test hook): branch 1 clipped to mu's range as the spec's original choice.
+    Q^s(mu), clipped to mu's range as before; bit 2 (test hook): both branches clipped to
+    mu's range, the spec's withdrawn original choice.
     """
     kind = int(code[0])
     ties = int(code[5])
@@ -547,11 +586,13 @@ def vc_into(mu, var, xi, u_round, u_cat, out, code):
         delta = _ldexp(1.0, se)
         escaped = False
         e2 = 0
-        if (var / delta) / delta > 0.25 and not spec_clip:  # branch 1 for the whole block
-            escaped, e2 = _vc_bfp_escape_exp(mu, var, xi, u_round, u_cat, se, hi, ties, published)
+        branch1 = (var / delta) / delta > 0.25  # the branch of the whole block
+        if not spec_clip and (branch1 or not published):
+            escaped, e2 = _vc_bfp_escape_exp(mu, var, xi, u_round, u_cat, se, hi, ties, published, kmax + 1.0)
         if not escaped:
             for i in range(n):
-                out[i] = _vc_elem(mu[i], var, xi[i], u_round[i], u_cat[i], se, -hi, hi, ties, published)
+                out[i] = _vc_elem(mu[i], var, xi[i], u_round[i], u_cat[i], se, -hi, hi, ties, published,
+                                  spec_clip, spec_clip or published, kmax + 1.0)
             return
         se2 = e2 + 2 - wl
         sat2 = _ldexp(kmax, se2)
@@ -563,24 +604,30 @@ def vc_into(mu, var, xi, u_round, u_cat, out, code):
             if abs(m) == _INF:
                 out[i] = math.copysign(sat2, m)
                 continue
-            t = _vc_elem(m, var, xi[i], u_round[i], u_cat[i], se, -hi, hi, ties, published, False)
-            k = np.floor(_ldexp(t, -se2) + u_round[i])  # unbiased stochastic rounding onto Δ'
+            t = _vc_elem(m, var, xi[i], u_round[i], u_cat[i], se, -hi, hi, ties, published, False, published,
+                         kmax + 1.0)
+            # unbiased stochastic rounding onto Δ'
+            k = np.floor(_ldexp(t, -se2) + _vc_escape_uniform(branch1, xi[i], u_round[i]))
             if abs(k) > kmax:
                 k = math.copysign(kmax, k)
             out[i] = _ldexp(k, se2) + 0.0
     elif kind == 3 or kind == 4:
         emin, man, maxv, has_inf, saturate = _float_params(code)
+        ktop = _ldexp(1.0, man + 1)  # 2^(e+1) in units of the binade's ULP 2^(e-M)
         for i in range(n):
             m = mu[i]
             se = _vc_float_se(abs(m), emin, man, maxv)
             hi = min(_ldexp(_ldexp(1.0, man + 1) - 1.0, se), maxv)
-            t = _vc_elem(m, var, xi[i], u_round[i], u_cat[i], se, -hi, hi, ties, published, spec_clip)
-            if abs(t) > hi:  # only an unclipped branch-1 result: escape re-rounding
+            t = _vc_elem(m, var, xi[i], u_round[i], u_cat[i], se, -hi, hi, ties, published, spec_clip,
+                         spec_clip or published, ktop)
+            if abs(t) > hi:  # only an unclipped result: escape re-rounding
                 if abs(t) == _INF:
                     t = math.copysign(maxv, t)
                 else:
+                    d = _ldexp(1.0, se)
+                    u = _vc_escape_uniform((var / d) / d > 0.25, xi[i], u_round[i])
                     ue = max(math.frexp(abs(t))[1] - 1, emin) - man
-                    t = _ldexp(np.floor(_ldexp(t, -ue) + u_round[i]), ue)
+                    t = _ldexp(np.floor(_ldexp(t, -ue) + u), ue)
                     if abs(t) > maxv:
                         t = math.copysign(maxv, t)
             out[i] = t

@@ -330,9 +330,10 @@ def _vc_flags(code):
 def _vc(mu, var, code, fmt, xi, ur, uc):
     """Q^vc elementwise (refimpl ``vc_into``/``_vc_elem``), float64 in and out.
 
-    Branch 1 for BFP/floats uses the escape re-rounding of refimpl ``vc_into`` (results
-    leaving μ's block/binade are stochastically rounded with ``u_round`` onto the grid of
-    their own exponent e', then saturated); an all-zero BFP block with V > 0 takes its
+    Both branches for BFP/floats use the escape re-rounding of refimpl ``vc_into`` (results
+    leaving μ's block/binade are stochastically rounded onto the grid of their own
+    exponent e' -- with ``u_round`` in branch 1, with the fair coin from the sign of ξ in
+    branch 2 -- then saturated); an all-zero BFP block with V > 0 takes its
     Δ_B -> 0 limit.  Same floating-point operations as refimpl, so bit-identical.
     """
     kind = int(code[0])
@@ -373,39 +374,60 @@ def _vc(mu, var, code, fmt, xi, ur, uc):
     th1 = torch.where(r > 0.0, qd + c, torch.where(r < 0.0, qd - c, qd)) + 0.0  # θ = Q^d(x) + sign(r)·c
     th1 = torch.where(torch.isinf(mu), torch.where(mu < 0, lo, hi), th1)
     b1 = (var / delta) / delta > 0.25  # refimpl's branch test, in units of Δ
-    # branch 2 (Q6), clipped to μ's range
+    # branch 2 (Q6), unclipped (clipped with the published fallback)
     z = _ldexp(mc, -se)
     th2 = _ldexp(torch.floor(z + ur), se)
     if not published:
         a = z.abs()
         p = a - torch.floor(a)
         vs = p * (1.0 - p) * delta * delta
-        th2 = torch.where(var > vs, th2 + _cat(torch.zeros_like(mu), var - vs, delta, uc), th2)
-    th2 = torch.minimum(torch.maximum(th2 + 0.0, lo), hi)
+        th2s = torch.where(var > vs, th2 + _cat(torch.zeros_like(mu), var - vs, delta, uc), th2)
+        if spec_clip:
+            th2 = th2s
+        else:
+            # Q^s(μ) on the boundary 2^(e+1) (k = ±ktop): top-up on {-Δ, 0, +2Δ} with
+            # P(+2Δ) = w/6, P(-Δ) = w/3 (refimpl ``_vc_elem``), w = (V - V_s)/Δ²
+            k2 = torch.floor(z + ur)
+            ktop = 2.0 ** (wl - 1) if kind == 2 else 2.0 ** (man + 1)
+            w = (var / delta) / delta - p * (1.0 - p)
+            aw = w / 6.0
+            one = torch.ones_like(k2)
+            step = torch.where(uc < aw, torch.copysign(2.0 * one, k2),
+                               torch.where(uc < aw + w / 3.0, -torch.copysign(one, k2), torch.zeros_like(k2)))
+            top = (k2.abs() == ktop) & (var > vs)
+            th2 = torch.where(top, _ldexp(k2 + step, se), th2s)
+    th2 = th2 + 0.0
     th2 = torch.where(torch.isinf(mu), torch.where(mu < 0, lo, hi), th2)
+    th2c = torch.minimum(torch.maximum(th2, lo), hi)
+    if published:
+        th2 = th2c
     th1c = torch.minimum(torch.maximum(th1, lo), hi)
     if spec_clip:
-        th = torch.where(b1, th1c, th2)
-    elif kind == 2:
-        kmax = 2.0 ** (wl - 1) - 1.0
-        a1 = torch.where(nan, torch.zeros_like(th1), th1.abs())
-        m_r = _blocks(a1, fmt.dim)[0].amax(dim=1, keepdim=True)
-        esc_r = m_r > hi_r
-        e2_r = torch.where(torch.isinf(m_r), torch.full_like(m_r, 1023.0),
-                           _frexp_exp(torch.where(esc_r & torch.isfinite(m_r), m_r, torch.ones_like(m_r))))
-        se2 = back((e2_r + (2.0 - wl)).expand_as(rows).contiguous())
-        esc = back(esc_r.expand_as(rows).contiguous())
-        k = torch.clamp(torch.floor(_ldexp(th1, -se2) + ur), -kmax, kmax)
-        sat2 = _ldexp(torch.full_like(mu, kmax), se2)
-        th_esc = torch.where(torch.isinf(mu), torch.copysign(sat2, mu), _ldexp(k, se2) + 0.0)
-        th = torch.where(b1, torch.where(esc, th_esc, th1c), th2)
+        th = torch.where(b1, th1c, th2c)
     else:
-        esc = th1.abs() > hi
-        at = torch.where(esc & torch.isfinite(th1), th1.abs(), torch.ones_like(th1))
-        ue = torch.clamp(_frexp_exp(at), min=float(emin)) - float(man)
-        t = _ldexp(torch.floor(_ldexp(torch.where(esc, th1, torch.zeros_like(th1)), -ue) + ur), ue)
-        t = torch.where(torch.isinf(th1) | (t.abs() > maxv), torch.copysign(torch.full_like(t, maxv), th1), t)
-        th = torch.where(b1 & esc, t, torch.where(b1, th1c, th2))
+        # escape re-rounding of refimpl ``vc_into``: branch 1 rounds with u_round, branch 2
+        # with the fair coin 3/4·[ξ > 0] + 1/4·[ξ <= 0] (refimpl ``_vc_escape_uniform``)
+        tu = torch.where(b1, th1, th2)
+        ue_ = torch.where(b1, ur, torch.where(xi > 0.0, 0.75, 0.25).to(ur.dtype))
+        if kind == 2:
+            kmax = 2.0 ** (wl - 1) - 1.0
+            a1 = torch.where(nan, torch.zeros_like(tu), tu.abs())
+            m_r = _blocks(a1, fmt.dim)[0].amax(dim=1, keepdim=True)
+            esc_r = m_r > hi_r
+            e2_r = torch.where(torch.isinf(m_r), torch.full_like(m_r, 1023.0),
+                               _frexp_exp(torch.where(esc_r & torch.isfinite(m_r), m_r, torch.ones_like(m_r))))
+            se2 = back((e2_r + (2.0 - wl)).expand_as(rows).contiguous())
+            esc = back(esc_r.expand_as(rows).contiguous())
+            k = torch.clamp(torch.floor(_ldexp(tu, -se2) + ue_), -kmax, kmax)
+            sat2 = _ldexp(torch.full_like(mu, kmax), se2)
+            th_esc = torch.where(torch.isinf(mu), torch.copysign(sat2, mu), _ldexp(k, se2) + 0.0)
+        else:
+            esc = tu.abs() > hi
+            at = torch.where(esc & torch.isfinite(tu), tu.abs(), torch.ones_like(tu))
+            ue = torch.clamp(_frexp_exp(at), min=float(emin)) - float(man)
+            t = _ldexp(torch.floor(_ldexp(torch.where(esc, tu, torch.zeros_like(tu)), -ue) + ue_), ue)
+            th_esc = torch.where(torch.isinf(tu) | (t.abs() > maxv), torch.copysign(torch.full_like(t, maxv), tu), t)
+        th = torch.where(esc, th_esc, torch.where(b1, th1c, th2c))
     th = torch.where(nan, mu, th)
     if found is not None:
         zero = torch.where(nan, mu, torch.zeros_like(mu))
