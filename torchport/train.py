@@ -576,7 +576,9 @@ def restore_checkpoint(run: Run, run_dir: Path) -> Progress:
     another configuration.
     """
     path = run_dir / CHECKPOINT_NAME
-    ck = load_checkpoint(path, map_location=run.device)
+    # Loaded on the CPU: generator states must be CPU uint8 tensors, and load_state_dict copies
+    # model and optimizer tensors to the parameters' device.
+    ck = load_checkpoint(path, map_location="cpu")
     if not isinstance(ck, dict) or any(k not in ck for k in _CHECKPOINT_KEYS):
         missing = [k for k in _CHECKPOINT_KEYS if not isinstance(ck, dict) or k not in ck]
         raise CheckpointError(f"{str(path)!r}: not a train checkpoint (missing {missing})")
@@ -588,7 +590,7 @@ def restore_checkpoint(run: Run, run_dir: Path) -> Progress:
     try:
         run.model.load_state_dict(ck["model"])
         run.optimizer.load_state_dict(ck["optimizer"])
-        run.act_generator.set_state(ck["act_generator"].cpu() if run.device.type == "cpu" else ck["act_generator"])
+        run.act_generator.set_state(ck["act_generator"])
         progress = Progress(step=int(ck["step"]), history=list(ck["history"]), epoch_acc=dict(ck["epoch_acc"]),
                             skipped_samples=int(ck.get("skipped_samples", 0)))
         progress.bma.load_state_dict(ck["bma"])
