@@ -77,7 +77,12 @@ from torchport import data as tdata
 from torchport import distributed as tdist
 from torchport import metrics as tmetrics
 from torchport import models as tmodels
-from torchport._io import RunLock, atomic_write_bytes, check_run_dir, read_bytes_nofollow
+from torchport._io import (
+    RunLock,
+    atomic_write_bytes,
+    check_run_dir,
+    read_bytes_nofollow,
+)
 from torchport.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 #: method -> (optimizer class name in torchport.optim, keyword arguments).
@@ -876,11 +881,17 @@ def train(
     writer = rank == 0 and run_dir is not None
     run_dir = check_run_dir(run_dir) if run_dir is not None else None
     lock = None
+    created = False
     if writer:
         if resume and not (run_dir / "config.json").is_file():
             raise FileNotFoundError(f"run_dir={str(run_dir)!r}: no config.json (not a qlangevin train run)")
+        created = not run_dir.exists()
         run_dir.mkdir(parents=True, exist_ok=True)
-        lock = RunLock(run_dir).acquire()
+        try:
+            lock = RunLock(run_dir).acquire()
+        except BaseException:
+            _remove_if_empty(run_dir, created)
+            raise
     try:
         run = build_run(config, rank=rank, world_size=world_size, sync_noise=sync_noise)
         if writer:
@@ -892,6 +903,12 @@ def train(
         result = _train_loop(run, progress, run_dir if writer else None)
         if writer:
             _write_json(result, run_dir / "metrics.json")
+    except BaseException:
+        if lock is not None:
+            lock.release()
+            lock = None
+            _remove_if_empty(run_dir, created)  # a new run that failed before writing anything
+        raise
     finally:
         if lock is not None:
             lock.release()
@@ -899,6 +916,14 @@ def train(
         _model_out["model"] = run.model
         _model_out["optimizer"] = run.optimizer
     return result
+
+
+def _remove_if_empty(run_dir: Path, created: bool) -> None:
+    if created:
+        try:
+            run_dir.rmdir()
+        except OSError:  # not empty: keep what was written
+            pass
 
 
 def _train_loop(run: Run, progress: Progress, run_dir: Optional[Path]) -> dict:

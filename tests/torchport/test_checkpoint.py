@@ -12,7 +12,13 @@ import pytest
 import torch
 
 from torchport import _io
-from torchport.checkpoint import MAGIC, CheckpointError, encode, load_checkpoint, save_checkpoint
+from torchport.checkpoint import (
+    MAGIC,
+    CheckpointError,
+    encode,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 
 class _Evil:
@@ -158,3 +164,26 @@ def test_stale_lock_of_a_dead_pid_written_by_hand(tmp_path):
     (tmp_path / ".lock").write_text(f"{proc.pid} {os.uname().nodename}\n")
     with _io.RunLock(tmp_path):
         pass
+
+
+def test_every_torch_load_in_the_packages_is_weights_only():
+    """No package module unpickles arbitrary objects: every ``torch.load(`` call passes
+    ``weights_only=True`` and ``weights_only=False`` appears nowhere (tests excluded)."""
+    import ast  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    root = Path(__file__).resolve().parents[2]
+    calls = 0
+    for package in ("refimpl", "torchport", "theory", "qlangevin"):
+        for path in (root / package).rglob("*.py"):
+            tree = ast.parse(path.read_text())
+            for node in ast.walk(tree):
+                if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                        and node.func.attr == "load" and getattr(node.func.value, "id", None) == "torch"):
+                    continue
+                calls += 1
+                kw = {k.arg: k.value for k in node.keywords}
+                assert isinstance(kw.get("weights_only"), ast.Constant) and kw["weights_only"].value is True, \
+                    f"{path.relative_to(root)}:{node.lineno}: torch.load without weights_only=True"
+            assert "weights_only=False" not in path.read_text(), path
+    assert calls >= 1  # torchport/checkpoint.py

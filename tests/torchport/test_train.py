@@ -556,6 +556,10 @@ def test_bad_train_arguments(tiny_npz, tmp_path):
         tt.train(_cfg(tiny_npz), None, rank=2, world_size=2)
     with pytest.raises(ValueError, match="batch_size=640000"):
         tt.train(_cfg(tiny_npz, batch_size=640000), None)
+    # a new run that fails before writing anything leaves no directory behind
+    with pytest.raises(FileNotFoundError):
+        tt.train(_cfg(tiny_npz, data_dir=str(tmp_path / "missing.npz")), tmp_path / "new" / "run")
+    assert not (tmp_path / "new" / "run").exists()
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "config.json").write_text("{not json")
     with pytest.raises(ValueError, match="not a valid run configuration"):
