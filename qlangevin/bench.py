@@ -28,6 +28,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("names", nargs="*", metavar="NAME",
                         help="benchmarks to run (default: all); e.g. quantize samplers methods torchport")
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
+    parser.epilog = "arguments after '--' are passed to every benchmark script (e.g. -- --device cuda)"
 
 
 def run(args) -> int:
@@ -39,15 +40,15 @@ def run(args) -> int:
     if args.list:
         print("\n".join(scripts))
         return 0
-    argv = list(args.names)
+    command_line = getattr(args, "_argv", sys.argv[1:])  # set by qlangevin.cli.main
     extra: list[str] = []
-    if "--" in sys.argv:
-        extra = sys.argv[sys.argv.index("--") + 1:]
-        argv = [a for a in argv if a not in extra]
-    names = argv or list(scripts)
+    if "--" in command_line:
+        extra = command_line[command_line.index("--") + 1:]
+    names = list(args.names)[: len(args.names) - len(extra)] if extra else list(args.names)
+    names = names or list(scripts)
     unknown = [n for n in names if n not in scripts]
     if unknown:
-        raise ValueError(f"names: unknown benchmark(s) {unknown}; available: {sorted(scripts)}")
+        raise ValueError(f"unknown benchmark(s) {unknown}; available: {sorted(scripts)}")
     status = 0
     for name in names:
         print(f"== benchmark {name} ==", flush=True)

@@ -12,16 +12,40 @@ DEFAULT_FORMATS = ["fixed:8:6", "fixed:8:3", "bfp:8", "float:4:3", "ieee:bfloat1
 DEFAULT_VALUES = "-2.3,-0.7,-0.0234375,0.0078125,0.1,0.5,1.37,3.14159,100"
 
 
+#: most Q^vc draws per check (memory: 8 bytes each, several arrays)
+MAX_N = 10**8
+
+
 def add_arguments(parser) -> None:
+    from qlangevin.cli import int_range
+
     parser.add_argument(
         "--format", "-f", action="append", dest="formats", metavar="FMT",
         help="format string (repeatable): none, fixed:W:F[:sym], bfp:W[:DIM], float:E:M, ieee:NAME[:sat]; "
         f"default: {' '.join(DEFAULT_FORMATS)}",
     )
-    parser.add_argument("--values", default=DEFAULT_VALUES, help="comma-separated inputs (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the stochastic draws (default: %(default)s)")
+    parser.add_argument("--values", default=DEFAULT_VALUES,
+                        help="comma-separated finite inputs (default: %(default)s)")
+    parser.add_argument("--seed", type=int_range(0), default=0,
+                        help="seed of the stochastic draws, >= 0 (default: %(default)s)")
     parser.add_argument("--mu", type=float, default=0.3, help="μ of the Q^vc check (default: %(default)s)")
-    parser.add_argument("--n", type=int, default=100_000, help="number of Q^vc draws (default: %(default)s)")
+    parser.add_argument("--n", type=int_range(2, MAX_N), default=100_000,
+                        help=f"number of Q^vc draws, 2..{MAX_N:.0e} (default: %(default)s)")
+
+
+def _parse_values(text: str):
+    """The finite numbers of ``--values`` (ValueError naming the option otherwise)."""
+    import numpy as np
+
+    try:
+        values = np.array([float(v) for v in text.split(",") if v.strip()], dtype=np.float64)
+    except ValueError:
+        raise ValueError(f"--values must be comma-separated numbers, got {text!r}") from None
+    if values.size == 0:
+        raise ValueError(f"--values must contain at least one number, got {text!r}")
+    if not np.all(np.isfinite(values)):
+        raise ValueError(f"--values must be finite numbers, got {text!r}")
+    return values
 
 
 def _fmt_num(v: float) -> str:
@@ -34,15 +58,15 @@ def run(args) -> int:
     from refimpl.formats import parse_format
     from refimpl.quantize import quantize, vc_gap, vc_quantize
 
-    try:
-        values = np.array([float(v) for v in args.values.split(",") if v.strip()], dtype=np.float64)
-    except ValueError:
-        raise ValueError(f"--values must be comma-separated numbers, got {args.values!r}") from None
-    if args.n < 2:
-        raise ValueError(f"--n must be >= 2, got {args.n}")
+    values = _parse_values(args.values)
     formats = args.formats or DEFAULT_FORMATS
-    for text in formats:
-        fmt = parse_format(text)
+    parsed = []
+    for text in formats:  # all formats are checked before any output
+        try:
+            parsed.append((text, parse_format(text)))
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"--format {text!r}: {exc}") from None
+    for text, fmt in parsed:
         print(f"== {text}: {fmt!r}")
         rng = np.random.default_rng(args.seed)
         near = quantize(values, fmt)
@@ -57,6 +81,9 @@ def run(args) -> int:
         d = float(vc_gap(np.array([mu]), fmt)[0])
         if d == 0.0:
             print("   Q^vc: zero gap at this mu, skipped\n")
+            continue
+        if not np.isfinite(3 * d * d):
+            print(f"   Q^vc: mu = {mu:g} is far outside the format's range (gap {d:.3g}, gap^2 overflows), skipped\n")
             continue
         p = mu / d - np.floor(mu / d)
         vs = p * (1 - p) * d * d

@@ -10,6 +10,8 @@ import sys
 
 
 def add_arguments(parser) -> None:
+    from qlangevin.cli import float_range, int_range
+
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="torch device (default cpu)")
     parser.add_argument("--dtype", default="float64", choices=["float64", "float32"],
                         help="float64: bit-for-bit; float32: per-step ulp tolerance (default float64)")
@@ -18,10 +20,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--chains", type=int, default=4000,
                         help="independent chains per package in the distributional check (default 4000)")
     parser.add_argument("--dist-steps", type=int, default=300, help="steps of the distributional run (default 300)")
-    parser.add_argument("--alpha", type=float, default=1e-3,
+    parser.add_argument("--alpha", type=float_range(0.0, 1.0, lo_open=True, hi_open=True), default=1e-3,
                         help="family-wise level of the two-sample tests, Bonferroni-split (default 1e-3)")
     parser.add_argument("--no-distribution", action="store_true", help="skip the distributional comparison")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int_range(0), default=0)
     parser.add_argument("--only", nargs="*", default=None, metavar="NAME", help="run only these algorithms")
 
 
