@@ -38,8 +38,8 @@ from typing import NamedTuple, Sequence
 import numpy as np
 from numba import njit
 
-from .base import BaseState, validate_base
-from .levels import Levels, binary_levels, quantize_nearest, sawb_scale
+from .base import BaseState, check_int, check_params, check_real, check_step_args, validate_base
+from .levels import Levels, _quantize_nearest, binary_levels, check_levels, check_scale, sawb_scale
 
 __all__ = [
     "psi",
@@ -65,12 +65,17 @@ def psi(w, a, b, eps):
 
     w, a, b: arrays in scaled units (broadcastable), eps > 0 scalar.  No randomness.
     """
+    check_real("eps", eps, lo=0.0, lo_open=True)
+    _check_array("a", a)
+    _check_array("b", b)
     p = (np.asarray(w) - a) * (np.asarray(w) - b)
     return eps - p * p
 
 
 def psi_prime(w, a, b):
     """psi'_eps(w) = -2 (w-a)(w-b)(2w-a-b)  -- (A1) [derived from the code's psi]."""
+    _check_array("a", a)
+    _check_array("b", b)
     w = np.asarray(w)
     return -2.0 * (w - a) * (w - b) * (2.0 * w - a - b)
 
@@ -81,6 +86,8 @@ def feasible_halfwidth(eps: float, spacing: float = 1.0) -> float:
     delta(spacing - delta) = sqrt(eps)  =>  delta = (spacing - sqrt(spacing^2 - 4 sqrt(eps)))/2,
     and delta = spacing/2 (whole hull feasible) once eps >= (spacing/2)^4.
     """
+    eps = check_real("eps", eps, lo=0.0, lo_open=True)
+    spacing = check_real("spacing", spacing, lo=0.0, lo_open=True)
     r = math.sqrt(eps)
     disc = spacing * spacing - 4.0 * r
     if disc <= 0:
@@ -138,19 +145,30 @@ def _askew_kernel(w, g, lo, spacing, n_levels, eps, alpha, scale, nu_clamp, guar
             skew_out[i] = True
 
 
-def _check_direction_args(levels, eps, alpha, scale, nu_clamp, midpoint_guard):
-    if not isinstance(levels, Levels):
-        raise TypeError(f"levels must be a Levels, got {type(levels).__name__}")
-    if not (np.isfinite(eps) and eps > 0):
-        raise ValueError(f"eps must be a positive finite number, got {eps!r}")
-    if not (np.isfinite(alpha) and alpha > 0):
-        raise ValueError(f"alpha must be a positive finite number, got {alpha!r}")
-    if not (np.isfinite(scale) and scale > 0):
-        raise ValueError(f"scale must be a positive finite number, got {scale!r}")
-    if nu_clamp is not None and not (nu_clamp > 0):
-        raise ValueError(f"nu_clamp must be None or > 0, got {nu_clamp!r}")
-    if not (midpoint_guard >= 0):
-        raise ValueError(f"midpoint_guard must be >= 0, got {midpoint_guard!r}")
+def _check_array(name, x):
+    """A real scalar or array (TypeError naming ``name`` otherwise)."""
+    a = np.asarray(x)
+    if a.dtype.kind not in "fiu":
+        raise TypeError(f"{name} must be a real number or array, got {x!r}")
+    return a
+
+
+def _check_direction_args(w, g, levels, eps, alpha, scale, nu_clamp, midpoint_guard):
+    check_levels(levels)
+    check_real("eps", eps, lo=0.0, lo_open=True)
+    check_real("alpha", alpha, lo=0.0, lo_open=True)
+    check_scale(scale)
+    if nu_clamp is not None:
+        check_real("nu_clamp", nu_clamp, lo=0.0, lo_open=True)
+    check_real("midpoint_guard", midpoint_guard, lo=0.0)
+    w = np.asarray(_check_array("w", w), dtype=np.float64)
+    g = np.asarray(_check_array("g", g), dtype=np.float64)
+    if w.shape != g.shape:
+        raise ValueError(f"g must have w's shape {w.shape}, got {g.shape}")
+    for name, x in (("w", w), ("g", g)):
+        if not np.all(np.isfinite(x)):
+            raise ValueError(f"{name} has non-finite entries (shape {x.shape})")
+    return w, g
 
 
 def askew_direction(w, g, levels: Levels, eps: float, alpha: float, *, scale: float = 1.0,
@@ -177,11 +195,12 @@ def askew_direction(w, g, levels: Levels, eps: float, alpha: float, *, scale: fl
     The weights are evaluated at the projection clip(w/s, q_1, q_m) (the ImageNet
     code's per-step clamp).  No randomness.
     """
-    _check_direction_args(levels, eps, alpha, scale, nu_clamp, midpoint_guard)
-    w = np.asarray(w, dtype=np.float64)
-    g = np.asarray(g, dtype=np.float64)
-    if w.shape != g.shape:
-        raise ValueError(f"g must have w's shape {w.shape}, got {g.shape}")
+    w, g = _check_direction_args(w, g, levels, eps, alpha, scale, nu_clamp, midpoint_guard)
+    return _direction(w, g, levels, eps, alpha, scale, nu_clamp, midpoint_guard)
+
+
+def _direction(w, g, levels, eps, alpha, scale, nu_clamp, midpoint_guard):
+    """askew_direction without the argument checks (float64 w and g of one shape)."""
     wf = np.ascontiguousarray(w).ravel() / scale
     gf = np.ascontiguousarray(g).ravel()
     d = np.empty_like(wf)
@@ -197,6 +216,7 @@ def askew_direction_numpy(w, g, levels: Levels, eps, alpha, *, scale=1.0, nu_cla
     Written the way the published PyTorch code computes it (masks over the whole
     tensor); used to cross-check the Numba kernel in the tests.
     """
+    w, g = _check_direction_args(w, g, levels, eps, alpha, scale, nu_clamp, midpoint_guard)
     x = np.clip(np.asarray(w, dtype=np.float64) / scale, levels.lo, levels.hi)
     g = np.asarray(g, dtype=np.float64)
     k = np.clip(np.floor((x - levels.lo) / levels.spacing), 0, levels.values.size - 2)
@@ -221,6 +241,7 @@ def askew_direction_numpy(w, g, levels: Levels, eps, alpha, *, scale=1.0, nu_cla
 
 def epsilon_imagenet(epoch: int) -> float:
     """(A4): eps = 1/16 + 1e-6 for e <= 100, (1/16) 0.95^(e-100) + 1e-6 after [code, ImageNet]."""
+    check_int("epoch", epoch, 0)
     if epoch <= 100:
         return 1.0 / 16.0 + 1e-6
     return (1.0 / 16.0) * 0.95 ** (epoch - 100) + 1e-6
@@ -228,11 +249,13 @@ def epsilon_imagenet(epoch: int) -> float:
 
 def epsilon_logistic_notebook(epoch: int) -> float:
     """Logistic toy: eps = 1 for e < 50, else 0.96^(e-50) [code, §4.1 notebook specifics]."""
+    check_int("epoch", epoch, 0)
     return 1.0 if epoch < 50 else 0.96 ** (epoch - 50)
 
 
 def epsilon_moons_notebook(epoch: int) -> float:
     """Two-moons toy: eps = 1 for e < 20, else 0.99^(e-20) [code, §4.1 notebook specifics]."""
+    check_int("epoch", epoch, 0)
     return 1.0 if epoch < 20 else 0.99 ** (epoch - 20)
 
 
@@ -249,12 +272,13 @@ def epsilon_schedule(kind="imagenet", *, eps0=1.0, start=0, rate=0.95, floor=0.0
     if kind in table:
         return table[kind]
     if kind == "constant":
-        if not eps0 > 0:
-            raise ValueError(f"eps0 must be > 0, got {eps0!r}")
+        check_real("eps0", eps0, lo=0.0, lo_open=True)
         return lambda e: float(eps0)
     if kind == "exponential":
-        if not (eps0 > 0 and 0 < rate <= 1 and floor >= 0):
-            raise ValueError(f"exponential schedule needs eps0>0, 0<rate<=1, floor>=0, got {(eps0, rate, floor)!r}")
+        check_real("eps0", eps0, lo=0.0, lo_open=True)
+        check_real("rate", rate, lo=0.0, lo_open=True, hi=1.0)
+        check_real("floor", floor, lo=0.0)
+        check_int("start", start, 0)
         return lambda e: float(eps0 * rate ** max(e - start, 0) + floor)
     raise ValueError(f"kind must be 'imagenet', 'logistic', 'moons', 'constant', 'exponential' or callable, got {kind!r}")
 
@@ -302,22 +326,29 @@ class AskewSGD(NamedTuple):
     final_scale: str = "train"
 
     def validated(self) -> "AskewSGD":
-        if not isinstance(self.levels, Levels):
-            raise TypeError(f"levels must be a Levels, got {type(self.levels).__name__}")
-        if not (np.isfinite(self.alpha) and self.alpha > 0):
-            raise ValueError(f"alpha must be positive, got {self.alpha!r}")
-        if not (self.scale == "sawb" or (isinstance(self.scale, (int, float)) and self.scale > 0)):
-            raise ValueError(f"scale must be a positive float or 'sawb', got {self.scale!r}")
+        """This configuration with ``base`` resolved; TypeError/ValueError naming the first bad field."""
+        check_levels(self.levels)
+        check_real("alpha", self.alpha, lo=0.0, lo_open=True)
+        if isinstance(self.scale, str):
+            if self.scale != "sawb":
+                raise ValueError(f"scale must be a positive float or 'sawb', got {self.scale!r}")
+        else:
+            check_scale(self.scale)
+        check_int("sawb_bits", self.sawb_bits, 2)
+        if self.scale_freeze_epoch is not None:
+            check_int("scale_freeze_epoch", self.scale_freeze_epoch, 0)
+        for name in ("clamp_nu", "clamp_after_step"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
         if self.final_scale not in ("train", "live"):
             raise ValueError(f"final_scale must be 'train' or 'live', got {self.final_scale!r}")
-        if not self.midpoint_guard >= 0:
-            raise ValueError(f"midpoint_guard must be >= 0, got {self.midpoint_guard!r}")
+        check_real("midpoint_guard", self.midpoint_guard, lo=0.0)
         return self._replace(base=validate_base(self.base))
 
     def init(self, params: Sequence[np.ndarray]) -> AskewState:
         cfg = self.validated()
-        params = tuple(np.array(p, dtype=np.float64) for p in params)
-        scales = tuple(_scale_of(p, cfg) for p in params)
+        params = check_params(params)
+        scales = tuple(_scale_of(p, cfg, i) for i, p in enumerate(params))
         return AskewState(params, cfg.base.init(params), scales, None, 0)
 
     def forward_params(self, state: AskewState, rng=None):
@@ -325,18 +356,24 @@ class AskewSGD(NamedTuple):
         return list(state.params)
 
     def step(self, state: AskewState, grads, lr: float, eps: float, epoch: int = 0) -> AskewState:
-        """One AskewSGD step: (A2) per tensor, then the base optimizer on -d."""
+        """One AskewSGD step: (A2) per tensor, then the base optimizer on -d.
+
+        Checks first (nothing is computed on bad input): ``state`` an AskewState,
+        ``grads`` one finite array per tensor of its shape, lr > 0, eps > 0, epoch >= 0.
+        """
         cfg = self.validated()
+        _check_state(state, AskewState)
+        grads = check_step_args(state.params, grads, lr, epoch)
+        check_real("eps", eps, lo=0.0, lo_open=True)
         scales, frozen = _scales_for_step(state, cfg, epoch)
         new_grads, projected, n_sk = [], [], 0
         for w, g, s in zip(state.params, grads, scales):
             clamp = s / (4.0 * lr) if cfg.clamp_nu else None
-            d, sk = askew_direction(w, g, cfg.levels, eps, cfg.alpha, scale=s, nu_clamp=clamp,
-                                    midpoint_guard=cfg.midpoint_guard)
+            d, sk = _direction(w, g, cfg.levels, eps, cfg.alpha, s, clamp, cfg.midpoint_guard)
             n_sk += int(sk.sum())
             new_grads.append(-d)
             projected.append(np.clip(w, s * cfg.levels.lo, s * cfg.levels.hi))
-        new_params, bstate = cfg.base.update(projected, new_grads, state.base_state, lr)
+        new_params, bstate = cfg.base._update(projected, new_grads, state.base_state, lr)
         if cfg.clamp_after_step:
             new_params = [np.clip(p, s * cfg.levels.lo, s * cfg.levels.hi) for p, s in zip(new_params, scales)]
         return AskewState(tuple(new_params), bstate, tuple(scales), frozen, n_sk)
@@ -344,17 +381,26 @@ class AskewSGD(NamedTuple):
     def final_params(self, state: AskewState):
         """Hard quantization s*round(clip(w/s)) -- exactly on the grid."""
         cfg = self.validated()
+        _check_state(state, AskewState)
         out = []
         for w, s in zip(state.params, state.scales):
             if cfg.final_scale == "live" and cfg.scale == "sawb":
                 s = sawb_scale(w, cfg.sawb_bits)
-            out.append(quantize_nearest(w, cfg.levels, s))
+            out.append(_quantize_nearest(w, cfg.levels, s))
         return out
 
 
-def _scale_of(p, cfg) -> float:
+def _check_state(state, cls):
+    if not isinstance(state, cls):
+        raise TypeError(f"state must be the {cls.__name__} returned by init/step, got {type(state).__name__}")
+
+
+def _scale_of(p, cfg, i=0) -> float:
     if cfg.scale == "sawb":
-        return sawb_scale(p, cfg.sawb_bits)
+        try:
+            return sawb_scale(p, cfg.sawb_bits)
+        except ValueError as exc:
+            raise ValueError(f"SAWB scale of params[{i}]: {exc}") from None
     return float(cfg.scale)
 
 
@@ -365,7 +411,7 @@ def _scales_for_step(state, cfg, epoch):
     fe = cfg.scale_freeze_epoch
     if fe is not None and epoch > fe and state.frozen_scales is not None:
         return state.frozen_scales, state.frozen_scales
-    live = tuple(sawb_scale(p, cfg.sawb_bits) for p in state.params)
+    live = tuple(_scale_of(p, cfg, i) for i, p in enumerate(state.params))
     frozen = state.frozen_scales
     if fe is not None and epoch >= fe and frozen is None:
         frozen = live

@@ -27,8 +27,8 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from .base import BaseState, validate_base
-from .levels import Levels, binary_levels, quantize_nearest
+from .base import BaseState, check_params, check_step_args, validate_base
+from .levels import Levels, _quantize_nearest, binary_levels, check_levels, check_scale
 
 __all__ = ["BinaryConnect", "BinaryConnectState", "stochastic_levels"]
 
@@ -39,6 +39,15 @@ def stochastic_levels(w, levels: Levels, scale: float, u):
     P(upper) = (w/s - lower)/spacing; with u ~ U[0,1) of w's shape, the upper
     level is taken iff u < P(upper).  For binary levels: P(+1) = clip((w+1)/2, 0, 1) (B1).
     """
+    check_levels(levels)
+    scale = check_scale(scale)
+    w = np.asarray(w, dtype=np.float64)
+    if np.shape(u) != w.shape:
+        raise ValueError(f"u must have w's shape {w.shape}, got {np.shape(u)}")
+    return _stochastic_levels(w, levels, scale, u)
+
+
+def _stochastic_levels(w, levels, scale, u):
     z = (np.clip(np.asarray(w, dtype=np.float64) / scale, levels.lo, levels.hi) - levels.lo) / levels.spacing
     k = np.clip(np.floor(z), 0, levels.values.size - 2)
     p_up = z - k
@@ -65,10 +74,9 @@ class BinaryConnect(NamedTuple):
     base: object = "sgd"
 
     def validated(self):
-        if not isinstance(self.levels, Levels):
-            raise TypeError(f"levels must be a Levels, got {type(self.levels).__name__}")
-        if not (isinstance(self.scale, (int, float)) and self.scale > 0):
-            raise ValueError(f"scale must be a positive float, got {self.scale!r}")
+        """This configuration with ``base`` resolved; TypeError/ValueError naming the first bad field."""
+        check_levels(self.levels)
+        check_scale(self.scale)
         if not isinstance(self.stochastic, (bool, np.bool_)):
             raise ValueError(f"stochastic must be a bool, got {self.stochastic!r}")
         return self._replace(base=validate_base(self.base))
@@ -76,25 +84,40 @@ class BinaryConnect(NamedTuple):
     def init(self, params: Sequence[np.ndarray]) -> BinaryConnectState:
         cfg = self.validated()
         s = float(cfg.scale)
-        params = tuple(np.clip(np.array(p, dtype=np.float64), s * cfg.levels.lo, s * cfg.levels.hi) for p in params)
+        params = tuple(np.clip(p, s * cfg.levels.lo, s * cfg.levels.hi) for p in check_params(params))
         return BinaryConnectState(params, cfg.base.init(params))
 
     def forward_params(self, state: BinaryConnectState, rng: np.random.Generator | None = None):
         """The quantized weights w_b the loss is evaluated at (B1 forward)."""
-        if not self.stochastic:
-            return [quantize_nearest(w, self.levels, self.scale) for w in state.params]
+        cfg = self.validated()
+        _check_state(state)
+        if not cfg.stochastic:
+            return [_quantize_nearest(w, cfg.levels, cfg.scale) for w in state.params]
         if not isinstance(rng, np.random.Generator):
             raise TypeError(f"rng must be a numpy.random.Generator for stochastic BinaryConnect, got {type(rng).__name__}")
-        return [stochastic_levels(w, self.levels, self.scale, rng.random(w.shape)) for w in state.params]
+        return [_stochastic_levels(w, cfg.levels, cfg.scale, rng.random(w.shape)) for w in state.params]
 
     def step(self, state: BinaryConnectState, grads, lr: float, eps: float | None = None, epoch: int = 0):
-        """STE step: latent <- clamp(base_update(latent, dL/dw_b)); eps is ignored."""
+        """STE step: latent <- clamp(base_update(latent, dL/dw_b)); eps is ignored.
+
+        Checks first: ``state`` a BinaryConnectState, ``grads`` one finite array per
+        tensor of its shape, lr > 0, epoch >= 0.
+        """
         cfg = self.validated()
+        _check_state(state)
+        grads = check_step_args(state.params, grads, lr, epoch)
         s = float(cfg.scale)
-        new, bstate = cfg.base.update(list(state.params), grads, state.base_state, lr)
+        new, bstate = cfg.base._update(list(state.params), grads, state.base_state, lr)
         new = [np.clip(p, s * cfg.levels.lo, s * cfg.levels.hi) for p in new]
         return BinaryConnectState(tuple(new), bstate)
 
     def final_params(self, state: BinaryConnectState):
         """Deterministic quantization of the latent weights (sign for binary)."""
-        return [quantize_nearest(w, self.levels, self.scale) for w in state.params]
+        cfg = self.validated()
+        _check_state(state)
+        return [_quantize_nearest(w, cfg.levels, cfg.scale) for w in state.params]
+
+
+def _check_state(state):
+    if not isinstance(state, BinaryConnectState):
+        raise TypeError(f"state must be the BinaryConnectState returned by init/step, got {type(state).__name__}")

@@ -20,6 +20,8 @@ from numba import njit
 
 __all__ = [
     "Levels",
+    "check_levels",
+    "check_scale",
     "binary_levels",
     "uniform_levels",
     "kbit_levels",
@@ -46,6 +48,37 @@ class Levels(NamedTuple):
     @property
     def spacing(self) -> float:
         return float(self.values[1] - self.values[0])
+
+
+def check_levels(levels, name: str = "levels") -> Levels:
+    """Return ``levels`` if it is a usable level set; TypeError/ValueError naming ``name`` otherwise.
+
+    Usable: a :class:`Levels` whose values are a 1-D float array of m >= 2 finite,
+    strictly increasing, uniformly spaced numbers (the kernels use lo, hi and the
+    spacing only, so a non-uniform set would be quantized to the wrong grid).
+    """
+    if not isinstance(levels, Levels):
+        raise TypeError(f"{name} must be a refimpl.netopt.levels.Levels, got {type(levels).__name__} {levels!r}")
+    v = np.asarray(levels.values)
+    if v.ndim != 1 or v.size < 2 or v.dtype.kind not in "fiu":
+        raise ValueError(f"{name}.values must be a 1-D array of at least 2 numbers, got {levels.values!r}")
+    if not np.all(np.isfinite(v)):
+        raise ValueError(f"{name}.values must be finite, got {levels.values!r}")
+    d = np.diff(v.astype(np.float64))
+    if not np.all(d > 0):
+        raise ValueError(f"{name}.values must be strictly increasing, got {levels.values!r}")
+    if not np.allclose(d, d[0], rtol=1e-12, atol=0.0):
+        raise ValueError(f"{name}.values must have a uniform spacing, got {levels.values!r}")
+    return levels
+
+
+def check_scale(scale, name: str = "scale") -> float:
+    """``float(scale)`` if it is a positive finite real number; TypeError/ValueError naming ``name`` otherwise."""
+    if isinstance(scale, (bool, str, bytes)) or not isinstance(scale, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a positive real number, got {scale!r}")
+    if not (np.isfinite(scale) and scale > 0):
+        raise ValueError(f"{name} must be > 0 and finite, got {scale!r}")
+    return float(scale)
 
 
 def binary_levels() -> Levels:
@@ -87,7 +120,7 @@ def sawb_scale(w: np.ndarray, bits: int = 4) -> float:
     before annealing.  Freeze the scale (``scale_freeze_epoch``) to avoid it.
     """
     w = np.asarray(w, dtype=np.float64)
-    if not isinstance(bits, (int, np.integer)) or bits < 2:
+    if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or bits < 2:
         raise ValueError(f"bits must be an integer >= 2, got {bits!r}")
     clip_val = 12.1 * np.sqrt(np.mean(w * w)) - 12.2 * np.mean(np.abs(w))
     if not np.isfinite(clip_val) or clip_val <= 0:
@@ -124,6 +157,7 @@ def bracket(w: np.ndarray, levels: Levels):
     (w exactly at a bracket midpoint) take a = the lower level.  Shapes: a and b
     have w's shape, float64.  No randomness.
     """
+    check_levels(levels)
     w = np.asarray(w, dtype=np.float64)
     flat = np.ascontiguousarray(w).ravel()
     a = np.empty_like(flat)
@@ -139,6 +173,13 @@ def quantize_nearest(w: np.ndarray, levels: Levels, scale: float = 1.0) -> np.nd
     sign(0) := +1, so that the result is always on the grid; torch's sign(0) = 0
     would leave an off-grid zero).  No randomness.
     """
+    check_levels(levels)
+    scale = check_scale(scale)
+    return _quantize_nearest(w, levels, scale)
+
+
+def _quantize_nearest(w, levels, scale):
+    """quantize_nearest without the argument checks (for callers that checked them once)."""
     z = np.clip(np.asarray(w, dtype=np.float64) / scale, levels.lo, levels.hi)
     k = np.floor((z - levels.lo) / levels.spacing + 0.5)
     k = np.clip(k, 0, levels.values.size - 1)
@@ -147,5 +188,6 @@ def quantize_nearest(w: np.ndarray, levels: Levels, scale: float = 1.0) -> np.nd
 
 def on_grid(w: np.ndarray, levels: Levels, scale: float = 1.0) -> bool:
     """True iff every entry of w equals ``scale * q`` for some level q, exactly."""
-    grid = scale * levels.values
+    check_levels(levels)
+    grid = check_scale(scale) * levels.values
     return bool(np.all(np.isin(np.asarray(w), grid)))

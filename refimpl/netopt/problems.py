@@ -37,6 +37,8 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
+from .base import check_params, check_real
+
 __all__ = [
     "NaNGradientError",
     "Dataset",
@@ -94,8 +96,7 @@ def make_logistic_toy(rng: np.random.Generator, *, d: int = 10, n_train: int = 6
     _check_rng(rng)
     for name, v in (("d", d), ("n_train", n_train), ("n_test", n_test)):
         _check_pos_int(name, v)
-    if not w_scale > 0:
-        raise ValueError(f"w_scale must be > 0, got {w_scale!r}")
+    check_real("w_scale", w_scale, lo=0.0, lo_open=True)
     w_star = w_scale * np.where(rng.random(d) < 0.5, -1.0, 1.0)
     X = rng.uniform(-1.0, 1.0, size=(n_train + n_test, d))
     p = 1.0 / (1.0 + np.exp(-X @ w_star))
@@ -126,8 +127,7 @@ def make_two_moons(rng: np.random.Generator, *, n_train: int = 2000, n_test: int
     _check_rng(rng)
     _check_pos_int("n_train", n_train)
     _check_pos_int("n_test", n_test)
-    if not noise >= 0:
-        raise ValueError(f"noise must be >= 0, got {noise!r}")
+    check_real("noise", noise, lo=0.0)
     Xtr, ytr = _moons(n_train, noise, rng)
     Xte, yte = _moons(n_test, noise, rng)
     if standardise:
@@ -173,8 +173,7 @@ def make_two_moons_notebook(*, n_train: int = 2000, n_test: int = 200, noise: fl
     """
     _check_pos_int("n_train", n_train)
     _check_pos_int("n_test", n_test)
-    if not noise >= 0:
-        raise ValueError(f"noise must be >= 0, got {noise!r}")
+    check_real("noise", noise, lo=0.0)
     if isinstance(random_state, bool) or not isinstance(random_state, (int, np.integer)) or random_state < 0:
         raise ValueError(f"random_state must be a non-negative integer, got {random_state!r}")
     Xtr, ytr = _sklearn_moons(n_train, noise, int(random_state))
@@ -275,6 +274,8 @@ class MoonsMLP:
 
     def __init__(self, hidden: int = 3, bn_momentum: float = 0.15, bn_eps: float = 1e-4):
         _check_pos_int("hidden", hidden)
+        check_real("bn_momentum", bn_momentum, lo=0.0, hi=1.0)
+        check_real("bn_eps", bn_eps, lo=0.0, lo_open=True)
         self.hidden = hidden
         self.bn_momentum, self.bn_eps = bn_momentum, bn_eps
         self.reset()
@@ -401,6 +402,11 @@ class TrainResult(NamedTuple):
 
 def step_lr(lr0: float, milestones=(), factor: float = 1.0) -> Callable[[int], float]:
     """lr(epoch) = lr0 * factor^(#milestones <= epoch)  (torch MultiStepLR semantics)."""
+    check_real("lr0", lr0, lo=0.0, lo_open=True)
+    check_real("factor", factor, lo=0.0, lo_open=True)
+    if isinstance(milestones, (str, bytes)) or not all(
+            isinstance(m, (int, np.integer)) and not isinstance(m, bool) for m in milestones):
+        raise TypeError(f"milestones must be a sequence of ints (epochs), got {milestones!r}")
     ms = tuple(milestones)
     return lambda e: lr0 * factor ** sum(1 for m in ms if e >= m)
 
@@ -423,13 +429,24 @@ def train(problem, optimizer, data: Dataset, *, n_epochs: int, batch_size: int, 
     A non-finite loss or gradient raises :class:`NaNGradientError` with the step
     number and a partial :class:`TrainResult` holding everything collected.
     """
+    # Every argument is checked before anything (the model's BN statistics, rng) is touched; the lr
+    # and eps schedules are pure functions of the epoch, so all their values are checked up front.
     _check_rng(rng)
     _check_pos_int("n_epochs", n_epochs)
     _check_pos_int("batch_size", batch_size)
-    lr_fn = lr if callable(lr) else (lambda e, _lr=lr: _lr)
-    if not callable(lr) and not (np.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be positive or a callable, got {lr!r}")
+    if callable(lr):
+        lrs = [check_real(f"lr({e}) (the lr schedule's value)", lr(e), lo=0.0, lo_open=True) for e in range(n_epochs)]
+    else:
+        lrs = [check_real("lr", lr, lo=0.0, lo_open=True)] * n_epochs
+    if eps_schedule is not None and not callable(eps_schedule):
+        raise TypeError(f"eps_schedule must be a callable epoch -> eps or None, got {eps_schedule!r}")
     eps_fn = eps_schedule if eps_schedule is not None else (lambda e: 1.0)
+    epss = [check_real(f"eps_schedule({e})", eps_fn(e), lo=0.0, lo_open=True) for e in range(n_epochs)]
+    if params0 is not None:
+        params0 = check_params(params0, "params0")
+        expected = [np.shape(p) for p in problem.init_params(np.random.default_rng(0))]  # shapes only
+        if [p.shape for p in params0] != expected:
+            raise ValueError(f"params0 must have the model's shapes {expected}, got {[p.shape for p in params0]}")
     if hasattr(problem, "reset"):
         problem.reset()
     params = problem.init_params(rng) if params0 is None else [np.array(p, dtype=np.float64) for p in params0]
@@ -439,8 +456,8 @@ def train(problem, optimizer, data: Dataset, *, n_epochs: int, batch_size: int, 
     losses, accs = [], []
     step = 0
     for epoch in range(n_epochs):
-        eps = float(eps_fn(epoch))
-        lr_e = float(lr_fn(epoch))
+        eps = epss[epoch]
+        lr_e = lrs[epoch]
         perm = rng.permutation(n)
         for start in range(0, n, batch_size):
             idx = perm[start:start + batch_size]

@@ -19,18 +19,22 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from .base import BaseState, validate_base
-from .levels import Levels, binary_levels, quantize_nearest
+from .base import BaseState, check_params, check_real, check_step_args, validate_base
+from .levels import Levels, _quantize_nearest, binary_levels, check_levels, check_scale
 
 __all__ = ["ProxQuant", "ProxQuantState", "prox_w_shaped"]
 
 
 def prox_w_shaped(theta, levels: Levels, scale: float, lam: float):
     """prox_{lam R} for R = distance to the nearest grid point s*q (B2); shape-preserving."""
-    if not lam >= 0:
-        raise ValueError(f"lam must be >= 0, got {lam!r}")
+    check_real("lam", lam, lo=0.0)
+    check_levels(levels)
+    return _prox(theta, levels, check_scale(scale), lam)
+
+
+def _prox(theta, levels, scale, lam):
     theta = np.asarray(theta, dtype=np.float64)
-    q = quantize_nearest(theta, levels, scale)
+    q = _quantize_nearest(theta, levels, scale)
     # Outside the hull the nearest level is the end level; the prox still shrinks toward it.
     r = theta - q
     return q + np.sign(r) * np.maximum(np.abs(r) - lam, 0.0)
@@ -51,29 +55,38 @@ class ProxQuant(NamedTuple):
     base: object = "sgd"
 
     def validated(self):
-        if not isinstance(self.levels, Levels):
-            raise TypeError(f"levels must be a Levels, got {type(self.levels).__name__}")
-        if not (isinstance(self.scale, (int, float)) and self.scale > 0):
-            raise ValueError(f"scale must be a positive float, got {self.scale!r}")
-        if not (np.isfinite(self.lambda_rate) and self.lambda_rate >= 0):
-            raise ValueError(f"lambda_rate must be >= 0, got {self.lambda_rate!r}")
+        """This configuration with ``base`` resolved; TypeError/ValueError naming the first bad field."""
+        check_levels(self.levels)
+        check_scale(self.scale)
+        check_real("lambda_rate", self.lambda_rate, lo=0.0)
         return self._replace(base=validate_base(self.base))
 
     def init(self, params: Sequence[np.ndarray]) -> ProxQuantState:
         cfg = self.validated()
-        params = tuple(np.array(p, dtype=np.float64) for p in params)
+        params = check_params(params)
         return ProxQuantState(params, cfg.base.init(params), 0)
 
     def forward_params(self, state, rng=None):
+        _check_state(state)
         return list(state.params)
 
     def step(self, state: ProxQuantState, grads, lr: float, eps: float | None = None, epoch: int = 0):
+        """Base step then prox (B2).  Checks first: state, grads (count, shapes, finite), lr > 0, epoch >= 0."""
         cfg = self.validated()
+        _check_state(state)
+        grads = check_step_args(state.params, grads, lr, epoch)
         t = state.t + 1
         lam = cfg.lambda_rate * t
-        new, bstate = cfg.base.update(list(state.params), grads, state.base_state, lr)
-        new = [prox_w_shaped(p, cfg.levels, cfg.scale, lam) for p in new]
+        new, bstate = cfg.base._update(list(state.params), grads, state.base_state, lr)
+        new = [_prox(p, cfg.levels, float(cfg.scale), lam) for p in new]
         return ProxQuantState(tuple(new), bstate, t)
 
     def final_params(self, state):
-        return [quantize_nearest(w, self.levels, self.scale) for w in state.params]
+        cfg = self.validated()
+        _check_state(state)
+        return [_quantize_nearest(w, cfg.levels, float(cfg.scale)) for w in state.params]
+
+
+def _check_state(state):
+    if not isinstance(state, ProxQuantState):
+        raise TypeError(f"state must be the ProxQuantState returned by init/step, got {type(state).__name__}")

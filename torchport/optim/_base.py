@@ -20,10 +20,22 @@ common to all of them (the STYLE.md "driver" role, on the torch side):
   crosscheck feeds refimpl's pre-drawn noise (docs/torchport.md).
 * **Checks.**  A non-finite gradient raises ``FloatingPointError`` naming the
   parameter (its name when the optimizer was given ``named_parameters()``).
+  Per-group values are checked against the class's ``group_rules`` table
+  (``{key: rule}``, :func:`check_value`) wherever a group can come from: the
+  constructor, :meth:`~NoisyOptimizer.add_param_group`,
+  :meth:`~NoisyOptimizer.load_state_dict` and, because ``param_groups`` is
+  mutable (LR schedulers write to it), at the start of every ``step``.  An
+  optimizer-wide option (a constructor argument that is not a group key, e.g.
+  ``weight_format``) given in a group is rejected by name.  A call that raises
+  changes nothing: ``step`` validates and prepares everything before it draws
+  noise or writes a parameter, and ``load_state_dict`` checks the whole
+  state dict before loading any of it.
 """
 
 from __future__ import annotations
 
+import inspect
+import math
 from typing import Iterable, Mapping, Optional
 
 import torch
@@ -32,7 +44,7 @@ from torch.optim import Optimizer
 from refimpl.formats import parse_format
 from torchport import quantize as tq
 
-__all__ = ["NoisyOptimizer", "as_format"]
+__all__ = ["NoisyOptimizer", "as_format", "check_value"]
 
 
 def as_format(value, name: str):
@@ -49,14 +61,86 @@ def as_format(value, name: str):
     return value
 
 
-def _positive(name, value, *, allow_zero=False):
+def _real(name, value, where=""):
+    """float(value) for a real number (bool and str refused, a one-element tensor accepted); TypeError otherwise."""
+    if isinstance(value, (bool, str, bytes)) or value is None:
+        raise TypeError(f"{where}{name} must be a real number, got {value!r}")
+    if isinstance(value, torch.Tensor) and value.numel() != 1:
+        raise TypeError(f"{where}{name} must be a real number, got a tensor of shape {tuple(value.shape)}")
     try:
-        v = float(value)
+        return float(value)
     except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a real number, got {value!r}") from None
-    if not (v == v) or v in (float("inf"), float("-inf")) or v < 0 or (v == 0 and not allow_zero):
-        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'} and finite, got {value!r}")
+        raise TypeError(f"{where}{name} must be a real number, got {value!r}") from None
+
+
+def _positive(name, value, *, allow_zero=False, where=""):
+    v = _real(name, value, where)
+    if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
+        raise ValueError(f"{where}{name} must be {'>= 0' if allow_zero else '> 0'} and finite, got {value!r}")
     return v
+
+
+def _integer(name, value, minimum, where=""):
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{where}{name} must be an int >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{where}{name} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
+#: Rules of :func:`check_value`: name -> (check(name, value, where) -> coerced value).
+RULES = {
+    "positive": lambda n, v, w: _positive(n, v, where=w),
+    "nonnegative": lambda n, v, w: _positive(n, v, allow_zero=True, where=w),
+    "finite": lambda n, v, w: _finite(n, v, w),
+    "open_unit": lambda n, v, w: _interval(n, v, w, 0.0, 1.0, closed_lo=False),
+    "unit": lambda n, v, w: _interval(n, v, w, 0.0, 1.0, closed_lo=True),
+    "greater_than_one": lambda n, v, w: _greater_than_one(n, v, w),
+    "int>=0": lambda n, v, w: _integer(n, v, 0, w),
+    "int>=1": lambda n, v, w: _integer(n, v, 1, w),
+    "int>=2": lambda n, v, w: _integer(n, v, 2, w),
+    "bool_or_none": lambda n, v, w: _bool_or_none(n, v, w),
+}
+
+
+def _finite(name, value, where):
+    v = _real(name, value, where)
+    if not math.isfinite(v):
+        raise ValueError(f"{where}{name} must be finite, got {value!r}")
+    return v
+
+
+def _interval(name, value, where, lo, hi, closed_lo):
+    v = _real(name, value, where)
+    if not ((lo <= v if closed_lo else lo < v) and v < hi):
+        raise ValueError(f"{where}{name} must lie in {'[' if closed_lo else '('}{lo:g}, {hi:g}), got {value!r}")
+    return v
+
+
+def _greater_than_one(name, value, where):
+    v = _real(name, value, where)
+    if not (1.0 < v < math.inf):
+        raise ValueError(f"{where}{name} must be > 1 and finite, got {value!r}")
+    return v
+
+
+def _bool_or_none(name, value, where):
+    if value is not None and not isinstance(value, bool):
+        raise TypeError(f"{where}{name} must be a bool or None, got {value!r}")
+    return value
+
+
+def check_value(name: str, value, rule, where: str = ""):
+    """Check ``value`` of argument ``name`` against ``rule`` and return it coerced (float / int).
+
+    ``rule`` is a key of :data:`RULES` ("positive", "nonnegative", "finite",
+    "open_unit" (0, 1), "unit" [0, 1), "greater_than_one", "int>=0", "int>=1",
+    "int>=2", "bool_or_none") or a callable ``(name, value, where) -> value``.
+    Raises ``TypeError`` (not a number of the right kind) or ``ValueError``
+    (out of range, NaN, inf) with a message naming ``where + name`` and the value.
+    """
+    check = RULES[rule] if isinstance(rule, str) else rule
+    return check(name, value, where)
 
 
 class NoisyOptimizer(Optimizer):
@@ -64,8 +148,19 @@ class NoisyOptimizer(Optimizer):
 
     Subclasses define ``noise_layout`` (property) and ``_update_group(group,
     params, grads, noise)``, where ``noise`` maps each stream name to a list of
-    tensors shaped like ``params``.
+    tensors shaped like ``params``; they declare the checks of their per-group
+    values in ``group_rules`` (``{key: rule}``, see :func:`check_value`; keys a
+    group does not have are skipped), may refine them in :meth:`_validate_group`,
+    and initialise the per-parameter state of a group added after construction
+    in :meth:`_init_group`.
     """
+
+    #: Per-group values and their rules (check_value).  The common table; a subclass extends or replaces it.
+    group_rules = {"lr": "positive", "temperature": "nonnegative", "num_data": "positive",
+                   "weight_decay": "nonnegative", "friction": "positive", "inverse_mass": "positive",
+                   "foreach": "bool_or_none"}
+    #: Constructor arguments that are not optimizer-wide options (never rejected in a group).
+    _not_options = frozenset({"self", "params", "seed", "generator"})
 
     def __init__(self, params, defaults: dict, *, seed: Optional[int] = None,
                  generator: Optional[torch.Generator] = None, foreach: Optional[bool] = None):
@@ -85,6 +180,69 @@ class NoisyOptimizer(Optimizer):
         super().__init__(params, defaults)
         self.generator = generator
         self.num_steps = 0
+        self._constructor_groups_added = True  # later add_param_group calls initialise their group's state
+
+    # -------------------------------------------------------------- validation
+    def _options(self) -> set:
+        """Optimizer-wide options: constructor arguments (and ``extra_options``) that are not group keys."""
+        names = {name for name, par in inspect.signature(type(self).__init__).parameters.items()
+                 if par.kind not in (par.VAR_KEYWORD, par.VAR_POSITIONAL)}
+        names |= set(getattr(self, "extra_options", ()))
+        return names - set(self.defaults) - self._not_options
+
+    def _validate_group(self, group: Mapping, where: str) -> dict:
+        """Check one group's values against ``group_rules``; return the coerced values.
+
+        Raises ValueError/TypeError naming ``where`` (e.g. ``"param group 1: "``), the key and the value.
+        Subclasses with rules that depend on their options extend this.
+        """
+        out = {}
+        for key, rule in self.group_rules.items():
+            if key in group:
+                out[key] = check_value(key, group[key], rule, where)
+        return out
+
+    def _check_groups(self):
+        """Validate every group as it is now (``param_groups`` is mutable: schedulers write lr into it)."""
+        for i, group in enumerate(self.param_groups):
+            self._validate_group(group, f"param group {i}: ")
+
+    def add_param_group(self, param_group: dict) -> None:
+        """``torch.optim.Optimizer.add_param_group`` with the group's values checked first.
+
+        A group added after construction gets the per-parameter state the
+        constructor gives its groups (accumulator, velocity, latent weights and
+        the initial quantization, see :meth:`_init_group`).  Nothing is added
+        when a check fails.
+        """
+        if not isinstance(param_group, Mapping):
+            raise TypeError(f"param_group must be a dict with a 'params' entry, got {type(param_group).__name__}")
+        if "params" not in param_group:
+            raise ValueError(f"param_group must have a 'params' entry, got keys {sorted(param_group)}")
+        where = f"param group {len(self.param_groups)}: "
+        options = sorted(set(param_group) & self._options())
+        if options:
+            key = options[0]
+            raise ValueError(f"{where}{key} is an optimizer-wide option of {type(self).__name__} and cannot be set "
+                             f"per group, got {key}={param_group[key]!r}; create a second optimizer for "
+                             "parameters that need another value")
+        params = param_group["params"]
+        params = [params] if isinstance(params, torch.Tensor) else list(params)
+        seen = {id(p): i for i, g in enumerate(self.param_groups) for p in g["params"]}
+        for p in params:
+            if isinstance(p, tuple):  # named parameters: (name, tensor)
+                p = p[1]
+            if id(p) in seen:
+                raise ValueError(f"{where}params: a parameter of shape {tuple(p.shape)} is already in param group "
+                                 f"{seen[id(p)]}")
+        merged = dict(self.defaults, **{k: v for k, v in param_group.items() if k != "params"})
+        coerced = self._validate_group(merged, where)
+        super().add_param_group(dict(param_group, **{k: v for k, v in coerced.items() if k in param_group}))
+        if getattr(self, "_constructor_groups_added", False):
+            self._init_group(self.param_groups[-1])
+
+    def _init_group(self, group: dict) -> None:
+        """Per-parameter state of a group added after construction; default: none needed."""
 
     # ------------------------------------------------------------ noise layout
     @property
@@ -177,6 +335,7 @@ class NoisyOptimizer(Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        self._check_groups()
         active = self._active()
         if not active:
             self.num_steps += 1
@@ -184,8 +343,9 @@ class NoisyOptimizer(Optimizer):
         all_params = [p for _, ps, _, _ in active for p in ps]
         for _, _, gs, ns in active:
             self._check_finite(gs, ns)
+        self._prepare_step(active, loss)
+        flat = self._step_noise(noise, all_params)  # given noise is checked before anything is written
         self._before_step(active, loss)
-        flat = self._step_noise(noise, all_params)
         off = 0
         for group, ps, gs, _ in active:
             n = sum(p.numel() for p in ps)
@@ -195,8 +355,11 @@ class NoisyOptimizer(Optimizer):
         self.num_steps += 1
         return loss
 
+    def _prepare_step(self, active, loss):
+        """Hook: checks and computations that may raise; it must not change anything (default no-op)."""
+
     def _before_step(self, active, loss):
-        """Hook for optimizers that need the loss (CTLD) or global state; default no-op."""
+        """Hook for optimizers that need the loss or global state, run once the step cannot fail; default no-op."""
 
     def _update_group(self, group, params, grads, noise):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -220,20 +383,94 @@ class NoisyOptimizer(Optimizer):
         return sd
 
     def load_state_dict(self, state_dict):
+        """Load a :meth:`state_dict`, after checking all of it: on a bad entry nothing is loaded.
+
+        Checked: the generator state (a valid state of this optimizer's
+        generator), ``num_steps`` (int >= 0), the groups (count, sizes and
+        values, as :meth:`add_param_group`), the per-parameter state (tensors of
+        the parameter's shape, finite) and the optimizer's extra state.
+        """
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(f"state_dict must be a dict returned by state_dict(), got {type(state_dict).__name__}")
         sd = dict(state_dict)
-        gen = sd.pop("generator_state", None)
-        steps = sd.pop("num_steps", None)
+        for key in ("generator_state", "state", "param_groups"):
+            if key not in sd:
+                raise ValueError(f"state_dict has no {key!r}; it was not saved by a torchport optimizer "
+                                 f"(keys: {sorted(sd)})")
+        gen = sd.pop("generator_state")
+        steps = sd.pop("num_steps", 0)
         extra = sd.pop("extra_state", None)
-        if gen is None:
-            raise ValueError("state_dict has no 'generator_state'; it was not saved by a torchport optimizer")
+        self._check_generator_state(gen)
+        _integer("num_steps", steps, 0, "state_dict: ")
+        self._check_saved_groups(sd["param_groups"])
+        self._check_saved_state(sd["state"])
+        if self._extra_state() is not None:
+            if extra is None:
+                raise ValueError(f"state_dict has no 'extra_state'; {type(self).__name__} saves one")
+            self._check_extra_state(extra)
         super().load_state_dict(sd)
-        self.generator.set_state(gen.clone() if isinstance(gen, torch.Tensor) else torch.as_tensor(gen))
-        self.num_steps = int(steps or 0)
+        self.generator.set_state(gen.clone())
+        self.num_steps = steps
         if extra is not None:
             self._load_extra_state(extra)
 
+    def _check_generator_state(self, gen):
+        if not isinstance(gen, torch.Tensor) or gen.dtype != torch.uint8:
+            got = f"tensor of dtype {gen.dtype}" if isinstance(gen, torch.Tensor) else repr(gen)
+            raise TypeError(f"state_dict['generator_state'] must be a torch.uint8 tensor (Generator.get_state()), "
+                            f"got {got}")
+        probe = torch.Generator(device=self.generator.device)
+        try:
+            probe.set_state(gen.clone())
+        except (RuntimeError, ValueError) as exc:
+            raise ValueError(f"state_dict['generator_state'] (shape {tuple(gen.shape)}) is not a state of a "
+                             f"{self.generator.device} generator: {exc}") from None
+
+    def _check_saved_groups(self, groups):
+        if not isinstance(groups, (list, tuple)):
+            raise TypeError(f"state_dict['param_groups'] must be a list, got {type(groups).__name__}")
+        if len(groups) != len(self.param_groups):
+            raise ValueError(f"state_dict['param_groups'] has {len(groups)} groups, this optimizer has "
+                             f"{len(self.param_groups)}")
+        for i, (saved, mine) in enumerate(zip(groups, self.param_groups)):
+            where = f"state_dict['param_groups'][{i}]: "
+            if not isinstance(saved, Mapping) or "params" not in saved:
+                raise ValueError(f"{where}must be a dict with 'params', got {saved!r}")
+            if len(saved["params"]) != len(mine["params"]):
+                raise ValueError(f"{where}has {len(saved['params'])} parameters, this optimizer's group has "
+                                 f"{len(mine['params'])}")
+            self._validate_group(saved, where)
+
+    def _check_saved_state(self, state):
+        if not isinstance(state, Mapping):
+            raise TypeError(f"state_dict['state'] must be a dict, got {type(state).__name__}")
+        params = [p for g in self.param_groups for p in g["params"]]
+        for key, entry in state.items():
+            where = f"state_dict['state'][{key!r}]"
+            if not isinstance(key, int):  # optimizer-level entries (e.g. a velocity scale): finite numbers
+                if isinstance(entry, float) and not math.isfinite(entry):
+                    raise ValueError(f"{where} must be finite, got {entry!r}")
+                continue
+            if not 0 <= key < len(params):
+                raise ValueError(f"{where}: no parameter with index {key} (this optimizer has {len(params)})")
+            if not isinstance(entry, Mapping):
+                raise TypeError(f"{where} must be a dict, got {type(entry).__name__}")
+            p = params[key]
+            for name, v in entry.items():
+                if isinstance(v, torch.Tensor):
+                    if v.dim() > 0 and v.shape != p.shape:
+                        raise ValueError(f"{where}[{name!r}] has shape {tuple(v.shape)}, the parameter has shape "
+                                         f"{tuple(p.shape)}")
+                    if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+                        raise ValueError(f"{where}[{name!r}] has non-finite entries")
+                elif isinstance(v, float) and not math.isfinite(v):
+                    raise ValueError(f"{where}[{name!r}] must be finite, got {v!r}")
+
     def _extra_state(self):
         return None
+
+    def _check_extra_state(self, extra):
+        """Hook: raise ValueError/TypeError naming the entry if ``extra`` cannot be loaded (default: no check)."""
 
     def _load_extra_state(self, extra):  # pragma: no cover - overridden where used
         pass
@@ -246,17 +483,36 @@ class LowPrecisionWeightsMixin:
     :class:`NoisyOptimizer` noise helpers.
     """
 
+    def _init_group(self, group):
+        """State of a group added after construction, as the constructor gives its groups.
+
+        The accumulator ("full"), a zero velocity (SGHMC) and, unless the
+        optimizer was built with ``quantize_initial=False``, the initial weight
+        quantization of the new group's parameters only (stream ``"u_weight"``
+        drawn for them alone).
+        """
+        params = list(group["params"])
+        for p in params:
+            if hasattr(self, "velocity_format"):
+                self.state[p]["velocity"] = torch.zeros_like(p)
+            if self.accumulator == "full":
+                self.state[p]["accumulator"] = p.detach().clone()
+        if getattr(self, "quantize_initial", True):
+            self.quantize_weights_(params=params)
+
     @torch.no_grad()
-    def quantize_weights_(self, noise=None):
+    def quantize_weights_(self, noise=None, params=None):
         """θ ← Q_W(acc) (stochastic, stream ``"u_weight"``) for "full"; θ ← Q^d(θ) (nearest) for "low".
 
         "low" stores Q^d(θ_0) as refimpl's LP-L init does (no noise consumed); the
         published code's first step uses the unquantized weights (§7.2.5), which
-        ``quantize_initial=False`` reproduces.
+        ``quantize_initial=False`` reproduces.  ``params``: a subset (default:
+        every parameter, in group order).
         """
         if self.weight_format is None:
             return
-        params = [p for g in self.param_groups for p in g["params"]]
+        if params is None:
+            params = [p for g in self.param_groups for p in g["params"]]
         if self.accumulator == "low":
             for p in params:
                 p.copy_(tq.quantize(p.detach(), self.weight_format, "nearest"))

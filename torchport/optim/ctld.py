@@ -6,45 +6,66 @@ velocity, the ABF histogram (counts c_j, means Ū_j, or the metadynamics bias)
 and the phase are optimizer state (saved in ``state_dict``).  There is no
 official code; g, φ, the discretisation and the bias estimator are a
 reconstruction (Gobbo & Leimkuhler 2015), every choice a parameter.
+
+Parameter groups: each group's ``lr`` (η, and η₂'s default) is honoured for its
+parameters; the temperature is one for the extended system (θ, α), so every
+group must have the same ``temperature`` (a different one is refused by name).
+
+Distributed data parallel: when ``torch.distributed`` is initialised with more
+than one rank, ``step`` averages the potential Ũ over the ranks (one
+``all_reduce``, as DDP averages the gradients) and, at the first step, copies
+rank 0's generator state to every rank, so that α, the bias histogram and the
+noise -- hence θ -- stay identical on all ranks.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Mapping, Optional
 
 import torch
 
-from torchport.optim._base import NoisyOptimizer, _positive
+from refimpl.formulas import ctld_coupling as _coupling
+from refimpl.formulas import ctld_coupling_derivative as _coupling_derivative
+from refimpl.methods import CTLD_OPTIONS
+from torchport.optim._base import NoisyOptimizer, _integer, _positive, _real, check_value
 
 __all__ = ["CTLD", "coupling", "coupling_derivative"]
 
-DEFAULTS = {"c_theta": 0.1, "c_alpha": 0.1, "eta_alpha": 4e-4, "alpha_max": 1.0, "delta1": 0.2, "delta2": 0.8,
-            "g_min": 0.1, "phi": "wall", "k_c": 10.0, "n_bins": 50, "bias": "abf", "mirror": True,
-            "meta_height": 1e-3, "meta_width": None, "omega": "mean", "omega_const": 0.01,
-            "switch_after": None, "switch_wait_band": False, "momentum": 0.9, "eta2": None,
-            "reset_velocity": True, "alpha0": 0.0}
+#: the options and defaults of the ctld row of refimpl.methods (one definition for both packages)
+DEFAULTS = dict(CTLD_OPTIONS)
+
+
+#: Rules (torchport.optim._base.check_value) of the numeric options; None allowed where the default is None.
+OPTION_RULES = {"c_theta": "open_unit", "c_alpha": "open_unit", "eta_alpha": "positive", "alpha_max": "positive",
+                "delta1": "nonnegative", "delta2": "positive", "g_min": "positive", "k_c": "positive",
+                "n_bins": "int>=2", "meta_height": "positive", "meta_width": "positive", "omega_const": "positive",
+                "switch_after": "int>=0", "momentum": "unit", "eta2": "positive", "alpha0": "finite"}
+
+
+def _check_coupling_args(a, d1, d2, gmin):
+    _real("a", a)
+    if not math.isfinite(float(a)):
+        raise ValueError(f"a must be finite, got {a!r}")
+    _positive("d1", d1, allow_zero=True)
+    _positive("d2", d2)
+    if not d1 < d2:
+        raise ValueError(f"need d1 < d2, got d1={d1!r}, d2={d2!r}")
+    gmin = _real("gmin", gmin)
+    if not 0.0 < gmin <= 1.0:
+        raise ValueError(f"gmin must lie in (0, 1], got {gmin!r}")
 
 
 def coupling(a: float, d1: float, d2: float, gmin: float) -> float:
     """g(α) of (C4): 1 on |α| ≤ δ₁, g_min beyond δ₂, smoothstep between [reconstruction]."""
-    x = abs(a)
-    if x <= d1:
-        return 1.0
-    if x >= d2:
-        return gmin
-    s = (x - d1) / (d2 - d1)
-    return 1.0 - (1.0 - gmin) * s * s * (3.0 - 2.0 * s)
+    _check_coupling_args(a, d1, d2, gmin)
+    return _coupling(a, d1, d2, gmin)
 
 
 def coupling_derivative(a: float, d1: float, d2: float, gmin: float) -> float:
     """g'(α) of (C4)."""
-    x = abs(a)
-    if x <= d1 or x >= d2:
-        return 0.0
-    s = (x - d1) / (d2 - d1)
-    d = -(1.0 - gmin) * 6.0 * s * (1.0 - s) / (d2 - d1)
-    return d if a > 0 else -d
+    _check_coupling_args(a, d1, d2, gmin)
+    return _coupling_derivative(a, d1, d2, gmin)
 
 
 class CTLD(NoisyOptimizer):
@@ -72,20 +93,24 @@ class CTLD(NoisyOptimizer):
         o = dict(DEFAULTS, **options)
         _positive("lr", lr)
         _positive("temperature", temperature, allow_zero=True)
-        for name in ("c_theta", "c_alpha"):
-            if not 0 < o[name] < 1:
-                raise ValueError(f"{name} must lie in (0, 1), got {o[name]!r}")
-        for name in ("eta_alpha", "alpha_max", "k_c", "meta_height", "omega_const"):
-            _positive(name, o[name])
-        if not 0 <= o["delta1"] < o["delta2"] <= o["alpha_max"]:
-            raise ValueError(f"need 0 <= delta1 < delta2 <= alpha_max, got {(o['delta1'], o['delta2'], o['alpha_max'])!r}")
+        for name, rule in OPTION_RULES.items():
+            if o[name] is not None or DEFAULTS[name] is not None:
+                check_value(name, o[name], rule)
+        if not o["delta1"] < o["delta2"] <= o["alpha_max"]:
+            raise ValueError("need 0 <= delta1 < delta2 <= alpha_max, got "
+                             f"delta1={o['delta1']!r}, delta2={o['delta2']!r}, alpha_max={o['alpha_max']!r}")
         if not 0 < o["g_min"] <= 1:
             raise ValueError(f"g_min must lie in (0, 1], got {o['g_min']!r}")
-        if o["phi"] not in ("wall", "quadratic") or o["bias"] not in ("none", "abf", "metadynamics") \
-                or o["omega"] not in ("mean", "constant"):
-            raise ValueError(f"phi/bias/omega invalid: {(o['phi'], o['bias'], o['omega'])!r}")
-        if not (isinstance(o["n_bins"], int) and o["n_bins"] >= 2):
-            raise ValueError(f"n_bins must be an integer >= 2, got {o['n_bins']!r}")
+        if not abs(o["alpha0"]) <= o["alpha_max"]:
+            raise ValueError(f"alpha0 must lie in [-alpha_max, alpha_max] = [{-o['alpha_max']!r}, {o['alpha_max']!r}], "
+                             f"got {o['alpha0']!r}")
+        for name, allowed in (("phi", ("wall", "quadratic")), ("bias", ("none", "abf", "metadynamics")),
+                              ("omega", ("mean", "constant"))):
+            if o[name] not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {o[name]!r}")
+        for name in ("mirror", "switch_wait_band", "reset_velocity"):
+            if not isinstance(o[name], bool):
+                raise TypeError(f"{name} must be a bool, got {o[name]!r}")
         self.o = o
         super().__init__(params, dict(lr=float(lr), temperature=float(temperature)), seed=seed, generator=generator)
         nb = o["n_bins"]
@@ -95,6 +120,8 @@ class CTLD(NoisyOptimizer):
                    "counts": [0.0] * nb, "ubar": [0.0] * nb}
 
     noise_layout = (("xi", "normal"),)
+    group_rules = {"lr": "positive", "temperature": "nonnegative", "foreach": "bool_or_none"}
+    extra_options = tuple(DEFAULTS)
 
     @property
     def alpha(self) -> float:
@@ -107,8 +134,53 @@ class CTLD(NoisyOptimizer):
     def _extra_state(self):
         return {k: (list(v) if isinstance(v, list) else v) for k, v in self.ct.items()}
 
+    def _check_extra_state(self, extra):
+        where = "state_dict['extra_state']"
+        if not isinstance(extra, dict) or set(extra) != set(self.ct):
+            got = sorted(extra) if isinstance(extra, dict) else type(extra).__name__
+            raise ValueError(f"{where} must be a dict with keys {sorted(self.ct)}, got {got}")
+        amax = self.o["alpha_max"]
+        for key in ("alpha", "alpha_velocity"):
+            v = _real(key, extra[key], f"{where}: ")
+            if not math.isfinite(v) or (key == "alpha" and abs(v) > amax):
+                raise ValueError(f"{where}: {key} must be finite{' and in [-alpha_max, alpha_max]' if key == 'alpha' else ''}"
+                                 f", got {extra[key]!r}")
+        if extra["phase"] not in (1, 2):
+            raise ValueError(f"{where}: phase must be 1 or 2, got {extra['phase']!r}")
+        _integer("steps", extra["steps"], 0, f"{where}: ")
+        nb = self.o["n_bins"]
+        for key in ("counts", "ubar"):
+            v = extra[key]
+            if not isinstance(v, (list, tuple)) or len(v) != nb or not all(
+                    isinstance(x, (int, float)) and math.isfinite(x) for x in v):
+                raise ValueError(f"{where}: {key} must be a list of {nb} finite numbers (n_bins), got {v!r}")
+
     def _load_extra_state(self, extra):
         self.ct = {k: (list(v) if isinstance(v, list) else v) for k, v in extra.items()}
+
+    def _check_temperatures(self):
+        temps = [g["temperature"] for g in self.param_groups]
+        if any(t != temps[0] for t in temps):
+            raise ValueError("CTLD has one temperature for the extended system (θ, α); every param group must have "
+                             f"the same temperature, got {temps!r}")
+        return temps[0]
+
+    def _potential(self, U):
+        """Ũ as a float, averaged over the ranks under torch.distributed; ValueError/TypeError naming it."""
+        if isinstance(U, torch.Tensor):
+            if U.numel() != 1:
+                raise ValueError(f"potential must be a scalar, got a tensor of shape {tuple(U.shape)}")
+            U = U.detach()
+        U = _real("potential", U)
+        if _distributed():
+            import torch.distributed as dist
+            dev = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+            buf = torch.tensor([U], dtype=torch.float64, device=dev)
+            dist.all_reduce(buf)  # the sum's result is broadcast, so every rank gets the same float
+            U = float(buf[0]) / dist.get_world_size()
+        if not math.isfinite(U):
+            raise ValueError(f"potential must be finite, got {U!r}")
+        return U
 
     @torch.no_grad()
     def step(self, closure=None, *, noise=None, potential: Optional[float] = None):
@@ -117,29 +189,46 @@ class CTLD(NoisyOptimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        # Everything that can fail is checked before the generator is advanced or anything is written.
+        self._check_groups()
+        T = self._check_temperatures()
         U = potential if potential is not None else loss
-        if U is None and self.ct["phase"] == 1:
-            raise ValueError("CTLD needs the potential: pass closure= returning Ũ(θ) or potential=, got neither")
+        if U is None:
+            if self.ct["phase"] == 1:
+                raise ValueError("CTLD needs the potential: pass closure= returning Ũ(θ) or potential=, "
+                                 "got neither")
+        else:
+            U = self._potential(U)
         active = self._active()
         params = [p for _, ps, _, _ in active for p in ps]
         for _, _, gs, ns in active:
             self._check_finite(gs, ns)
-        flat = self._step_noise(None if noise is None else {"xi": noise["xi"]}, params)
+        if noise is not None:
+            if not isinstance(noise, Mapping):
+                raise TypeError(f"noise must be a mapping name -> tensor, got {type(noise).__name__}")
+            for name in ("xi", "xi_alpha"):
+                if name not in noise:
+                    raise ValueError(f"noise is missing stream {name!r}; CTLD uses ['xi', 'xi_alpha']")
+            xa_t = torch.as_tensor(noise["xi_alpha"]).reshape(-1)
+            if xa_t.numel() != 1:
+                raise ValueError(f"noise['xi_alpha'] must have 1 element, got shape {tuple(xa_t.shape)}")
+        if _distributed() and not getattr(self, "_generator_synced", False):
+            from torchport.distributed import broadcast_generator_state
+            broadcast_generator_state(self.generator)  # same noise on every rank from the first step on
+            self._generator_synced = True
+        flat = self._step_noise(None if noise is None else {"xi": noise["xi"]}, params) if params else {"xi": []}
         if noise is None:
             xa = float(self._draw("normal", 1, torch.float64)[0])
         else:
-            if "xi_alpha" not in noise:
-                raise ValueError("noise is missing stream 'xi_alpha'; CTLD uses ['xi', 'xi_alpha']")
-            xa = float(torch.as_tensor(noise["xi_alpha"]).reshape(-1)[0])
+            xa = float(xa_t[0])
         o, ct = self.o, self.ct
-        group = self.param_groups[0]
-        eta, T = group["lr"], group["temperature"]
-        xi = self._split(flat, params)["xi"]
-        grads = [g for _, _, gs, _ in active for g in gs]
+        xi = self._split(flat, params)["xi"] if params else []
+        # per parameter: (parameter, gradient, its group's lr)
+        triples = [(p, g, group["lr"]) for group, ps, gs, _ in active for p, g in zip(ps, gs)]
         if ct["phase"] == 2:
             mu = o["momentum"]
-            e2 = o["eta2"] if o["eta2"] else eta
-            for p, g in zip(params, grads):
+            for p, g, eta in triples:
+                e2 = o["eta2"] if o["eta2"] else eta
                 st = self.state[p]
                 v = st.get("velocity", torch.zeros_like(p)) * mu - g * e2
                 st["velocity"] = v
@@ -147,14 +236,13 @@ class CTLD(NoisyOptimizer):
             ct["steps"] += 1
             self.num_steps += 1
             return loss
-        U = float(U)
         a, va = ct["alpha"], ct["alpha_velocity"]
         d1, d2, gmin, amax, nb = o["delta1"], o["delta2"], o["g_min"], o["alpha_max"], o["n_bins"]
-        ga = coupling(a, d1, d2, gmin)
-        dga = coupling_derivative(a, d1, d2, gmin)
+        ga = _coupling(a, d1, d2, gmin)
+        dga = _coupling_derivative(a, d1, d2, gmin)
         c_th, ca, ea = o["c_theta"], o["c_alpha"], o["eta_alpha"]
-        sd = math.sqrt(2.0 * c_th * eta * T)
-        for p, g, z in zip(params, grads, xi):
+        for (p, g, eta), z in zip(triples, xi):
+            sd = math.sqrt(2.0 * c_th * eta * T)
             st = self.state[p]
             v = st.get("velocity", torch.zeros_like(p)) * (1.0 - c_th) - g * (eta * ga) + z.to(p.dtype) * sd
             st["velocity"] = v
@@ -218,3 +306,9 @@ class CTLD(NoisyOptimizer):
                     self.state[p]["velocity"] = torch.zeros_like(p)
         self.num_steps += 1
         return loss
+
+
+def _distributed() -> bool:
+    """True when torch.distributed is initialised with more than one rank."""
+    import torch.distributed as dist
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1

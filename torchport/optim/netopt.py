@@ -19,17 +19,38 @@ from typing import Callable, Optional, Union
 import torch
 
 from refimpl.netopt.base import BaseOptimizer, validate_base
-from refimpl.netopt.levels import Levels, binary_levels
+from refimpl.netopt.levels import Levels, binary_levels, check_levels
 from torchport.quantize import exact_sqrt
-from torchport.optim._base import NoisyOptimizer, _positive
+from torchport.optim._base import NoisyOptimizer, _integer, _positive
 
 __all__ = ["AskewSGD", "BinaryConnect", "ProxQuant", "askew_direction", "quantize_nearest",
            "stochastic_levels", "prox_w_shaped", "sawb_scale"]
 
 
 # ------------------------------------------------------------------ level helpers
+# The public helpers check their arguments once and call the unchecked ``_`` kernels, which the
+# optimizers' steps use directly (their arguments were checked at construction).
+def _check_tensor(name, t):
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    return t
+
+
+def _check_same_shape(name, t, like):
+    _check_tensor(name, t)
+    if t.shape != like.shape:
+        raise ValueError(f"{name} must have w's shape {tuple(like.shape)}, got {tuple(t.shape)}")
+    return t
+
+
 def quantize_nearest(w: torch.Tensor, levels: Levels, scale: float = 1.0) -> torch.Tensor:
     """s·argmin_q |w/s − q| with ties to the upper level (refimpl.netopt.levels.quantize_nearest; §4.1)."""
+    _check_tensor("w", w)
+    check_levels(levels)
+    return _quantize_nearest(w, levels, _positive("scale", scale))
+
+
+def _quantize_nearest(w, levels, scale=1.0):
     z = torch.clamp(w / scale, levels.lo, levels.hi)
     k = torch.floor((z - levels.lo) / levels.spacing + 0.5)
     k = torch.clamp(k, 0, levels.values.size - 1)
@@ -38,6 +59,13 @@ def quantize_nearest(w: torch.Tensor, levels: Levels, scale: float = 1.0) -> tor
 
 def stochastic_levels(w: torch.Tensor, levels: Levels, scale: float, u: torch.Tensor) -> torch.Tensor:
     """Stochastic rounding of clip(w/s) between bracketing levels (B1): upper iff u < P(upper)."""
+    _check_tensor("w", w)
+    check_levels(levels)
+    _check_same_shape("u", u, w)
+    return _stochastic_levels(w, levels, _positive("scale", scale), u)
+
+
+def _stochastic_levels(w, levels, scale, u):
     z = (torch.clamp(w / scale, levels.lo, levels.hi) - levels.lo) / levels.spacing
     k = torch.clamp(torch.floor(z), 0, levels.values.size - 2)
     p_up = z - k
@@ -47,13 +75,21 @@ def stochastic_levels(w: torch.Tensor, levels: Levels, scale: float, u: torch.Te
 
 def prox_w_shaped(theta: torch.Tensor, levels: Levels, scale: float, lam: float) -> torch.Tensor:
     """prox_{λR}, R = distance to the nearest grid point (B2): q + sign(θ−q)·max(|θ−q| − λ, 0)."""
-    q = quantize_nearest(theta, levels, scale)
+    _check_tensor("theta", theta)
+    check_levels(levels)
+    return _prox_w_shaped(theta, levels, _positive("scale", scale), _positive("lam", lam, allow_zero=True))
+
+
+def _prox_w_shaped(theta, levels, scale, lam):
+    q = _quantize_nearest(theta, levels, scale)
     r = theta - q
     return q + torch.sign(r) * torch.clamp(r.abs() - lam, min=0.0)
 
 
 def sawb_scale(w: torch.Tensor, bits: int = 4) -> float:
     """SAWB scale (A3): clip = 12.1·√mean(w²) − 12.2·mean|w|; s = 2·clip/(2^{b−1}+2^{b−1})."""
+    _check_tensor("w", w)
+    _integer("bits", bits, 2)
     if w.device.type == "cpu":  # NumPy's pairwise-summed means, so the scale equals refimpl's bit for bit
         from refimpl.netopt.levels import sawb_scale as _ref_sawb
         return _ref_sawb(w.detach().to(torch.float64).numpy(), bits)
@@ -73,6 +109,19 @@ def askew_direction(w, g, levels: Levels, eps: float, alpha: float, *, scale: fl
     clip(ν, ±nu_clamp).  w is evaluated at clip(w/s, q_1, q_m).  Vectorised
     (masks over the tensor); same operation order as refimpl's kernel.
     """
+    _check_tensor("w", w)
+    _check_same_shape("g", g, w)
+    check_levels(levels)
+    eps = _positive("eps", eps)
+    alpha = _positive("alpha", alpha)
+    scale = _positive("scale", scale)
+    if nu_clamp is not None:
+        nu_clamp = _positive("nu_clamp", nu_clamp)
+    midpoint_guard = _positive("midpoint_guard", midpoint_guard, allow_zero=True)
+    return _askew_direction(w, g, levels, eps, alpha, scale, nu_clamp, midpoint_guard)
+
+
+def _askew_direction(w, g, levels, eps, alpha, scale, nu_clamp, midpoint_guard):
     x = torch.clamp(w / scale, levels.lo, levels.hi)
     n = levels.values.size
     z = (x - levels.lo) / levels.spacing
@@ -97,12 +146,12 @@ def askew_direction(w, g, levels: Levels, eps: float, alpha: float, *, scale: fl
 class _NetOptimizer(NoisyOptimizer):
     """Common base-optimizer step (refimpl.netopt.base restated in torch)."""
 
+    group_rules = {"lr": "positive", "foreach": "bool_or_none"}
+
     def __init__(self, params, lr, base, levels, defaults, seed, generator):
         _positive("lr", lr)
         self.base = validate_base(base)
-        if not isinstance(levels, Levels):
-            raise TypeError(f"levels must be a refimpl.netopt.levels.Levels, got {type(levels).__name__}")
-        self.levels = levels
+        self.levels = check_levels(levels)
         super().__init__(params, dict(lr=float(lr), **defaults),
                          seed=0 if (seed is None and generator is None) else seed, generator=generator)
         self.base_steps = 0
@@ -134,6 +183,11 @@ class _NetOptimizer(NoisyOptimizer):
     def _extra_state(self):
         return {"base_steps": self.base_steps}
 
+    def _check_extra_state(self, extra):
+        if not isinstance(extra, dict) or "base_steps" not in extra:
+            raise ValueError(f"state_dict['extra_state'] must be a dict with 'base_steps', got {extra!r}")
+        _integer("base_steps", extra["base_steps"], 0, "state_dict['extra_state']: ")
+
     def _load_extra_state(self, extra):
         self.base_steps = int(extra["base_steps"])
 
@@ -164,6 +218,13 @@ class AskewSGD(_NetOptimizer):
         if scale not in ("fixed", "sawb"):
             raise ValueError(f"scale must be 'fixed' or 'sawb', got {scale!r}")
         _positive("fixed_scale", fixed_scale)
+        _integer("sawb_bits", sawb_bits, 2)
+        if scale_freeze_epoch is not None:
+            _integer("scale_freeze_epoch", scale_freeze_epoch, 0)
+        for name, flag in (("clamp_nu", clamp_nu), ("clamp_after_step", clamp_after_step)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} must be a bool, got {flag!r}")
+        _positive("midpoint_guard", midpoint_guard, allow_zero=True)
         super().__init__(params, lr, base, binary_levels() if levels is None else levels, {}, seed, generator)
         self.eps, self.alpha, self.scale_mode, self.fixed_scale = eps, float(alpha), scale, float(fixed_scale)
         self.sawb_bits, self.scale_freeze_epoch = sawb_bits, scale_freeze_epoch
@@ -174,34 +235,50 @@ class AskewSGD(_NetOptimizer):
     noise_layout = ()
 
     def set_epoch(self, epoch: int):
-        self.epoch = int(epoch)
+        self.epoch = _integer("epoch", epoch, 0)
 
-    def _scale(self, p):
+    def _scale(self, p, name):
+        """(scale for this step, whether to freeze it now); changes nothing (the step commits the freeze)."""
         if self.scale_mode == "fixed":
-            return self.fixed_scale
-        st = self.state[p]
+            return self.fixed_scale, False
+        st = self.state.get(p, {})  # .get: looking must not create an entry
         fe = self.scale_freeze_epoch
         if fe is not None and self.epoch > fe and "frozen_scale" in st:
-            return st["frozen_scale"]
-        s = sawb_scale(p, self.sawb_bits)
-        if fe is not None and self.epoch >= fe and "frozen_scale" not in st:
-            st["frozen_scale"] = s
-        return s
+            return st["frozen_scale"], False
+        try:
+            s = sawb_scale(p, self.sawb_bits)
+        except ValueError as exc:
+            raise ValueError(f"SAWB scale of parameter {name}: {exc}") from None
+        return s, fe is not None and self.epoch >= fe and "frozen_scale" not in st
 
     def current_eps(self) -> float:
-        return float(self.eps(self.epoch)) if callable(self.eps) else float(self.eps)
+        """ε for the current epoch: the constant, or ``eps(epoch)`` checked to be > 0 and finite."""
+        if not callable(self.eps):
+            return float(self.eps)
+        value = self.eps(self.epoch)
+        return _positive(f"eps(epoch={self.epoch}) (the eps schedule's value)", value)
+
+    def _prepare_step(self, active, loss):
+        """ε and every parameter's scale, computed before anything is written (SAWB can fail per tensor)."""
+        eps = self.current_eps()
+        scales = {}
+        for _, ps, _, names in active:
+            for p, name in zip(ps, names):
+                scales[p] = self._scale(p, name)
+        self._pending = (eps, scales)
 
     def _update_group(self, group, params, grads, noise):
         lr = group["lr"]
-        eps = self.current_eps()
+        eps, scales = self._pending
         t = self.base_steps
         n_sk = 0
         for p, g in zip(params, grads):
-            s = self._scale(p)
+            s, freeze = scales[p]
+            if freeze:
+                self.state[p]["frozen_scale"] = s
             self.state[p]["scale"] = s
             clamp = s / (4.0 * lr) if self.clamp_nu else None
-            d, sk = askew_direction(p, g, self.levels, eps, self.alpha, scale=s, nu_clamp=clamp,
-                                    midpoint_guard=self.midpoint_guard)
+            d, sk = _askew_direction(p, g, self.levels, eps, self.alpha, s, clamp, self.midpoint_guard)
             n_sk += int(sk.sum())
             proj = torch.clamp(p, s * self.levels.lo, s * self.levels.hi)
             new = self._base_update(p, proj, -d, lr, t)
@@ -217,7 +294,7 @@ class AskewSGD(_NetOptimizer):
         for group in self.param_groups:
             for p in group["params"]:
                 s = self.state[p].get("scale", self.fixed_scale if self.scale_mode == "fixed" else sawb_scale(p))
-                out.append(quantize_nearest(p, self.levels, s))
+                out.append(_quantize_nearest(p, self.levels, s))
         return out
 
 
@@ -237,6 +314,8 @@ class BinaryConnect(_NetOptimizer):
                  scale: float = 1.0, base="sgd", seed: Optional[int] = None,
                  generator: Optional[torch.Generator] = None):
         _positive("scale", scale)
+        if not isinstance(stochastic, bool):
+            raise TypeError(f"stochastic must be a bool, got {stochastic!r}")
         if stochastic and seed is None and generator is None:
             raise ValueError("stochastic=True needs seed= or generator=, got neither")
         super().__init__(params, lr, base, binary_levels() if levels is None else levels, {}, seed, generator)
@@ -251,18 +330,27 @@ class BinaryConnect(_NetOptimizer):
     def noise_layout(self):
         return (("u_binarize", "uniform"),) if self.stochastic else ()
 
+    def _init_group(self, group):
+        """A group added after construction: latent = clamp(θ), then θ ← w_b(latent) for its parameters only."""
+        params = list(group["params"])
+        lo, hi = self.scale * self.levels.lo, self.scale * self.levels.hi
+        for p in params:
+            self.state[p]["latent"] = torch.clamp(p.detach().clone(), lo, hi)
+        self.binarize_(params=params)
+
     @torch.no_grad()
-    def binarize_(self, noise=None):
-        """p ← w_b(latent) for every parameter (stream ``"u_binarize"`` when stochastic)."""
-        params = [p for g in self.param_groups for p in g["params"]]
+    def binarize_(self, noise=None, params=None):
+        """p ← w_b(latent) for every parameter (or ``params``) (stream ``"u_binarize"`` when stochastic)."""
+        if params is None:
+            params = [p for g in self.param_groups for p in g["params"]]
         if self.stochastic:
             parts = self._split(self._step_noise(noise, params), params)["u_binarize"]
         for i, p in enumerate(params):
             lat = self.state[p]["latent"]
             if self.stochastic:
-                p.copy_(stochastic_levels(lat, self.levels, self.scale, parts[i]))
+                p.copy_(_stochastic_levels(lat, self.levels, self.scale, parts[i]))
             else:
-                p.copy_(quantize_nearest(lat, self.levels, self.scale))
+                p.copy_(_quantize_nearest(lat, self.levels, self.scale))
 
     def _update_group(self, group, params, grads, noise):
         t = self.base_steps
@@ -271,9 +359,9 @@ class BinaryConnect(_NetOptimizer):
             lat = self.state[p]["latent"]
             lat.copy_(torch.clamp(self._base_update(p, lat, g, group["lr"], t), lo, hi))
             if self.stochastic:
-                p.copy_(stochastic_levels(lat, self.levels, self.scale, noise["u_binarize"][i]))
+                p.copy_(_stochastic_levels(lat, self.levels, self.scale, noise["u_binarize"][i]))
             else:
-                p.copy_(quantize_nearest(lat, self.levels, self.scale))
+                p.copy_(_quantize_nearest(lat, self.levels, self.scale))
 
 
 class ProxQuant(_NetOptimizer):
@@ -298,8 +386,8 @@ class ProxQuant(_NetOptimizer):
         t = self.base_steps
         lam = self.lambda_rate * t
         for p, g in zip(params, grads):
-            p.copy_(prox_w_shaped(self._base_update(p, p, g, group["lr"], t), self.levels, self.scale, lam))
+            p.copy_(_prox_w_shaped(self._base_update(p, p, g, group["lr"], t), self.levels, self.scale, lam))
 
     @torch.no_grad()
     def quantized(self):
-        return [quantize_nearest(p, self.levels, self.scale) for g in self.param_groups for p in g["params"]]
+        return [_quantize_nearest(p, self.levels, self.scale) for g in self.param_groups for p in g["params"]]

@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 import torch
 
 from torchport.quantize import exact_sqrt
-from torchport.optim._base import NoisyOptimizer, _positive
+from torchport.optim._base import NoisyOptimizer, _integer, _positive, check_value
 
 __all__ = ["QSGLD", "qsgld_resolution"]
 
@@ -30,9 +30,12 @@ def qsgld_resolution(step: int, lr: float, temperature: float, *, rounding="near
     (stochastic), c_q/(2T) (surrogate).  t = t_e + τ/B ("fractional") or t_e + τ
     ("printed"); h = 0, rate·t or rate·log(1+t); Q_p = q0·base^h.
     """
+    _integer("step", step, 0)
     if resolutions is not None:
         return float(resolutions[min(step, len(resolutions) - 1)])
     if q0 is None:
+        _positive("lr", lr)
+        _positive("temperature", temperature)
         if rounding == "stochastic":
             q0 = 1.0 / math.sqrt(12.0 * lr * temperature)
         elif rounding == "surrogate":
@@ -82,14 +85,22 @@ class QSGLD(NoisyOptimizer):
         for name, v, allowed in checks:
             if v not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {v!r}")
-        if not base > 1:
-            raise ValueError(f"base must be > 1, got {base!r}")
+        check_value("base", base, "greater_than_one")
+        _positive("adam_eps", adam_eps)
+        if resolutions is not None:
+            if isinstance(resolutions, (str, bytes)) or len(resolutions) == 0:
+                raise ValueError(f"resolutions must be a non-empty sequence of numbers > 0, got {resolutions!r}")
+            for i, r in enumerate(resolutions):
+                _positive(f"resolutions[{i}]", r, where=f"resolutions={list(resolutions)!r}: ")
         _positive("rate", rate, allow_zero=True)
         _positive("c_q", c_q)
         if q0 is not None:
             _positive("q0", q0)
         if not (isinstance(steps_per_epoch, int) and steps_per_epoch >= 1):
             raise ValueError(f"steps_per_epoch must be a positive integer, got {steps_per_epoch!r}")
+        if not (isinstance(adam_betas, (tuple, list)) and len(adam_betas) == 2
+                and all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in adam_betas)):
+            raise TypeError(f"adam_betas must be a pair of numbers in [0, 1), got {adam_betas!r}")
         b1, b2 = adam_betas
         if not (0 <= b1 < 1 and 0 <= b2 < 1):
             raise ValueError(f"adam_betas must lie in [0, 1), got {adam_betas!r}")
@@ -104,6 +115,13 @@ class QSGLD(NoisyOptimizer):
         super().__init__(params, dict(lr=float(lr), temperature=float(temperature)),
                          seed=0 if (not needs_gen and seed is None and generator is None) else seed,
                          generator=generator)
+
+    def _validate_group(self, group, where):
+        """T > 0 unless q0 or resolutions is given (the default q0 divides by T), as the constructor checks."""
+        out = super()._validate_group(group, where)
+        if "temperature" in group and self.cfg["q0"] is None and self.cfg["resolutions"] is None:
+            out["temperature"] = _positive("temperature", group["temperature"], where=where)
+        return out
 
     @property
     def noise_layout(self):

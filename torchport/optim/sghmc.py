@@ -36,7 +36,8 @@ def sghmc_coefficients(step_size: float, friction: float, inverse_mass: float, t
     order of refimpl.sghmc._coef, so that both packages use the same floats.
     Pure Python floats (float64); no randomness.
     """
-    gamma, eta, u, temp = float(friction), float(step_size), float(inverse_mass), float(temperature)
+    gamma, eta = _positive("friction", friction), _positive("step_size", step_size)
+    u, temp = _positive("inverse_mass", inverse_mass), _positive("temperature", temperature, allow_zero=True)
     h = gamma * eta
     em1 = math.expm1(-h)  # a − 1
     a = 1.0 + em1
@@ -195,6 +196,7 @@ class LowPrecisionSGHMC(LowPrecisionWeightsMixin, _SGHMCBase):
                 self.state[p]["velocity"] = torch.zeros_like(p)
                 if accumulator == "full":
                     self.state[p]["accumulator"] = p.detach().clone()
+        self.quantize_initial = bool(quantize_initial)  # also for groups added later (_init_group)
         if quantize_initial:
             self.quantize_weights_()
 

@@ -159,6 +159,7 @@ class LowPrecisionSGLD(LowPrecisionWeightsMixin, NoisyOptimizer):
             for group in self.param_groups:
                 for p in group["params"]:
                     self.state[p]["accumulator"] = p.detach().clone()
+        self.quantize_initial = bool(quantize_initial)  # also for groups added later (_init_group)
         if quantize_initial:
             self.quantize_weights_()
 
