@@ -637,9 +637,14 @@ def test_every_per_group_value_is_honoured(name):
 
 def test_ctld_rejects_differing_group_temperatures():
     a, b = _params(2)
-    opt = O.CTLD([{"params": [a]}, {"params": [b], "temperature": 0.5}], lr=0.02, seed=0)
+    with pytest.raises(ValueError, match=r"param group 1: temperature=0.5 differs from the first group's 1.0"):
+        O.CTLD([{"params": [a]}, {"params": [b], "temperature": 0.5}], lr=0.02, seed=0)
+    opt = O.CTLD([{"params": [a]}, {"params": [b]}], lr=0.02, seed=0)
+    opt.param_groups[1]["temperature"] = 0.5  # written directly, as a scheduler would
+    state = opt.generator.get_state()
     with pytest.raises(ValueError, match=r"same temperature, got \[1.0, 0.5\]"):
         opt.step(potential=1.0)
+    assert torch.equal(state, opt.generator.get_state())
 
 
 @pytest.mark.parametrize("make", [

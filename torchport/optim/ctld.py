@@ -158,6 +158,15 @@ class CTLD(NoisyOptimizer):
     def _load_extra_state(self, extra):
         self.ct = {k: (list(v) if isinstance(v, list) else v) for k, v in extra.items()}
 
+    def add_param_group(self, param_group):
+        """As NoisyOptimizer's; a group whose temperature differs from the first group's is refused by name."""
+        if (self.param_groups and isinstance(param_group, Mapping) and "temperature" in param_group
+                and param_group["temperature"] != self.param_groups[0]["temperature"]):
+            raise ValueError(f"param group {len(self.param_groups)}: temperature={param_group['temperature']!r} "
+                             "differs from the first group's "
+                             f"{self.param_groups[0]['temperature']!r}; CTLD has one temperature for (θ, α)")
+        super().add_param_group(param_group)
+
     def _check_temperatures(self):
         temps = [g["temperature"] for g in self.param_groups]
         if any(t != temps[0] for t in temps):
