@@ -60,16 +60,16 @@ import numpy as np
 from numba import njit
 
 from . import _loop
+from .formulas import ctld_coupling, ctld_coupling_derivative
+from .methods import CTLD_OPTIONS, stream_entries
+from .registry import MethodSpec, prepare_step, register_method
 from .targets import grad1, grad_into
 
 __all__ = ["CTLDState", "OPTIONS", "init", "pack", "step", "coupling", "coupling_derivative", "potential", "unpack",
            "step_all", "run_chunk", "noise_entries", "sample"]
 
-OPTIONS = {"c_theta": 0.1, "c_alpha": 0.1, "eta_alpha": 4e-4, "alpha_max": 1.0, "delta1": 0.2, "delta2": 0.8,
-           "g_min": 0.1, "phi": "wall", "k_c": 10.0, "n_bins": 50, "bias": "abf", "mirror": True,
-           "meta_height": 1e-3, "meta_width": None, "omega": "mean", "omega_const": 0.01,
-           "switch_after": None, "switch_wait_band": False, "momentum": 0.9, "eta2": None,
-           "reset_velocity": True, "alpha0": 0.0}
+#: options and defaults: the ctld row of refimpl.methods (the same names in torchport.optim.CTLD)
+OPTIONS = dict(CTLD_OPTIONS)
 
 _BIAS = ("none", "abf", "metadynamics")
 _PHI = ("wall", "quadratic")
@@ -123,19 +123,17 @@ def step(state: CTLDState, noise, *, step_size: float, target, temperature: floa
     ``refimpl.sample("ctld", ...)``; ``n_bins`` must match the state's histogram.
     Deterministic given ``noise``; raises FloatingPointError on a non-finite gradient.
     """
-    from .driver import _prepare_step
-
     p = pack(state)
     d = state.position.shape[1]
     options = dict(options)
     options.setdefault("n_bins", state.counts.shape[1])
     if options["n_bins"] != state.counts.shape[1]:
         raise ValueError(f"n_bins={options['n_bins']!r} does not match the state's {state.counts.shape[1]} bins")
-    mid, mparams, wcode, gcode, tgt = _prepare_step("ctld", "ctld", d, target, None, None, temperature, grad_noise,
+    mid, mparams, wcode, gcode, tgt = prepare_step("ctld", "ctld", d, target, None, None, temperature, grad_noise,
                                                     None, None, options)
     nz = np.ascontiguousarray(np.asarray(noise, dtype=np.float64).reshape(p.shape[0], -1))
     bad = step_all(mid, p, nz, float(step_size), 1.0, mparams, wcode, gcode, tgt.kind, tgt.params, tgt.mat,
-                   tgt.labels, np.empty((1, p.shape[1])))
+                   tgt.labels, new_scratch(p))
     if bad >= 0:
         raise FloatingPointError(f"non-finite gradient in chain {bad}")
     return unpack(p, d)
@@ -145,34 +143,19 @@ def step(state: CTLDState, noise, *, step_size: float, target, temperature: floa
 # g, g', phi', U
 
 
-@njit(cache=True, error_model="numpy")
-def _g(a, d1, d2, gmin):
-    x = abs(a)
-    if x <= d1:
-        return 1.0
-    if x >= d2:
-        return gmin
-    s = (x - d1) / (d2 - d1)
-    return 1.0 - (1.0 - gmin) * s * s * (3.0 - 2.0 * s)
+#: g(α) and g'(α) of (C4): the one definition in refimpl.formulas, jitted
+_g = njit(cache=True, error_model="numpy")(ctld_coupling)
+_dg = njit(cache=True, error_model="numpy")(ctld_coupling_derivative)
 
 
-@njit(cache=True, error_model="numpy")
-def _dg(a, d1, d2, gmin):
-    x = abs(a)
-    if x <= d1 or x >= d2:
-        return 0.0
-    s = (x - d1) / (d2 - d1)
-    d = -(1.0 - gmin) * 6.0 * s * (1.0 - s) / (d2 - d1)
-    return d if a > 0 else -d
-
-
-def coupling(alpha, delta1=0.2, delta2=0.8, g_min=0.1):
+def coupling(alpha, delta1=CTLD_OPTIONS["delta1"], delta2=CTLD_OPTIONS["delta2"], g_min=CTLD_OPTIONS["g_min"]):
     """g(alpha) of (C4) (vectorised).  [reconstruction]"""
     a = np.asarray(alpha, dtype=np.float64)
     return np.vectorize(lambda z: _g(z, delta1, delta2, g_min))(a)
 
 
-def coupling_derivative(alpha, delta1=0.2, delta2=0.8, g_min=0.1):
+def coupling_derivative(alpha, delta1=CTLD_OPTIONS["delta1"], delta2=CTLD_OPTIONS["delta2"],
+                        g_min=CTLD_OPTIONS["g_min"]):
     """g'(alpha) of (C4) (vectorised)."""
     a = np.asarray(alpha, dtype=np.float64)
     return np.vectorize(lambda z: _dg(z, delta1, delta2, g_min))(a)
@@ -363,25 +346,12 @@ def step_all(method, state, noise, eta, tscale, mp, wcode, gcode, tkind, tparams
 
 
 @njit(cache=True, error_model="numpy")
-def run_chunk(method, state, k0, k1, mparams, wcode, gcode, tkind, tparams, tmat, tlabels, sched,
-              rng, kinds, allnormal, noise_in, nbase, rec, out, smean, sm2, hist, hparams):
-    """Jitted loop over steps k0..k1-1 (signature and semantics: :mod:`refimpl._loop`)."""
-    nc = state.shape[0]
-    buf = np.empty((nc, kinds.shape[0]))
-    scratch = np.empty((1, state.shape[1]))
-    for k in range(k0, k1):
-        eta, tscale, sampling = _loop.schedule_at(sched, k)
-        if noise_in.shape[0] == 0:
-            _loop.fill_noise(rng, kinds, allnormal, buf)
-            bad = step_all(method, state, buf, eta, tscale, mparams, wcode, gcode, tkind, tparams, tmat, tlabels, scratch)
-        else:
-            bad = step_all(method, state, noise_in[k - nbase], eta, tscale, mparams, wcode, gcode, tkind, tparams,
-                           tmat, tlabels, scratch)
-        if bad >= 0:
-            return k, bad
-        if sampling:
-            _loop.record(k, state, rec, out, smean, sm2, hist, hparams)
-    return k1, -1
+def new_scratch(state):
+    """Work space of :func:`step_all`: (1, width) float64."""
+    return np.empty((1, state.shape[1]))
+
+
+run_chunk = _loop.make_chunk_loop(__name__, step_all, new_scratch)
 
 
 # ---------------------------------------------------------------------------
@@ -443,12 +413,7 @@ def _validated(ctx):
 def noise_entries(dim, ctx):
     """Per chain per step: grad_noise (dim, if > 0), xi (dim), xi_alpha (1); both phases."""
     _validated(ctx)
-    e = []
-    if ctx.grad_noise > 0:
-        e.append(("grad_noise", "normal", (dim,)))
-    e.append(("xi", "normal", (dim,)))
-    e.append(("xi_alpha", "normal", (1,)))
-    return e
+    return stream_entries("ctld", dim, batch_size=ctx.target.batch_size, grad_noise=ctx.grad_noise)
 
 
 def _make_params(ctx):
@@ -477,16 +442,9 @@ def _init_state(x0, ctx):
     return s
 
 
-def _register():
-    from .driver import MethodSpec, register_method
-
-    register_method(MethodSpec(
-        name="ctld", family="ctld", method_id=0, width=lambda d: 2 * d + 4 + 2 * OPTIONS["n_bins"],
-        init_state=_init_state, noise_spec=noise_entries, make_params=_make_params, run_chunk=run_chunk,
-        needs_fmt="none", momentum=False, options=dict(OPTIONS)))
-
-
-_register()
+register_method(MethodSpec(name="ctld", width=lambda d, ctx: 2 * d + 4 + 2 * int(ctx.options["n_bins"]),
+                           init_state=_init_state, noise_spec=noise_entries, make_params=_make_params,
+                           run_chunk=run_chunk))
 
 
 def sample(target, **kw):

@@ -14,117 +14,56 @@ is bit-identical to the Generator run.
 
 from __future__ import annotations
 
-import importlib
 import math
 import numbers
-from dataclasses import dataclass, field
-from typing import Any, Callable, NamedTuple
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit
 
 from refimpl import _loop
-from refimpl.formats import KIND_BFP, format_code, parse_format, with_options
+from refimpl.registry import (
+    GRAD_SAME,
+    Context,
+    MethodSpec,
+    build_context,
+    check_int,
+    lookup,
+    register_method,
+    registered_methods,
+)
 from refimpl.schedules import as_schedule
-from refimpl.targets import Target, resolve_target
 
 __all__ = [
-    "sample",
-    "noise_spec",
-    "draw_noise",
-    "register_method",
-    "registered_methods",
-    "MethodSpec",
+    "MAX_ELEMENT_STEPS",
     "Context",
+    "MethodSpec",
+    "NonFiniteGradientError",
     "SampleStats",
     "SamplerState",
-    "NonFiniteGradientError",
+    "SamplingInterrupted",
+    "draw_noise",
+    "noise_spec",
+    "register_method",
+    "registered_methods",
+    "sample",
 ]
-
-#: family modules imported (if present) before a method is looked up
-FAMILY_MODULES = ("refimpl.sgld", "refimpl.sghmc", "refimpl.qsgld", "refimpl.ctld")
 
 KEEP_MODES = ("all", "last", "stats")
 
+#: largest n_steps·n_chains·dim one call accepts (about a day of compute at 10^10 element-steps/s);
+#: longer runs are split into calls continued with ``resume=``
+MAX_ELEMENT_STEPS = 10**15
 
-# --------------------------------------------------------------------------------------
-# registry
-# --------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Context:
-    """Everything a family needs to build a method's state, noise layout and parameters."""
+#: wall time one jitted chunk aims at: the bound on how long an interrupt waits for the loop
+CHUNK_SECONDS = 0.25
 
-    method: str
-    dim: int
-    n_chains: int
-    temperature: float
-    grad_noise: float
-    friction: float | None
-    inverse_mass: float | None
-    fmt: Any
-    grad_fmt: Any
-    wcode: np.ndarray
-    gcode: np.ndarray
-    target: Target
-    options: dict
-
-
-@dataclass(frozen=True)
-class MethodSpec:
-    """Registry entry of one method (docs/architecture.md, "Registry").
-
-    ``needs_fmt``: ``"none"`` (full precision: fmt and grad_fmt must be None) or
-    ``"required"`` (fmt must be a format; grad_fmt defaults to fmt, ``"none"``
-    gives full-precision gradients).  ``momentum``: friction/inverse_mass accepted.
-    ``options``: {name: default} of the method-specific keyword options;
-    ``check_options(ctx)`` may raise ValueError for combinations that do not fit.
-    ``lp_storage``: x0 is rounded onto the weight grid (Q^d) at init.
-    """
-
-    name: str
-    family: str
-    method_id: int
-    width: Callable[[int], int]
-    init_state: Callable[[np.ndarray, Context], np.ndarray]
-    noise_spec: Callable[[int, Context], list]
-    make_params: Callable[[Context], np.ndarray]
-    run_chunk: Callable
-    needs_fmt: str = "none"
-    momentum: bool = False
-    options: dict = field(default_factory=dict)
-    lp_storage: bool = False
-
-
-_REGISTRY: dict[str, MethodSpec] = {}
-
-
-def register_method(spec: MethodSpec) -> None:
-    """Add (or replace) a method in the registry; families call this at import."""
-    if not isinstance(spec, MethodSpec):
-        raise TypeError(f"spec must be a MethodSpec, got {spec!r}")
-    _REGISTRY[spec.name] = spec
-
-
-def _load_families() -> None:
-    for mod in FAMILY_MODULES:
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as exc:
-            if exc.name != mod:
-                raise
-
-
-def registered_methods() -> tuple:
-    """Names of all registered methods."""
-    _load_families()
-    return tuple(sorted(_REGISTRY))
-
-
-def _spec(method) -> MethodSpec:
-    _load_families()
-    if not isinstance(method, str) or method not in _REGISTRY:
-        raise ValueError(f"method must be one of {sorted(_REGISTRY)}, got {method!r}")
-    return _REGISTRY[method]
+_spec = lookup
 
 
 # --------------------------------------------------------------------------------------
@@ -175,6 +114,24 @@ class SamplerState:
     _dim: int = 0
 
 
+class SamplingInterrupted(KeyboardInterrupt):
+    """``sample`` was interrupted (SIGINT / Ctrl-C, or a KeyboardInterrupt): nothing is lost.
+
+    ``samples``: the output collected up to the interrupt (the type of a normal
+    return, truncated to the completed steps); ``state``: a :class:`SamplerState`
+    after the last completed step -- ``sample(..., resume=err.state, n_steps=the
+    rest)`` continues the run bit for bit; ``step``: the number of steps completed
+    in this call.  A subclass of KeyboardInterrupt, so an uncaught interrupt still
+    ends the program as Ctrl-C does.
+    """
+
+    def __init__(self, message, *, step, samples, state):
+        super().__init__(message)
+        self.step = step
+        self.samples = samples
+        self.state = state
+
+
 class NonFiniteGradientError(FloatingPointError):
     """A gradient became NaN or ±inf.  ``step``, ``chain``: where; ``samples``: the
     output collected so far (same type as a normal return, truncated to the completed
@@ -189,78 +146,7 @@ class NonFiniteGradientError(FloatingPointError):
         self.state = state
 
 
-# --------------------------------------------------------------------------------------
-# validation helpers
-# --------------------------------------------------------------------------------------
-def _int(name, value, lo):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < lo:
-        raise ValueError(f"{name} must be an integer >= {lo}, got {value!r}")
-    return int(value)
-
-
-def _real(name, value, *, positive=False, nonneg=False):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    if positive and value <= 0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
-    if nonneg and value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value!r}")
-    return float(value)
-
-
-def _as_format(name, fmt):
-    if isinstance(fmt, str):
-        fmt = parse_format(fmt)
-    try:
-        code = format_code(fmt)
-    except ValueError:
-        raise ValueError(f"{name} must be None, a format string or a refimpl.formats format, got {fmt!r}") from None
-    if int(code[0]) == KIND_BFP and getattr(fmt, "dim", None) is not None:
-        raise ValueError(f"{name}: BlockFloatingPoint for a sampler uses one block per chain vector; give dim=None, got {fmt!r}")
-    return fmt, code
-
-
-def _build_context(spec, dim, n_chains, target, fmt, grad_fmt, temperature, grad_noise, friction, inverse_mass, options):
-    dim = _int("dim", dim, 1)
-    n_chains = _int("n_chains", n_chains, 1)
-    temperature = _real("temperature", temperature, nonneg=True)
-    grad_noise = _real("grad_noise", grad_noise, nonneg=True)
-    tgt = resolve_target(target, dim)
-    dim = tgt.dim
-    if spec.needs_fmt == "none":
-        if fmt is not None and not (isinstance(fmt, str) and fmt.strip().lower() == "none"):
-            raise ValueError(f"fmt must be None for the full-precision method {spec.name!r}, got {fmt!r}")
-        if grad_fmt is not None and not (isinstance(grad_fmt, str) and grad_fmt.strip().lower() == "none"):
-            raise ValueError(f"grad_fmt must be None for the full-precision method {spec.name!r}, got {grad_fmt!r}")
-        wf, wcode = _as_format("fmt", None)
-        gf, gcode = wf, wcode
-    else:
-        wf, wcode = _as_format("fmt", fmt)
-        if wf is None:
-            raise ValueError(f"fmt must be a number format for the low-precision method {spec.name!r}, got {fmt!r}")
-        if grad_fmt is None:
-            gf, gcode = wf, wcode
-        else:
-            gf, gcode = _as_format("grad_fmt", grad_fmt)
-    if spec.momentum:
-        friction = 1.0 if friction is None else _real("friction", friction, positive=True)
-        inverse_mass = 1.0 if inverse_mass is None else _real("inverse_mass", inverse_mass, positive=True)
-    else:
-        if friction is not None:
-            raise ValueError(f"friction is only accepted by SGHMC-type methods, got friction={friction!r} for {spec.name!r}")
-        if inverse_mass is not None:
-            raise ValueError(f"inverse_mass is only accepted by SGHMC-type methods, got inverse_mass={inverse_mass!r} for {spec.name!r}")
-    opts = dict(spec.options)
-    for key, val in options.items():
-        if key not in spec.options:
-            raise ValueError(f"unknown option {key!r} for method {spec.name!r} (accepted: {sorted(spec.options)})")
-        opts[key] = val
-    if opts.get("ties") is not None:
-        wcode = with_options(wcode, ties=opts["ties"])
-    if opts.get("vc_bfp_published"):
-        wcode = with_options(wcode, vc_published=True)
-    return Context(spec.name, dim, n_chains, temperature, grad_noise, friction, inverse_mass, wf, gf,
-                   np.ascontiguousarray(wcode), np.ascontiguousarray(gcode), tgt, opts)
+_int = check_int
 
 
 def _noise_kinds(entries):
@@ -269,17 +155,6 @@ def _noise_kinds(entries):
         kinds += [0 if kind == "normal" else 1] * int(np.prod(shape, dtype=np.int64))
     kinds = np.array(kinds, dtype=np.int64)
     return kinds, bool(np.all(kinds == 0))
-
-
-def _prepare_step(method, family, dim, target, fmt, grad_fmt, temperature, grad_noise, friction, inverse_mass, options):
-    """(method_id, mparams, wcode, gcode, target) for the families' public ``step``."""
-    spec = _spec(method)
-    if spec.family != family:
-        raise ValueError(f"method {method!r} belongs to the {spec.family!r} family, not {family!r}")
-    if not spec.momentum:
-        friction = inverse_mass = None
-    ctx = _build_context(spec, dim, 1, target, fmt, grad_fmt, temperature, grad_noise, friction, inverse_mass, options)
-    return spec.method_id, spec.make_params(ctx), ctx.wcode, ctx.gcode, ctx.target
 
 
 # --------------------------------------------------------------------------------------
@@ -295,8 +170,8 @@ def noise_spec(method, dim=1, *, grad_noise=0.0, target=None, **options):
     """
     spec = _spec(method)
     fmt = None if spec.needs_fmt == "none" else "fixed:8:4"
-    ctx = _build_context(spec, dim, 1, "gaussian" if target is None else target, fmt, None, 1.0, grad_noise,
-                         None, None, options)
+    ctx = build_context(spec, dim, 1, "gaussian" if target is None else target, fmt, GRAD_SAME, 1.0, grad_noise,
+                        None, None, options)
     return list(spec.noise_spec(ctx.dim, ctx))
 
 
@@ -355,7 +230,7 @@ def _initial_positions(x0, n_chains, dim):
     return np.array(x, dtype=np.float64, order="C")
 
 
-def sample(method, target, *, dim=1, n_chains, n_steps, step_size, seed, fmt=None, grad_fmt=None,
+def sample(method, target, *, dim=1, n_chains, n_steps, step_size, seed, fmt=None, grad_fmt=GRAD_SAME,
            temperature=1.0, grad_noise=0.0, friction=None, inverse_mass=None, x0=None, burn_in=0, thin=1,
            keep="all", noise=None, progress=None, hist_range=(-5.0, 5.0), hist_bins=100, resume=None,
            return_state=False, **options):
@@ -374,7 +249,9 @@ def sample(method, target, *, dim=1, n_chains, n_steps, step_size, seed, fmt=Non
     step_size : float > 0 or a :mod:`refimpl.schedules` schedule (η, the LP-SGLD α).
     seed : int or numpy.random.Generator (PCG64 ``default_rng(seed)`` for an int).
     fmt, grad_fmt : weight/accumulator format Q_W and gradient format Q_G (format
-        objects or strings such as ``"fixed:8:3"``); grad_fmt defaults to fmt.
+        objects or strings such as ``"fixed:8:3"``).  ``grad_fmt="same"`` (the
+        default, also torchport's) quantizes gradients onto fmt, as both papers do;
+        ``grad_fmt=None`` (or ``"none"``) keeps full-precision gradients.
         Low-precision methods need fmt; full-precision ones refuse it.
     temperature : T >= 0 (noise variance 2ηT; SGHMC covariances ×T).
     grad_noise : s >= 0, ∇Ũ = ∇U + s·ζ, ζ ~ N(0, I) fresh per step (§5.8 setting).
@@ -390,23 +267,41 @@ def sample(method, target, *, dim=1, n_chains, n_steps, step_size, seed, fmt=Non
     noise : optional pre-drawn noise (n_steps, n_chains, Z) (:func:`draw_noise`);
         replaces the Generator draws (the seed is then unused).
     progress : tqdm bar on/off; ``None``: on for runs of more than 2·10^8 chain-steps.
+        The loop runs in jitted chunks of about ``CHUNK_SECONDS`` each (chunking never
+        changes the bits).
     resume : a :class:`SamplerState` from ``return_state=True``: continue that run
         bit for bit (x0 must then be None; the schedule continues at its step).
     return_state : also return the final :class:`SamplerState` (``(result, state)``).
-    **options : method options, e.g. ``sghmc_position_sign="paper"``,
+    **options : method options (names and defaults: the method's row of
+        :mod:`refimpl.methods`), e.g. ``position_sign="paper"``,
         ``velocity_rescaling="paper"|"code"``, ``vc_bfp_published=True``, ``ties="even"``.
 
+    Notes
+    -----
     Randomness: one Generator; per step, per chain, the entries of
     :func:`noise_spec` in order.  Same seed -> bit-identical output.
+
+    Sizes are checked before anything runs: ``n_steps·n_chains·dim`` at most
+    :data:`MAX_ELEMENT_STEPS` (split longer runs with ``resume=``), and the memory the
+    run allocates (the stored samples for ``keep="all"``, the chain state and noise
+    buffers) at most this machine's physical memory.
+
+    Nothing is lost on an interrupt or a failure.  Ctrl-C (SIGINT) during the run
+    stops it after the current chunk and raises :class:`SamplingInterrupted` (a
+    KeyboardInterrupt) whose ``samples`` and ``state`` hold everything up to the
+    last completed step (``resume=err.state`` continues bit for bit); any other
+    exception escaping the loop carries the same ``samples`` and ``state``
+    attributes.
 
     Raises
     ------
     ValueError naming the argument for bad input; :class:`NonFiniteGradientError`
     (a FloatingPointError) naming step and chain when a gradient is NaN/inf, with
-    ``err.samples`` holding the output collected so far.
+    ``err.samples`` holding the output collected so far; :class:`SamplingInterrupted`.
     """
     spec = _spec(method)
-    ctx = _build_context(spec, dim, n_chains, target, fmt, grad_fmt, temperature, grad_noise, friction, inverse_mass, options)
+    ctx = build_context(spec, dim, n_chains, target, fmt, grad_fmt, temperature, grad_noise, friction, inverse_mass,
+                        options)
     dim, n_chains = ctx.dim, ctx.n_chains
     n_steps = _int("n_steps", n_steps, 1)
     sched = as_schedule(step_size)
@@ -417,6 +312,13 @@ def sample(method, target, *, dim=1, n_chains, n_steps, step_size, seed, fmt=Non
     entries = spec.noise_spec(dim, ctx)
     kinds, allnormal = _noise_kinds(entries)
     nz = kinds.shape[0]
+    width = spec.width(dim, ctx)
+    if keep == "stats":
+        lo, hi = (float(v) for v in hist_range)
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+            raise ValueError(f"hist_range must be two finite numbers lo < hi, got {hist_range!r}")
+        nbins = _int("hist_bins", hist_bins, 1)
+    _check_sizes(n_steps, n_chains, dim, nz, width, keep, burn_in, thin, hist_bins if keep == "stats" else 0)
 
     # state
     if resume is not None:
@@ -424,8 +326,8 @@ def sample(method, target, *, dim=1, n_chains, n_steps, step_size, seed, fmt=Non
             raise ValueError(f"resume must be a SamplerState of method {method!r}, got {resume!r}")
         if x0 is not None:
             raise ValueError("x0 must be None when resume is given")
-        if resume.packed.shape != (n_chains, spec.width(dim)):
-            raise ValueError(f"resume state has shape {resume.packed.shape}, expected {(n_chains, spec.width(dim))}")
+        if resume.packed.shape != (n_chains, width):
+            raise ValueError(f"resume state has shape {resume.packed.shape}, expected {(n_chains, width)}")
         state = np.array(resume.packed, dtype=np.float64, order="C")
         k_start = int(resume.step)
         rng = np.random.Generator(getattr(np.random, resume.rng_state["bit_generator"])())
@@ -445,14 +347,10 @@ def sample(method, target, *, dim=1, n_chains, n_steps, step_size, seed, fmt=Non
 
     first = k_start + burn_in
     mode = {"all": _loop.MODE_ALL, "last": _loop.MODE_LAST, "stats": _loop.MODE_STATS}[keep]
-    rec = np.array([mode, first, thin, 0, dim], dtype=np.int64)
-    n_kept = _count_kept(sched.code, k_start, k_end, first, thin) if keep == "all" else 0
+    rec = np.array([mode, first, thin, 0, dim, k_start], dtype=np.int64)
+    n_kept = _n_kept(sched, k_start, k_end, first, thin) if keep == "all" else 0
     out = np.empty((n_kept, n_chains, dim)) if keep == "all" else np.empty((0, n_chains, dim))
     if keep == "stats":
-        lo, hi = (float(v) for v in hist_range)
-        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-            raise ValueError(f"hist_range must be two finite numbers lo < hi, got {hist_range!r}")
-        nbins = _int("hist_bins", hist_bins, 1)
         smean = np.zeros((n_chains, dim))
         sm2 = np.zeros((n_chains, dim))
         hist = np.zeros((dim, nbins + 2), dtype=np.int64)
@@ -467,46 +365,121 @@ def sample(method, target, *, dim=1, n_chains, n_steps, step_size, seed, fmt=Non
     args = (mparams, ctx.wcode, ctx.gcode, tgt.kind, tgt.params, tgt.mat, tgt.labels, sched.code,
             rng, kinds, allnormal, noise_in, k_start, rec, out, smean, sm2, hist, hparams)
 
-    total = n_steps * n_chains * max(dim, 1)
-    show = (total > 2e8) if progress is None else bool(progress)
-    chunk = n_steps
+    def result():
+        if keep == "all":
+            return out[: rec[_loop.REC_N]]
+        if keep == "last":
+            return state[:, :dim].copy()[None]
+        return _stats(rec[_loop.REC_N], smean, sm2, hist, hparams, state[:, :dim].copy())
+
+    def final_state():
+        return SamplerState(method, int(rec[_loop.REC_NEXT]), state.copy(), rng.bit_generator.state, dim)
+
+    show = (n_steps * n_chains * max(dim, 1) > 2e8) if progress is None else bool(progress)
     bar = None
     if show:
         from tqdm.auto import tqdm
 
-        chunk = max(1, min(n_steps, int(2e7 // max(1, n_chains * max(dim, nz)))))
         bar = tqdm(total=n_steps, desc=f"{method}", unit="step", leave=False, disable=None)
-    k = k_start
     bad = -1
     try:
-        while k < k_end:
-            k1 = min(k + chunk, k_end)
-            k_stop, bad = spec.run_chunk(spec.method_id, state, k, k1, *args)
-            if bar is not None:
-                bar.update(k_stop - k)
-            k = k_stop
-            if bad >= 0:
-                break
+        with _SigintFlag() as interrupted:
+            k = k_start
+            chunk = max(1, min(n_steps, int(1e5 // max(1, n_chains * max(dim, nz)))))
+            while k < k_end and not interrupted:
+                k1 = min(k + chunk, k_end)
+                t0 = time.perf_counter()
+                k_stop, bad = spec.run_chunk(spec.method_id, state, k, k1, *args)
+                dt = time.perf_counter() - t0
+                if bar is not None:
+                    bar.update(k_stop - k)
+                k = k_stop
+                if bad >= 0:
+                    break
+                # next chunk: about CHUNK_SECONDS of work (grows at most 4x: the first includes compilation)
+                chunk = 4 * chunk if dt <= 0 else max(1, min(4 * chunk, int(chunk / dt * CHUNK_SECONDS)))
+        if interrupted:
+            raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        done = int(rec[_loop.REC_NEXT]) - k_start
+        raise SamplingInterrupted(
+            f"sampling {method!r} interrupted after {done} of {n_steps} steps; err.samples holds what was "
+            f"collected and err.state continues the run (sample(..., resume=err.state, n_steps={n_steps - done}))",
+            step=done, samples=result(), state=final_state()) from None
+    except BaseException as exc:
+        try:
+            exc.samples, exc.state = result(), final_state()
+        except AttributeError:  # pragma: no cover - exceptions without a __dict__
+            pass
+        raise
     finally:
         if bar is not None:
             bar.close()
 
-    final = SamplerState(method, k, state.copy(), rng.bit_generator.state, dim)
-
-    def result():
-        if keep == "all":
-            return out[: rec[3]]
-        if keep == "last":
-            return state[:, :dim].copy()[None]
-        return _stats(rec[3], smean, sm2, hist, hparams, state[:, :dim].copy())
-
     if bad >= 0:
+        k = int(rec[_loop.REC_NEXT])
         raise NonFiniteGradientError(
             f"non-finite gradient at step {k} in chain {bad} (method {method!r}); "
-            f"err.samples holds the {rec[3] if keep != 'last' else 0} stored steps before it",
-            step=k, chain=bad, samples=result(), state=final)
+            f"err.samples holds the {rec[_loop.REC_N] if keep != 'last' else 0} stored steps before it",
+            step=k, chain=bad, samples=result(), state=final_state())
     res = result()
-    return (res, final) if return_state else res
+    return (res, final_state()) if return_state else res
+
+
+class _SigintFlag:
+    """Inside the ``with``: SIGINT sets a flag (the value, a list, becomes truthy) instead of raising.
+
+    Installed only in the main thread and only over Python's default handler (a program's
+    own SIGINT handler is left alone); the previous handler is restored on exit.
+    """
+
+    def __enter__(self):
+        self.flag = []
+        self.previous = None
+        if threading.current_thread() is threading.main_thread() \
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self.previous = signal.signal(signal.SIGINT, lambda signum, frame: self.flag.append(signum))
+        return self.flag
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        return False
+
+
+def _physical_memory() -> int | None:
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):  # pragma: no cover - not POSIX
+        return None
+
+
+def _check_sizes(n_steps, n_chains, dim, nz, width, keep, burn_in, thin, hist_bins):
+    """ValueError naming the argument when a run is too long or does not fit in memory."""
+    work = n_steps * n_chains * dim
+    if work > MAX_ELEMENT_STEPS:
+        raise ValueError(f"n_steps={n_steps} with n_chains={n_chains} and dim={dim} is {work:.3g} element-steps, "
+                         f"more than MAX_ELEMENT_STEPS={MAX_ELEMENT_STEPS:.0e} per call; run fewer steps per call "
+                         "and continue with resume= (return_state=True)")
+    per_chain = 8 * (2 * width + nz + 8 * dim + (2 * dim if keep == "stats" else 0))
+    need = n_chains * per_chain + (8 * dim * (hist_bins + 2) if keep == "stats" else 0)
+    what = "n_chains"
+    if keep == "all":
+        stored = -(-max(n_steps - burn_in, 0) // thin)
+        need += 8 * stored * n_chains * dim
+        what = "n_steps/thin x n_chains x dim (keep='all' stores every kept step)"
+    mem = _physical_memory()
+    if mem is not None and need > mem:
+        raise ValueError(f"n_chains={n_chains}, n_steps={n_steps}, dim={dim}, keep={keep!r} need {need / 2**30:.3g} GiB "
+                         f"({what}), more than this machine's {mem / 2**30:.3g} GiB of memory; use keep='stats' or "
+                         "'last', a larger thin, or fewer chains")
+
+
+def _n_kept(sched, k0, k1, first, thin) -> int:
+    """Steps stored by keep="all" (closed form for a constant schedule)."""
+    if int(sched.code[0]) == _loop.SCHED_CONSTANT:
+        return -(-max(k1 - max(k0, first), 0) // thin)
+    return int(_count_kept(sched.code, k0, k1, first, thin))
 
 
 def _stats(n, smean, sm2, hist, hparams, last):

@@ -44,6 +44,8 @@ import numpy as np
 from numba import njit
 
 from . import _loop
+from .methods import QSGLD_OPTIONS, stream_entries
+from .registry import MethodSpec, prepare_step, register_method
 from .targets import grad1, grad_into
 
 __all__ = [
@@ -107,15 +109,13 @@ def step(state: QSGLDState, noise, *, step_size: float, target, temperature: flo
     resolution is Q_p at the state's step counter.  Deterministic given ``noise``;
     raises FloatingPointError if a gradient is not finite.
     """
-    from .driver import _prepare_step
-
     p = pack(state)
     d = state.position.shape[1]
-    mid, mparams, wcode, gcode, tgt = _prepare_step("qsgld", "qsgld", d, target, None, None, temperature,
+    mid, mparams, wcode, gcode, tgt = prepare_step("qsgld", "qsgld", d, target, None, None, temperature,
                                                     grad_noise, None, None, options)
     nz = np.ascontiguousarray(np.asarray(noise, dtype=np.float64).reshape(p.shape[0], -1))
     bad = step_all(mid, p, nz, float(step_size), 1.0, mparams, wcode, gcode, tgt.kind, tgt.params, tgt.mat,
-                   tgt.labels, np.empty((1, p.shape[1])))
+                   tgt.labels, new_scratch(p))
     if bad >= 0:
         raise FloatingPointError(f"non-finite gradient in chain {bad}")
     return unpack(p)
@@ -354,31 +354,16 @@ def step_all(method, state, noise, eta, tscale, mparams, wcode, gcode, tkind, tp
 
 
 @njit(cache=True, error_model="numpy")
-def run_chunk(method, state, k0, k1, mparams, wcode, gcode, tkind, tparams, tmat, tlabels, sched,
-              rng, kinds, allnormal, noise_in, nbase, rec, out, smean, sm2, hist, hparams):
-    """Jitted loop over steps k0..k1-1 (signature and semantics: :mod:`refimpl._loop`)."""
-    nc = state.shape[0]
-    buf = np.empty((nc, kinds.shape[0]))
-    scratch = np.empty((1, state.shape[1]))
-    for k in range(k0, k1):
-        eta, tscale, sampling = _loop.schedule_at(sched, k)
-        if noise_in.shape[0] == 0:
-            _loop.fill_noise(rng, kinds, allnormal, buf)
-            bad = step_all(method, state, buf, eta, tscale, mparams, wcode, gcode, tkind, tparams, tmat, tlabels, scratch)
-        else:
-            bad = step_all(method, state, noise_in[k - nbase], eta, tscale, mparams, wcode, gcode, tkind, tparams,
-                           tmat, tlabels, scratch)
-        if bad >= 0:
-            return k, bad
-        if sampling:
-            _loop.record(k, state, rec, out, smean, sm2, hist, hparams)
-    return k1, -1
+def new_scratch(state):
+    """Work space of :func:`step_all`: (1, width) float64."""
+    return np.empty((1, state.shape[1]))
 
 
-OPTIONS = {"rounding": "nearest", "quantize": "params", "q0": None, "base": 2.0, "schedule": "constant",
-           "rate": 0.0, "steps_per_epoch": 100, "time_index": "fractional", "resolutions": None,
-           "optimizer": "sgd", "adam_betas": (0.9, 0.999), "adam_eps": 1e-8, "langevin_noise": False,
-           "c_q": 2.0}
+run_chunk = _loop.make_chunk_loop(__name__, step_all, new_scratch)
+
+
+#: options and defaults: the qsgld row of refimpl.methods (the same names in torchport.optim.QSGLD)
+OPTIONS = dict(QSGLD_OPTIONS)
 
 
 def _validated(ctx):
@@ -417,18 +402,14 @@ def _validated(ctx):
 def noise_entries(dim, ctx):
     """Per chain per step: batch_u (data targets), grad_noise, xi (QS4), then u_round or xi_q."""
     o = _validated(ctx)
-    e = []
-    if ctx.target.batch_size > 0:
-        e.append(("batch_u", "uniform", (ctx.target.batch_size,)))
-    if ctx.grad_noise > 0:
-        e.append(("grad_noise", "normal", (dim,)))
+    used = set()
     if o["langevin_noise"]:
-        e.append(("xi", "normal", (dim,)))
+        used.add("xi")
     if o["rounding"] in ("stochastic", "uniform"):
-        e.append(("u_round", "uniform", (dim,)))
+        used.add("u_round")
     elif o["rounding"] == "surrogate":
-        e.append(("xi_q", "normal", (dim,)))
-    return e
+        used.add("xi_q")
+    return stream_entries("qsgld", dim, batch_size=ctx.target.batch_size, grad_noise=ctx.grad_noise, only=used)
 
 
 def _make_params(ctx):
@@ -450,16 +431,8 @@ def _init_state(x0, ctx):
     return s
 
 
-def _register():
-    from .driver import MethodSpec, register_method
-
-    register_method(MethodSpec(
-        name="qsgld", family="qsgld", method_id=0, width=lambda d: 3 * d + 1, init_state=_init_state,
-        noise_spec=noise_entries, make_params=_make_params, run_chunk=run_chunk, needs_fmt="none",
-        momentum=False, options=dict(OPTIONS)))
-
-
-_register()
+register_method(MethodSpec(name="qsgld", width=lambda d, ctx: 3 * d + 1, init_state=_init_state,
+                           noise_spec=noise_entries, make_params=_make_params, run_chunk=run_chunk))
 
 
 def sample(target, *, n_steps: int, resolutions=None, **kw):

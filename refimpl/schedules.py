@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from refimpl.formulas import decay_factor
+
 __all__ = ["Constant", "Cyclical", "Decay", "as_schedule"]
 
 
@@ -126,9 +128,7 @@ class Decay:
         object.__setattr__(self, "code", _ro([2, eta0, E, S, f]))
 
     def eta(self, k: int) -> float:
-        t = (k // self.steps_per_epoch) / self.n_epochs
-        f = 1.0 if t <= 0.5 else (1.0 - 0.99 * (t - 0.5) / 0.4 if t <= 0.9 else 0.01)
-        return self.code[1] * f
+        return self.code[1] * decay_factor((k // self.steps_per_epoch) / self.n_epochs)
 
     def noise_scale(self, k: int) -> float:
         return 1.0

@@ -18,7 +18,7 @@ sghmc_vc    3   (H4) v' = Q^vc(a v − c_v g, Σ_v); x' = Q^vc(x + c_xv v + s_x 
 ==========  ==  ==============================================================================
 
 Sign (§3.8, §7.3 item 1): the exact integration of the SDE with the gradient frozen
-gives s_x = −1 (Cheng et al. 2018), the default; ``sghmc_position_sign="paper"``
+gives s_x = −1 (Cheng et al. 2018), the default; ``position_sign="paper"``
 gives the published s_x = +1 (TMLR eqs. 3, 5, 6, 8, Alg. 1 and the released code).
 The correlated noise is drawn as in the code's ``brown``: ξ^v = √Σ_v z₁,
 ξ^x = (Σ_xv/Σ_v)ξ^v + √(Σ_x − Σ_xv²/Σ_v) z₂.
@@ -49,11 +49,14 @@ import numpy as np
 from numba import njit
 
 from refimpl import _loop
-from refimpl._qkernels import vc_into
+from refimpl._qkernels import nearest_into, vc_into
+from refimpl.formulas import sghmc_coefficients
+from refimpl.methods import methods_of_family, stream_entries
+from refimpl.registry import MethodSpec, prepare_step, register_method
 
 __all__ = ["SGHMCState", "METHODS", "init", "step", "step_all", "run_chunk", "noise_entries", "coefficients"]
 
-METHODS = ("sghmc", "sghmc_lp_f", "sghmc_lp_l", "sghmc_vc")
+METHODS = tuple(m.name for m in methods_of_family("sghmc"))  # the rows of refimpl.methods, in method_id order
 SGHMC, SGHMC_LP_F, SGHMC_LP_L, SGHMC_VC = range(4)
 
 #: mparams layout
@@ -76,41 +79,14 @@ def coefficients(step_size: float, friction: float, inverse_mass: float, tempera
                     _coef(float(step_size), float(friction), float(inverse_mass), float(temperature))))
 
 
-@njit(cache=True, error_model="numpy")
-def _coef(eta, gamma, u, temp):
-    """(H0): a, c_v, c_xv, c_xg, TΣ_v, TΣ_x, TΣ_xv (expm1 forms for accuracy at small γη)."""
-    h = gamma * eta
-    em1 = math.expm1(-h)  # a − 1
-    a = 1.0 + em1
-    c_v = -u * em1 / gamma
-    c_xv = -em1 / gamma
-    c_xg = u * (h + em1) / (gamma * gamma)
-    sig_v = -u * temp * math.expm1(-2.0 * h)
-    # 2h + 4a − a² − 3 = 2h + 2(a−1) − (a−1)²
-    sig_x = u * temp * (2.0 * (h + em1) - em1 * em1) / (gamma * gamma)
-    sig_xv = u * temp * em1 * em1 / gamma
-    return a, c_v, c_xv, c_xg, sig_v, sig_x, sig_xv
+#: (H0): a, c_v, c_xv, c_xg, TΣ_v, TΣ_x, TΣ_xv -- the one definition in refimpl.formulas, jitted
+_coef = njit(cache=True, error_model="numpy")(sghmc_coefficients)
 
 
 def noise_entries(method_id: int, dim: int, grad_noise: float, batch_size: int):
-    """Ordered noise entries ``(name, kind, shape)`` of one chain-step (docs/architecture.md)."""
-    grad_entries = []
-    if batch_size > 0:
-        grad_entries.append(("batch_u", "uniform", (batch_size,)))
-    if grad_noise > 0.0:
-        grad_entries.append(("grad_noise", "normal", (dim,)))
-    ug = ("u_grad", "uniform", (dim,))
-    z = [("z1", "normal", (dim,)), ("z2", "normal", (dim,))]
-    if method_id == SGHMC:
-        return grad_entries + z
-    if method_id == SGHMC_LP_F:
-        return [("u_weight", "uniform", (dim,))] + grad_entries + [ug] + z
-    if method_id == SGHMC_LP_L:
-        return grad_entries + [ug] + z + [("u_velocity", "uniform", (dim,)), ("u_position", "uniform", (dim,))]
-    vc = []
-    for who in ("v", "x"):
-        vc += [(f"vc_xi_{who}", "normal", (dim,)), (f"vc_u_round_{who}", "uniform", (dim,)), (f"vc_u_cat_{who}", "uniform", (dim,))]
-    return grad_entries + [ug] + vc
+    """Ordered noise entries ``(name, kind, shape)`` of one chain-step: the method's streams in
+    :mod:`refimpl.methods` (docs/architecture.md)."""
+    return stream_entries(METHODS[method_id], dim, batch_size=batch_size, grad_noise=grad_noise)
 
 
 @njit(cache=True, error_model="numpy")
@@ -135,31 +111,15 @@ def step_all(method, state, noise, eta, tscale, mparams, wcode, gcode, tkind, tp
     sv_sd = math.sqrt(sig_v)
     corr = sig_xv / sig_v if sig_v > 0.0 else 0.0
     sx_sd = math.sqrt(max(sig_x - sig_xv * corr, 0.0))
-    G = scratch[0]
-    X = scratch[1]
-    MUV = scratch[2]
-    MUX = scratch[3]
-    U1 = scratch[4]
-    U2 = scratch[5]
-    U3 = scratch[6]
+    G, X, MUV, MUX = scratch[0], scratch[1], scratch[2], scratch[3]
+    U1, U2, U3 = scratch[4], scratch[5], scratch[6]
     for c in range(nc):
         for j in range(d):
             X[c, j] = state[c, j]
-    off = 0
-    if method == SGHMC_LP_F:
-        _loop.gather(noise, off, U1)
-        _loop.stochastic_rows(X, U1, MUX, wcode)
-        off += d
-        bad = _loop.gradients(tkind, tparams, tmat, tlabels, MUX, noise, off, nb, s, G)
-    else:
-        bad = _loop.gradients(tkind, tparams, tmat, tlabels, X, noise, off, nb, s, G)
+    bad, off = _loop.lp_gradients(method == SGHMC_LP_F, method != SGHMC, X, noise, nb, s, wcode, gcode,
+                                  tkind, tparams, tmat, tlabels, MUX, U1, G)
     if bad >= 0:
         return bad
-    off += nb + (d if s != 0.0 else 0)
-    if method != SGHMC:
-        _loop.gather(noise, off, U1)
-        _loop.stochastic_rows(G, U1, G, gcode)
-        off += d
     # deterministic parts (old v = stored·S_v)
     for c in range(nc):
         S = state[c, 2 * d]
@@ -244,24 +204,12 @@ def _scale(rescale, vmax, mparams):
 
 
 @njit(cache=True, error_model="numpy")
-def run_chunk(method, state, k0, k1, mparams, wcode, gcode, tkind, tparams, tmat, tlabels, sched,
-              rng, kinds, allnormal, noise_in, nbase, rec, out, smean, sm2, hist, hparams):
-    """Jitted loop over steps k0..k1−1 (signature and semantics: :mod:`refimpl._loop`)."""
-    nc = state.shape[0]
-    buf = np.empty((nc, kinds.shape[0]))
-    scratch = np.empty((8, nc, (state.shape[1] - 1) // 2))
-    for k in range(k0, k1):
-        eta, tscale, sampling = _loop.schedule_at(sched, k)
-        if noise_in.shape[0] == 0:
-            _loop.fill_noise(rng, kinds, allnormal, buf)
-            bad = step_all(method, state, buf, eta, tscale, mparams, wcode, gcode, tkind, tparams, tmat, tlabels, scratch)
-        else:
-            bad = step_all(method, state, noise_in[k - nbase], eta, tscale, mparams, wcode, gcode, tkind, tparams, tmat, tlabels, scratch)
-        if bad >= 0:
-            return k, bad
-        if sampling:
-            _loop.record(k, state, rec, out, smean, sm2, hist, hparams)
-    return k1, -1
+def new_scratch(state):
+    """Work space of :func:`step_all`: (8, n_chains, dim) float64."""
+    return np.empty((8, state.shape[0], (state.shape[1] - 1) // 2))
+
+
+run_chunk = _loop.make_chunk_loop(__name__, step_all, new_scratch)
 
 
 def init(position, velocity=None) -> SGHMCState:
@@ -284,31 +232,29 @@ def unpack(packed: np.ndarray) -> SGHMCState:
     return SGHMCState(packed[:, :d].copy(), packed[:, d:2 * d].copy(), packed[:, 2 * d].copy())
 
 
-def step(state: SGHMCState, noise, *, method: str, step_size: float, target, fmt=None, grad_fmt=None,
+def step(state: SGHMCState, noise, *, method: str, step_size: float, target, fmt=None, grad_fmt="same",
          temperature: float = 1.0, grad_noise: float = 0.0, friction: float = 1.0, inverse_mass: float = 1.0,
          **options) -> SGHMCState:
     """One pure step of ``method`` from pre-drawn ``noise`` (n_chains, Z) -> new state.
 
     Layout of ``noise``: ``refimpl.noise_spec(method, dim, ...)``.  Options as for
-    ``refimpl.sample`` (``sghmc_position_sign``, ``velocity_rescaling``, ...).
+    ``refimpl.sample`` (``position_sign``, ``velocity_rescaling``, ...).
     Raises ``FloatingPointError`` if a gradient is not finite.
     """
-    from refimpl.driver import _prepare_step
-
     d = state.position.shape[1]
-    mid, mparams, wcode, gcode, tgt = _prepare_step(method, "sghmc", d, target, fmt, grad_fmt, temperature, grad_noise, friction, inverse_mass, options)
+    mid, mparams, wcode, gcode, tgt = prepare_step(method, "sghmc", d, target, fmt, grad_fmt, temperature, grad_noise, friction, inverse_mass, options)
     packed = pack(state)
     noise = np.ascontiguousarray(np.asarray(noise, dtype=np.float64).reshape(packed.shape[0], -1))
-    bad = step_all(mid, packed, noise, float(step_size), 1.0, mparams, wcode, gcode, tgt.kind, tgt.params, tgt.mat, tgt.labels, np.empty((8, packed.shape[0], d)))
+    bad = step_all(mid, packed, noise, float(step_size), 1.0, mparams, wcode, gcode, tgt.kind, tgt.params, tgt.mat, tgt.labels, new_scratch(packed))
     if bad >= 0:
         raise FloatingPointError(f"non-finite gradient in chain {bad}")
     return unpack(packed)
 
 
 # --------------------------------------------------------------------------------------
-# registration with the driver
+# registration (docs/architecture.md, "Registry")
 # --------------------------------------------------------------------------------------
-_LP_STORAGE = {"sghmc": False, "sghmc_lp_f": False, "sghmc_lp_l": True, "sghmc_vc": True}
+_LP_STORAGE = {m.name for m in methods_of_family("sghmc") if m.lp_storage}
 _SIGNS = {"correct": -1.0, "paper": 1.0, -1: -1.0, 1: 1.0}
 _RESCALE = {None: RESCALE_NONE, "none": RESCALE_NONE, False: RESCALE_NONE, "paper": RESCALE_PAPER, "code": RESCALE_CODE}
 
@@ -318,9 +264,7 @@ def _init_state(x0, ctx):
     packed = np.zeros((n, 2 * d + 1))
     packed[:, :d] = x0
     packed[:, 2 * d] = 1.0
-    if _LP_STORAGE[ctx.method]:
-        from refimpl._qkernels import nearest_into
-
+    if ctx.method in _LP_STORAGE:
         for c in range(n):
             row = np.ascontiguousarray(packed[c, :d])
             nearest_into(row, row, ctx.wcode)
@@ -330,17 +274,15 @@ def _init_state(x0, ctx):
 
 def _make_params(ctx):
     opts = ctx.options
-    sign = opts.get("sghmc_position_sign", "correct")
+    sign = opts["position_sign"]
     if sign not in _SIGNS or isinstance(sign, bool):
-        raise ValueError(f"sghmc_position_sign must be 'correct' (s_x = -1) or 'paper' (s_x = +1), got {sign!r}")
+        raise ValueError(f"position_sign must be 'correct' (s_x = -1) or 'paper' (s_x = +1), got {sign!r}")
     resc = opts.get("velocity_rescaling", None)
     if resc not in _RESCALE or resc is True:
         raise ValueError(f"velocity_rescaling must be None, 'paper' or 'code', got {resc!r}")
     mode = _RESCALE[resc]
     ubar = 1.0
     if mode != RESCALE_NONE:
-        if ctx.method not in ("sghmc_lp_l", "sghmc_vc"):
-            raise ValueError(f"velocity_rescaling applies to sghmc_lp_l and sghmc_vc only, got it for {ctx.method!r}")
         kind = int(ctx.wcode[0])
         if kind != 1:
             raise ValueError(f"velocity_rescaling needs a FixedPoint fmt (Ū = largest representable value), got {ctx.fmt!r}")
@@ -355,21 +297,10 @@ def _make_params(ctx):
                      _SIGNS[sign], mode, float(c), ubar, 0.0 if quirk is None else float(quirk)], dtype=np.float64)
 
 
-def _register():
-    from refimpl.driver import MethodSpec, register_method
-
-    for mid, name in enumerate(METHODS):
-        opts = {"sghmc_position_sign": "correct"}
-        if name in ("sghmc_lp_l", "sghmc_vc"):
-            opts.update(velocity_rescaling=None, velocity_rescaling_constant=1.0)
-        if name == "sghmc_vc":
-            opts.update(ties=None, vc_bfp_published=False, vc_sigma_datasize_quirk=None)
-        register_method(MethodSpec(
-            name=name, family="sghmc", method_id=mid, width=lambda d: 2 * d + 1, init_state=_init_state,
-            noise_spec=(lambda m: lambda d, ctx: noise_entries(m, d, ctx.grad_noise, ctx.target.batch_size))(mid),
-            make_params=_make_params, run_chunk=run_chunk,
-            needs_fmt="none" if name == "sghmc" else "required", momentum=True,
-            options=opts, lp_storage=_LP_STORAGE[name]))
+def _noise_spec(dim, ctx):
+    return stream_entries(ctx.method, dim, batch_size=ctx.target.batch_size, grad_noise=ctx.grad_noise)
 
 
-_register()
+for _name in METHODS:
+    register_method(MethodSpec(name=_name, width=lambda d, ctx: 2 * d + 1, init_state=_init_state,
+                               noise_spec=_noise_spec, make_params=_make_params, run_chunk=run_chunk))

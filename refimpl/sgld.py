@@ -1,6 +1,7 @@
 """SGLD family: full-precision SGLD and its low-precision variants (ALGORITHMS.md §3.2-§3.6).
 
-Methods (registered in :mod:`refimpl.driver`; one kernel, switched by ``method_id``):
+Methods (rows of :mod:`refimpl.methods`, registered in :mod:`refimpl.registry`; one kernel, switched by
+``method_id``):
 
 ==========  ==  =================================================================================
 name        id  update (η step size, T temperature, ξ ~ N(0, I), g = stochastic gradient)
@@ -21,7 +22,8 @@ each step (§3.4).  In LP-L the stored θ is always on the weight grid.  The
 temperature scales the injected variance only (§3.1).  For block floating point
 the whole chain vector is one block.
 
-Noise per chain per step (``refimpl.noise_spec``): see docs/architecture.md.
+Noise per chain per step (``refimpl.noise_spec``): the method's streams in :mod:`refimpl.methods`
+(docs/architecture.md).
 
 Departures from the published code (ruqizhang/low-precision-sgld bnn/optim.py):
 float64 instead of float32 accumulators, explicit Generators instead of CUDA
@@ -39,12 +41,14 @@ import numpy as np
 from numba import njit
 
 from refimpl import _loop
-from refimpl._qkernels import _cat, _fixed_stochastic, _round_int  # scalar kernels of (Q2'), (Q4)
+from refimpl._qkernels import _fixed_stochastic, _vc_elem, nearest_into  # scalar kernels of (Q2'), (Q5)/(Q6)
+from refimpl.methods import methods_of_family, stream_entries
+from refimpl.registry import MethodSpec, prepare_step, register_method
 from refimpl.targets import grad1
 
 __all__ = ["SGLDState", "METHODS", "init", "step", "step_all", "run_chunk", "noise_entries"]
 
-METHODS = ("sgld", "sgd_lp_f", "sgd_lp_l", "sgld_lp_f", "sgld_lp_l", "sgld_vc")
+METHODS = tuple(m.name for m in methods_of_family("sgld"))  # the rows of refimpl.methods, in method_id order
 SGLD, SGD_LP_F, SGD_LP_L, SGLD_LP_F, SGLD_LP_L, SGLD_VC = range(6)
 
 #: mparams layout: [temperature, grad_noise, batch_size]
@@ -58,26 +62,16 @@ class SGLDState(NamedTuple):
 
 
 def noise_entries(method_id: int, dim: int, grad_noise: float, batch_size: int):
-    """Ordered noise entries ``(name, kind, shape)`` of one chain-step (docs/architecture.md)."""
-    grad_entries = []
-    if batch_size > 0:
-        grad_entries.append(("batch_u", "uniform", (batch_size,)))
-    if grad_noise > 0.0:
-        grad_entries.append(("grad_noise", "normal", (dim,)))
-    uw = ("u_weight", "uniform", (dim,))
-    ug = ("u_grad", "uniform", (dim,))
-    xi = ("xi", "normal", (dim,))
-    if method_id == SGLD:
-        return grad_entries + [xi]
-    if method_id == SGD_LP_F:
-        return [uw] + grad_entries + [ug]
-    if method_id == SGD_LP_L:
-        return grad_entries + [ug, uw]
-    if method_id == SGLD_LP_F:
-        return [uw] + grad_entries + [ug, xi]
-    if method_id == SGLD_LP_L:
-        return grad_entries + [ug, xi, uw]
-    return grad_entries + [ug, ("vc_xi", "normal", (dim,)), ("vc_u_round", "uniform", (dim,)), ("vc_u_cat", "uniform", (dim,))]
+    """Ordered noise entries ``(name, kind, shape)`` of one chain-step: the method's streams in
+    :mod:`refimpl.methods` (docs/architecture.md)."""
+    return stream_entries(METHODS[method_id], dim, batch_size=batch_size, grad_noise=grad_noise)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _step_params(mparams, eta, tscale):
+    """(T·tscale, grad_noise s, batch size, √(2ηT·tscale)) from the mparams layout."""
+    temp = mparams[P_T] * tscale
+    return temp, mparams[P_S], int(mparams[P_NB]), math.sqrt(2.0 * eta * temp)
 
 
 @njit(cache=True, error_model="numpy")
@@ -93,12 +87,8 @@ def step_all(method, state, noise, eta, tscale, mparams, wcode, gcode, tkind, tp
     Returns −1, or the first chain whose gradient is not finite; then **no**
     chain has been updated in this step.  No randomness is drawn here.
     """
-    nc = state.shape[0]
-    d = state.shape[1]
-    temp = mparams[P_T] * tscale
-    s = mparams[P_S]
-    nb = int(mparams[P_NB])
-    sd = math.sqrt(2.0 * eta * temp)
+    nc, d = state.shape
+    temp, s, nb, sd = _step_params(mparams, eta, tscale)
     if method == SGLD and d == 1 and tkind != 1 and nb == 0:  # fast scalar path
         old = scratch[0]
         i = 1 if s != 0.0 else 0
@@ -124,37 +114,19 @@ def step_all(method, state, noise, eta, tscale, mparams, wcode, gcode, tkind, tp
 @njit(cache=True, error_model="numpy")
 def _general_step(method, state, noise, eta, tscale, mparams, wcode, gcode, tkind, tparams, tmat, tlabels, scratch):
     """The general (any dim, format, target) all-chain path of :func:`step_all`."""
-    nc = state.shape[0]
-    d = state.shape[1]
-    temp = mparams[P_T] * tscale
-    s = mparams[P_S]
-    nb = int(mparams[P_NB])
-    sd = math.sqrt(2.0 * eta * temp)
-    G = scratch[0]
-    XQ = scratch[1]
-    MU = scratch[2]
-    U1 = scratch[3]
-    U2 = scratch[4]
-    U3 = scratch[5]
-    off = 0
-    if method == SGD_LP_F or method == SGLD_LP_F:
-        _loop.gather(noise, off, U1)
-        _loop.stochastic_rows(state, U1, XQ, wcode)
-        off += d
-        bad = _loop.gradients(tkind, tparams, tmat, tlabels, XQ, noise, off, nb, s, G)
-    else:
-        bad = _loop.gradients(tkind, tparams, tmat, tlabels, state, noise, off, nb, s, G)
+    nc, d = state.shape
+    temp, s, nb, sd = _step_params(mparams, eta, tscale)
+    G, XQ, MU = scratch[0], scratch[1], scratch[2]
+    U1, U2, U3 = scratch[3], scratch[4], scratch[5]
+    bad, off = _loop.lp_gradients(method == SGD_LP_F or method == SGLD_LP_F, method != SGLD, state, noise, nb, s,
+                                  wcode, gcode, tkind, tparams, tmat, tlabels, XQ, U1, G)
     if bad >= 0:
         return bad
-    off += nb + (d if s != 0.0 else 0)
     if method == SGLD:
         for c in range(nc):
             for j in range(d):
                 state[c, j] = state[c, j] - eta * G[c, j] + sd * noise[c, off + j]
         return -1
-    _loop.gather(noise, off, U1)
-    _loop.stochastic_rows(G, U1, G, gcode)
-    off += d
     if method == SGD_LP_F:
         for c in range(nc):
             for j in range(d):
@@ -186,62 +158,22 @@ def _general_step(method, state, noise, eta, tscale, mparams, wcode, gcode, tkin
     return -1
 
 
-@njit(cache=True, error_model="numpy", inline="always")
-def _vc_fixed(mu, var, sq, xi, ur, uc, delta, inv, big, lo, hi, ties):
-    """Q^vc (Q5)/(Q6) of one element on the fixed-point grid Δ, clipped to [lo, hi].
-
-    The same arithmetic as ``refimpl._qkernels._vc_elem`` for a fixed-point code
-    (scalings by 2^±se written as multiplications by Δ and 1/Δ, which are exact;
-    ``sq`` = √(var − Δ²/4) precomputed): bit-identical to ``vc_into`` (tested in
-    tests/refimpl/test_sgld.py), about 3x faster.  LP-SGLD ICML 2022 Alg. Q^vc.
-    """
-    if mu != mu:
-        return mu
-    if abs(mu) == math.inf:
-        return lo if mu < 0.0 else hi
-    v0 = 0.25 * delta * delta
-    mc = min(max(mu, lo - big), hi + big)
-    if var > v0:  # branch 1 (Q5)
-        x = mc + sq * xi
-        qd = _round_int(x * inv, ties) * delta
-        r = x - qd
-        c = _cat(abs(r), v0, delta, uc)
-        if r > 0.0:
-            theta = qd + c
-        elif r < 0.0:
-            theta = qd - c
-        else:
-            theta = qd
-    else:  # branch 2 (Q6)
-        z = mc * inv
-        theta = np.floor(z + ur) * delta
-        a = abs(z)
-        p = a - np.floor(a)
-        vs = p * (1.0 - p) * delta * delta
-        if var > vs:
-            theta += _cat(0.0, var - vs, delta, uc)
-    theta += 0.0
-    return min(max(theta, lo), hi)
-
-
 @njit(cache=True, error_model="numpy")
 def _fixed_scalar_lp(method, state, noise, eta, temp, s, wcode, gcode, tkind, tparams):
     """Fast path of :func:`step_all` for 1-D chains, fixed-point Q_W (Q_G fixed or none), non-data target.
 
     Same arithmetic and noise layout as the general path: Q_G and Q_W by the scalar
-    fixed-point kernel of (Q2'), Q^vc by the scalar (Q5)/(Q6) kernel of
-    :mod:`refimpl._qkernels` -- bit-identical to it (tested), only without the
-    per-phase gathers.
+    fixed-point kernel of (Q2'), Q^vc by the scalar (Q5)/(Q6) kernel that ``vc_into``
+    applies to a fixed-point code (both from :mod:`refimpl._qkernels`) -- bit-identical
+    to the general path (tested), only without the per-phase gathers.
     """
     nc = state.shape[0]
     sd = math.sqrt(2.0 * eta * temp)
     delta, lo, hi = wcode[1], wcode[2], wcode[3]
     inv = 1.0 / delta
+    se = math.frexp(delta)[1] - 1  # Δ = 2^se
     ties = int(wcode[5])
     var = 2.0 * eta * temp
-    v0 = 0.25 * delta * delta
-    sq = math.sqrt(var - v0) if var > v0 else 0.0
-    big = delta * 1152921504606846976.0  # Δ·2^60
     gq = int(gcode[0]) == 1
     gd, glo, ghi = gcode[1], gcode[2], gcode[3]
     ginv = 1.0 / gd if gq else 1.0
@@ -260,32 +192,20 @@ def _fixed_scalar_lp(method, state, noise, eta, temp, s, wcode, gcode, tkind, tp
         if gq:
             g = _fixed_stochastic(g, noise[c, i0], gd, ginv, glo, ghi)
         if method == SGLD_VC:
-            state[c, 0] = _vc_fixed(x - eta * g, var, sq, noise[c, i0 + 1], noise[c, i0 + 2], noise[c, i0 + 3],
-                                    delta, inv, big, lo, hi, ties)
+            state[c, 0] = _vc_elem(x - eta * g, var, noise[c, i0 + 1], noise[c, i0 + 2], noise[c, i0 + 3],
+                                   se, lo, hi, ties, False)
         else:
             state[c, 0] = _fixed_stochastic(x - eta * g + sd * noise[c, i0 + 1], noise[c, i0 + 2], delta, inv, lo, hi)
     return -1
 
 
 @njit(cache=True, error_model="numpy")
-def run_chunk(method, state, k0, k1, mparams, wcode, gcode, tkind, tparams, tmat, tlabels, sched,
-              rng, kinds, allnormal, noise_in, nbase, rec, out, smean, sm2, hist, hparams):
-    """Jitted loop over steps k0..k1−1 (signature and semantics: :mod:`refimpl._loop`)."""
-    nc = state.shape[0]
-    buf = np.empty((nc, kinds.shape[0]))
-    scratch = np.empty((6, nc, state.shape[1]))
-    for k in range(k0, k1):
-        eta, tscale, sampling = _loop.schedule_at(sched, k)
-        if noise_in.shape[0] == 0:
-            _loop.fill_noise(rng, kinds, allnormal, buf)
-            bad = step_all(method, state, buf, eta, tscale, mparams, wcode, gcode, tkind, tparams, tmat, tlabels, scratch)
-        else:
-            bad = step_all(method, state, noise_in[k - nbase], eta, tscale, mparams, wcode, gcode, tkind, tparams, tmat, tlabels, scratch)
-        if bad >= 0:
-            return k, bad
-        if sampling:
-            _loop.record(k, state, rec, out, smean, sm2, hist, hparams)
-    return k1, -1
+def new_scratch(state):
+    """Work space of :func:`step_all`: (6, n_chains, dim) float64."""
+    return np.empty((6, state.shape[0], state.shape[1]))
+
+
+run_chunk = _loop.make_chunk_loop(__name__, step_all, new_scratch)
 
 
 def init(position) -> SGLDState:
@@ -294,7 +214,7 @@ def init(position) -> SGLDState:
     return SGLDState(np.ascontiguousarray(x))
 
 
-def step(state: SGLDState, noise, *, method: str, step_size: float, target, fmt=None, grad_fmt=None,
+def step(state: SGLDState, noise, *, method: str, step_size: float, target, fmt=None, grad_fmt="same",
          temperature: float = 1.0, grad_noise: float = 0.0) -> SGLDState:
     """One pure step of ``method`` from pre-drawn ``noise`` (n_chains, Z) -> new state.
 
@@ -302,25 +222,21 @@ def step(state: SGLDState, noise, *, method: str, step_size: float, target, fmt=
     flattened per chain.  Equations: module table.  Raises ``FloatingPointError``
     if a gradient is not finite.  Deterministic given ``noise``.
     """
-    from refimpl.driver import _prepare_step
-
-    mid, mparams, wcode, gcode, tgt = _prepare_step(method, "sgld", state.position.shape[1], target, fmt, grad_fmt, temperature, grad_noise, None, None, {})
+    mid, mparams, wcode, gcode, tgt = prepare_step(method, "sgld", state.position.shape[1], target, fmt, grad_fmt, temperature, grad_noise, None, None, {})
     new = np.array(state.position, dtype=np.float64, order="C")
     noise = np.ascontiguousarray(np.asarray(noise, dtype=np.float64).reshape(new.shape[0], -1))
-    bad = step_all(mid, new, noise, float(step_size), 1.0, mparams, wcode, gcode, tgt.kind, tgt.params, tgt.mat, tgt.labels, np.empty((6, new.shape[0], new.shape[1])))
+    bad = step_all(mid, new, noise, float(step_size), 1.0, mparams, wcode, gcode, tgt.kind, tgt.params, tgt.mat, tgt.labels, new_scratch(new))
     if bad >= 0:
         raise FloatingPointError(f"non-finite gradient in chain {bad}")
     return SGLDState(new)
 
 
 # --------------------------------------------------------------------------------------
-# registration with the driver
+# registration (docs/architecture.md, "Registry")
 # --------------------------------------------------------------------------------------
 def _init_state(x0, ctx):
     state = np.array(x0, dtype=np.float64, order="C")
-    if _REG_LP_STORAGE[ctx.method]:
-        from refimpl._qkernels import nearest_into
-
+    if ctx.method in _LP_STORAGE:
         for c in range(state.shape[0]):
             nearest_into(state[c], state[c], ctx.wcode)
     return state
@@ -330,20 +246,12 @@ def _make_params(ctx):
     return np.array([ctx.temperature, ctx.grad_noise, ctx.target.batch_size], dtype=np.float64)
 
 
-_REG_LP_STORAGE = {"sgld": False, "sgd_lp_f": False, "sgd_lp_l": True, "sgld_lp_f": False, "sgld_lp_l": True, "sgld_vc": True}
+def _noise_spec(dim, ctx):
+    return stream_entries(ctx.method, dim, batch_size=ctx.target.batch_size, grad_noise=ctx.grad_noise)
 
 
-def _register():
-    from refimpl.driver import MethodSpec, register_method
+_LP_STORAGE = {m.name for m in methods_of_family("sgld") if m.lp_storage}
 
-    for mid, name in enumerate(METHODS):
-        register_method(MethodSpec(
-            name=name, family="sgld", method_id=mid, width=lambda d: d, init_state=_init_state,
-            noise_spec=(lambda m: lambda d, ctx: noise_entries(m, d, ctx.grad_noise, ctx.target.batch_size))(mid),
-            make_params=_make_params, run_chunk=run_chunk,
-            needs_fmt="none" if name == "sgld" else "required", momentum=False,
-            options={} if name == "sgld" else ({"ties": None, "vc_bfp_published": False} if name == "sgld_vc" else {}),
-            lp_storage=_REG_LP_STORAGE[name]))
-
-
-_register()
+for _name in METHODS:
+    register_method(MethodSpec(name=_name, width=lambda d, ctx: d, init_state=_init_state, noise_spec=_noise_spec,
+                               make_params=_make_params, run_chunk=run_chunk))

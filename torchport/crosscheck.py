@@ -8,10 +8,14 @@ Two checks per algorithm (docs/torchport.md, "Crosscheck"):
    noise=...)`` (or the netopt ``step`` functions), torchport runs its optimizer
    with ``step(noise=...)``, the gradient of the same target evaluated at the
    parameter the optimizer exposes (``refimpl.targets.grad``, + s·ζ with refimpl's
-   ζ).  Streams are renamed (refimpl ``vc_xi`` -> torchport ``xi`` ...) and
-   ``u_weight`` of LP-F methods is shifted by one step (torchport rounds the
-   accumulator at the end of step k with the uniforms refimpl uses at the start
-   of step k+1; see docs/torchport.md).
+   ζ).  Both packages name the streams alike (the method table,
+   :mod:`refimpl.methods`), so each refimpl stream goes to the torch stream of the
+   same name; ``u_weight`` of LP-F methods is shifted by one step (torchport rounds
+   the accumulator at the end of step k with the uniforms refimpl uses at the start
+   of step k+1; see docs/torchport.md).  Every method of the table has at least one
+   case, and the gradient-format setting is covered both ways: the default
+   (``"same"``: Q_G onto the weight format, in both packages) and ``None``
+   (full-precision gradients).
 
    * float64: every step must agree **bit for bit**.
    * float32: per step, the torchport optimizer state of the (bit-exact) float64
@@ -49,6 +53,7 @@ import torch
 
 import refimpl
 from refimpl.formats import BlockFloatingPoint, FixedPoint, FloatingPoint
+from refimpl.methods import METHODS
 from refimpl.targets import grad as target_grad
 from refimpl.targets import resolve_target
 
@@ -61,10 +66,6 @@ FLOAT32_ULPS = 8
 #: largest admissible fraction of elements that flip to a neighbouring grid value in float32
 FLOAT32_MAX_FLIP_RATE = 1e-2
 
-# refimpl stream name -> torchport stream name
-RENAME = {"vc_xi": "xi", "vc_u_round": "u_round", "vc_u_cat": "u_cat", "u_velocity": "u_vel",
-          "u_position": "u_weight", "vc_xi_v": "xi_v", "vc_u_round_v": "u_round_v", "vc_u_cat_v": "u_cat_v",
-          "vc_xi_x": "xi_x", "vc_u_round_x": "u_round_x", "vc_u_cat_x": "u_cat_x"}
 GRADIENT_STREAMS = ("batch_u", "grad_noise")
 
 
@@ -82,11 +83,20 @@ class Case:
     fmt: object = None
     grad_fmt: object = None
     options: dict = field(default_factory=dict)
-    momentum: bool = False
-    lp_f: bool = False                # accumulator in state["accumulator"]; u_weight shifted
-    lp_l: bool = False                # x0 rounded with Q^d by refimpl at init
+    momentum: Optional[bool] = None   # None: from the method table (refimpl.methods)
+    lp_f: Optional[bool] = None       # accumulator in state["accumulator"]; u_weight shifted
+    lp_l: Optional[bool] = None       # x0 rounded with Q^d by refimpl at init
     ctld: bool = False
     distribution: bool = True
+
+    def __post_init__(self):
+        row = METHODS[self.method]
+        if self.momentum is None:
+            self.momentum = row.momentum
+        if self.lp_l is None:
+            self.lp_l = row.lp_storage
+        if self.lp_f is None:
+            self.lp_f = row.low_precision and not row.lp_storage
 
 
 def _sgld_cases():
@@ -107,6 +117,10 @@ def _sgld_cases():
         cases += [Case("sgld_lp_f" + sfx, "sgld_lp_f", lp("full"), f, g, lp_f=True),
                   Case("sgld_lp_l" + sfx, "sgld_lp_l", lp("low"), f, g, lp_l=True),
                   Case("sgld_vc" + sfx, "sgld_vc", lp("low", vc=True), f, g, lp_l=True)]
+    # the gradient format both ways: the default "same" (Q_G onto the weight format) and None (full precision)
+    cases += [Case("sgld_lp_f[grad=same]", "sgld_lp_f", lp("full"), fx, "same"),
+              Case("sgld_lp_l[grad=none]", "sgld_lp_l", lp("low"), fx, None),
+              Case("sgld_vc[grad=none]", "sgld_vc", lp("low", vc=True), fx, None)]
     bfp = BlockFloatingPoint(8)
     cases += [Case("sgld_vc[bfp,published]", "sgld_vc", lp("low", vc=True, vc_bfp_published=True), bfp, bfp,
                    options={"vc_bfp_published": True}, lp_l=True),
@@ -129,12 +143,14 @@ def _sghmc_cases():
                                                          variance_corrected=vc, quantize_initial=False, seed=0,
                                                          **kw)
     return [Case("sghmc", "sghmc", full("correct"), momentum=True),
-            Case("sghmc[paper sign]", "sghmc", full("paper"), options={"sghmc_position_sign": "paper"}, momentum=True),
+            Case("sghmc[paper sign]", "sghmc", full("paper"), options={"position_sign": "paper"}, momentum=True),
             Case("sghmc_lp_f", "sghmc_lp_f", lp("full"), fx, fx, momentum=True, lp_f=True),
             Case("sghmc_lp_l", "sghmc_lp_l", lp("low"), fx, fx, momentum=True, lp_l=True),
             Case("sghmc_vc", "sghmc_vc", lp("low", True), fx, fx, momentum=True, lp_l=True),
             Case("sghmc_vc[bfp]", "sghmc_vc", lp("low", True), BlockFloatingPoint(8), BlockFloatingPoint(8),
                  momentum=True, lp_l=True),
+            Case("sghmc_lp_l[grad=none]", "sghmc_lp_l", lp("low"), fx, None),
+            Case("sghmc_vc[grad=same]", "sghmc_vc", lp("low", True), fx, "same"),
             Case("sghmc_lp_l[rescale=paper]", "sghmc_lp_l", lp("low", velocity_rescaling="paper"), fx, fx,
                  options={"velocity_rescaling": "paper"}, momentum=True, lp_l=True, distribution=False),
             Case("sghmc_vc[rescale=code]", "sghmc_vc", lp("low", True, velocity_rescaling="code",
@@ -194,7 +210,7 @@ def _torch_noise(cols, row, next_row, lp_f, device, dtype):
         if lp_f and name == "u_weight":
             out["u_weight"] = next_row[sl]
             continue
-        out[RENAME.get(name, name)] = row[sl]
+        out[name] = row[sl]
     return {k: torch.as_tensor(v, device=device, dtype=torch.float64 if dtype == torch.float64 else dtype)
             for k, v in out.items()}
 

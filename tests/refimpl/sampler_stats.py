@@ -74,8 +74,8 @@ def seed(s: int) -> int:
 def use_spec_vc_clip(monkeypatch):
     """Mutation: the spec's original Q^vc range rule for BFP/float (branch-1 results clipped to
     μ's block/binade range, which collapses the chains), switched on through the kernel's test
-    hook, code[7] bit 2, on the driver's weight format code."""
-    import refimpl.driver as drv
+    hook, code[7] bit 2, on the registry's weight format code (refimpl.registry.build_context)."""
+    import refimpl.registry as drv  # builds the weight format code of every run
     from refimpl._qkernels import VC_SPEC_CLIP_BIT
 
     orig = drv._as_format

@@ -172,3 +172,15 @@ def test_pure_step_matches_driver_run():
         st = ctld.step(st, nz[k], step_size=ETA, target="mixture", grad_noise=0.3, alpha0=0.5)
         assert np.array_equal(st.position, ref[k])
     assert np.all(st.counts.sum(1) == 18)   # 9 visits + 9 mirror updates (alpha never in the middle bin pair)
+
+
+def test_resume_with_a_non_default_histogram_size():
+    """The packed width follows the n_bins option (MethodSpec.width sees the context): resume works for any n_bins."""
+    import refimpl
+
+    kw = dict(n_chains=4, step_size=0.02, seed=5, grad_noise=0.3, n_bins=20)
+    full = refimpl.sample("ctld", "mixture", n_steps=60, **kw)
+    a, st = refimpl.sample("ctld", "mixture", n_steps=25, return_state=True, **kw)
+    assert st.packed.shape == (4, 2 * 1 + 4 + 2 * 20)
+    b = refimpl.sample("ctld", "mixture", n_steps=35, resume=st, **kw)
+    assert np.concatenate([a, b]).tobytes() == full.tobytes()

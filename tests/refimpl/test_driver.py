@@ -90,7 +90,7 @@ def test_noise_replay_is_bit_identical(method):
 def test_noise_spec_layout():
     assert refimpl.noise_spec("sgld", 2) == [("xi", "normal", (2,))]
     assert [n for n, _, _ in refimpl.noise_spec("sgld_vc", 1, grad_noise=0.1)] == [
-        "grad_noise", "u_grad", "vc_xi", "vc_u_round", "vc_u_cat"]
+        "grad_noise", "u_grad", "xi", "u_round", "u_cat"]
     assert [n for n, _, _ in refimpl.noise_spec("sghmc_lp_f", 1)] == ["u_weight", "u_grad", "z1", "z2"]
     assert [n for n, _, _ in refimpl.noise_spec("sgld_lp_l", 1)] == ["u_grad", "xi", "u_weight"]
 
@@ -139,7 +139,7 @@ def test_nonfinite_gradient_names_step_and_chain_and_keeps_samples():
     (dict(method="sgld_lp_l", fmt=BlockFloatingPoint(8, 0)), "fmt"),
     (dict(method="sgld_lp_l", fmt="fixed:8:4", whatever=1), "whatever"),
     (dict(method="sghmc_lp_l", fmt=BlockFloatingPoint(8), velocity_rescaling="paper"), "velocity_rescaling"),
-    (dict(method="sghmc", sghmc_position_sign="plus"), "sghmc_position_sign"),
+    (dict(method="sghmc", position_sign="plus"), "position_sign"),
 ])
 def test_bad_input_raises_value_error_naming_argument(bad, match):
     kw = dict(method="sgld", target="gaussian", n_chains=2, n_steps=3, step_size=0.1, seed=0)
@@ -191,3 +191,138 @@ def test_command_line_sample(capsys):
     out = capsys.readouterr().out
     assert "sgld_vc on gaussian" in out and "E[x^2]" in out
     assert main(["sample", "sgld", "--fmt", "fixed:8:3", "--steps", "10"]) == 2
+
+
+# --------------------------------------------------------------------------------------
+# registry, the one chunk loop, the gradient-format default, renamed options
+# --------------------------------------------------------------------------------------
+def test_every_table_method_is_registered_by_its_family():
+    from refimpl import methods, registry
+
+    assert set(registered_methods()) == set(methods.METHODS)
+    for name, row in methods.METHODS.items():
+        spec = registry.lookup(name)
+        assert spec.family == row.family and spec.run_chunk.py_func.__module__ == row.module
+
+
+def test_driver_imports_no_family_and_families_import_no_driver():
+    """The registry loads a family on first lookup; the driver holds no module list (a fresh process)."""
+    script = textwrap.dedent("""
+        import sys
+        import refimpl.driver
+        fams = ("refimpl.sgld", "refimpl.sghmc", "refimpl.qsgld", "refimpl.ctld")
+        before = [m for m in fams if m in sys.modules]
+        refimpl.driver.noise_spec("sghmc", 1)
+        print(before, [m for m in fams if m in sys.modules])
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "[] ['refimpl.sghmc']"
+    import refimpl.driver as drv
+
+    src = open(drv.__file__).read()
+    assert "FAMILY_MODULES" not in src and "import_module" not in src
+    for fam in ("sgld", "sghmc", "qsgld", "ctld"):
+        fsrc = open(os.path.join(os.path.dirname(drv.__file__), f"{fam}.py")).read()
+        top = [ln for ln in fsrc.splitlines() if ln.startswith(("from ", "import "))]  # module-level imports
+        assert any("registry import" in ln for ln in top) and not any("driver" in ln for ln in top), fam
+
+
+def test_the_four_chunk_loops_are_one_template():
+    """Every family's jitted loop is the one template of refimpl._loop, with the family's kernels bound."""
+    from refimpl import _loop, ctld, qsgld, sghmc, sgld
+
+    template = _loop._chunk_loop_template(0).__code__
+    for fam in (sgld, sghmc, qsgld, ctld):
+        fn = fam.run_chunk.py_func
+        assert fn.__code__ is template or fn.__code__.co_code == template.co_code, fam.__name__
+        assert fn.__globals__["step_all"] is fam.step_all and fn.__globals__["new_scratch"] is fam.new_scratch
+        assert "def run_chunk" not in open(fam.__file__).read(), fam.__name__
+
+
+def test_grad_fmt_default_quantizes_onto_the_weight_format():
+    """grad_fmt="same" (default) = the weight format; None / "none" = full precision (as torchport's grad_format)."""
+    kw = dict(dim=2, fmt="fixed:8:4", grad_noise=0.3, **_kw("sgld", n_chains=3))
+    default = refimpl.sample("sgld_lp_l", "gaussian", **kw)
+    assert default.tobytes() == refimpl.sample("sgld_lp_l", "gaussian", grad_fmt="fixed:8:4", **kw).tobytes()
+    assert default.tobytes() == refimpl.sample("sgld_lp_l", "gaussian", grad_fmt="same", **kw).tobytes()
+    full = refimpl.sample("sgld_lp_l", "gaussian", grad_fmt=None, **kw)
+    assert full.tobytes() == refimpl.sample("sgld_lp_l", "gaussian", grad_fmt="none", **kw).tobytes()
+    assert not np.array_equal(full, default)
+
+
+def test_renamed_option_still_works_with_a_warning():
+    kw = _kw("sghmc", n_chains=3)
+    new = refimpl.sample("sghmc", "gaussian", position_sign="paper", **kw)
+    with pytest.warns(DeprecationWarning, match="position_sign"):
+        old = refimpl.sample("sghmc", "gaussian", sghmc_position_sign="paper", **kw)
+    assert new.tobytes() == old.tobytes()
+    assert not np.array_equal(new, refimpl.sample("sghmc", "gaussian", **kw))
+
+
+# --------------------------------------------------------------------------------------
+# sizes checked up front; nothing lost on an interrupt or a failure
+# --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("bad, match", [
+    (dict(n_steps=10**13), "n_steps=10000000000000"),
+    (dict(n_chains=10**13, n_steps=1), "n_chains=10000000000000"),
+    (dict(n_steps=10**11, n_chains=1000), "keep='all'"),
+])
+def test_sizes_are_checked_before_running(bad, match):
+    kw = dict(n_chains=1, step_size=0.1, seed=0)
+    kw.update(bad)
+    with pytest.raises(ValueError, match=match):
+        refimpl.sample("sgld", "gaussian", **kw)
+    kw["keep"] = "stats"
+    if bad.get("n_chains", 1) == 1000:  # the same run streaming statistics fits
+        refimpl.driver._check_sizes(10**11, 1000, 1, 1, 1, "stats", 0, 1, 100)
+
+
+def test_sigint_keeps_everything_and_resume_continues_bit_for_bit():
+    """A real SIGINT (from a timer thread) stops a long run; err.samples / err.state hold what was done."""
+    import signal
+    import threading
+
+    from refimpl.driver import SamplingInterrupted
+
+    kw = dict(dim=4, n_chains=64, step_size=0.01, seed=11, x0=0.3)
+    refimpl.sample("sgld", "gaussian", n_steps=2, **kw)  # compile first: the timer then hits the loop
+    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(SamplingInterrupted) as info:
+            refimpl.sample("sgld", "gaussian", n_steps=10**10, keep="last", **kw)
+    finally:
+        timer.cancel()
+    err = info.value
+    assert isinstance(err, KeyboardInterrupt) and 0 < err.step < 10**10 and err.state.step == err.step
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    straight = refimpl.sample("sgld", "gaussian", n_steps=err.step, keep="last", **kw)
+    assert err.samples.tobytes() == straight.tobytes()
+    more = refimpl.sample("sgld", "gaussian", n_steps=7, keep="last", resume=err.state, **{**kw, "x0": None})
+    assert more.tobytes() == refimpl.sample("sgld", "gaussian", n_steps=err.step + 7, keep="last", **kw).tobytes()
+
+
+def test_a_failure_between_chunks_keeps_the_samples(monkeypatch):
+    """Mutation-style: a run_chunk that fails on its second call; the exception carries the first chunk."""
+    import dataclasses
+
+    from refimpl import registry
+
+    spec = registry.lookup("sgld")
+    calls = []
+
+    def flaky(*args):
+        calls.append(args[2:4])
+        if len(calls) == 2:
+            raise RuntimeError("disk full")
+        return spec.run_chunk(*args)
+
+    monkeypatch.setitem(registry._REGISTRY, "sgld", dataclasses.replace(spec, run_chunk=flaky))
+    kw = dict(n_chains=1000, step_size=0.05, seed=2, x0=0.5)
+    with pytest.raises(RuntimeError, match="disk full") as info:
+        refimpl.sample("sgld", "gaussian", n_steps=5000, **kw)
+    done = calls[0][1]
+    assert 0 < done < 5000 and info.value.state.step == done
+    monkeypatch.undo()
+    assert info.value.samples.tobytes() == refimpl.sample("sgld", "gaussian", n_steps=done, **kw).tobytes()

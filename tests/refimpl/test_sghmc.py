@@ -53,7 +53,7 @@ def test_sghmc_and_lp_steps_follow_h1_h3(sign, sx):
     for method in ("sghmc", "sghmc_lp_f", "sghmc_lp_l"):
         z, nm = _noise(method, n, d, 1, grad_noise=s)
         kw = dict(method=method, step_size=eta, target="gaussian", grad_noise=s, friction=gam, inverse_mass=u,
-                  sghmc_position_sign=sign)
+                  position_sign=sign)
         if method != "sghmc":
             kw["fmt"] = F4
         new = sghmc.step(sghmc.init(x, v), z, **kw)
@@ -69,7 +69,7 @@ def test_sghmc_and_lp_steps_follow_h1_h3(sign, sx):
         v1 = c["a"] * v - c["c_v"] * g + xiv
         x1 = x + c["c_xv"] * v + sx * c["c_xg"] * g + xix
         if method == "sghmc_lp_l":
-            v1, x1 = Qs(v1, nm["u_velocity"]), Qs(x1, nm["u_position"])
+            v1, x1 = Qs(v1, nm["u_velocity"]), Qs(x1, nm["u_weight"])
         np.testing.assert_allclose(new.velocity, v1, rtol=0, atol=1e-15, err_msg=method)
         np.testing.assert_allclose(new.position, x1, rtol=0, atol=1e-15, err_msg=method)
         if method == "sghmc_lp_l":
@@ -91,8 +91,8 @@ def test_sghmc_vc_step_is_two_independent_vc_calls_h4():
     mux = x + c["c_xv"] * v - c["c_xg"] * g
     for mu, var, who, got in ((muv, c["sigma_v"], "v", new.velocity), (mux, c["sigma_x"], "x", new.position)):
         want = np.empty(mu.size)
-        vc_into(mu.ravel().copy(), var, nm[f"vc_xi_{who}"].ravel().copy(), nm[f"vc_u_round_{who}"].ravel().copy(),
-                nm[f"vc_u_cat_{who}"].ravel().copy(), want, F4.code)
+        vc_into(mu.ravel().copy(), var, nm[f"xi_{who}"].ravel().copy(), nm[f"u_round_{who}"].ravel().copy(),
+                nm[f"u_cat_{who}"].ravel().copy(), want, F4.code)
         np.testing.assert_array_equal(got.ravel(), want)
 
 
@@ -117,7 +117,7 @@ def test_sign_convention_moves_toward_the_mode():
     kw = dict(method="sghmc", step_size=0.5, target="gaussian", temperature=0.0, friction=1.0)
     c = sghmc.coefficients(0.5, 1.0, 1.0)
     a = sghmc.step(sghmc.init(x), z, **kw).position[0, 0]
-    b = sghmc.step(sghmc.init(x), z, sghmc_position_sign="paper", **kw).position[0, 0]
+    b = sghmc.step(sghmc.init(x), z, position_sign="paper", **kw).position[0, 0]
     assert a == pytest.approx(1 - c["c_xg"]) and b == pytest.approx(1 + c["c_xg"])
 
 
@@ -168,8 +168,8 @@ def test_vc_sigma_datasize_quirk_flag():
     mu = {"v": c["a"] * v - c["c_v"] * g, "x": x + c["c_xv"] * v - c["c_xg"] * g}
     for who, got in (("v", new.velocity), ("x", new.position)):
         want = np.empty(n * d)
-        vc_into(mu[who].ravel().copy(), sig[who], nm[f"vc_xi_{who}"].ravel().copy(),
-                nm[f"vc_u_round_{who}"].ravel().copy(), nm[f"vc_u_cat_{who}"].ravel().copy(), want, F4.code)
+        vc_into(mu[who].ravel().copy(), sig[who], nm[f"xi_{who}"].ravel().copy(),
+                nm[f"u_round_{who}"].ravel().copy(), nm[f"u_cat_{who}"].ravel().copy(), want, F4.code)
         np.testing.assert_array_equal(got.ravel(), want)
     default = sghmc.step(sghmc.init(x, v), z, method="sghmc_vc", step_size=eta, target="gaussian", fmt=F4,
                          friction=gam, inverse_mass=u)

@@ -32,13 +32,13 @@ def _pred(sign, **kw):
 
 def _run(method, sign, n_chains, n_steps, s0, **kw):
     return refimpl.sample(method, "gaussian", n_chains=n_chains, n_steps=n_steps, step_size=ETA, seed=seed(s0),
-                          friction=GAMMA, inverse_mass=U, burn_in=100, keep="stats", sghmc_position_sign=sign, **kw)
+                          friction=GAMMA, inverse_mass=U, burn_in=100, keep="stats", position_sign=sign, **kw)
 
 
 def _velocity_snapshots(method, sign, n_chains, n_snap, gap, s0, **kw):
     """(n_snap, n_chains) velocities every ``gap`` steps after a 100-step burn-in (resume keeps the bits)."""
     base = dict(n_chains=n_chains, step_size=ETA, friction=GAMMA, inverse_mass=U, keep="last",
-                sghmc_position_sign=sign, return_state=True, **kw)
+                position_sign=sign, return_state=True, **kw)
     _, st = refimpl.sample(method, "gaussian", n_steps=100, seed=seed(s0), **base)
     vs = []
     for _ in range(n_snap):
@@ -173,7 +173,7 @@ def test_sghmc_vc_relative_grid_p8_and_spec_clip_collapse(fmt, monkeypatch):
     z0, m, se = z_score(chain_second_moments(st), 0.0)
     # (x, v) snapshots every 10 steps after a 100-step burn-in (resume keeps the bits)
     base = dict(n_chains=2000, step_size=ETA, friction=GAMMA, inverse_mass=U, keep="last",
-                sghmc_position_sign="correct", return_state=True, fmt=fmt)
+                position_sign="correct", return_state=True, fmt=fmt)
     _, s1 = refimpl.sample("sghmc_vc", "gaussian", n_steps=100, seed=seed(42), x0=1.0, **base)
     xs, vs = [], []
     for _ in range(6):

@@ -78,7 +78,7 @@ def test_zero_temperature_gives_the_sgd_lp_update(fmt):
     x = np.array([quantize(r, fmt, "nearest") for r in x0])
     pairs = [("sgld_lp_l", "sgd_lp_l", {"u_grad": "u_grad", "u_weight": "u_weight"}),
              ("sgld_lp_f", "sgd_lp_f", {"u_grad": "u_grad", "u_weight": "u_weight"}),
-             ("sgld_vc", "sgd_lp_l", {"u_grad": "u_grad", "vc_u_round": "u_weight"})]
+             ("sgld_vc", "sgd_lp_l", {"u_grad": "u_grad", "u_round": "u_weight"})]
     for noisy, plain, mapping in pairs:
         spec_n, zn = _noise(noisy, n, dim, 3)
         spec_p = refimpl.noise_spec(plain, dim)
@@ -123,37 +123,29 @@ def test_vc_variance_target_uses_temperature():
 
 
 @pytest.mark.parametrize("ties", [None, "even"])
-def test_fast_scalar_vc_is_bit_identical_to_vc_into(ties):
-    """The 1-D fixed-point fast path of sgld_vc (refimpl.sgld._vc_fixed) equals _qkernels.vc_into bit for bit,
-    in both branches, on grid points, half-grid points, near and beyond the range ends."""
-    from refimpl._qkernels import vc_into
+def test_fast_scalar_path_is_bit_identical_to_the_general_path(ties):
+    """The 1-D fixed-point fast path of sgld_vc / sgld_lp_l (scalar _qkernels calls, no gathers) equals the
+    general all-chain path (vc_into / stochastic_into) bit for bit: both Q^vc branches (V below and above
+    Δ²/4), on grid points, half-grid points, near and beyond the range ends."""
     from refimpl.formats import with_options
-    from refimpl.sgld import _vc_fixed
-
-    fmt = FixedPoint(8, 3)
-    code = with_options(fmt.code, ties=ties)
-    rng = np.random.default_rng(0)
-    d = fmt.delta
-    mu = np.concatenate([rng.normal(0, 3, 4000), np.arange(-130, 130) * d / 2, [15.9, -16.1, 40.0, -1e30, 0.0, -0.0]])
-    n = mu.size
-    xi, ur, uc = rng.standard_normal(n), rng.random(n), rng.random(n)
-    for var in (0.0, 1e-5, d * d / 4, 0.004, 0.3):
-        want = np.empty(n)
-        vc_into(mu, var, xi, ur, uc, want, code)
-        sq = np.sqrt(var - d * d / 4) if var > d * d / 4 else 0.0
-        got = np.array([_vc_fixed(m, var, sq, a, b, c, d, 1 / d, d * 2.0**60, fmt.lo, fmt.hi, int(code[5]))
-                        for m, a, b, c in zip(mu, xi, ur, uc)])
-        assert got.tobytes() == want.tobytes(), var
-    x = quantize(rng.normal(size=(50, 1)), fmt, "nearest")
-    # through the sampler: the 1-D fast path of step_all equals its general path on the same input
     from refimpl.sgld import SGLD_LP_L, SGLD_VC, _general_step
     from refimpl.targets import gaussian as _g
 
+    fmt = FixedPoint(8, 3)
+    code = np.ascontiguousarray(with_options(fmt.code, ties=ties))
+    d = fmt.delta
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(0, 3, 400), np.arange(-130, 130) * d / 2, [15.875, -16.0, 15.0, -15.5, 0.0]])
+    x = quantize(x, fmt, "nearest").reshape(-1, 1)
+    n = x.shape[0]
     t = _g(1)
-    for mid, method in ((SGLD_VC, "sgld_vc"), (SGLD_LP_L, "sgld_lp_l")):
-        spec, z1 = _noise(method, 50, 1, 2, grad_noise=0.2)
-        fast = sgld.step(sgld.init(x), z1, method=method, step_size=2e-3, target="gaussian", fmt=fmt, grad_noise=0.2)
-        gen = x.copy()
-        bad = _general_step(mid, gen, z1, 2e-3, 1.0, np.array([1.0, 0.2, 0.0]), fmt.code, fmt.code, t.kind, t.params,
-                            t.mat, t.labels, np.empty((6, 50, 1)))
-        assert bad == -1 and fast.position.tobytes() == gen.tobytes()
+    for eta in (1e-6, 2e-3, d * d / 8, 0.05, 0.3):  # V = 2η: both branches of (Q5)/(Q6)
+        for mid, method in ((SGLD_VC, "sgld_vc"), (SGLD_LP_L, "sgld_lp_l")):
+            spec, z1 = _noise(method, n, 1, 2, grad_noise=0.2)
+            fast = x.copy()
+            gen = x.copy()
+            mp = np.array([1.0, 0.2, 0.0])
+            args = (z1, eta, 1.0, mp, code, fmt.code, t.kind, t.params, t.mat, t.labels, np.empty((6, n, 1)))
+            assert sgld.step_all(mid, fast, *args) == -1
+            assert _general_step(mid, gen, *args) == -1
+            assert fast.tobytes() == gen.tobytes(), (method, eta)

@@ -377,3 +377,101 @@ def test_half_precision_parameters(dtype):
         assert all(p.dtype == dtype and bool(torch.isfinite(p).all()) for p in ps)
     k = ps[0].float() / 2**-4
     assert torch.equal(k, torch.round(k))
+
+
+# --------------------------------------------------------------------------------------
+# the method table (refimpl.methods): one method set, one set of names, one default
+# --------------------------------------------------------------------------------------
+def _table_optimizer(name, params):
+    import torchport.optim as O
+    from refimpl.methods import torch_optimizer
+
+    cls_name, kwargs = torch_optimizer(name)
+    row_kw = dict(lr=0.01, seed=0, **kwargs)
+    cls = getattr(O, cls_name)
+    if cls_name.startswith("LowPrecision"):
+        row_kw["weight_format"] = "fixed:8:5"
+    return cls(params, **row_kw)
+
+
+def test_both_packages_expose_the_same_method_set():
+    """Every method of the table has a refimpl sampler and a torchport optimizer configuration, and the torch
+    optimizer draws exactly the table's streams (by name) that refimpl draws for it."""
+    import inspect
+
+    import refimpl
+    import torchport.optim as O
+    from refimpl.methods import GRADIENT, METHODS
+
+    assert set(refimpl.driver.registered_methods()) == set(METHODS)
+    for name, row in METHODS.items():
+        cls = getattr(O, row.torch_class)
+        accepted = inspect.signature(cls.__init__).parameters
+        has_var_kw = any(p.kind is p.VAR_KEYWORD for p in accepted.values())
+        for key in list(row.torch_kwargs) + [o for o in row.options if o not in row.refimpl_only]:
+            assert key in accepted or has_var_kw, (name, key)
+        p = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+        opt = _table_optimizer(name, [p])
+        torch_streams = [n for n, _ in opt.noise_layout]
+        kw = {"fmt": "fixed:8:5"} if row.low_precision else {}
+        spec = refimpl.noise_spec(name, 3, **({"rounding": "stochastic"} if name == "qsgld" else {}))
+        ref_streams = [n for n, _, _ in spec]
+        table = [s for s in row.streams if s != GRADIENT]
+        assert set(torch_streams) <= set(table), (name, torch_streams, table)
+        assert set(ref_streams) <= set(table), (name, ref_streams, table)
+        if name not in ("qsgld", "ctld"):  # option-dependent layouts, checked by the crosscheck
+            assert set(torch_streams) == set(ref_streams), (name, torch_streams, ref_streams, kw)
+
+
+def test_torch_option_defaults_equal_the_table():
+    """The options shared by both packages have the same defaults (the table is the one definition)."""
+    import inspect
+
+    import torchport.optim as O
+    from refimpl.methods import METHODS
+
+    for name, row in METHODS.items():
+        params = inspect.signature(getattr(O, row.torch_class).__init__).parameters
+        for opt, default in row.options.items():
+            if opt in row.refimpl_only:
+                continue
+            if opt in params:
+                assert params[opt].default == default, (name, opt)
+    from torchport.optim.ctld import DEFAULTS
+
+    assert DEFAULTS == dict(METHODS["ctld"].options)
+
+
+def test_gradient_format_default_is_the_weight_format():
+    """grad_format="same" (default, as refimpl's grad_fmt) quantizes gradients onto weight_format; None keeps
+    them in full precision; the noise layout says which (stream "u_grad")."""
+    p = torch.zeros(4, dtype=torch.float64, requires_grad=True)
+    for cls in (LowPrecisionSGLD, LowPrecisionSGHMC):
+        default = cls([p], lr=0.01, weight_format="fixed:8:5", seed=0)
+        assert default.grad_format == default.weight_format and ("u_grad", "uniform") in default.noise_layout
+        full = cls([p], lr=0.01, weight_format="fixed:8:5", grad_format=None, seed=0)
+        assert full.grad_format is None and ("u_grad", "uniform") not in full.noise_layout
+        other = cls([p], lr=0.01, weight_format="fixed:8:5", grad_format="fixed:8:2", seed=0)
+        assert other.grad_format.fl == 2
+
+
+def test_shared_scalars_are_one_definition():
+    """SGHMC coefficients, the decay schedule and the CTLD coupling: torchport calls refimpl.formulas."""
+    import math
+
+    from refimpl import formulas, sghmc
+    from refimpl.schedules import Decay
+    from torchport.optim import decay_schedule_factor, sghmc_coefficients
+    from torchport.optim.ctld import coupling, coupling_derivative
+
+    for eta in (1e-4, 0.05, 0.7):
+        want = formulas.sghmc_coefficients(eta, 2.0, 1.5, 0.3)
+        assert sghmc_coefficients(eta, 2.0, 1.5, 0.3) == want
+        assert tuple(sghmc.coefficients(eta, 2.0, 1.5, 0.3).values()) == want
+    d = Decay(0.1, 10, 3)
+    for k in range(0, 30):
+        assert d.eta(k) == 0.1 * decay_schedule_factor(k // 3, 10) == 0.1 * formulas.decay_factor((k // 3) / 10)
+    for a in (-0.9, -0.5, 0.1, 0.3, 0.79, 0.95):
+        assert coupling(a, 0.2, 0.8, 0.1) == formulas.ctld_coupling(a, 0.2, 0.8, 0.1)
+        assert coupling_derivative(a, 0.2, 0.8, 0.1) == formulas.ctld_coupling_derivative(a, 0.2, 0.8, 0.1)
+    assert not math.isnan(formulas.decay_factor(1.0))

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 
+from refimpl.formulas import decay_factor
+
 __all__ = ["CyclicalSchedule", "decay_schedule_factor"]
 
 
@@ -16,12 +18,7 @@ def decay_schedule_factor(epoch: int, epochs: int) -> float:
     """f(t) of (S7) with t = epoch/epochs: 1 (t ≤ 0.5), 1 − 0.99(t − 0.5)/0.4 (≤ 0.9), 0.01 after."""
     if epochs <= 0:
         raise ValueError(f"epochs must be > 0, got {epochs!r}")
-    t = epoch / epochs
-    if t <= 0.5:
-        return 1.0
-    if t <= 0.9:
-        return 1.0 - 0.99 * (t - 0.5) / 0.4
-    return 0.01
+    return decay_factor(epoch / epochs)  # the one definition, shared with refimpl's Decay schedule
 
 
 class CyclicalSchedule:

@@ -20,6 +20,7 @@ from typing import Optional
 import torch
 
 from torchport import quantize as tq
+from refimpl import formulas
 from refimpl.formats import FixedPoint
 from torchport.optim._base import LowPrecisionWeightsMixin, NoisyOptimizer, _positive, as_format
 
@@ -32,22 +33,13 @@ def sghmc_coefficients(step_size: float, friction: float, inverse_mass: float, t
     a = e^{−γη}; c_v = u(1−a)/γ; c_xv = (1−a)/γ; c_xg = u(γη+a−1)/γ²;
     Σ_v = u(1−a²); Σ_x = u(2γη+4a−a²−3)/γ²; Σ_xv = u(1−a)²/γ, all covariances
     times the temperature.  Source: LP-SGHMC (TMLR 2024) eq. (3) / Cheng et al.
-    2018.  Evaluated with expm1 (accurate at small γη) in exactly the operation
-    order of refimpl.sghmc._coef, so that both packages use the same floats.
+    2018.  The one definition is :func:`refimpl.formulas.sghmc_coefficients`,
+    which refimpl's kernels jit, so that both packages use the same floats.
     Pure Python floats (float64); no randomness.
     """
     gamma, eta = _positive("friction", friction), _positive("step_size", step_size)
     u, temp = _positive("inverse_mass", inverse_mass), _positive("temperature", temperature, allow_zero=True)
-    h = gamma * eta
-    em1 = math.expm1(-h)  # a − 1
-    a = 1.0 + em1
-    c_v = -u * em1 / gamma
-    c_xv = -em1 / gamma
-    c_xg = u * (h + em1) / (gamma * gamma)
-    sig_v = -u * temp * math.expm1(-2.0 * h)
-    sig_x = u * temp * (2.0 * (h + em1) - em1 * em1) / (gamma * gamma)  # 2h + 4a − a² − 3
-    sig_xv = u * temp * em1 * em1 / gamma
-    return a, c_v, c_xv, c_xg, sig_v, sig_x, sig_xv
+    return formulas.sghmc_coefficients(eta, gamma, u, temp)
 
 
 def _sign(position_sign):
@@ -139,12 +131,14 @@ class LowPrecisionSGHMC(LowPrecisionWeightsMixin, _SGHMCBase):
       v full precision; v' = a v − c_v g + ξ^v; x' = x + c_xv v + s_x c_xg g + ξ^x;
       θ ← Q_W(x')  (the model sees Q_W(x); stream ``"u_weight"``).
     * ``"low"``, naive (SGHMCLP-L, (H3)): v' = Q_V(a v − c_v g + ξ^v);
-      x' = Q_W(x + c_xv v + s_x c_xg g + ξ^x)  (streams ``"u_vel"``, ``"u_weight"``).
+      x' = Q_W(x + c_xv v + s_x c_xg g + ξ^x)  (streams ``"u_velocity"``, ``"u_weight"``).
     * ``"low"``, ``variance_corrected=True`` (VC SGHMCLP-L, (H4)):
       v' = Q^vc(a v − c_v g, Σ_v); x' = Q^vc(x + c_xv v + s_x c_xg g, Σ_x) -- two
       independent Q^vc draws, so Σ_xv is dropped, as published (§3.9, §7.3.3).
       Streams ``"xi_v", "u_round_v", "u_cat_v", "xi_x", "u_round_x", "u_cat_x"``.
 
+    Q_G is ``grad_format``: ``"same"`` (the default, as refimpl's ``grad_fmt``: the
+    weight format), ``None`` (full-precision gradient) or a format.
     Q_V is ``velocity_format`` (default: ``weight_format``, as the synthetic
     code).  ``ties`` and ``vc_bfp_published`` are passed to Q^vc (as refimpl's
     ``sghmc_vc`` options).  ``velocity_rescaling`` (LP-L/VC, fixed point, (H5) §3.10):
@@ -159,7 +153,7 @@ class LowPrecisionSGHMC(LowPrecisionWeightsMixin, _SGHMCBase):
     """
 
     def __init__(self, params, lr: float, friction: float = 1.0, inverse_mass: float = 1.0,
-                 temperature: float = 1.0, num_data: float = 1, *, weight_format=None, grad_format=None,
+                 temperature: float = 1.0, num_data: float = 1, *, weight_format=None, grad_format="same",
                  velocity_format="same", accumulator: str = "full", variance_corrected: bool = False,
                  ties: Optional[str] = None, vc_bfp_published: bool = False, position_sign: str = "correct",
                  velocity_rescaling: Optional[str] = None, velocity_rescaling_constant: float = 1.0,
@@ -169,7 +163,7 @@ class LowPrecisionSGHMC(LowPrecisionWeightsMixin, _SGHMCBase):
         if accumulator not in ("full", "low"):
             raise ValueError(f"accumulator must be 'full' or 'low', got {accumulator!r}")
         self.weight_format = as_format(weight_format, "weight_format")
-        self.grad_format = as_format(grad_format, "grad_format")
+        self.grad_format = self.weight_format if grad_format == "same" else as_format(grad_format, "grad_format")
         self.velocity_format = (self.weight_format if velocity_format == "same"
                                 else as_format(velocity_format, "velocity_format"))
         if variance_corrected and (accumulator != "low" or self.weight_format is None):
@@ -208,7 +202,7 @@ class LowPrecisionSGHMC(LowPrecisionWeightsMixin, _SGHMCBase):
                                 ("xi_x", "normal"), ("u_round_x", "uniform"), ("u_cat_x", "uniform")])
         lay += [("z1", "normal"), ("z2", "normal")]
         if self.accumulator == "low" and self.velocity_format is not None:
-            lay.append(("u_vel", "uniform"))
+            lay.append(("u_velocity", "uniform"))
         if self.weight_format is not None:
             lay.append(("u_weight", "uniform"))
         return tuple(lay)
@@ -263,7 +257,7 @@ class LowPrecisionSGHMC(LowPrecisionWeightsMixin, _SGHMCBase):
                         tq._sr_fast(x, self.weight_format, noise["u_weight"][i]))
             else:
                 if self.velocity_format is not None:
-                    v_new = tq._sr_fast(v_new / S, self.velocity_format, noise["u_vel"][i]) * S
+                    v_new = tq._sr_fast(v_new / S, self.velocity_format, noise["u_velocity"][i]) * S
                 if self.weight_format is not None:
                     x_new = tq._sr_fast(x_new, self.weight_format, noise["u_weight"][i])
                 v.copy_(v_new)

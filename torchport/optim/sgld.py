@@ -107,8 +107,10 @@ class LowPrecisionSGLD(LowPrecisionWeightsMixin, NoisyOptimizer):
       θ ← Q^vc(θ − lr·d, V = σ², Q_W's grid)  ((Q5)/(Q6)).
 
     Q_W is stochastic rounding to ``weight_format`` (refimpl format or string,
-    e.g. ``"fixed:8:6"``), Q_G to ``grad_format`` (None: full-precision
-    gradient).  With ``quantize_initial=True`` (default) the constructor sets
+    e.g. ``"fixed:8:6"``), Q_G to ``grad_format``: ``"same"`` (the default, as
+    refimpl's ``grad_fmt``: the weight format, as both papers quantize gradients),
+    ``None`` (full-precision gradient) or a format.  With ``quantize_initial=True``
+    (default) the constructor sets
     θ ← Q_W(acc) by stochastic rounding for "full" (stream ``"u_weight"``; acc
     keeps the unquantized value), so the first gradient is taken at
     low-precision weights as (S4) requires, and θ ← Q^d(θ) (nearest, no noise)
@@ -128,7 +130,7 @@ class LowPrecisionSGLD(LowPrecisionWeightsMixin, NoisyOptimizer):
     """
 
     def __init__(self, params, lr: float, temperature: float = 1.0, num_data: float = 1, *,
-                 weight_format=None, grad_format=None, accumulator: str = "full",
+                 weight_format=None, grad_format="same", accumulator: str = "full",
                  variance_corrected: bool = False, ties: Optional[str] = None, vc_bfp_published: bool = False,
                  weight_decay: float = 0.0, add_noise: bool = True,
                  quantize_initial: bool = True, seed: Optional[int] = None,
@@ -140,7 +142,7 @@ class LowPrecisionSGLD(LowPrecisionWeightsMixin, NoisyOptimizer):
         if accumulator not in ("full", "low"):
             raise ValueError(f"accumulator must be 'full' or 'low', got {accumulator!r}")
         self.weight_format = as_format(weight_format, "weight_format")
-        self.grad_format = as_format(grad_format, "grad_format")
+        self.grad_format = self.weight_format if grad_format == "same" else as_format(grad_format, "grad_format")
         if variance_corrected and accumulator != "low":
             raise ValueError(f"variance_corrected=True needs accumulator='low', got accumulator={accumulator!r}")
         if variance_corrected and (self.weight_format is None or not add_noise):

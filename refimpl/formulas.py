@@ -1,0 +1,70 @@
+"""Scalar formulas shared by refimpl (jitted) and torchport (plain Python): defined once, imported.
+
+Each function is plain Python on floats with Numba-compatible code.  refimpl
+compiles it with ``numba.njit`` where a jitted kernel calls it; torchport calls
+the same function object.  Both therefore evaluate the same operations in the
+same order, which is what float64 bit parity between the packages needs.
+
+* :func:`sghmc_coefficients` -- (H0), LP-SGHMC (Wang et al., TMLR 2024) eq. 3 / Cheng et al. 2018.
+* :func:`decay_factor` -- the decay schedule (S7), ruqizhang/low-precision-sgld bnn/train.py.
+* :func:`ctld_coupling`, :func:`ctld_coupling_derivative` -- g(α), g'(α) of (C4) [reconstruction].
+
+No randomness; no imports beyond :mod:`math`.
+"""
+
+from __future__ import annotations
+
+import math
+
+__all__ = ["ctld_coupling", "ctld_coupling_derivative", "decay_factor", "sghmc_coefficients"]
+
+
+def sghmc_coefficients(step_size, friction, inverse_mass, temperature):
+    """(H0) per-step coefficients: ``(a, c_v, c_xv, c_xg, TΣ_v, TΣ_x, TΣ_xv)``.
+
+    With h = γη and a = e^{−h}:  c_v = u(1 − a)/γ,  c_xv = (1 − a)/γ,
+    c_xg = u(h + a − 1)/γ²,  Σ_v = u(1 − a²),  Σ_x = u(2h + 4a − a² − 3)/γ²,
+    Σ_xv = u(1 − a)²/γ, the covariances multiplied by the temperature T.
+    Evaluated with expm1 (accurate at small γη): 2h + 4a − a² − 3 = 2(h + (a−1)) − (a−1)².
+    """
+    gamma, eta, u, temp = friction, step_size, inverse_mass, temperature
+    h = gamma * eta
+    em1 = math.expm1(-h)  # a − 1
+    a = 1.0 + em1
+    c_v = -u * em1 / gamma
+    c_xv = -em1 / gamma
+    c_xg = u * (h + em1) / (gamma * gamma)
+    sig_v = -u * temp * math.expm1(-2.0 * h)
+    sig_x = u * temp * (2.0 * (h + em1) - em1 * em1) / (gamma * gamma)
+    sig_xv = u * temp * em1 * em1 / gamma
+    return a, c_v, c_xv, c_xg, sig_v, sig_x, sig_xv
+
+
+def decay_factor(t):
+    """f(t) of (S7) at t = epoch/epochs: 1 (t ≤ 0.5), 1 − 0.99(t − 0.5)/0.4 (t ≤ 0.9), 0.01 after."""
+    if t <= 0.5:
+        return 1.0
+    if t <= 0.9:
+        return 1.0 - 0.99 * (t - 0.5) / 0.4
+    return 0.01
+
+
+def ctld_coupling(a, d1, d2, gmin):
+    """g(α) of (C4): 1 on |α| ≤ δ₁, g_min beyond δ₂, 1 − (1 − g_min)·S(s) between, S(s) = s²(3 − 2s)."""
+    x = abs(a)
+    if x <= d1:
+        return 1.0
+    if x >= d2:
+        return gmin
+    s = (x - d1) / (d2 - d1)
+    return 1.0 - (1.0 - gmin) * s * s * (3.0 - 2.0 * s)
+
+
+def ctld_coupling_derivative(a, d1, d2, gmin):
+    """g'(α) of (C4): −(1 − g_min)·6s(1 − s)/(δ₂ − δ₁)·sign(α) between δ₁ and δ₂, 0 elsewhere."""
+    x = abs(a)
+    if x <= d1 or x >= d2:
+        return 0.0
+    s = (x - d1) / (d2 - d1)
+    d = -(1.0 - gmin) * 6.0 * s * (1.0 - s) / (d2 - d1)
+    return d if a > 0 else -d
