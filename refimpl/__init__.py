@@ -3,6 +3,10 @@
 Number formats (ALGORITHMS.md §2.1-§2.3) and quantizers (§2.4-§2.6) are exported here.
 """
 
+# First, before any kernel is compiled: importing refimpl._cache points Numba's cache at a
+# directory keyed by the hash of the kernel sources, so no entry point runs stale machine code.
+from refimpl import _cache  # noqa: F401  (side effect: refimpl._cache.install())
+
 from refimpl.formats import (
     BlockFloatingPoint,
     FixedPoint,

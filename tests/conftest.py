@@ -2,32 +2,32 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def _kernel_source_hash() -> str:
-    """Hash of every ``refimpl`` source file.
+def _install_numba_cache() -> None:
+    """Numba's cache directory keyed by the hash of every ``refimpl`` source (refimpl/_cache.py).
 
     Numba's ``cache=True`` only checks the timestamp of the file that defines a
     function, so a kernel that inlines a helper from another module keeps the
-    stale machine code after that helper changes.  Keying the cache directory by
-    the hash of all kernel sources makes every test run use code compiled from
-    the sources it is testing.
+    stale machine code after that helper changes.  ``refimpl/__init__.py`` calls
+    the same function for every entry point; here it runs before numba is first
+    imported, with the cache beside the checkout.  The module is loaded from its
+    file (it imports only the standard library) so that this does not import refimpl.
     """
-    digest = hashlib.sha256()
-    for path in sorted((REPO_ROOT / "refimpl").rglob("*.py")):
-        digest.update(path.relative_to(REPO_ROOT).as_posix().encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_qlangevin_numba_cache", REPO_ROOT / "refimpl" / "_cache.py")
+    os.environ.setdefault("QLANGEVIN_NUMBA_CACHE", str(REPO_ROOT / ".numba_cache"))
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))  # installs on import
 
 
 # Both must be set before numba / numpy are first imported (conftest is loaded
 # before any test module, also in every pytest-xdist worker).
-os.environ.setdefault("NUMBA_CACHE_DIR", str(REPO_ROOT / ".numba_cache" / _kernel_source_hash()))
+_install_numba_cache()
 # Two xdist workers on a 2-core machine: multi-threaded BLAS only oversubscribes.
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")

@@ -1,13 +1,20 @@
 """``qlangevin verify``: check each published convergence claim; write a report with plots.
 
-    qlangevin verify [--quick | --full] [--out DIR] [--only ID ...] [--seed N] [--workers N] [--list]
+    qlangevin verify [--quick | --full] [--out DIR] [--only ID ...] [--seed N] [--workers N]
+                     [--scheduler ADDRESS] [--mutate NAME] [--list]
 
 Writes ``DIR/report.json`` (schema in :mod:`theory.report`), ``DIR/report.md`` and
-``DIR/figures/*.png``; exits 0 if every claim passes, 1 if any fails or errors,
-2 on bad arguments.  ``--workers N`` runs claims in N processes (a machine with
-more cores finishes sooner); ``--only`` selects claims (ids, or prefixes ending
-in ``*``), so ``--full`` can be spread over several machines or processes, each
-with its own ``--only`` shard and ``--out`` directory.
+``DIR/figures/*.png`` (figures of an earlier run in ``DIR/figures`` are removed
+first); exits 0 if every claim's implementation verdict is PASS, 1 if any fails or
+errors, 2 on bad arguments.  Each claim also gets a publication verdict (the
+published figure, table or sentence reproduced: yes / partly / no / not checkable
+here), which does not change the exit status.
+
+The sampler work is split into grid-point tasks (:mod:`theory.tasks`) that run on
+``--workers N`` local processes (default: one per CPU) or on a Dask cluster
+(``--scheduler ADDRESS``, ``dask.distributed``); the numbers are identical for the
+same seed whatever the worker count.  ``--mutate NAME`` runs with a named bug
+(:mod:`theory.mutations`) to see which claims catch it.
 """
 
 from __future__ import annotations
@@ -16,7 +23,6 @@ import datetime as _dt
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 __all__ = ["add_arguments", "run", "verify"]
@@ -24,6 +30,8 @@ __all__ = ["add_arguments", "run", "verify"]
 
 def add_arguments(parser) -> None:
     """Add the ``verify`` options to an argparse (sub)parser (contract of qlangevin/cli.py)."""
+    from theory.mutations import MUTATIONS
+
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", dest="mode", action="store_const", const="quick", help="reduced grid, a few minutes on 2 cores (default)")
     size.add_argument("--full", dest="mode", action="store_const", const="full", help="the complete grid")
@@ -32,7 +40,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", default="verify-report", help="output directory (default: ./verify-report)")
     parser.add_argument("--only", nargs="+", metavar="ID", help="run only these claims (ids, or prefixes ending in '*')")
     parser.add_argument("--seed", type=int, default=20240601, help="base seed of every experiment (default 20240601)")
-    parser.add_argument("--workers", type=int, default=None, help="processes running claims in parallel (default: min(#claims, CPUs))")
+    parser.add_argument("--workers", type=int, default=None, help="local processes running grid-point tasks (default: CPUs)")
+    parser.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                        help="run the grid-point tasks on this Dask scheduler (e.g. tcp://host:8786) instead of local processes")
+    parser.add_argument("--mutate", metavar="NAME", choices=sorted(MUTATIONS), default=None,
+                        help="mutation testing: run with a named bug (" + ", ".join(sorted(MUTATIONS)) + ")")
     parser.add_argument("--list", action="store_true", help="list the claims and exit")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -44,72 +56,58 @@ def argparse_suppress():
     return argparse.SUPPRESS
 
 
-def _worker(claim_id: str, mode: str, seed: int, figures_dir: str) -> dict:
-    """Run one claim in a worker process with the reference sampler."""
-    from theory.claims import CLAIMS, Context
-    from theory.experiments import default_sampler
-    from theory.report import run_claim
-
-    ctx = Context(sampler=default_sampler(), mode=mode, seed=seed, figures_dir=Path(figures_dir))
-    return run_claim(CLAIMS[claim_id], ctx)
-
-
-def verify(claims, *, mode="quick", seed=20240601, out_dir="verify-report", workers=1, sampler=None, progress=True) -> dict:
+def verify(claims, *, mode="quick", seed=20240601, out_dir="verify-report", workers=1, sampler=None, progress=True,
+           scheduler=None, mutation=None) -> dict:
     """Run ``claims`` and write the report; returns the report dict.
 
-    With ``sampler`` given (tests inject broken samplers) the claims run in this
-    process with that sampler; otherwise with ``refimpl.sample``, in ``workers``
-    processes when ``workers > 1``.
+    With ``sampler`` given (tests inject broken samplers) the tasks run in this
+    process with that sampler (or on ``scheduler``); otherwise with ``refimpl.sample``
+    on ``workers`` local processes or on the Dask ``scheduler`` (an address or a
+    ``distributed.Client``).  ``mutation``: a name from :data:`theory.mutations.MUTATIONS`.
     """
-    from theory.claims import Context
-    from theory.report import SCHEMA, overall_verdict, run_claim, write_report
+    import contextlib
 
     import qlangevin
+    from theory.mutations import mutate_sampler, mutation_context
+    from theory.report import (
+        SCHEMA,
+        overall_verdict,
+        provenance,
+        statistics_summary,
+        write_report,
+    )
+    from theory.tasks import run_claims
 
     out_dir = Path(out_dir)
     fig_dir = out_dir / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
+    for stale in fig_dir.glob("*.png"):  # no figure from an earlier run survives beside this run's
+        stale.unlink()
     started = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     t0 = time.perf_counter()
-    entries: dict[str, dict] = {}
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(claims), desc="verify", unit="claim", file=sys.stderr)
-
-    def done(entry):
-        entries[entry["id"]] = entry
-        if bar is not None:
-            bar.set_postfix_str(f"{entry['id']}: {entry['verdict']} ({entry['duration_s']:.0f}s)")
-            bar.update(1)
-
-    if sampler is not None or workers <= 1:
-        if sampler is None:
-            from theory.experiments import default_sampler
-
-            sampler = default_sampler()
-        for c in claims:
-            log = (lambda msg: bar.set_description_str(msg[:60])) if bar is not None else (lambda msg: None)
-            done(run_claim(c, Context(sampler=sampler, mode=mode, seed=seed, figures_dir=fig_dir, log=log)))
-    else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            by_cost = sorted(claims, key=lambda c: -c.weight)  # longest first: better packing on few cores
-            futs = [pool.submit(_worker, c.id, mode, seed, str(fig_dir)) for c in by_cost]
-            for f in as_completed(futs):
-                done(f.result())
-    if bar is not None:
-        bar.close()
-    ordered = [entries[c.id] for c in claims]
+    cpu0 = time.process_time()
+    if mutation is not None:
+        sampler = mutate_sampler(sampler, mutation)
+    with mutation_context(mutation) if mutation is not None else contextlib.nullcontext():
+        ordered, task_stats = run_claims(claims, mode=mode, seed=seed, figures_dir=fig_dir, sampler=sampler, workers=workers,
+                                         scheduler=scheduler, progress=progress)
+    pubs = [e.get("publication", {}).get("verdict") for e in ordered]
     report = {
         "schema": SCHEMA,
         "qlangevin_version": getattr(qlangevin, "__version__", "unknown"),
+        "provenance": provenance(),
         "mode": mode,
         "seed": int(seed),
         "started_utc": started,
         "duration_s": round(time.perf_counter() - t0, 2),
+        "main_process_cpu_s": round(time.process_time() - cpu0, 2),
         "workers": int(workers),
+        "scheduler": task_stats["scheduler"],
+        "tasks": task_stats,
+        "mutation": mutation,
         "verdict": overall_verdict(ordered),
+        "publication": {v: pubs.count(v) for v in ("yes", "partly", "no", "not checkable here")},
+        "statistics": statistics_summary(ordered, mode),
         "claims": ordered,
     }
     write_report(report, out_dir)
@@ -131,16 +129,36 @@ def run(args) -> int:
         return 2
     workers = args.workers
     if workers is None:
-        workers = max(1, min(len(claims), os.cpu_count() or 1))
+        workers = max(1, os.cpu_count() or 1)
     if workers < 1:
         print(f"qlangevin verify: --workers must be >= 1, got {workers}", file=sys.stderr)
         return 2
-    report = verify(claims, mode=args.mode, seed=args.seed, out_dir=args.out, workers=workers, progress=not args.no_progress)
+    if args.scheduler is not None:
+        try:
+            import distributed  # noqa: F401
+        except ImportError:
+            print("qlangevin verify: --scheduler needs dask.distributed (pip install 'qlangevin[dask]')", file=sys.stderr)
+            return 2
+    try:
+        report = verify(claims, mode=args.mode, seed=args.seed, out_dir=args.out, workers=workers, progress=not args.no_progress,
+                        scheduler=args.scheduler, mutation=args.mutate)
+    except OSError as exc:  # e.g. an unreachable --scheduler
+        print(f"qlangevin verify: {exc}", file=sys.stderr)
+        return 2
     width = max(len(c["id"]) for c in report["claims"])
+    print(f"{'claim':{width}s}  implementation  publication         checks    time")
     for c in report["claims"]:
         judged = [m["passed"] for m in c["measurements"] if m["passed"] is not None]
-        print(f"{c['id']:{width}s}  {c['verdict'].upper():5s}  {sum(judged)}/{len(judged)} checks  {c['duration_s']:.1f}s")
+        pub = c["publication"]["verdict"]
+        print(f"{c['id']:{width}s}  {c['verdict'].upper():14s}  {pub:18s}  {sum(judged):3d}/{len(judged):<3d}  {c['duration_s']:6.1f}s")
         if c["verdict"] == "error":
             print("    " + c["error"].splitlines()[0])
-    print(f"verdict: {report['verdict'].upper()}  ({report['duration_s']:.1f}s, {args.mode}, seed {args.seed}); report: {Path(args.out) / 'report.md'}")
+        elif pub != "yes":
+            print(f"    publication {pub}: {c['publication']['reason']}")
+    st = report["statistics"]
+    pc = report["publication"]
+    print(f"judged {st['judged_checks']} checks at |z| <= {st['z_threshold']:.2f} (family-wise alpha {st['family_alpha_actual']:.3g}); "
+          f"publication: {pc['yes']} yes, {pc['partly']} partly, {pc['no']} no, {pc['not checkable here']} not checkable here")
+    print(f"implementation verdict: {report['verdict'].upper()}  ({report['duration_s']:.1f}s, {args.mode}, seed {args.seed}); "
+          f"report: {Path(args.out) / 'report.md'}")
     return 0 if report["verdict"] == "pass" else 1

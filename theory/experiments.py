@@ -41,12 +41,62 @@ __all__ = [
     "within_prediction",
     "derive_seed",
     "Z_PASS",
+    "FAMILY_ALPHA",
+    "FAMILY_SIZE",
+    "POWER",
+    "family_z",
+    "family_alpha",
+    "mde",
 ]
 
-#: A pass rule "agrees with a prediction" allows |measured − predicted| ≤ Z_PASS standard errors
-#: (plus any stated model error).  5σ: a correct sampler fails one check with probability ~6e-7,
-#: so the ~100 checks of a full run fail spuriously with probability < 1e-4.
+#: Legacy flat threshold (5σ).  The claims now judge at :func:`family_z` of their mode
+#: (``Context.z``); Z_PASS remains the default of :func:`within_prediction` for callers outside verify.
 Z_PASS = 5.0
+
+#: Family-wise false-alarm rate of one ``verify`` run: a correct sampler fails at least
+#: one judged check of the run with probability ≤ FAMILY_ALPHA.
+FAMILY_ALPHA = 0.01
+#: The number of judged checks each mode is budgeted for (the family of the Šidák correction).
+#: The report states the actual count; tests/theory checks that it stays within the budget.
+FAMILY_SIZE = {"tiny": 60, "quick": 300, "full": 1000}
+#: Power at which the minimum detectable effect (MDE) of a judged statistic is stated.
+POWER = 0.9
+
+
+def family_z(n_checks: int, alpha: float = FAMILY_ALPHA) -> float:
+    """Two-sided z threshold giving family-wise false-alarm rate ``alpha`` over ``n_checks`` (Šidák).
+
+    Each check fails a correct sampler with probability p = 1 − (1 − α)^{1/n}, i.e. at
+    |z| > Φ⁻¹(1 − p/2).  α = 0.01: n = 60 → 3.76, n = 300 → 4.15, n = 1000 → 4.42.
+    """
+    from scipy.stats import norm as _norm
+
+    n = int(n_checks)
+    if n < 1:
+        raise ValueError(f"n_checks must be >= 1, got {n_checks!r}")
+    if not 0.0 < float(alpha) < 1.0:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+    p = -math.expm1(math.log1p(-float(alpha)) / n)
+    return float(_norm.isf(p / 2))
+
+
+def family_alpha(z: float, n_checks: int) -> float:
+    """The family-wise false-alarm rate of ``n_checks`` independent two-sided checks at threshold ``z``."""
+    from scipy.stats import norm as _norm
+
+    p = 2.0 * float(_norm.sf(float(z)))
+    return float(-math.expm1(int(n_checks) * math.log1p(-p)))
+
+
+def mde(se: float, z: float, model_error: float = 0.0, power: float = POWER) -> float:
+    """Minimum detectable effect of a check ``|value − prediction| ≤ z·se + model_error``.
+
+    The smallest true deviation that makes the check fail with probability ≥ ``power``
+    (normal approximation, far tail neglected): ``model_error + (z + Φ⁻¹(power))·se``.
+    """
+    from scipy.stats import norm as _norm
+
+    return float(model_error) + (float(z) + float(_norm.ppf(power))) * float(se)
 
 Sampler = Callable[..., np.ndarray]
 
@@ -100,6 +150,9 @@ def law_at_step(
         raise ValueError(f"n_chains must be >= 2, got {n_chains!r}")
     if int(n_steps) < 1:
         raise ValueError(f"n_steps must be >= 1, got {n_steps!r}")
+    if hasattr(sampler, "task_law_at_step"):  # theory.tasks: planned / replayed as a grid-point task
+        return sampler.task_law_at_step(method, target, n_chains=int(n_chains), n_steps=int(n_steps), step_size=float(step_size),
+                                        seed=int(seed), dim=int(dim), **kwargs)
     out = sampler(
         method,
         target,
@@ -146,6 +199,9 @@ def law_path(
     span = ks[-1] - ks[0] + 1
     if span * int(n_chains) * int(dim) * 8 > max_bytes:
         raise ValueError(f"law_path would store {span}×{n_chains}×{dim} float64; reduce steps or n_chains")
+    if hasattr(sampler, "task_law_path"):  # theory.tasks: planned / replayed as a grid-point task
+        return sampler.task_law_path(method, target, steps=[int(k) for k in steps], n_chains=int(n_chains), step_size=float(step_size),
+                                     seed=int(seed), dim=int(dim), max_bytes=max_bytes, **kwargs)
     out = sampler(
         method,
         target,
@@ -285,9 +341,20 @@ class Measurement:
     tolerance: float | None = None
     passed: bool | None = None
     note: str = ""
+    #: minimum detectable effect at power :data:`POWER` (same units as ``value``); filled in
+    #: from ``tolerance`` and ``se`` for judged rows (``tolerance + Φ⁻¹(POWER)·se``) when not given
+    mde: float | None = None
+
+    def __post_init__(self):
+        if self.mde is None and self.passed is not None and self.tolerance is not None and self.se is not None:
+            from scipy.stats import norm as _norm
+
+            t, s = float(self.tolerance), float(self.se)
+            if math.isfinite(t) and math.isfinite(s):
+                self.mde = t + float(_norm.ppf(POWER)) * s
 
     def to_json(self) -> dict:
-        """JSON-ready dict (numpy scalars converted; non-finite floats as strings)."""
+        """JSON-ready dict (numpy scalars converted; non-finite floats as None, i.e. null)."""
         def f(v):
             if v is None:
                 return None
@@ -297,7 +364,7 @@ class Measurement:
                 return int(v)
             if isinstance(v, (float, np.floating)):
                 v = float(v)
-                return v if math.isfinite(v) else str(v)
+                return v if math.isfinite(v) else None
             return v
 
         return {
@@ -311,6 +378,8 @@ class Measurement:
             "bound": f(self.bound),
             "tolerance": f(self.tolerance),
             "passed": self.passed,
+            "mde": f(self.mde),
+            "mde_relative": f(self.mde / abs(self.prediction)) if (self.mde is not None and self.prediction) else None,
             "note": self.note,
         }
 

@@ -5,8 +5,13 @@ Theorems 4–6 (strongly log-concave, explicit step size and iteration count) an
 step-size condition of §5.3.
 """
 
-from theory.bounds import Rate, StepAndIterations, sghmc_step_size_condition as step_size_condition  # noqa: F401
-from theory.bounds import lpsghmc_thm1 as thm1, lpsghmc_thm2 as thm2, lpsghmc_thm3 as thm3  # noqa: F401
-from theory.bounds import lpsghmc_thm4 as thm4, lpsghmc_thm5 as thm5, lpsghmc_thm6 as thm6  # noqa: F401
+from theory.bounds import Rate, StepAndIterations  # noqa: F401
+from theory.bounds import lpsghmc_thm1 as thm1  # noqa: F401
+from theory.bounds import lpsghmc_thm2 as thm2
+from theory.bounds import lpsghmc_thm3 as thm3
+from theory.bounds import lpsghmc_thm4 as thm4  # noqa: F401
+from theory.bounds import lpsghmc_thm5 as thm5
+from theory.bounds import lpsghmc_thm6 as thm6
+from theory.bounds import sghmc_step_size_condition as step_size_condition
 
 __all__ = ["Rate", "StepAndIterations", "step_size_condition", "thm1", "thm2", "thm3", "thm4", "thm5", "thm6"]

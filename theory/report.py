@@ -1,19 +1,33 @@
 """Running claims and writing the ``qlangevin verify`` report.
 
-``DIR/report.json`` schema (``"schema": "qlangevin.verify/1"``)::
+``DIR/report.json`` schema (``"schema": "qlangevin.verify/2"``)::
 
     {
-      "schema": "qlangevin.verify/1",
+      "schema": "qlangevin.verify/2",
       "qlangevin_version": str,
+      "provenance": {                          # what produced the report (theory.report.provenance)
+        "qlangevin_version": str, "git_commit": str | null, "git_dirty": bool | null,
+        "kernel_source_hash": str,             # names Numba's cache directory (refimpl/_cache.py)
+        "numba_cache_dir": str | null, "python": str,
+        "versions": {"numpy": str | null, "numba": ..., "scipy": ..., "POT": ..., "torch": ..., ...}
+      },
       "mode": "tiny" | "quick" | "full",
       "seed": int,
-      "started_utc": str, "duration_s": float, "workers": int,
-      "verdict": "pass" | "fail",            # fail if any claim is not "pass"
+      "started_utc": str, "duration_s": float, "workers": int, "scheduler": str,
+      "verdict": "pass" | "fail",            # implementation verdict of the run: fail if any claim is not "pass"
+      "publication": {"yes": int, "partly": int, "no": int, "not checkable here": int},
+      "statistics": {                          # multiple-testing bookkeeping (theory.report.statistics_summary)
+        "family_alpha_target": float, "z_threshold": float, "family_size_budget": int,
+        "judged_checks": int, "family_alpha_actual": float, "power_for_mde": float, "note": str
+      },
       "claims": [
         {
           "id": str, "source": str, "statement": str, "experiment": str,
-          "measured": str, "prediction": str, "pass_rule": str,   # the declarative record
-          "verdict": "pass" | "fail" | "error",
+          "measured": str, "prediction": str, "pass_rule": str,
+          "published": str,                   # the declarative record
+          "verdict": "pass" | "fail" | "error",   # the implementation verdict (same as "implementation")
+          "implementation": "pass" | "fail" | "error",
+          "publication": {"verdict": "yes" | "partly" | "no" | "not checkable here", "reason": str},
           "duration_s": float,
           "error": str | null,                # traceback summary when verdict == "error"
           "figures": [str, ...],              # paths relative to DIR
@@ -23,13 +37,15 @@
               "label": str,
               "parameters": {name: value},    # method, eta, delta, K, n_chains, ...
               "quantity": str,                # what was measured
-              "value": float,                 # the measured value
-              "ci": [lo, hi],                 # 95% interval (NaN-strings when not applicable)
+              "value": float | null,          # the measured value
+              "ci": [lo, hi],                 # 95% interval (null when not applicable)
               "se": float | null,             # standard error
               "prediction": float | null,     # spec §5.8 prediction, if any
               "bound": float | null,          # theorem bound, if any
               "tolerance": float | null,      # allowed |value − prediction|, if judged that way
               "passed": bool | null,          # null: reported, not judged
+              "mde": float | null,            # minimum detectable effect at power 0.9 (units of value)
+              "mde_relative": float | null,   # mde / |prediction|
               "note": str
             }, ...
           ]
@@ -37,22 +53,25 @@
       ]
     }
 
-Non-finite floats are written as the strings "nan", "inf", "-inf" (strict JSON).
+Non-finite floats are written as null (strict JSON; never the string "nan").
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import time
 import traceback
 from pathlib import Path
 
 from theory.claims import Claim, Context
+from theory.claims._common import PUBLICATION_VERDICTS, verdict_line
+from theory.experiments import FAMILY_ALPHA, FAMILY_SIZE, POWER, family_alpha, family_z
 
-__all__ = ["SCHEMA", "run_claim", "write_report", "render_markdown", "overall_verdict"]
+__all__ = ["SCHEMA", "overall_verdict", "provenance", "render_markdown", "run_claim", "statistics_summary", "write_report"]
 
-SCHEMA = "qlangevin.verify/1"
+SCHEMA = "qlangevin.verify/2"
 
 
 def run_claim(claim: Claim, ctx: Context) -> dict:
@@ -62,14 +81,82 @@ def run_claim(claim: Claim, ctx: Context) -> dict:
     try:
         outcome = claim.run(ctx)
         rows = [m.to_json() for m in outcome.measurements]
-        judged = [r["passed"] for r in rows if r["passed"] is not None]
-        verdict = "pass" if judged and all(judged) else "fail"
-        entry.update(verdict=verdict, error=None, figures=list(outcome.figures), info=_jsonable(outcome.info), measurements=rows)
+        verdict = outcome.implementation_verdict()
+        if outcome.publication is None:
+            pub = {"verdict": "not checkable here", "reason": "the experiment did not decide a publication verdict"}
+        else:
+            pv, reason = outcome.publication
+            if pv not in PUBLICATION_VERDICTS:
+                raise ValueError(f"{claim.id}: publication verdict must be one of {PUBLICATION_VERDICTS}, got {pv!r}")
+            pub = {"verdict": pv, "reason": reason}
+        entry.update(verdict=verdict, implementation=verdict, publication=pub, error=None, figures=list(outcome.figures),
+                     info=_jsonable(outcome.info), measurements=rows)
     except Exception as exc:  # reported as a claim error, so one broken claim does not hide the others
         tb = traceback.format_exc(limit=6)
-        entry.update(verdict="error", error=f"{type(exc).__name__}: {exc}\n{tb}", figures=[], info={}, measurements=[])
+        entry.update(verdict="error", implementation="error", publication={"verdict": "not checkable here", "reason": "the experiment raised"},
+                     error=f"{type(exc).__name__}: {exc}\n{tb}", figures=[], info={}, measurements=[])
     entry["duration_s"] = round(time.perf_counter() - t0, 3)
     return entry
+
+
+def statistics_summary(entries, mode: str) -> dict:
+    """The run's multiple-testing bookkeeping: threshold, budget, actual number of judged checks, realised α."""
+    z = family_z(FAMILY_SIZE[mode])
+    n = sum(1 for e in entries for m in e["measurements"] if m["passed"] is not None)
+    return {
+        "family_alpha_target": FAMILY_ALPHA,
+        "z_threshold": z,
+        "family_size_budget": FAMILY_SIZE[mode],
+        "judged_checks": n,
+        "family_alpha_actual": family_alpha(z, n) if n else 0.0,
+        "power_for_mde": POWER,
+        "note": "each judged check allows |measured − predicted| ≤ z·SE + stated model error (one-sided checks: z·SE); "
+                "z is the two-sided Šidák threshold for family-wise α over the mode's budget of checks; "
+                "mde: the smallest true deviation detected with probability ≥ power",
+    }
+
+
+def provenance() -> dict:
+    """What produced a report: package version, git commit, kernel-source hash, library versions.
+
+    ``git_commit`` is None outside a git checkout; ``git_dirty`` says whether tracked
+    files differ from that commit.  ``kernel_source_hash`` is the hash that names
+    Numba's cache directory (refimpl/_cache.py), so two reports with the same hash ran
+    the same kernel sources.  Versions are None for libraries that are not installed.
+    """
+    import platform
+    import subprocess
+    from importlib import metadata
+
+    import qlangevin
+    from refimpl import _cache
+
+    def version(dist):
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return None
+
+    root = Path(qlangevin.__file__).resolve().parents[1]
+    commit = dirty = None
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10).stdout.strip() or None
+        if commit:
+            st = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, timeout=10)
+            dirty = bool(st.stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {
+        "qlangevin_version": getattr(qlangevin, "__version__", None),
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "kernel_source_hash": _cache.kernel_source_hash(),
+        "numba_cache_dir": os.environ.get("NUMBA_CACHE_DIR"),
+        "python": platform.python_version(),
+        "versions": {name: version(dist) for name, dist in
+                     (("numpy", "numpy"), ("numba", "numba"), ("scipy", "scipy"), ("POT", "POT"), ("torch", "torch"),
+                      ("matplotlib", "matplotlib"), ("dask", "dask"), ("distributed", "distributed"))},
+    }
 
 
 def _jsonable(obj):
@@ -85,7 +172,7 @@ def _jsonable(obj):
         return str(obj)
     if isinstance(obj, int):
         return obj
-    return v if math.isfinite(v) else str(v)
+    return v if math.isfinite(v) else None
 
 
 def overall_verdict(entries) -> str:
@@ -105,47 +192,74 @@ def _fmt(v, digits=4):
     return str(v)
 
 
+def _mde_text(m) -> str:
+    if m.get("mde") is None:
+        return "–"
+    rel = m.get("mde_relative")
+    return _fmt(m["mde"], 3) + (f" ({100 * rel:.1f}%)" if rel is not None else "")
+
+
 def render_markdown(report: dict) -> str:
-    """The readable table: one section per claim, one row per measurement."""
+    """The readable table: both verdicts per claim, then one section per claim, one row per measurement."""
+    st = report.get("statistics", {})
+    prov = report.get("provenance", {})
     lines = [
         "# qlangevin verify report",
         "",
         f"mode **{report['mode']}**, seed {report['seed']}, {report['workers']} worker(s), "
-        f"started {report['started_utc']}, took {report['duration_s']:.1f} s -- overall verdict: **{report['verdict'].upper()}**",
+        f"started {report['started_utc']}, took {report['duration_s']:.1f} s -- implementation verdict: **{report['verdict'].upper()}**",
         "",
-        "| claim | verdict | judged rows passed | time (s) |",
-        "|---|---|---|---|",
+        "Two verdicts per claim: *implementation* -- the code agrees with the derived prediction or bound (PASS/FAIL); "
+        "*publication* -- the published figure, table or sentence is reproduced (yes / partly / no / not checkable here).",
+        "",
+    ]
+    if st:
+        lines += [f"Judging: {st['judged_checks']} judged checks at |z| ≤ {st['z_threshold']:.2f} (Šidák, family-wise α ≤ "
+                  f"{st['family_alpha_target']:g} over a budget of {st['family_size_budget']}; realised {st['family_alpha_actual']:.4f}); "
+                  f"MDE = smallest true deviation caught with probability ≥ {st['power_for_mde']:g}.", ""]
+    if prov:
+        v = prov.get("versions", {})
+        lines += [f"Provenance: qlangevin {prov.get('qlangevin_version')}, commit {prov.get('git_commit') or 'none'}"
+                  f"{' (modified)' if prov.get('git_dirty') else ''}, kernel sources {prov.get('kernel_source_hash')}; "
+                  + ", ".join(f"{k} {val}" for k, val in v.items() if val), ""]
+    lines += [
+        "| claim | implementation | publication | judged rows passed | time (s) |",
+        "|---|---|---|---|---|",
     ]
     for c in report["claims"]:
         judged = [m["passed"] for m in c["measurements"] if m["passed"] is not None]
-        lines.append(f"| [{c['id']}](#{c['id']}) | **{c['verdict']}** | {sum(judged)}/{len(judged)} | {c['duration_s']:.1f} |")
+        pub = c.get("publication", {}).get("verdict", "–")
+        lines.append(f"| [{c['id']}](#{c['id']}) | **{c['verdict'].upper()}** | {pub} | {sum(judged)}/{len(judged)} | {c['duration_s']:.1f} |")
     for c in report["claims"]:
+        pub = c.get("publication", {})
         lines += [
             "",
             f"## {c['id']}",
             "",
+            f"**{verdict_line(c['verdict'], pub.get('verdict'))}**  ",
+            f"*Publication verdict, reason:* {pub.get('reason', '–')}  ",
             f"*Source:* {c['source']}  ",
             f"*Statement:* {c['statement']}  ",
+            f"*Published (compared for the publication verdict):* {c.get('published') or '–'}  ",
             f"*Experiment:* {c['experiment']}  ",
             f"*Measured:* {c['measured']}  ",
             f"*Prediction / bound:* {c['prediction']}  ",
-            f"*Pass rule:* {c['pass_rule']}  ",
-            f"*Verdict:* **{c['verdict']}**",
+            f"*Pass rule (implementation):* {c['pass_rule']}",
             "",
         ]
         if c.get("error"):
             lines += ["```", c["error"].strip(), "```", ""]
         if c["measurements"]:
             lines += [
-                "| measurement | value | 95% CI | prediction | bound | tolerance | result | note |",
-                "|---|---|---|---|---|---|---|---|",
+                "| measurement | value | 95% CI | prediction | bound | tolerance | MDE (power 0.9) | result | note |",
+                "|---|---|---|---|---|---|---|---|---|",
             ]
             for m in c["measurements"]:
                 res = {True: "pass", False: "**FAIL**", None: "reported"}[m["passed"]]
                 ci = f"[{_fmt(m['ci'][0])}, {_fmt(m['ci'][1])}]"
                 lines.append(
                     f"| {m['label']} | {_fmt(m['value'])} | {ci} | {_fmt(m['prediction'])} | {_fmt(m['bound'])} | "
-                    f"{_fmt(m['tolerance'], 3)} | {res} | {m['note']} |"
+                    f"{_fmt(m['tolerance'], 3)} | {_mde_text(m)} | {res} | {m['note']} |"
                 )
         if c.get("info"):
             lines += ["", "Info: " + json.dumps(c["info"], ensure_ascii=False)]

@@ -59,6 +59,26 @@ def _grad(target, x, s, rng):
     return g
 
 
+class ToySampler:
+    """The test double as a picklable object (so theory.tasks can ship it to worker processes)."""
+
+    picklable = True
+
+    def __init__(self, **flags):
+        self.flags = flags
+        self._fn = _make(**flags)
+        self.__name__ = "toy_sampler"
+
+    def __call__(self, *args, **kwargs):
+        return self._fn(*args, **kwargs)
+
+    def __getstate__(self):
+        return {"flags": self.flags}
+
+    def __setstate__(self, state):
+        self.__init__(**state["flags"])
+
+
 def make_toy_sampler(*, noise_scale=1.0, vc_is_naive=False, flip_sign=False, lp_f_as_lp_l=False):
     """A sampler with refimpl.sample's signature; the flags break it on purpose.
 
@@ -67,7 +87,10 @@ def make_toy_sampler(*, noise_scale=1.0, vc_is_naive=False, flip_sign=False, lp_
     * ``flip_sign``: SGHMC uses the opposite position sign to the one requested;
     * ``lp_f_as_lp_l``: LP-F methods silently run naive LP-L.
     """
+    return ToySampler(noise_scale=noise_scale, vc_is_naive=vc_is_naive, flip_sign=flip_sign, lp_f_as_lp_l=lp_f_as_lp_l)
 
+
+def _make(*, noise_scale=1.0, vc_is_naive=False, flip_sign=False, lp_f_as_lp_l=False):
     def sample(
         method,
         target,
@@ -87,6 +110,7 @@ def make_toy_sampler(*, noise_scale=1.0, vc_is_naive=False, flip_sign=False, lp_
         burn_in=0,
         thin=1,
         keep="all",
+        position_sign=None,
         sghmc_position_sign="correct",
         **unused,
     ):
@@ -108,7 +132,8 @@ def make_toy_sampler(*, noise_scale=1.0, vc_is_naive=False, flip_sign=False, lp_
             u = 1.0 if inverse_mass is None else float(inverse_mass)
             gam = 1.0 if friction is None else float(friction)
             co = sghmc_coefficients(eta, u, gam)
-            sx = -1.0 if sghmc_position_sign == "correct" else 1.0
+            sign = position_sign if position_sign is not None else sghmc_position_sign
+            sx = -1.0 if sign == "correct" else 1.0
             if flip_sign:
                 sx = -sx
             Sx, Sv, Sxv = (T * noise_scale**2 * c for c in (co.sigma_x, co.sigma_v, co.sigma_xv))

@@ -13,15 +13,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from theory import predictions as P
 from theory.experiments import (
+    FAMILY_SIZE,
     Measurement,
     Sampler,
+    family_z,
     variance_estimate,
     within_prediction,
 )
 
-__all__ = ["Claim", "Context", "Outcome", "MODES", "fixed_point", "SRC_LPSGLD", "SRC_LPSGHMC"]
+__all__ = ["MODES", "PUBLICATION_VERDICTS", "SRC_LPSGHMC", "SRC_LPSGLD", "Claim", "Context", "Outcome", "fixed_point", "verdict_line"]
 
 SRC_LPSGLD = "Zhang, Wilson & De Sa, Low-precision SGLD, ICML 2022"
 SRC_LPSGHMC = "Wang, Chen, Song & Zhang, Low-precision SGHMC, TMLR 2024"
@@ -38,6 +42,8 @@ class Context:
     seed: int = 0
     figures_dir: Path | None = None
     log: Callable[[str], None] = field(default=lambda msg: None)
+    #: True while theory.tasks plans the run (surrogate draws): skip costly work that draws no samples
+    planning: bool = False
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -47,6 +53,11 @@ class Context:
         """The value for the current mode: ``ctx.pick(tiny=..., quick=..., full=...)``."""
         return by_mode[self.mode]
 
+    @property
+    def z(self) -> float:
+        """The judging threshold of this mode: family-wise α = 1% over the mode's check budget (Šidák)."""
+        return family_z(FAMILY_SIZE[self.mode])
+
 
 @dataclass
 class Outcome:
@@ -55,6 +66,25 @@ class Outcome:
     measurements: list = field(default_factory=list)
     figures: list = field(default_factory=list)
     info: dict = field(default_factory=dict)
+    #: the publication verdict: (one of PUBLICATION_VERDICTS, the reason), decided by the experiment
+    publication: tuple[str, str] | None = None
+
+    def implementation_verdict(self) -> str:
+        """"pass" iff at least one measurement is judged and every judged one passed."""
+        judged = [m.passed for m in self.measurements if m.passed is not None]
+        return "pass" if judged and all(judged) else "fail"
+
+
+#: publication verdicts: the published figure, table or sentence is reproduced ...
+PUBLICATION_VERDICTS = ("yes", "partly", "no", "not checkable here")
+
+
+def verdict_line(implementation: str, publication: str | None) -> str:
+    """How both verdicts are displayed together (console, report.md, figure titles).
+
+    Never a bare PASS: the implementation verdict always comes with the publication one.
+    """
+    return f"implementation {implementation.upper()} · publication: {publication or 'not decided'}"
 
 
 @dataclass(frozen=True)
@@ -69,6 +99,8 @@ class Claim:
     prediction: str
     pass_rule: str
     run: Callable[[Context], Outcome] = field(repr=False, compare=False)
+    #: the published figure, table or sentence the publication verdict compares with, and how
+    published: str = ""
     #: relative cost of the quick run (CPU seconds measured on the 2-core dev machine); the
     #: process pool starts the most expensive claims first
     weight: float = field(default=1.0, compare=False)
@@ -83,6 +115,7 @@ class Claim:
             "measured": self.measured,
             "prediction": self.prediction,
             "pass_rule": self.pass_rule,
+            "published": self.published,
         }
 
 
@@ -103,8 +136,11 @@ def _plt():
 
 
 def _save(fig, ctx: Context, name: str, out: Outcome):
+    """Save ``fig`` as ``figures/<name>``, with both verdicts (as decided so far) in its title."""
     from matplotlib.ticker import NullFormatter
 
+    pub = out.publication[0] if out.publication else None
+    fig.suptitle(verdict_line(out.implementation_verdict(), pub), fontsize=9, y=1.02)
     for ax in fig.axes:  # no crowded minor labels on log axes
         for axis, scale in ((ax.xaxis, ax.get_xscale()), (ax.yaxis, ax.get_yscale())):
             if scale == "log":
@@ -124,9 +160,10 @@ def _transient(eta: float, n_steps: int) -> float:
     return 1.0 - (1.0 - eta) ** (2 * n_steps)
 
 
-def _var_row(label, params, draws, prediction, model_error=0.0, quantity="E θ² at step k", note="", center=0.0):
+def _var_row(ctx, label, params, draws, prediction, model_error=0.0, quantity="E θ² at step k", note="", center=0.0):
+    """A judged second-moment row: |measured − predicted| ≤ ctx.z·SE + model error."""
     est = variance_estimate(draws, center=center)
-    ok, tol = within_prediction(est.value, est.se, prediction, model_error)
+    ok, tol = within_prediction(est.value, est.se, prediction, model_error, z=ctx.z)
     return Measurement(label, params, quantity, est.value, (est.lo, est.hi), est.se, prediction, None, tol, ok, note)
 
 
@@ -134,3 +171,22 @@ def _naive_prediction(eta, delta):
     """P3 regime formula (spec: accurate to about 1%); 2.4% slack at the Fig. 1 point η = 10⁻³, Δ = 1/8."""
     return P.sgld_lp_l_variance(eta, delta, boundary_slack=0.05)
 
+
+
+def _w2_null_row(ctx, label: str, estimator, draw_exact, expected: float, *, n: int, n_rep: int, seed: int, note: str = ""):
+    """Judged two-sided check of a W2 estimator against its known null at the size used.
+
+    ``estimator(sample) -> W2``; ``draw_exact(n, rng)`` draws an exact target sample;
+    ``expected``: E[W2²] under the null from an independent computation
+    (:func:`theory.wasserstein.w2sq_1d_null_mean`).  The mean of W2² over ``n_rep`` exact
+    samples must agree with it within ctx.z standard errors: an estimator biased low
+    (or high) is caught, which the one-sided bound checks alone never could.
+    """
+    rng = np.random.default_rng(seed)
+    vals = np.array([estimator(draw_exact(n, rng)) ** 2 for _ in range(2 if ctx.planning else int(n_rep))])
+    m = float(vals.mean())
+    se = float(vals.std(ddof=1) / np.sqrt(vals.size))
+    ok, tol = within_prediction(m, se, expected, 0.0, z=ctx.z)
+    return Measurement(label, {"n": n, "n_rep": int(n_rep)}, "mean W2² of the estimator over exact target samples (the null)",
+                       m, (m - 1.96 * se, m + 1.96 * se), se, float(expected), None, tol, ok,
+                       note or "two-sided; prediction: E W2² under the null computed from order-statistic means (independent of the estimator's code)")

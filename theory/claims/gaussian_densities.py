@@ -26,6 +26,9 @@ from theory.experiments import (
     law_at_step,
 )
 
+#: peak densities of naive SGLDLP-L read off the published Fig. 1 (spec PAPER_RESULTS A.3; docs/theory.md)
+_PUBLISHED_PEAK = {1e-3: 0.26, 1e-4: 0.15}
+
 
 def _run_densities(ctx: Context) -> Outcome:
     out = Outcome()
@@ -40,7 +43,7 @@ def _run_densities(ctx: Context) -> Outcome:
     for eta in etas:
         K = int(math.ceil(mult / eta))
         # chains × steps kept ~constant across η in quick mode (the η = 1e-4 point is 10× longer)
-        n_chains = ctx.pick(tiny=1500, quick=3000 if eta >= 1e-3 else 1000, full=20000)
+        n_chains = ctx.pick(tiny=1500, quick=25000 if eta >= 1e-3 else 8000, full=40000)
         f = _transient(eta, K)
         for method in ("sgld_lp_l", "sgld_vc", "sgld_lp_f"):
             draws = law_at_step(ctx.sampler, method, "gaussian", n_chains=n_chains, n_steps=K, step_size=eta,
@@ -48,13 +51,13 @@ def _run_densities(ctx: Context) -> Outcome:
             params = {"method": method, "delta": delta, "eta": eta, "K": K, "n_chains": n_chains, "grad_noise": s}
             if method == "sgld_lp_l":
                 v = _naive_prediction(eta, delta)
-                row = _var_row(f"{method} η={eta:g}", params, draws, v * f, 0.01 * v * f, note="P3 regime B (1% model error) × transient")
+                row = _var_row(ctx, f"{method} η={eta:g}", params, draws, v * f, 0.01 * v * f, note="P3 regime B (1% model error) × transient")
             elif method == "sgld_vc":
                 v = P.sgld_vc_variance(eta, s, qg)
-                row = _var_row(f"{method} η={eta:g}", params, draws, v * f, note="P4 × transient")
+                row = _var_row(ctx, f"{method} η={eta:g}", params, draws, v * f, note="P4 × transient")
             else:
                 v = P.sgld_lp_f_variance_selfconsistent(eta, delta, delta, s)
-                row = _var_row(f"{method} η={eta:g}", params, draws, v * f, note="P2 × transient")
+                row = _var_row(ctx, f"{method} η={eta:g}", params, draws, v * f, note="P2 × transient")
             out.measurements.append(row)
             # peak density: mass of the bin of width Δ centred at 0, divided by Δ (reported beside the published ≈0.26/0.15)
             p0 = float(np.mean(np.abs(draws) < delta / 2))
@@ -65,6 +68,25 @@ def _run_densities(ctx: Context) -> Outcome:
                 "reported; prediction 1/√(2π·Var) (near-Gaussian law); published figure reads ≈0.26 (η=1e-3), ≈0.15 (η=1e-4) for naive"))
             hists[(method, eta)] = draws
         ctx.log(f"{cid}: η={eta:g} done")
+    # publication: the published Fig. 1 peak densities of naive SGLDLP-L (read off the figure, ±15%), VC and LP-F on N(0, 1)
+    peaks = {m.label.split(":")[0]: m for m in out.measurements if m.label.endswith("peak density")}
+    checks = []
+    for eta in etas:
+        pub = _PUBLISHED_PEAK.get(eta)
+        row = peaks.get(f"sgld_lp_l η={eta:g}")
+        if pub is not None and row is not None:
+            checks.append((eta, pub, row.value, abs(row.value / pub - 1) <= 0.15))
+    others_ok = all(m.passed for m in out.measurements if m.passed is not None)
+    if checks and all(c[3] for c in checks) and others_ok:
+        out.publication = ("yes", "naive peak density " + ", ".join(f"{c[2]:.3f} (published ≈{c[1]}) at η={c[0]:g}" for c in checks)
+                           + "; VC and LP-F agree with their predictions ≈ N(0, 1)")
+    elif checks and any(c[3] for c in checks):
+        out.publication = ("partly", "; ".join(f"η={c[0]:g}: naive peak {c[2]:.3f} vs published ≈{c[1]} ({'within' if c[3] else 'outside'} 15%)" for c in checks)
+                           + f"; other rows agree: {others_ok}")
+    elif checks:
+        out.publication = ("no", "; ".join(f"η={c[0]:g}: naive peak {c[2]:.3f} vs published ≈{c[1]}" for c in checks))
+    else:
+        out.publication = ("not checkable here", "no η of the published figure in this mode")
     plt = _plt()
     fig, axes = plt.subplots(1, len(etas), figsize=(5.5 * len(etas), 4), squeeze=False)
     edges = np.arange(-5 - delta / 2, 5 + delta, delta)
@@ -76,8 +98,12 @@ def _run_densities(ctx: Context) -> Outcome:
         ax.plot(xs, norm.pdf(xs), "k-", lw=1.5, label="N(0, 1)")
         vb = _naive_prediction(eta, delta)
         ax.plot(xs, norm.pdf(xs, scale=math.sqrt(vb)), "C0:", label=f"N(0, P3 = {vb:.2f})")
+        if eta in _PUBLISHED_PEAK:
+            ax.plot([0.0], [_PUBLISHED_PEAK[eta]], "C0*", ms=10, label=f"published naive peak ≈ {_PUBLISHED_PEAK[eta]} (Fig. 1)")
         ax.set_title(f"FixedPoint(8,3), η = {eta:g}")
         ax.set_xlim(-5, 5)
+        ax.set_xlabel("θ")
+        ax.set_ylabel("density (histogram bins of width Δ = 1/8)")
         ax.legend(fontsize=7)
     _save(fig, ctx, "gaussian_densities_fig1.png", out)
     return out
@@ -90,7 +116,10 @@ CLAIM = Claim(
     experiment="1-D N(0,1), ∇Ũ = θ + 0.1ζ, θ_0 = 0; histograms with bins of width Δ on [−5, 5] against the N(0,1) density.",
     measured="E θ² at step K for each method; peak density (reported).",
     prediction="P3 regime B for naive (2.23, 7.05; peaks 0.267, 0.150), P4 for VC, P2 for LP-F; × transient factor.",
-    pass_rule="|measured − predicted| ≤ 5 SE + model error for every method and η.",
+    pass_rule="|measured − predicted| ≤ z SE + model error for every method and η (z: the mode's family-wise threshold, 4.15 in "
+              "--quick; model error 1% for P3, 0 for P2/P4). Peak densities are reported, not judged.",
+    published="LP-SGLD Fig. 1: naive peak ≈ 0.26 (η = 1e-3) and ≈ 0.15 (η = 1e-4) read off the figure, VC and LP-F ≈ N(0, 1). "
+              "'yes' when the measured naive peaks are within 15% of the read-off values and the other rows agree.",
     run=_run_densities,
     weight=3.0,
 )

@@ -16,14 +16,15 @@ from theory.claims._common import (
     Outcome,
     _plt,
     _save,
+    _w2_null_row,
     fixed_point,
 )
 from theory.experiments import (
-    Z_PASS,
     Measurement,
     bootstrap_ci,
     derive_seed,
     law_at_step,
+    within_prediction,
 )
 
 _THM = {"sgld_lp_f": ("Thm 1 (T1)", B.lpsgld_thm1), "sgld_lp_l": ("Thm 2 (T2)", B.lpsgld_thm2), "sgld_vc": ("Thm 3 (T3)", B.lpsgld_thm3)}
@@ -47,6 +48,7 @@ def _run_bounds(ctx: Context, d: int, claim_id: str) -> Outcome:
     n_boot = ctx.pick(tiny=40, quick=100, full=200)
     rng = np.random.default_rng(derive_seed(ctx.seed, claim_id, "bootstrap"))
     curves = {}
+    gauss_w2 = {}
     for method in _THM:
         for fl in fls:
             fmt = fixed_point(fl)
@@ -72,18 +74,49 @@ def _run_bounds(ctx: Context, d: int, claim_id: str) -> Outcome:
                             f"{method} d={d} Δ=2^-{fl} η={eta:g} K={K}",
                             {"method": method, "d": d, "delta": delta, "eta": eta, "K": K, "n_chains": n_chains, "grad_noise": s},
                             "W2(μ_K, N(0, I)) (exact product-of-1-D estimator)",
-                            est.value, (est.lo, est.hi), est.se, None, total, Z_PASS * est.se,
-                            bool(est.value - Z_PASS * est.se <= total), note,
+                            est.value, (est.lo, est.hi), est.se, None, total, ctx.z * est.se,
+                            bool(est.value - ctx.z * est.se <= total), note,
                         )
                     )
                     curves.setdefault((method, fl), []).append((eta, K, est, total))
+                    vhat = float(np.mean(draws**2))
+                    gauss_w2[(method, fl, eta, K)] = math.sqrt(d) * abs(math.sqrt(vhat) - 1.0 + 1.0 / (4.0 * d * n_chains))
             ctx.log(f"{claim_id}: {method} Δ=2^-{fl} done")
     null = W.w2_product_to_dist(np.random.default_rng(derive_seed(ctx.seed, claim_id, "null")).standard_normal((n_chains, d)), norm())
     out.info["null W2 (exact N(0, I) sample, same n and estimator)"] = null
+    # the estimator against its known null at this size (two-sided): a W2 biased low is caught here
+    e1 = W.w2sq_1d_null_mean(norm(), n_chains)
+    out.measurements.append(_w2_null_row(
+        ctx, f"W2 estimator null check (product of exact 1-D, d={d}, n={n_chains})", lambda a: W.w2_product_to_dist(a, norm()),
+        lambda n, r: r.standard_normal((n, d)), d * e1, n=n_chains, n_rep=ctx.pick(tiny=400, quick=400 if d == 1 else 200, full=400),
+        seed=derive_seed(ctx.seed, claim_id, "null-check")))
+    if d > 1:
+        # closed-form Gaussian W2 of the isotropic fit N(0, v̂ I) (the law is Gaussian up to rounding): √d·|√v̂ − 1|,
+        # bias-corrected by its null offset (E√v̂ = 1 − Var(v̂)/8 + …, Var(v̂) = 2/(n d) at v = 1)
+        out.info["Gaussian closed-form W2 (isotropic fit, bias-corrected) at the largest K"] = {
+            f"{m_} Δ=2^-{fl_} η={e:g}": g for (m_, fl_), pts in curves.items() for (e, K, est, tot, g) in
+            [(p[0], p[1], p[2], p[3], gauss_w2[(m_, fl_, p[0], p[1])]) for p in pts] if K == int(math.ceil(max(kmults) / e))}
+        corr = 1.0 / (4.0 * math.sqrt(d) * n_chains)  # √d·Var(v̂)/8 with Var(v̂) = 2/(n d)
+        rngg = np.random.default_rng(derive_seed(ctx.seed, claim_id, "gauss-null"))
+        reps = np.array([math.sqrt(d) * (math.sqrt(float(np.mean(rngg.standard_normal((n_chains, d)) ** 2))) - 1.0) + corr
+                         for _ in range(ctx.pick(tiny=40, quick=200, full=400))])
+        gm, gse = float(reps.mean()), float(reps.std(ddof=1) / math.sqrt(reps.size))
+        ok, tol = within_prediction(gm, gse, 0.0, 0.0, z=ctx.z)
+        out.measurements.append(Measurement(
+            f"Gaussian closed-form W2 null check (d={d}, n={n_chains})", {"n": n_chains, "d": d, "n_rep": reps.size},
+            "mean of the signed, bias-corrected √d·(√v̂ − 1) over exact N(0, I) samples", gm, (gm - 1.96 * gse, gm + 1.96 * gse), gse,
+            0.0, None, tol, ok, "two-sided; null mean 0 after the −√d·Var(v̂)/8 correction"))
     ratios = [(tot / est.hi, m, fl, e, K) for (m, fl), pts in curves.items() for (e, K, est, tot) in pts]
     worst = min(ratios)
     out.info["smallest bound / upper-95% ratio"] = {"ratio": worst[0], "method": worst[1], "delta": 2.0 ** -worst[2], "eta": worst[3], "K": worst[4]}
     out.info["grid points with upper 95% limit above the bound"] = sum(r[0] < 1 for r in ratios)
+    bound_rows = [m for m in out.measurements if m.bound is not None]
+    violated = [m.label for m in bound_rows if not m.passed]
+    if violated:
+        out.publication = ("no", f"measured W2 significantly above the bound at {len(violated)} grid point(s): {violated[:3]}")
+    else:
+        out.publication = ("yes", f"every measured W2 is below its Theorem 1–3 bound ({len(bound_rows)} grid points; the bounds are loose: "
+                                  f"smallest bound / upper-95% ratio {worst[0]:.3g} at {worst[1]}, η = {worst[3]:g})")
     # figure: measured W2 and the bound against η (largest K), one panel per method
     plt = _plt()
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), sharey=True)
@@ -123,8 +156,13 @@ for _d in (1, 10):
         measured="W2(μ_K, N(0, I)) by the exact 1-D quantile formula summed over the independent coordinates (biased upward); "
                  "bootstrap SE and 95% normal interval.",
         prediction="theory.bounds.lpsgld_thm1/2/3 total (G = d·√(2 + s² + Δ²/4) for Thm 3, checked against the draws).",
-        pass_rule="no significant violation at any grid point: measured W2 − 5 bootstrap SE ≤ bound (the estimator is biased "
-                  "upward, so a violation is never hidden by its bias); the report also gives the upper 95% limit beside the bound.",
+        pass_rule="no significant violation at any grid point: measured W2 − z bootstrap SE ≤ bound, z the family-wise threshold "
+                  "of the mode (4.15 in --quick; the estimator is biased upward, so a violation is never hidden by its bias); and the "
+                  "estimator's mean W2² over exact N(0, I) samples of the same size agrees with the independently computed null "
+                  "expectation within z SE (two-sided)" + (", as does the bias-corrected closed-form Gaussian W2 of the isotropic fit"
+                  if _d > 1 else "") + ". The bound check is one-sided with ≥ 2× slack, so it cannot detect small errors: the MDE "
+                  "column says how large an excess over the bound would be caught.",
+        published="Theorems 1–3 (upper bounds on W2(μ_K, π)); reproduced ('yes') when no grid point violates its bound.",
         run=(lambda ctx, _d=_d: _run_bounds(ctx, _d, f"lpsgld-bounds-d{_d}")),
         weight=5.0 if _d == 1 else 14.0,
     ))

@@ -60,7 +60,7 @@ def _run_sghmc_fig4(ctx: Context) -> Outcome:
                 pn = _sghmc_prediction("sghmc_lp_l", sign, delta, 0.0, K)[0, 0]
                 pred = abs(math.sqrt(pv) - 1) / abs(math.sqrt(pn) - 1)
                 # judged: VC's Var_x (P8, exact in branch 1)
-                out.measurements.append(_var_row(f"sghmc_vc {sign} Δ=2^-{fl}: Var_x", params, d_vc, float(pv), 0.0,
+                out.measurements.append(_var_row(ctx, f"sghmc_vc {sign} Δ=2^-{fl}: Var_x", params, d_vc, float(pv), 0.0,
                                                  quantity="Var_x at step k", note="P8 (branch 1)"))
             out.measurements.append(Measurement(
                 f"W2 ratio VC/naive, {sign} sign, Σ_x/(Δ²/4)={ratio_x:.3g}", params,
@@ -78,6 +78,14 @@ def _run_sghmc_fig4(ctx: Context) -> Outcome:
     out.info["reproduces_published_fig4"] = repro
     out.info["note"] = ("Published Fig. 4 (TMLR): VC helps most (ratio well below 1) near Σ_x/(Δ²/4) ≈ 1 and tends to 1 "
                         "around 100×. 'reproduces' = measured ratio's upper 95% CI < 1 at every point with 1 ≤ Σ_x/(Δ²/4) ≤ 40.")
+    if repro.get("correct"):
+        out.publication = ("yes", "with the correct position sign the measured ratio is below 1 wherever 1 ≤ Σ_x/(Δ²/4) ≤ 40")
+    elif repro.get("paper"):
+        out.publication = ("no", "with the correct position sign (s_x = −1) the measured ratio W2(VC)/W2(naive) is above 1 "
+                                 "(VC is worse: it drops Σ_xv, P8); the published curve (ratio < 1, VC helping most near Σ_x/(Δ²/4) ≈ 1) "
+                                 "appears only with the paper's printed sign s_x = +1")
+    else:
+        out.publication = ("no", "the measured ratio is not below 1 with either position sign")
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for j, (sign, pts) in enumerate(sorted(curves.items())):
@@ -111,7 +119,11 @@ CLAIM = Claim(
     experiment="Gaussian setting (0.09, 2, 3); vary Δ = 2^-fl to sweep Σ_x/(Δ²/4); both signs; many chains at step K.",
     measured="x-marginal W2 ratio (Gaussian approximation |√Var_x − 1|, bootstrap CI); VC Var_x.",
     prediction="P8/P9 Lyapunov values where both Q^vc calls are in branch 1.",
-    pass_rule="VC Var_x within 5 SE of P8 wherever branch 1 holds (the ratio itself is reported, and which sign reproduces the figure is stated).",
+    pass_rule="implementation: VC Var_x within z SE of P8 wherever branch 1 holds (z: the mode's family-wise threshold, 4.15 in "
+              "--quick). This judges the derived variance only; the W2 ratio (the figure's quantity) is reported, and whether it "
+              "reproduces the published curve is the publication verdict.",
+    published="TMLR Fig. 4: ratio < 1, lowest near Σ_x/(Δ²/4) ≈ 1, → 1 around 100×. 'yes' iff the correct-sign ratio's upper 95% "
+              "limit is < 1 at every point with 1 ≤ Σ_x/(Δ²/4) ≤ 40; 'no' when only the printed (paper) sign reproduces it.",
     run=_run_sghmc_fig4,
     weight=7.0,
 )

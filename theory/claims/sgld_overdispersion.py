@@ -35,7 +35,7 @@ def _run_overdispersion(ctx: Context) -> Outcome:
     fmt = fixed_point(fl, 5)  # FixedPoint(8, 3), the LP-SGLD toy format
     delta = fmt.delta
     etas = ctx.pick(tiny=[4e-3], quick=[8e-3, 2e-3, 3e-4], full=[1.6e-2, 8e-3, 4e-3, 2e-3, 1e-3, 5e-4, 3e-4, 1e-4])
-    n_chains = ctx.pick(tiny=1500, quick=3000, full=20000)
+    n_chains = ctx.pick(tiny=1500, quick=25000, full=40000)  # quick: MDE ≤ 5% of Var for VC (power 0.9)
     mult = ctx.pick(tiny=2.5, quick=2.0, full=4.0)
     qg = P.mean_sr_variance(delta, s)
     rows = {}
@@ -50,7 +50,7 @@ def _run_overdispersion(ctx: Context) -> Outcome:
             params = {"method": method, "delta": delta, "eta": eta, "K": K, "n_chains": n_chains, "grad_noise": s}
             if method == "sgld_vc":
                 pred = P.sgld_vc_variance(eta, s, qg) * f
-                row = _var_row(f"{method} η={eta:g}", params, draws, pred, 0.0, note="P4 × transient 1−(1−η)^{2K}")
+                row = _var_row(ctx, f"{method} η={eta:g}", params, draws, pred, 0.0, note="P4 × transient 1−(1−η)^{2K}")
             else:
                 regime = P.sgld_lp_l_regime(eta, delta)
                 try:
@@ -62,7 +62,7 @@ def _run_overdispersion(ctx: Context) -> Outcome:
                     row = Measurement(f"{method} η={eta:g}", params, "E θ² at step k", est.value, (est.lo, est.hi), est.se,
                                       None, None, None, None, "between the P3 regimes: reported, not judged")
                 else:
-                    row = _var_row(f"{method} η={eta:g}", params, draws, v_inf * f, 0.01 * v_inf * f,
+                    row = _var_row(ctx, f"{method} η={eta:g}", params, draws, v_inf * f, 0.01 * v_inf * f,
                                    note=f"P3 regime {regime} (model error 1%) × transient")
             out.measurements.append(row)
             rows[(method, eta)] = row
@@ -76,6 +76,16 @@ def _run_overdispersion(ctx: Context) -> Outcome:
             "E θ² ordered along decreasing η (95% CIs disjoint)", float(nv[-1].value / nv[0].value),
             (float("nan"), float("nan")), None, None, None, None, bool(inc),
             "value: ratio of E θ² at the smallest to the largest η"))
+    vc_ok = all(rows[("sgld_vc", e)].passed for e in etas)
+    over = all(rows[("sgld_lp_l", e)].ci[0] > rows[("sgld_vc", e)].ci[1] for e in etas)
+    trend_ok = len(nv) < 2 or bool(out.measurements[-1].passed)
+    if vc_ok and over and trend_ok:
+        out.publication = ("yes", "naive E θ² above VC's at every η and growing as η decreases "
+                                  f"({nv[0].value:.3g} → {nv[-1].value:.3g}); VC within its P4 prediction (≈ 1) at every η")
+    elif over or trend_ok:
+        out.publication = ("partly", f"over-dispersion of naive at every η: {over}; growth as η → 0: {trend_ok}; VC matches P4: {vc_ok}")
+    else:
+        out.publication = ("no", "naive SGLDLP-L is not measurably over-dispersed relative to VC")
     # figure: variance and W2 (Gaussian approx) vs η, log-log, predictions and T2/T3 slopes
     plt = _plt()
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
@@ -120,7 +130,10 @@ CLAIM = Claim(
     experiment="1-D N(0,1), ∇Ũ = θ + 0.1ζ, FixedPoint(8,3) (Δ = 1/8), θ_0 = 0, K = c/η steps; sweep η across regimes A and B.",
     measured="E θ² at step K (SE from the fourth moment).",
     prediction="P3 regime formulas (±1% model error) for naive, P4 for VC (exact), both × (1 − (1 − η)^{2K}) (P0 transient).",
-    pass_rule="|measured − predicted| ≤ 5 SE + model error at every η; naive E θ² strictly increasing as η decreases (disjoint CIs).",
+    pass_rule="|measured − predicted| ≤ z SE + model error at every η (z: the mode's family-wise threshold, 4.15 in --quick; "
+              "model error 1% for the P3 formulas, 0 for P4); naive E θ² strictly increasing as η decreases (disjoint 95% CIs).",
+    published="LP-SGLD §4 / Theorems 2–3: naive over-dispersed, increasingly as η → 0; VC removes it. 'yes' when naive sits above "
+              "VC at every η with the growth, and VC agrees with P4 (≈ the target variance).",
     run=_run_overdispersion,
     weight=2.5,
 )

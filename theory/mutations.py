@@ -1,0 +1,115 @@
+"""Named, plausible bugs for mutation testing ``qlangevin verify`` (``--mutate NAME``).
+
+Each mutation wraps a sampler with ``refimpl.sample``'s signature (or patches a
+Wasserstein estimator) so that it behaves like an implementation with that bug;
+a claim that *catches* a mutation fails on the mutated sampler.  They change only
+the arguments passed on (the reference sources are untouched), so the same
+mutation applies to ``refimpl.sample`` and to the NumPy test double:
+
+================================  ==========================================================================
+name                              the bug it imitates
+================================  ==========================================================================
+``noise-std-x1.05``               injected noise std 5% too large (stationary variance +10%)
+``vc-targets-0.9V``               Q^vc aims at 0.9·V instead of V (VC methods only)
+``vc-is-naive``                   the VC method silently runs naive LP-L rounding
+``lpf-grad-at-theta``             LP-F evaluates the gradient at θ instead of Q_W(θ)
+``sghmc-friction-x1.1``           SGHMC uses a friction 10% off (changes the dynamics, barely the variance)
+``sghmc-flipped-sign``            SGHMC position update with the opposite sign s_x
+``w2-biased-low``                 the 1-D exact W2 estimator returns 0.9× its value (a biased-low W2)
+================================  ==========================================================================
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Callable
+
+__all__ = ["MUTATIONS", "MutatedSampler", "mutate_sampler", "mutation_context"]
+
+#: name -> one-line description
+MUTATIONS: dict[str, str] = {
+    "noise-std-x1.05": "injected noise std ×1.05 (stationary variance +10%)",
+    "vc-targets-0.9V": "Q^vc targets 0.9·V (VC methods)",
+    "vc-is-naive": "VC methods run naive LP-L rounding",
+    "lpf-grad-at-theta": "LP-F gradient taken at θ instead of Q_W(θ)",
+    "sghmc-friction-x1.1": "SGHMC friction γ ×1.1",
+    "sghmc-flipped-sign": "SGHMC position sign flipped",
+    "w2-biased-low": "1-D exact W2 estimator ×0.9",
+}
+
+_FINE = None  # a fixed-point format fine enough to be the identity at the scales used (Δ = 2^-30)
+
+
+def _fine_format():
+    global _FINE
+    if _FINE is None:
+        from refimpl.formats import FixedPoint
+
+        _FINE = FixedPoint(36, 30)
+    return _FINE
+
+
+class MutatedSampler:
+    """A sampler with the bug ``name``; picklable when ``base`` is (None: ``refimpl.sample``), so it runs on a pool."""
+
+    #: theory.tasks may ship it to worker processes
+    picklable = True
+
+    def __init__(self, base: Callable | None, name: str):
+        if name not in MUTATIONS:
+            raise ValueError(f"unknown mutation {name!r}; known: {', '.join(MUTATIONS)}")
+        self.base = base
+        self.name = name
+        self.__name__ = f"{getattr(base, '__name__', 'refimpl.sample')}[{name}]"
+
+    def __call__(self, method, target, **kw):
+        name = self.name
+        m = str(method)
+        if name == "noise-std-x1.05":
+            kw["temperature"] = float(kw.get("temperature", 1.0) or 1.0) * 1.05**2
+        elif name == "vc-targets-0.9V" and m.endswith("_vc"):
+            kw["temperature"] = float(kw.get("temperature", 1.0) or 1.0) * 0.9
+        elif name == "vc-is-naive" and m.endswith("_vc"):
+            m = m[: -len("_vc")] + "_lp_l"
+        elif name == "lpf-grad-at-theta" and m.endswith("_lp_f") and kw.get("fmt") is not None:
+            kw.setdefault("grad_fmt", kw["fmt"])
+            kw["fmt"] = _fine_format()
+        elif name == "sghmc-friction-x1.1" and m.startswith("sghmc"):
+            kw["friction"] = float(kw.get("friction") or 1.0) * 1.1
+        elif name == "sghmc-flipped-sign" and m.startswith("sghmc"):
+            key = "sghmc_position_sign" if "sghmc_position_sign" in kw else "position_sign"
+            kw[key] = "correct" if kw.get(key, "correct") == "paper" else "paper"
+        base = self.base
+        if base is None:
+            from refimpl import sample as base
+        return base(m, target, **kw)
+
+
+def mutate_sampler(sampler: Callable | None, name: str) -> Callable:
+    """``sampler`` (None: ``refimpl.sample``) with the bug ``name`` (see :data:`MUTATIONS`).
+
+    Estimator mutations (``w2-biased-low``) leave the sampler unchanged: use :func:`mutation_context`.
+    """
+    return MutatedSampler(sampler, name)
+
+
+@contextlib.contextmanager
+def mutation_context(name: str):
+    """Patch the estimators for estimator mutations (``w2-biased-low``) inside the block; no-op for the others."""
+    if name not in MUTATIONS:
+        raise ValueError(f"unknown mutation {name!r}; known: {', '.join(MUTATIONS)}")
+    if name != "w2-biased-low":
+        yield
+        return
+    from theory import wasserstein as W
+
+    orig = W.w2_1d_to_dist
+
+    def biased(x, dist):
+        return 0.9 * orig(x, dist)
+
+    W.w2_1d_to_dist = biased
+    try:
+        yield
+    finally:
+        W.w2_1d_to_dist = orig

@@ -1,0 +1,225 @@
+"""Grid-point tasks: ``qlangevin verify``'s sampler work on a process pool or a Dask cluster.
+
+A claim's experiment draws every sample through :func:`theory.experiments.law_at_step`
+or :func:`~theory.experiments.law_path`; each such call is one *grid-point task*
+(one method at one parameter point, many chains).  A run has three phases:
+
+1. **plan** -- each claim runs with a :class:`PlanningSampler`, which records the
+   tasks and hands back small surrogate arrays so the claim's code runs through;
+2. **execute** -- the distinct tasks run in this process, on a local process pool
+   (``workers > 1``) or on a Dask cluster (``scheduler``), longest first;
+3. **replay** -- as soon as all tasks of a claim are done, the claim runs again in
+   this process with a :class:`ReplaySampler` that returns the tasks' results.
+
+A task's result depends only on its arguments (its seed is one of them), so the
+numbers are identical whatever the worker count or scheduler.  A call the plan did
+not foresee (a claim whose draws depend on earlier results) runs inline during the
+replay and is counted in the report (``tasks.inline``).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Callable, NamedTuple
+
+import numpy as np
+
+__all__ = ["Task", "PlanningSampler", "ReplaySampler", "execute_task", "run_claims"]
+
+_SURROGATE_ROWS = 64
+
+
+class Task(NamedTuple):
+    """One grid-point task: ``law_at_step`` or ``law_path`` with its arguments."""
+
+    kind: str
+    method: str
+    target: Any
+    kwargs: dict
+    key: str
+    cost: float
+
+    def label(self) -> str:
+        kw = self.kwargs
+        steps = kw.get("n_steps", max(kw.get("steps", [0]) or [0]))
+        return f"{self.method} n={kw.get('n_chains')} k={steps}"
+
+
+def _key(kind: str, method: str, target, kwargs: dict) -> str:
+    parts = [kind, str(method), repr(target)] + [f"{k}={kwargs[k]!r}" for k in sorted(kwargs)]
+    return "|".join(parts)
+
+
+def _make_task(kind, method, target, kwargs) -> Task:
+    kw = dict(kwargs)
+    steps = kw.get("n_steps") if kind == "law_at_step" else max(kw["steps"])
+    cost = float(kw["n_chains"]) * float(steps) * float(kw.get("dim", 1))
+    return Task(kind, str(method), target, kw, _key(kind, method, target, kw), cost)
+
+
+class PlanningSampler:
+    """Records the tasks of a claim; returns small surrogate draws (N(0, 1), ≤ 64 chains)."""
+
+    def __init__(self):
+        self.tasks: dict[str, Task] = {}
+        self._rng = np.random.default_rng(0)
+
+    def _record(self, task: Task):
+        self.tasks.setdefault(task.key, task)
+
+    def task_law_at_step(self, method, target, **kw):
+        self._record(_make_task("law_at_step", method, target, kw))
+        return self._rng.standard_normal((min(int(kw["n_chains"]), _SURROGATE_ROWS), int(kw.get("dim", 1))))
+
+    def task_law_path(self, method, target, **kw):
+        self._record(_make_task("law_path", method, target, kw))
+        return self._rng.standard_normal((len(kw["steps"]), min(int(kw["n_chains"]), _SURROGATE_ROWS), int(kw.get("dim", 1))))
+
+    def __call__(self, *args, **kwargs):
+        raise RuntimeError("claims draw through theory.experiments.law_at_step / law_path (grid-point tasks)")
+
+
+class ReplaySampler:
+    """Returns the executed tasks' results; runs an unforeseen task inline with ``fallback``."""
+
+    def __init__(self, results: dict, fallback: Callable):
+        self.results = results
+        self.fallback = fallback
+        self.inline = 0
+
+    def _get(self, task: Task):
+        if task.key in self.results:
+            res = self.results[task.key]
+        else:
+            self.inline += 1
+            res = execute_task(task, self.fallback)
+        if isinstance(res, BaseException):
+            raise res
+        return np.array(res, copy=True)
+
+    def task_law_at_step(self, method, target, **kw):
+        return self._get(_make_task("law_at_step", method, target, kw))
+
+    def task_law_path(self, method, target, **kw):
+        return self._get(_make_task("law_path", method, target, kw))
+
+    def __call__(self, *args, **kwargs):
+        return self.fallback(*args, **kwargs)
+
+
+def execute_task(task: Task, sampler: Callable | None = None):
+    """Run one task with ``sampler`` (default ``refimpl.sample``); returns the draws or the exception raised."""
+    from theory import experiments as E
+
+    if sampler is None:
+        sampler = E.default_sampler()
+    try:
+        fn = E.law_at_step if task.kind == "law_at_step" else E.law_path
+        return fn(sampler, task.method, task.target, **task.kwargs)
+    except Exception as exc:  # delivered to the claim, which reports an error
+        return exc
+
+
+@dataclass
+class _ClaimState:
+    claim: Any
+    keys: set = field(default_factory=set)
+    plan_error: str | None = None
+
+
+def run_claims(claims, *, mode: str, seed: int, figures_dir, sampler: Callable | None = None, workers: int = 1,
+               scheduler=None, progress: bool = False, log: Callable[[str], None] | None = None) -> tuple[list, dict]:
+    """Plan, execute and replay ``claims``; returns (report entries in claim order, task statistics).
+
+    ``sampler``: None for ``refimpl.sample``; an injected sampler (tests) runs in this
+    process unless a ``scheduler`` is given.  ``workers``: local processes (1: this
+    process).  ``scheduler``: a ``dask.distributed`` scheduler address, or a Client.
+    """
+    from theory.claims import Context
+    from theory.report import run_claim
+
+    states = []
+    for c in claims:  # 1. plan
+        plan = PlanningSampler()
+        st = _ClaimState(c)
+        try:
+            c.run(Context(sampler=plan, mode=mode, seed=seed, figures_dir=None, planning=True))
+        except Exception as exc:  # the replay reports it; tasks recorded so far still run
+            st.plan_error = f"{type(exc).__name__}: {exc}"
+        st.keys = set(plan.tasks)
+        st.tasks = plan.tasks
+        states.append(st)
+    tasks: dict[str, Task] = {}
+    for st in states:
+        tasks.update(st.tasks)
+    order = sorted(tasks.values(), key=lambda t: -t.cost)  # longest first: better packing
+    users = {k: sum(k in st.keys for st in states) for k in tasks}
+    results: dict[str, Any] = {}
+    entries: dict[str, dict] = {}
+    fallback = sampler
+    if fallback is None:
+        from theory.experiments import default_sampler
+
+        fallback = default_sampler()
+    inline = 0
+    pool_ok = sampler is None or bool(getattr(sampler, "picklable", False))
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(order), desc="verify", unit="task", file=sys.stderr)
+
+    def replay_ready():
+        nonlocal inline
+        for st in states:
+            if st.claim.id in entries or not st.keys <= results.keys():
+                continue
+            rs = ReplaySampler(results, fallback)
+            entries[st.claim.id] = run_claim(st.claim, Context(sampler=rs, mode=mode, seed=seed, figures_dir=figures_dir))
+            inline += rs.inline
+            for k in st.keys:  # free what no other claim needs
+                users[k] -= 1
+                if users[k] == 0:
+                    results.pop(k, None)
+            if bar is not None:
+                bar.set_postfix_str(f"{st.claim.id}: {entries[st.claim.id]['verdict']}")
+            if log is not None:
+                log(f"{st.claim.id}: {entries[st.claim.id]['verdict']}")
+
+    def done(task: Task, res):
+        results[task.key] = res
+        if bar is not None:
+            bar.set_description_str(f"verify {task.label()}"[:48])
+            bar.update(1)
+        replay_ready()
+
+    replay_ready()  # claims without tasks
+    if scheduler is not None:
+        from distributed import Client, as_completed
+
+        client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
+        try:
+            futs = {client.submit(execute_task, t, sampler, pure=False, priority=i): t for i, t in enumerate(reversed(order))}
+            for fut, res in as_completed(list(futs), with_results=True):
+                done(futs[fut], res)
+        finally:
+            if client is not scheduler:
+                client.close()
+    elif pool_ok and workers > 1 and order:
+        from concurrent.futures import ProcessPoolExecutor
+        from concurrent.futures import as_completed as cf_completed
+
+        with ProcessPoolExecutor(max_workers=int(workers)) as pool:
+            futs = {pool.submit(execute_task, t, sampler): t for t in order}
+            for fut in cf_completed(futs):
+                done(futs[fut], fut.result())
+    else:
+        for t in order:
+            done(t, execute_task(t, sampler))
+    if bar is not None:
+        bar.close()
+    replay_ready()
+    stats = {"tasks": len(order), "inline": inline, "workers": int(workers),
+             "scheduler": "dask" if scheduler is not None else ("process-pool" if (pool_ok and workers > 1) else "in-process")}
+    return [entries[c.id] for c in claims], stats
