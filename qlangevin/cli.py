@@ -38,6 +38,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 EXIT_USAGE = 2
 #: exit status after Ctrl-C (128 + SIGINT)
 EXIT_INTERRUPTED = 130
+#: exit status when stdout is closed early (128 + SIGPIPE), without a message
+EXIT_BROKEN_PIPE = 141
 
 #: exceptions that mean "bad input": their message is printed as it is
 _INPUT_ERRORS = (ValueError, TypeError, OSError, FloatingPointError, OverflowError)
@@ -175,6 +177,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # stdout closed early (`qlangevin ... | head`): not an error, stop quietly
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return EXIT_BROKEN_PIPE
     except Exception as exc:
         if os.environ.get("QLANGEVIN_TRACEBACK"):
             raise

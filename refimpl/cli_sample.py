@@ -29,6 +29,8 @@ MAX_KEPT_VALUES = 10**8
 MAX_WORK = 10**11
 #: coordinates printed (and diagnosed)
 PRINT_COORDS = 10
+#: fewest kept draws per chain (split R-hat needs two halves of two draws)
+MIN_KEPT = 4
 #: bulk ESS below which the MCSEs are flagged (Vehtari et al. 2021 recommend > 100 per chain for 4 chains)
 MIN_ESS = 400
 
@@ -96,6 +98,9 @@ def _plan(args):
     if burn >= args.steps:
         raise ValueError(f"--burn-in {burn} leaves no step to keep out of --steps {args.steps}")
     n_kept = (args.steps - burn - 1) // thin + 1
+    if n_kept < MIN_KEPT:
+        raise ValueError(f"--steps {args.steps}, --burn-in {burn} and --thin {thin} keep {n_kept} draws per chain; "
+                         f"the diagnostics need at least {MIN_KEPT}")
     work = args.steps * args.chains * args.dim
     if work > MAX_WORK:
         raise ValueError(f"--steps x --chains x --dim = {work:.3g} exceeds {MAX_WORK:.0e} per invocation; "
@@ -201,14 +206,17 @@ def run(args) -> int:
                                **_kwargs(args, burn, thin, options))
     if np.all(np.ptp(draws, axis=0) == 0) and draws.shape[0] > 1:
         hint = ""
-        if args.method == "qsgld" and args.grad_noise == 0:
+        if args.method.startswith("sgd"):
+            hint = (f" {args.method} is a noise-free optimizer (S2)/(S3): from x0 = 0 on a target whose "
+                    "gradient vanishes there it stays put; use a sampler (sgld, sgld_lp_f, sgld_vc, ...)")
+        elif args.method == "qsgld" and args.grad_noise == 0:
             hint = (" QSGLD with exact gradients (--grad-noise 0) and rounding 'nearest' or 'stochastic' stays on "
                     "its grid point: η|∇U| < 1/(2Q_p) rounds back (QS1). Use --option rounding=uniform or "
                     "--option rounding=surrogate (QS5), or --grad-noise S")
         raise ValueError(f"no chain moved: every kept draw of {args.method} equals its chain's first draw "
                          f"({draws[0, 0, 0]:g}).{hint}")
 
-    c = draws.shape[1]
+    c, n_kept = draws.shape[1], draws.shape[0]
     print(f"{args.method} on {args.target} (dim {draws.shape[2]}): {c} chains x {n_kept} kept draws "
           f"(burn-in {burn}, thin {thin}), step size {args.step_size}")
     draws_cf = chain_first(draws)

@@ -43,7 +43,9 @@ from scipy.stats import rankdata
 
 __all__ = [
     "SAVE_SUFFIXES",
+    "arviz_available",
     "chain_first",
+    "check_save_path",
     "ess_bulk",
     "ess_mean",
     "ess_tail",

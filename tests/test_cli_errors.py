@@ -73,6 +73,8 @@ CASES: list[tuple[list[str], tuple[str, ...]]] = [
     (["sample", "sgld", "--burn-in", "-1"], ("--burn-in", "burn_in")),
     (["sample", "sgld", *_SAMPLE_SMALL, "--burn-in", "50"], ("--burn-in",)),
     (["sample", "sgld", "--thin", "0"], ("--thin", "thin")),
+    (["sample", "sgld", "--steps", "3"], ("--steps",)),
+    (["sample", "sgd_lp_l", "--fmt", "fixed:8:3", *_SAMPLE_SMALL], ("noise-free",)),
     (["sample", "sgld", "--seed", "-1"], ("--seed", "seed")),
     (["sample", "sgld", "--target", "bogus"], ("bogus",)),
     (["sample", "sgld", "--steps", "10000000000000"], ("--steps",)),
