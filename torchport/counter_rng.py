@@ -1,0 +1,97 @@
+"""Counter-based random numbers on torch tensors: the stream of :mod:`refimpl.counter_rng`, bit for bit.
+
+Every number is a pure function of (seed, step, parameter index, stream id, element
+index) -- docs/fast_path.md "The counter stream" and the module docstring of
+:mod:`refimpl.counter_rng` give the definitions:
+
+    bits(key, i) = mix(key + (i + 1)·φ)  (splitmix64, mod 2^64),
+    u_k(i) = (bits(key, i) >> (64 - k))·2^-k,   k = 53 (float64) or 24 (float32/16),
+    z(i) = sqrt(-2·log(1 - u_k(2i)))·cos(2π·u_k(2i + 1))   (Box–Muller).
+
+Implementation: int64 tensors with wrap-around multiplication (two's complement, as
+torch's CPU and CUDA integer kernels behave) and **logical** right shifts written as
+``(z >> s) & (2^(64-s) - 1)`` (torch's ``>>`` on int64 is arithmetic).  Only integer
+ops, casts and elementwise float ops: the functions run under ``torch.compile``
+(inductor: C++/OpenMP on CPU, Triton on CUDA) and on any device, and since the
+element index is an explicit ``arange(start, start + n)``, any sharding of a tensor
+gives the same bits as the whole.
+
+The uniforms are bit-identical to refimpl's.  The normals use ``torch.log``/``torch.cos``/
+``torch.sqrt``, which may differ from libm (NumPy/Numba) in the last bit: measured and
+tested bound |z_torch - z_refimpl| <= 4 ulp(|z|) + 4·2^-53 in float64 (documented in
+docs/fast_path.md; tests/torchport/test_counter_rng.py).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from refimpl.counter_rng import PHI, STREAMS, stream_key
+
+__all__ = ["STREAMS", "counter_bits", "key_tensor", "normals", "stream_key", "uniform_bits_for", "uniforms"]
+
+
+def _signed(c: int) -> int:
+    """The int64 with the same 64 bits as the unsigned c."""
+    return c - (1 << 64) if c >= (1 << 63) else c
+
+
+_PHI = _signed(PHI)
+_M1 = _signed(0xBF58476D1CE4E5B9)
+_M2 = _signed(0x94D049BB133111EB)
+
+
+def _lsr(z: torch.Tensor, s: int) -> torch.Tensor:
+    """Logical right shift of int64 bits by s (1 <= s <= 63)."""
+    return (z >> s) & ((1 << (64 - s)) - 1)
+
+
+def key_tensor(key: int, device=None) -> torch.Tensor:
+    """A 0-d int64 tensor holding the 64 bits of ``key`` (so compiled code is not specialised on it)."""
+    return torch.tensor(_signed(int(key)), dtype=torch.int64, device=device)
+
+
+def counter_bits(key: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """bits(key, i) for an int64 tensor of element indices ``index`` (int64 result, the 64 bits).
+
+    ``index & (2^63 - 1)`` (a no-op for indices >= 0) keeps inductor from folding an
+    ``arange`` index into its symbolic index arithmetic, where the wrapping product
+    (i + 1)·φ came out wrong (torch 2.13 CPU, measured: 60 of 100 values differed).
+    """
+    index = index & 0x7FFFFFFFFFFFFFFF
+    z = key + (index + 1) * _PHI
+    z = (z ^ _lsr(z, 30)) * _M1
+    z = (z ^ _lsr(z, 27)) * _M2
+    return z ^ _lsr(z, 31)
+
+
+def uniform_bits_for(dtype: torch.dtype) -> int:
+    """k of the k-bit uniforms used for ``dtype``: 53 for float64, 24 otherwise."""
+    return 53 if dtype == torch.float64 else 24
+
+
+def _to_uniform(b: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    k = uniform_bits_for(dtype)
+    cdtype = torch.float64 if k == 53 else torch.float32
+    u = _lsr(b, 64 - k).to(cdtype) * (2.0 ** -k)  # exact: an integer < 2^k times a power of two
+    return u if u.dtype == dtype else u.to(dtype)
+
+
+def uniforms(key: torch.Tensor, n: int, *, start: int = 0, dtype: torch.dtype = torch.float64,
+             device=None) -> torch.Tensor:
+    """u_k(start), ..., u_k(start + n - 1); k = 53 for float64, 24 for float32 (exact in float32)."""
+    idx = torch.arange(start, start + n, dtype=torch.int64, device=device if device is not None else key.device)
+    return _to_uniform(counter_bits(key, idx), dtype)
+
+
+def normals(key: torch.Tensor, n: int, *, start: int = 0, dtype: torch.dtype = torch.float64,
+            device=None) -> torch.Tensor:
+    """Box–Muller normals z(start), ..., z(start + n - 1), computed in ``dtype`` (float32 for narrower)."""
+    cdtype = torch.float64 if dtype == torch.float64 else torch.float32
+    idx = torch.arange(start, start + n, dtype=torch.int64, device=device if device is not None else key.device)
+    u1 = 1.0 - _to_uniform(counter_bits(key, 2 * idx), cdtype)
+    u2 = _to_uniform(counter_bits(key, 2 * idx + 1), cdtype)
+    z = torch.sqrt(-2.0 * torch.log(u1)) * torch.cos((2.0 * math.pi) * u2)
+    return z if z.dtype == dtype else z.to(dtype)
