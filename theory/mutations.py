@@ -16,6 +16,8 @@ name                              the bug it imitates
 ``sghmc-friction-x1.1``           SGHMC uses a friction 10% off (changes the dynamics, barely the variance)
 ``sghmc-flipped-sign``            SGHMC position update with the opposite sign s_x
 ``w2-biased-low``                 the 1-D exact W2 estimator returns 0.9× its value (a biased-low W2)
+``lpl-is-lpf``                    naive LP-L silently runs LP-F (no rounding of the state: no over-dispersion)
+``qsgld-resolution-x1.05``        QSGLD's grid 5% finer than asked (error variance −10%)
 ================================  ==========================================================================
 """
 
@@ -35,6 +37,8 @@ MUTATIONS: dict[str, str] = {
     "sghmc-friction-x1.1": "SGHMC friction γ ×1.1",
     "sghmc-flipped-sign": "SGHMC position sign flipped",
     "w2-biased-low": "1-D exact W2 estimator ×0.9",
+    "lpl-is-lpf": "naive LP-L methods run LP-F",
+    "qsgld-resolution-x1.05": "QSGLD resolution ×1.05",
 }
 
 _FINE = None  # a fixed-point format fine enough to be the identity at the scales used (Δ = 2^-30)
@@ -79,6 +83,13 @@ class MutatedSampler:
         elif name == "sghmc-flipped-sign" and m.startswith("sghmc"):
             key = "sghmc_position_sign" if "sghmc_position_sign" in kw else "position_sign"
             kw[key] = "correct" if kw.get(key, "correct") == "paper" else "paper"
+        elif name == "lpl-is-lpf" and m.endswith("_lp_l"):
+            m = m[: -len("_lp_l")] + "_lp_f"
+        elif name == "qsgld-resolution-x1.05" and m == "qsgld":
+            if kw.get("q0") is not None:
+                kw["q0"] = float(kw["q0"]) * 1.05
+            if kw.get("resolutions") is not None:
+                kw["resolutions"] = [1.05 * float(q) for q in kw["resolutions"]]
         base = self.base
         if base is None:
             from refimpl import sample as base

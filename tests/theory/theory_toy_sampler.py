@@ -156,6 +156,18 @@ def _make(*, noise_scale=1.0, vc_is_naive=False, flip_sign=False, lp_f_as_lp_l=F
                 if m == "sghmc_lp_l":
                     v, x = _sr(v, dw, rng), _sr(x, dw, rng)
                 continue
+            if m == "qsgld":  # docs/qsgld.md (QS1)-(QS3) with the SGD direction; q0 given or from T_eff = T
+                q = unused.get("resolutions")
+                q = float(q[k]) if q is not None else float(unused.get("q0") or 1.0 / np.sqrt(24.0 * eta * T))
+                pre = x - eta * _grad(target, x, grad_noise, rng)
+                rounding = unused.get("rounding", "nearest")
+                if rounding == "uniform":
+                    x = pre + (rng.random(x.shape) - 0.5) / q
+                elif rounding == "stochastic":
+                    x = np.floor(q * pre + rng.random(x.shape)) / q
+                else:
+                    x = np.floor(q * pre + 0.5) / q
+                continue
             if m in ("sgld_lp_f", "sgd_lp_f") and dw:
                 g = qg(_grad(target, _sr(x, dw, rng), grad_noise, rng))
             else:

@@ -13,6 +13,8 @@ module                            claims
 :mod:`.sghmc_fig4`                ``sghmc-fig4``
 :mod:`.mixture_sghmc_faster`      ``mixture-sghmc-faster``
 :mod:`.gaussian_densities`        ``gaussian-densities``
+:mod:`.lpsghmc_thm45`             ``lpsghmc-thm4-5``
+:mod:`.qsgld_temperature`         ``qsgld-temperature``
 ================================  =====================================================
 
 A :class:`Claim` names its source (paper, theorem or figure), the statement, the
@@ -52,6 +54,8 @@ _MODULES = (
     "sghmc_fig4",
     "mixture_sghmc_faster",
     "gaussian_densities",
+    "lpsghmc_thm45",
+    "qsgld_temperature",
 )
 
 CLAIMS: dict[str, Claim] = {}
