@@ -1,0 +1,255 @@
+"""torchport.fast: the fast path against refimpl's replay of the same counter stream.
+
+Parity in float64 (eager) is bit for bit, or within the documented ulp bound with zero
+grid flips where a Box–Muller normal enters (docs/fast_path.md); float32 within its
+documented bound.  Statistical properties of the k-bit rounding are tested in
+tests/refimpl/test_counter_rng.py.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from refimpl import counter_rng as C
+from refimpl.formats import parse_format
+from torchport import fast as F
+
+rq = importlib.import_module("refimpl.quantize")
+
+FORMATS = ["fixed:8:6", "fixed:4:2", "bfp:8", "bfp:8:0", "bfp:6:1", "float:5:2", "float:4:3", "ieee:bfloat16",
+           "ieee:float8_e4m3fn", "ieee:float8_e5m2"]
+
+
+def _x(shape=(24, 7), scale=0.6, seed=0):
+    x = np.random.default_rng(seed).normal(0.0, scale, size=shape)
+    x[0, 0], x[1, 1] = 0.0, 3.0  # a zero and a value that saturates most formats
+    return x
+
+
+@pytest.mark.parametrize("fmt_text", FORMATS)
+def test_nearest_equals_refimpl(fmt_text):
+    fmt = parse_format(fmt_text)
+    x = _x()
+    assert np.array_equal(F.quantize_fast(torch.tensor(x), fmt).numpy(), rq.quantize(x, fmt))
+    x32 = x.astype(np.float32)
+    got = F.quantize_fast(torch.tensor(x32), fmt)
+    assert got.dtype == torch.float32
+    assert np.array_equal(got.double().numpy(), rq.quantize(x32.astype(np.float64), fmt).astype(np.float32))
+
+
+@pytest.mark.parametrize("fmt_text", FORMATS)
+def test_stochastic_rounding_equals_refimpl_replay(fmt_text):
+    fmt = parse_format(fmt_text)
+    x = _x()
+    key = C.stream_key(5, 3, 2, "u_weight")
+    want = C.sr_round(x, fmt, C.uniforms(key, x.size).reshape(x.shape))
+    got = F.stochastic_round_fast(torch.tensor(x), fmt, seed=5, step=3, param_index=2)
+    assert np.array_equal(got.numpy(), want)
+    x32 = x.astype(np.float32).astype(np.float64)
+    want32 = C.sr_round(x32, fmt, C.uniforms(key, x.size, bits=24).reshape(x.shape))
+    got32 = F.stochastic_round_fast(torch.tensor(x32, dtype=torch.float32), fmt, seed=5, step=3, param_index=2)
+    assert np.array_equal(got32.double().numpy(), want32.astype(np.float32))
+
+
+def _vc_noise(seed, step, index, shape, bits=53):
+    n = int(np.prod(shape))
+    return [(C.normals if s == "xi" else C.uniforms)(C.stream_key(seed, step, index, s), n, bits=bits).reshape(shape)
+            for s in ("xi", "u_round", "u_cat")]
+
+
+@pytest.mark.parametrize("fmt_text", FORMATS)
+@pytest.mark.parametrize("var", [0.0, 1e-7, 1e-4, 1e-2, 0.5])
+def test_vc_equals_refimpl_vc_into_on_the_counter_noise(fmt_text, var):
+    """Both branches, the BFP/float escape re-rounding and (var large) saturation: zero flips in float64."""
+    fmt = parse_format(fmt_text)
+    x = _x(seed=1)
+    want = C._vc(x, var, fmt, *_vc_noise(7, 0, 0, x.shape))
+    got = F.vc_quantize_fast(torch.tensor(x), var, fmt, seed=7).numpy()
+    assert np.sum(got != want) == 0
+    got32 = F.vc_quantize_fast(torch.tensor(x, dtype=torch.float32), var, fmt, seed=7).double().numpy()
+    assert np.mean(got32 != want.astype(np.float32)) <= 1e-2  # float32 arithmetic + 24-bit noise: documented bound
+
+
+def test_vc_all_zero_bfp_block_and_nan_and_published_flag():
+    fmt = parse_format("bfp:8:0")
+    x = np.zeros((3, 5))
+    x[1] = np.linspace(-1, 1, 5)
+    x[2, 2] = np.nan
+    for kw in ({}, {"vc_published": True}):
+        want = C._vc(x, 1e-3, fmt, *_vc_noise(2, 0, 0, x.shape), **kw)
+        got = F.vc_quantize_fast(torch.tensor(x), 1e-3, fmt, seed=2, **kw).numpy()
+        assert np.array_equal(got, want, equal_nan=True)
+
+
+def _run_sgld(fmt_text, mode, dtype=torch.float64, steps=4, compile=False):
+    fmt = parse_format(fmt_text)
+    gen = torch.Generator().manual_seed(0)
+    w = torch.nn.Parameter((torch.randn(9, 6, generator=gen, dtype=torch.float64) * 0.3).to(dtype))
+    b = torch.nn.Parameter((torch.randn(6, generator=gen, dtype=torch.float64) * 0.3).to(dtype))
+    acc = "full" if mode == "full" else "low"
+    opt = F.FastLowPrecisionSGLD([w, b], lr=0.05, temperature=1.0, num_data=50, weight_format=fmt,
+                                 accumulator=acc, variance_corrected=mode == "vc", weight_decay=0.01, seed=3,
+                                 compile=compile)
+    states = []
+    for k in range(steps):
+        grads = [torch.randn(p.shape, generator=gen, dtype=torch.float64).to(dtype) for p in (w, b)]
+        before = [(p.detach().double().numpy().copy(),
+                   opt.state[p]["accumulator"].double().numpy().copy() if acc == "full" else None) for p in (w, b)]
+        w.grad, b.grad = grads[0].clone(), grads[1].clone()
+        opt.step()
+        after = [(p.detach().double().numpy().copy(),
+                  opt.state[p]["accumulator"].double().numpy().copy() if acc == "full" else None) for p in (w, b)]
+        states.append((k, before, [g.double().numpy() for g in grads], after))
+    return fmt, acc, states
+
+
+@pytest.mark.parametrize("fmt_text", ["fixed:8:6", "bfp:8:0", "float:5:2", "ieee:bfloat16"])
+@pytest.mark.parametrize("mode", ["full", "low", "vc"])
+def test_sgld_step_replays_in_refimpl(fmt_text, mode):
+    fmt, acc, states = _run_sgld(fmt_text, mode)
+    for k, before, grads, after in states:
+        for i in range(2):
+            th, ac = C.replay_sgld_step(before[i][0], before[i][1], grads[i], seed=3, step=k, param_index=i,
+                                        lr=0.05, temperature=1.0, num_data=50, weight_format=fmt, grad_format=fmt,
+                                        accumulator=acc, variance_corrected=mode == "vc", weight_decay=0.01)
+            assert np.sum(th != after[i][0]) == 0  # zero grid flips
+            if acc == "full":  # the normal enters the accumulator: documented 4-ulp bound
+                assert np.all(np.abs(ac - after[i][1]) <= 4 * np.spacing(np.abs(ac)))
+
+
+@pytest.mark.parametrize("mode", ["full", "low", "vc"])
+def test_sgld_float32_within_bound_of_float64(mode):
+    _, _, s64 = _run_sgld("fixed:8:6", mode, torch.float64, steps=1)
+    _, _, s32 = _run_sgld("fixed:8:6", mode, torch.float32, steps=1)
+    # one step from (almost) the same state: the grid values agree except for rare flips
+    th64, th32 = s64[0][3][0][0], s32[0][3][0][0]
+    assert np.mean(th64 != th32) <= 0.05
+    assert np.max(np.abs(th64 - th32)) <= 2 * 2.0**-6 + 1e-6
+
+
+@pytest.mark.parametrize("fmt_text", ["fixed:8:6", "bfp:8:0"])
+@pytest.mark.parametrize("mode", ["full", "low", "vc"])
+def test_sghmc_step_replays_in_refimpl(fmt_text, mode):
+    fmt = parse_format(fmt_text)
+    gen = torch.Generator().manual_seed(1)
+    w = torch.nn.Parameter(torch.randn(7, 5, generator=gen, dtype=torch.float64) * 0.3)
+    acc = "full" if mode == "full" else "low"
+    opt = F.FastLowPrecisionSGHMC([w], lr=0.05, friction=2.0, temperature=1.0, num_data=20, weight_format=fmt,
+                                  accumulator=acc, variance_corrected=mode == "vc", seed=4)
+    for k in range(3):
+        g = torch.randn(w.shape, generator=gen, dtype=torch.float64)
+        th0, v0 = w.detach().numpy().copy(), opt.state[w]["velocity"].numpy().copy()
+        a0 = opt.state[w]["accumulator"].numpy().copy() if acc == "full" else None
+        w.grad = g.clone()
+        opt.step()
+        th, ac, v = C.replay_sghmc_step(th0, a0, v0, g.numpy(), seed=4, step=k, param_index=0, coeffs=opt.coeffs,
+                                        weight_format=fmt, grad_format=fmt, velocity_format=fmt, accumulator=acc,
+                                        variance_corrected=mode == "vc")
+        assert np.sum(th != w.detach().numpy()) == 0
+        vv = opt.state[w]["velocity"].numpy()
+        assert np.all(np.abs(v - vv) <= 4 * np.spacing(np.abs(v)) + 4 * 2.0**-53 * np.abs(v).max())
+
+
+def test_finite_check_is_lazy_and_names_the_parameter():
+    w = torch.nn.Parameter(torch.zeros(3))
+    b = torch.nn.Parameter(torch.zeros(2))
+    opt = F.FastLowPrecisionSGLD([w, b], lr=0.1, weight_format=parse_format("fixed:8:6"), seed=0,
+                                 param_names=["layer.weight", "layer.bias"])
+    w.grad = torch.ones(3)
+    b.grad = torch.tensor([1.0, float("nan")])
+    opt.step()  # no host synchronisation: nothing raised here
+    with pytest.raises(F.NonFiniteGradientError, match="layer.bias"):
+        opt.check_finite()
+    opt.check_finite()  # flags cleared
+    eager = F.FastLowPrecisionSGLD([w], lr=0.1, weight_format=parse_format("fixed:8:6"), seed=0, check_every=1)
+    w.grad = torch.tensor([0.0, float("inf"), 0.0])
+    with pytest.raises(F.NonFiniteGradientError, match=r"param 0 \(shape \(3,\)\)"):
+        eager.step()
+
+
+def test_bad_inputs_name_the_argument():
+    w = torch.nn.Parameter(torch.zeros(3))
+    with pytest.raises(ValueError, match="seed"):
+        F.FastLowPrecisionSGLD([w], lr=0.1, seed=-1)
+    with pytest.raises(ValueError, match="lr"):
+        F.FastLowPrecisionSGLD([w], lr=0.0)
+    with pytest.raises(ValueError, match="accumulator"):
+        F.FastLowPrecisionSGLD([w], lr=0.1, accumulator="mid")
+    with pytest.raises(ValueError, match="variance_corrected"):
+        F.FastLowPrecisionSGLD([w], lr=0.1, weight_format=parse_format("fixed:8:6"), variance_corrected=True)
+    with pytest.raises(TypeError, match="float16"):
+        F.FastLowPrecisionSGLD([torch.nn.Parameter(torch.zeros(3, dtype=torch.float16))], lr=0.1)
+    with pytest.raises(ValueError, match="var"):
+        F.vc_quantize_fast(torch.zeros(3), -1.0, parse_format("fixed:8:6"), seed=0)
+    with pytest.raises(ValueError, match="fmt"):
+        F.quantize_fast(torch.zeros(3), None)
+
+
+def test_same_seed_same_bits_and_different_seed_differs():
+    def run(seed):
+        w = torch.nn.Parameter(torch.linspace(-1, 1, 50))
+        opt = F.FastLowPrecisionSGLD([w], lr=0.01, num_data=10, weight_format=parse_format("bfp:8"),
+                                     accumulator="low", variance_corrected=True, seed=seed)
+        for _ in range(3):
+            w.grad = w.detach() * 2
+            opt.step()
+        return w.detach().clone()
+
+    assert torch.equal(run(1), run(1))
+    assert not torch.equal(run(1), run(2))
+
+
+def _gloo_worker(rank, world, init_file, out_dir):
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        torch.manual_seed(0)
+        w = torch.nn.Parameter(torch.randn(40, 3, dtype=torch.float64))
+        opt = F.FastLowPrecisionSGLD([w], lr=0.01, num_data=10, weight_format=parse_format("fixed:8:6"),
+                                     accumulator="low", variance_corrected=True, seed=9)
+        for _ in range(2):
+            # data items c = 1..4 split over the ranks; local gradient sums all-reduced as DDP does
+            # (w is on the 2^-6 grid, so every partial sum is exact whatever the split)
+            g = sum(w.detach() * float(c) for c in range(1, 5) if (c - 1) % world == rank)
+            dist.all_reduce(g)
+            w.grad = g / 4.0
+            opt.step()
+        # an FSDP-style shard of a flat tensor: rank r rounds elements [r·n/world, (r+1)·n/world)
+        flat = torch.linspace(-1, 1, 120, dtype=torch.float64)
+        n = flat.numel() // world
+        piece = F.stochastic_round_fast(flat[rank * n:(rank + 1) * n], parse_format("fixed:8:6"), seed=9,
+                                        step=5, start=rank * n)
+        pieces = [torch.empty_like(piece) for _ in range(world)]
+        dist.all_gather(pieces, piece)
+        torch.save({"w": w.detach(), "flat": torch.cat(pieces)}, os.path.join(out_dir, f"r{world}_{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_one_and_two_gloo_ranks_give_the_same_bits(tmp_path):
+    import torch.multiprocessing as mp
+
+    for world in (1, 2):
+        mp.spawn(_gloo_worker, args=(world, str(tmp_path / f"init{world}"), str(tmp_path)), nprocs=world, join=True)
+    one = torch.load(tmp_path / "r1_0.pt")
+    for rank in range(2):
+        two = torch.load(tmp_path / f"r2_{rank}.pt")
+        assert torch.equal(two["w"], one["w"])
+        assert torch.equal(two["flat"], one["flat"])
+
+
+@pytest.mark.slow
+def test_compiled_step_equals_eager():
+    """torch.compile of the fused step (inductor): grid values equal, accumulators within 4 ulp."""
+    _, _, eager = _run_sgld("fixed:8:6", "full", torch.float32, steps=2)
+    _, _, comp = _run_sgld("fixed:8:6", "full", torch.float32, steps=2, compile=True)
+    for (_, _, _, a), (_, _, _, b) in zip(eager, comp):
+        for (th_e, ac_e), (th_c, ac_c) in zip(a, b):
+            assert np.mean(th_e != th_c) <= 1e-3
+            assert np.all(np.abs(ac_e - ac_c) <= 4 * np.spacing(np.abs(ac_e).astype(np.float32)))

@@ -1,0 +1,757 @@
+"""The fast torchport path: quantizers and fused LP-SGLD / LP-SGHMC steps in the parameter's dtype.
+
+Two paths, one set of formats.  :mod:`torchport.quantize` and the optimizers of
+:mod:`torchport.optim` compute every quantizer in float64, op by op, from noise drawn
+by a ``torch.Generator`` -- the **exact path**, bit-identical to refimpl on float64 CPU
+(``qlangevin crosscheck``).  This module is the **fast path** (docs/fast_path.md):
+
+* arithmetic in the tensor's own dtype (float32 for float32 weights); all grid
+  scalings are exact powers of two built from the exponent bits;
+* every random number from the counter stream of :mod:`torchport.counter_rng` (a pure
+  function of seed, step, parameter index, stream and element index), generated
+  inside the same elementwise kernel that uses it -- nothing is materialised in
+  float64 and there is no generator state, so CPU, CUDA and any sharding of a
+  tensor give the same bits;
+* each parameter's whole update (gradient SR, drift, noise, VC branch logic, weight
+  rounding, accumulator) is one function, compiled with ``torch.compile`` when
+  ``compile=True`` (inductor: C++/OpenMP on CPU, Triton on CUDA; eager otherwise);
+* no host synchronisation per step: the finite-gradient check accumulates a device
+  flag per parameter and is read only by :meth:`FastLowPrecisionSGLD.check_finite`
+  (or every ``check_every`` steps), raising an error that names the parameter.
+
+Stochastic rounding here is Δ·(⌊x/Δ⌋ + [u_k < frac]) with a k-bit uniform (k = 53 for
+float64, 24 otherwise): bias in [0, 2^-k·Δ) (refimpl.counter_rng).  Q^vc is refimpl's
+``vc_into`` algorithm ((Q5)/(Q6), with the BFP/float escape re-rounding and the
+all-zero BFP block rule) written as vectorised tensor ops; its inner Q^s is
+⌊z + u⌋ as in refimpl.
+
+Parity (tests/torchport/test_fast.py): in float64 and eager mode the fast path equals
+:func:`refimpl.counter_rng.replay_sgld_step` / ``replay_sghmc_step`` bit for bit for
+fixed point, BFP, qtorch float and IEEE formats, except where a normal deviate enters
+(Box–Muller: torch's log/cos may differ from libm by a few ulp, so the pre-rounding
+value differs by <= 4 ulp and the grid value may flip only if it lands within that
+distance of a rounding threshold -- counted and asserted zero on the test problems).
+Float32 is within a documented bound of the float64 result (docs/fast_path.md).
+
+MX formats are not supported here yet (``ValueError`` naming the format).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+from refimpl import slots as S
+from refimpl.formats import (
+    BlockFloatingPoint,
+    FixedPoint,
+    FloatingPoint,
+    IEEEFloat,
+    format_code,
+    with_options,
+)
+from torchport import counter_rng as cr
+
+__all__ = [
+    "FastLowPrecisionSGHMC",
+    "FastLowPrecisionSGLD",
+    "NonFiniteGradientError",
+    "maybe_compile",
+    "quantize_fast",
+    "sghmc_step",
+    "sgld_step",
+    "stochastic_round_fast",
+    "vc_quantize_fast",
+]
+
+_SUPPORTED = (FixedPoint, BlockFloatingPoint, FloatingPoint, IEEEFloat)
+
+
+class NonFiniteGradientError(FloatingPointError):
+    """A parameter's gradient had a NaN or ±inf entry (raised lazily, naming the parameter)."""
+
+
+# ----------------------------------------------------------------------------- exact scalings
+def _int_info(dtype):
+    if dtype == torch.float64:
+        return torch.int64, 52, 1023, 0x7FF
+    if dtype == torch.float32:
+        return torch.int32, 23, 127, 0xFF
+    raise TypeError(f"the fast path computes in float32 or float64, got dtype {dtype}")
+
+
+def _pow2(e: torch.Tensor, dtype) -> torch.Tensor:
+    """2^e exactly for an integer tensor e (|e| <= 2·(bias - 1)); built from the exponent bits.
+
+    2^e = 2^a·2^b with a = ⌊e/2⌋, b = e - a, each a normal number of ``dtype``; their
+    product is a power of two, exact whenever it is representable (also subnormal).
+    """
+    itype, mbits, bias, _ = _int_info(dtype)
+    e = e.to(torch.int64)
+    a = torch.div(e, 2, rounding_mode="floor")
+    b = e - a
+    pa = ((a + bias).to(itype) << mbits).view(dtype)
+    pb = ((b + bias).to(itype) << mbits).view(dtype)
+    return pa * pb
+
+
+def _exponent(a: torch.Tensor) -> torch.Tensor:
+    """⌊log2 a⌋ (int64) for finite a > 0 of a float32/float64 tensor, subnormals included."""
+    itype, mbits, bias, emask = _int_info(a.dtype)
+    tiny = a < torch.finfo(a.dtype).tiny
+    a2 = torch.where(tiny, a * 2.0 ** 64, a)
+    e = ((a2.view(itype) >> mbits) & emask).to(torch.int64) - bias
+    return e - torch.where(tiny, 64, 0)
+
+
+def _round_int(z: torch.Tensor, ties: int) -> torch.Tensor:
+    """Nearest integer, ties 1 away from zero, 2 to even, 3 toward +inf (refimpl ``_round_int``)."""
+    a = z.abs()
+    f = torch.floor(a)
+    d = a - f
+    if ties == S.TIES_AWAY:
+        tie_up = d == 0.5
+    elif ties == S.TIES_EVEN:
+        tie_up = (d == 0.5) & ((f - 2.0 * torch.floor(0.5 * f)) == 1.0)
+    else:
+        tie_up = (d == 0.5) & (z > 0.0)
+    f = f + ((d > 0.5) | tie_up).to(f.dtype)
+    return torch.copysign(f, z)
+
+
+def _sr_int(z: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """⌊z⌋ + [u < z - ⌊z⌋]: the k-bit stochastic rounding (exact comparisons)."""
+    f0 = torch.floor(z)
+    return f0 + (u < z - f0).to(z.dtype)
+
+
+def _check_format(fmt, name="fmt"):
+    if fmt is None or not isinstance(fmt, _SUPPORTED):
+        raise ValueError(f"{name} must be a FixedPoint, BlockFloatingPoint, FloatingPoint or IEEEFloat "
+                         f"(MX formats are not on the fast path yet), got {fmt!r}")
+    return fmt
+
+
+def _rows(x: torch.Tensor, dim):
+    """BFP blocks as rows (a view when possible) and the map back; ``dim=None``: one block."""
+    if dim is None or x.dim() == 0:
+        shape = x.shape
+        return x.reshape(1, -1), lambda r: r.reshape(shape)
+    if dim >= x.dim():
+        raise ValueError(f"BlockFloatingPoint dim={dim} is out of range for a tensor of {x.dim()} dims")
+    moved = x.movedim(dim, 0)
+    mshape = moved.shape
+    return moved.reshape(mshape[0], -1), lambda r: r.reshape(mshape).movedim(0, dim)
+
+
+def _float_params(code):
+    emin = 2 - (1 << (int(code[1]) - 1))
+    man = int(code[2])
+    return emin, man, float(code[3]), code[4] != 0.0, int(code[0]) == S.KIND_FLOAT or code[6] != 0.0
+
+
+def _float_overflow(x, maxv, has_inf, saturate):
+    if saturate:
+        return torch.copysign(torch.full_like(x, maxv), x)
+    if has_inf:
+        return torch.copysign(torch.full_like(x, math.inf), x)
+    return torch.full_like(x, math.nan)
+
+
+# ----------------------------------------------------------------------------- rounding kernels
+def _round_tensor(x: torch.Tensor, fmt, code, u: torch.Tensor | None) -> torch.Tensor:
+    """Q^d (u None) or the k-bit Q^s of x, computed in x's dtype; u has x's shape."""
+    kind = int(code[0])
+    ties = int(code[S.TIES])
+    dt = x.dtype
+    if kind == S.KIND_FIXED:
+        delta, lo, hi = float(code[1]), float(code[2]), float(code[3])
+        z = torch.clamp(x, lo - delta, hi + delta) * (1.0 / delta)
+        k = _round_int(z, ties) if u is None else _sr_int(z, u)
+        q = torch.clamp(k * delta + 0.0, lo, hi)
+        return torch.where(torch.isnan(x), x, q)
+    if kind == S.KIND_BFP:
+        wl = int(code[1])
+        rows, back = _rows(x, fmt.dim)
+        urows = None if u is None else _rows(u, fmt.dim)[0]
+        a = rows.abs()
+        a = torch.where(torch.isfinite(a), a, torch.zeros_like(a))
+        m = a.amax(dim=1, keepdim=True)
+        found = m > 0.0
+        se = _exponent(torch.where(found, m, torch.ones_like(m))) + (2 - wl)
+        kmax = float(2 ** (wl - 1) - 1)
+        finite = torch.isfinite(rows)
+        z = torch.where(finite, rows, torch.zeros_like(rows)) * _pow2(-se, dt)
+        k = _round_int(z, ties) if urows is None else _sr_int(z, urows)
+        k = torch.where(torch.isinf(rows), torch.copysign(torch.full_like(k, kmax), rows), k)
+        k = torch.clamp(k, -kmax, kmax)
+        q = k * _pow2(se, dt) + 0.0
+        q = torch.where(found, q, torch.zeros_like(q))
+        q = torch.where(torch.isnan(rows), rows, q)
+        return back(q)
+    if kind in (S.KIND_FLOAT, S.KIND_IEEE):
+        emin, man, maxv, has_inf, saturate = _float_params(code)
+        ok = torch.isfinite(x) & (x != 0.0)
+        xs = torch.where(ok, x, torch.ones_like(x))
+        e = torch.clamp(_exponent(xs.abs()), min=emin)
+        z = (xs * _pow2(-e, dt)) * float(2 ** man)  # both scalings exact
+        k = _round_int(z, ties) if u is None else _sr_int(z, u)
+        q = torch.copysign((k * float(2.0 ** -man)) * _pow2(e, dt), x)
+        over = _float_overflow(x, maxv, has_inf, saturate)
+        q = torch.where((q.abs() > maxv) | torch.isinf(x), over, q)
+        return torch.where(torch.isnan(x) | (x == 0.0), x, q)
+    raise ValueError(f"unsupported format kind {kind}")
+
+
+# ----------------------------------------------------------------------------- Q^vc
+def _cat_unit(m, v, u):
+    """Cat(m, v) on {+1, -1, 0} with Δ = 1 from the uniform u (refimpl ``_cat_unit``)."""
+    w = v - 0.25
+    p_plus = (w + (0.5 + m) * (0.5 + m)) * 0.5
+    p_minus = (w + (0.5 - m) * (0.5 - m)) * 0.5
+    one = torch.ones_like(p_plus)
+    return torch.where(u < p_plus, one, torch.where(u < p_plus + p_minus, -one, torch.zeros_like(one)))
+
+
+def _sqrt(x: torch.Tensor) -> torch.Tensor:
+    """Correctly rounded sqrt in float64 (refimpl's math.sqrt), torch.sqrt otherwise."""
+    if x.dtype == torch.float64:
+        from torchport.quantize import exact_sqrt
+
+        return exact_sqrt(x)
+    return torch.sqrt(x)
+
+
+def _vc_units(mu, var, xi, ur, uc, se, lo, hi, ties, published, clip, ktop):
+    """refimpl ``_vc_elem`` vectorised: θ on the grid 2^se (clipped to [lo, hi] if ``clip``).
+
+    ``se`` an int64 tensor broadcastable to mu; lo/hi tensors or floats; ``clip`` False
+    gives the unclipped result of both branches (clip2 = ``published``), as the escape
+    rule of BFP/float needs.  Returns (θ, branch1).
+    """
+    dt = mu.dtype
+    delta = _pow2(se, dt)
+    inv = _pow2(-se, dt)
+    big = _pow2(torch.clamp(se + 60, max=(1000 if dt == torch.float64 else 126)), dt)
+    mc = torch.clamp(mu, min=lo - big, max=hi + big)
+    mc = torch.where(torch.isfinite(mu), mc, torch.zeros_like(mc))
+    vr = (var * inv) * inv
+    branch1 = vr > 0.25
+    # branch 1 (Q5): x = μ + sqrt(V - Δ²/4)·ξ; θ = Q^d(x) + sign(r)·Cat(|r|, 1/4)
+    s1 = _sqrt(torch.clamp(var - 0.25 * delta * delta, min=0.0))
+    z1 = (mc + s1 * xi) * inv
+    k1 = _round_int(z1, ties)
+    r = z1 - k1
+    c = _cat_unit(r.abs(), 0.25, uc)
+    k1 = k1 + torch.sign(r) * c
+    # branch 2 (Q6): Q^s(μ) + Cat(0, V - V_s)
+    z2 = mc * inv
+    k2 = torch.floor(z2 + ur)
+    if not published:
+        a = z2.abs()
+        p = a - torch.floor(a)
+        w = vr - p * (1.0 - p)
+        top = _cat_unit(torch.zeros_like(w), w, uc)
+        if ktop is not None and not clip:  # top-up across the block/binade boundary: {-Δ, 0, +2Δ}
+            at_top = k2.abs() == ktop
+            a6 = w / 6.0
+            sgn = torch.sign(k2)
+            alt = torch.where(uc < a6, 2.0 * sgn, torch.where(uc < a6 + w / 3.0, -sgn, torch.zeros_like(sgn)))
+            top = torch.where(at_top, alt, top)
+        k2 = torch.where(vr > p * (1.0 - p), k2 + top, k2)
+    theta1 = k1 * delta + 0.0
+    theta2 = k2 * delta + 0.0
+    if clip:
+        theta1 = torch.clamp(theta1, min=lo, max=hi)
+    if clip or published:
+        theta2 = torch.clamp(theta2, min=lo, max=hi)
+    theta = torch.where(branch1, theta1, theta2)
+    theta = torch.where(torch.isinf(mu), torch.where(mu < 0, lo + 0.0 * mu, hi + 0.0 * mu), theta)
+    return torch.where(torch.isnan(mu), mu, theta), branch1
+
+
+def _escape_uniform(branch1, xi, ur):
+    """refimpl ``_vc_escape_uniform``: u_round in branch 1, the fair coin 3/4·[ξ>0] + 1/4·[ξ<=0] in branch 2."""
+    coin = torch.where(xi > 0.0, torch.full_like(xi, 0.75), torch.full_like(xi, 0.25))
+    return torch.where(branch1, ur, coin)
+
+
+def _vc_tensor(mu, var: float, fmt, code, xi, ur, uc) -> torch.Tensor:
+    """Q^vc (Q5)/(Q6) of refimpl's ``vc_into`` in mu's dtype, noise tensors of mu's shape."""
+    kind = int(code[0])
+    ties = int(code[S.TIES])
+    flags = int(code[S.VC_FLAGS])
+    if flags & S.VC_SPEC_CLIP_BIT:
+        raise ValueError("the spec-clip test hook (VC_SPEC_CLIP_BIT) is not supported on the fast path")
+    published = bool(flags & S.VC_PUBLISHED_BIT) and kind != S.KIND_FIXED
+    dt = mu.dtype
+    if kind == S.KIND_FIXED:
+        delta, lo, hi = float(code[1]), float(code[2]), float(code[3])
+        se = torch.tensor(math.frexp(delta)[1] - 1, dtype=torch.int64, device=mu.device)
+        return _vc_units(mu, var, xi, ur, uc, se, lo, hi, ties, False, True, None)[0]
+    if kind == S.KIND_BFP:
+        wl = int(code[1])
+        rows, back = _rows(mu, fmt.dim)
+        xr, urr, ucr = (_rows(t, fmt.dim)[0] for t in (xi, ur, uc))
+        a = rows.abs()
+        a = torch.where(torch.isfinite(a), a, torch.zeros_like(a))
+        m = a.amax(dim=1, keepdim=True)
+        found = m > 0.0
+        se = _exponent(torch.where(found, m, torch.ones_like(m))) + (2 - wl)
+        kmax = float(2 ** (wl - 1) - 1)
+        hi = kmax * _pow2(se, dt)
+        t, branch1 = _vc_units(rows, var, xr, urr, ucr, se, -hi, hi, ties, published, False, kmax + 1.0)
+        tm = torch.where(torch.isnan(t), torch.zeros_like(t), t.abs()).amax(dim=1, keepdim=True)
+        escaped = tm > hi
+        if published:
+            escaped = escaped & branch1.any(dim=1, keepdim=True)
+        e2 = _exponent(torch.where(escaped & torch.isfinite(tm), tm, torch.ones_like(tm)))
+        e2 = torch.where(torch.isinf(tm), 1023 if dt == torch.float64 else 127, e2)
+        se2 = e2 + (2 - wl)
+        u = _escape_uniform(branch1, xr, urr)
+        k = torch.clamp(torch.floor(t * _pow2(-se2, dt) + u), -kmax, kmax)
+        sat2 = kmax * _pow2(se2, dt)
+        esc = torch.where(torch.isinf(rows), torch.copysign(sat2.expand_as(rows), rows), k * _pow2(se2, dt) + 0.0)
+        esc = torch.where(torch.isnan(rows), rows, esc)
+        q = torch.where(escaped, esc, torch.minimum(torch.maximum(t, -hi), hi))
+        # all-zero block with V > 0: θ = sqrt(V)·ξ rounded stochastically on its own block grid
+        if var > 0.0:
+            sd = math.sqrt(var)
+            y = sd * xr
+            ym = torch.where(torch.isnan(rows), torch.zeros_like(y), y.abs()).amax(dim=1, keepdim=True)
+            ez = _exponent(torch.where(ym > 0, ym, torch.ones_like(ym))) + (2 - wl)
+            kz = torch.clamp(torch.floor(y * _pow2(-ez, dt) + urr), -kmax, kmax)
+            zq = torch.where(torch.isinf(rows), torch.copysign((kmax * _pow2(ez, dt)).expand_as(rows), rows),
+                             kz * _pow2(ez, dt) + 0.0)
+            zq = torch.where(ym > 0, zq, torch.zeros_like(zq))
+            zq = torch.where(torch.isnan(rows), rows, zq)
+            q = torch.where(found, q, zq)
+        else:
+            q = torch.where(found, q, torch.where(torch.isnan(rows), rows, torch.zeros_like(rows)))
+        return back(q)
+    if kind in (S.KIND_FLOAT, S.KIND_IEEE):
+        emin, man, maxv, has_inf, saturate = _float_params(code)
+        am = mu.abs()
+        small = (am == 0.0) | torch.isnan(am)
+        se = torch.where(small, emin - man,
+                         torch.clamp(_exponent(torch.where(small, torch.ones_like(am), torch.clamp(am, max=maxv))),
+                                     min=emin) - man)
+        hi = torch.clamp(float(2 ** (man + 1) - 1) * _pow2(se, dt), max=maxv)
+        t, branch1 = _vc_units(mu, var, xi, ur, uc, se, -hi, hi, ties, published, False, float(2 ** (man + 1)))
+        out_ = t.abs() > hi
+        u = _escape_uniform(branch1, xi, ur)
+        ts = torch.where(out_ & torch.isfinite(t), t, torch.ones_like(t))
+        ue = torch.clamp(_exponent(ts.abs()), min=emin) - man
+        t2 = torch.floor(ts * _pow2(-ue, dt) + u) * _pow2(ue, dt)
+        t2 = torch.where(torch.isinf(t), t, t2)
+        t2 = torch.where(t2.abs() > maxv, torch.copysign(torch.full_like(t2, maxv), t2), t2)
+        return torch.where(out_, t2, t)
+    raise ValueError(f"unsupported format kind {kind}")
+
+
+# ----------------------------------------------------------------------------- noise
+def _stream_keys(pkey: torch.Tensor, names: Sequence[str]):
+    return [cr.counter_bits(pkey, torch.tensor(cr.STREAMS[n], dtype=torch.int64, device=pkey.device))
+            for n in names]
+
+
+def _noise_like(key: torch.Tensor, x: torch.Tensor, kind: str) -> torch.Tensor:
+    n = x.numel()
+    draw = cr.normals if kind == "normal" else cr.uniforms
+    return draw(key, n, dtype=x.dtype, device=x.device).reshape(x.shape)
+
+
+def _param_key(seed: int, step: int, param_index: int, device=None) -> torch.Tensor:
+    """key(seed, step, param) as a 0-d int64 tensor; stream keys are bits(this, stream id)."""
+    from refimpl.counter_rng import _bits_py
+
+    k = _bits_py(_bits_py(int(seed) & ((1 << 64) - 1), int(step)), int(param_index))
+    return cr.key_tensor(k, device)
+
+
+def _compute_dtype(x: torch.Tensor):
+    if x.dtype in (torch.float64, torch.float32):
+        return x
+    return x.to(torch.float32)
+
+
+# ----------------------------------------------------------------------------- public quantizers
+def _code(fmt, ties=None, vc_published=False):
+    return tuple(float(c) for c in with_options(format_code(fmt), ties=ties, vc_published=vc_published))
+
+
+def quantize_fast(x: torch.Tensor, fmt, *, ties: str | None = None) -> torch.Tensor:
+    """Q^d(x) (Q1) in x's dtype (float32 for half types); equals refimpl's ``quantize`` for float32/64 input."""
+    _check_format(fmt)
+    xc = _compute_dtype(x)
+    return _round_tensor(xc, fmt, _code(fmt, ties), None).to(x.dtype)
+
+
+def stochastic_round_fast(x: torch.Tensor, fmt, *, seed: int, step: int = 0, param_index: int = 0,
+                          stream: str = "u_weight", start: int = 0) -> torch.Tensor:
+    """Q^s(x) = Δ·(⌊x/Δ⌋ + [u_k < frac]) with counter uniforms (key(seed, step, param, stream), element start+i).
+
+    Bias in [0, 2^-k·Δ), k = 53 (float64) or 24 (float32): refimpl.counter_rng.  ``start``
+    offsets the element index (a shard of a larger tensor); BFP needs ``start=0``.
+    """
+    _check_format(fmt)
+    xc = _compute_dtype(x)
+    key = cr.key_tensor(cr.stream_key(seed, step, param_index, stream), x.device)
+    u = cr.uniforms(key, xc.numel(), start=start, dtype=xc.dtype, device=x.device).reshape(xc.shape)
+    return _round_tensor(xc, fmt, _code(fmt), u).to(x.dtype)
+
+
+def vc_quantize_fast(mu: torch.Tensor, var: float, fmt, *, seed: int, step: int = 0, param_index: int = 0,
+                     streams=("xi", "u_round", "u_cat"), ties: str | None = None,
+                     vc_published: bool = False) -> torch.Tensor:
+    """Q^vc(μ, V) ((Q5)/(Q6); refimpl ``vc_into``) in μ's dtype with counter noise (ξ, u_round, u_cat)."""
+    _check_format(fmt)
+    var = float(var)
+    if not var >= 0.0 or math.isinf(var):
+        raise ValueError(f"var must be a finite float >= 0, got {var!r}")
+    mc = _compute_dtype(mu)
+    keys = [cr.key_tensor(cr.stream_key(seed, step, param_index, s), mu.device) for s in streams]
+    xi = _noise_like(keys[0], mc, "normal")
+    ur = _noise_like(keys[1], mc, "uniform")
+    uc = _noise_like(keys[2], mc, "uniform")
+    return _vc_tensor(mc, var, fmt, _code(fmt, ties, vc_published), xi, ur, uc).to(mu.dtype)
+
+
+# ----------------------------------------------------------------------------- fused steps
+def sgld_step(p: torch.Tensor, g: torch.Tensor, acc: torch.Tensor | None, pkey: torch.Tensor, *,
+              lr: float, var: float, weight_fmt, weight_code, grad_fmt, grad_code, accumulator: str,
+              variance_corrected: bool, weight_decay: float, add_noise: bool):
+    """One LP-SGLD update of one parameter ((S2)-(S6)); returns (θ', acc', finite flag).
+
+    Pure function (no in-place writes): g_q = SR(g) (stream u_grad), d = g_q + wd·x,
+    μ = x - lr·d with x = acc ("full") or θ ("low"); VC: θ' = Q^vc(μ, V) (streams xi,
+    u_round, u_cat); else μ += sqrt(V)·ξ and θ' = SR(μ) (stream u_weight); "full" keeps
+    acc' = μ.  V = 2·lr·T/N.  The flag is all(isfinite(g)) as a 0-d bool tensor.
+    """
+    finite = torch.isfinite(g).all()
+    names = ["u_grad", "xi", "u_weight", "u_round", "u_cat"]
+    k = dict(zip(names, _stream_keys(pkey, names)))
+    if grad_fmt is not None:
+        g = _round_tensor(g, grad_fmt, grad_code, _noise_like(k["u_grad"], g, "uniform"))
+    full = accumulator == "full"
+    x = acc if full else p
+    d = g if weight_decay == 0 else g + x * weight_decay
+    mu = x - d * lr
+    if variance_corrected:
+        q = _vc_tensor(mu, var, weight_fmt, weight_code, _noise_like(k["xi"], mu, "normal"),
+                       _noise_like(k["u_round"], mu, "uniform"), _noise_like(k["u_cat"], mu, "uniform"))
+        return q, acc, finite
+    if add_noise:
+        mu = mu + _noise_like(k["xi"], mu, "normal") * math.sqrt(var)
+    q = mu if weight_fmt is None else _round_tensor(mu, weight_fmt, weight_code,
+                                                    _noise_like(k["u_weight"], mu, "uniform"))
+    return q, (mu if full else acc), finite
+
+
+def sghmc_step(p, g, acc, v, pkey, *, coeffs, position_sign: float, weight_fmt, weight_code, grad_fmt,
+               grad_code, velocity_fmt, velocity_code, accumulator: str, variance_corrected: bool,
+               weight_decay: float):
+    """One LP-SGHMC update of one parameter ((H2)-(H4)); returns (θ', acc', v', finite flag).
+
+    μ_v = a·v - c_v·g, μ_x = x + c_xv·v + s_x·c_xg·g (g = SR(∇) + wd·x); VC: two Q^vc
+    draws (streams xi_v/u_round_v/u_cat_v and xi_x/u_round_x/u_cat_x); otherwise the
+    correlated noise of torchport's ``_correlated_noise`` from streams z1, z2, then SR of
+    x (u_weight) and, for "low", of v (u_velocity).  No velocity rescaling (H5) here.
+    """
+    a, c_v, c_xv, c_xg, s_v, s_x, s_xv = coeffs
+    finite = torch.isfinite(g).all()
+    names = ["u_grad", "z1", "z2", "u_weight", "u_velocity", "xi_v", "u_round_v", "u_cat_v", "xi_x",
+             "u_round_x", "u_cat_x"]
+    k = dict(zip(names, _stream_keys(pkey, names)))
+    if grad_fmt is not None:
+        g = _round_tensor(g, grad_fmt, grad_code, _noise_like(k["u_grad"], g, "uniform"))
+    full = accumulator == "full"
+    x = acc if full else p
+    if weight_decay != 0:
+        g = g + x * weight_decay
+    mu_v = v * a - g * c_v
+    mu_x = x + v * c_xv + g * (position_sign * c_xg)
+    if variance_corrected:
+        v2 = _vc_tensor(mu_v, s_v, velocity_fmt, velocity_code, _noise_like(k["xi_v"], p, "normal"),
+                        _noise_like(k["u_round_v"], p, "uniform"), _noise_like(k["u_cat_v"], p, "uniform"))
+        x2 = _vc_tensor(mu_x, s_x, weight_fmt, weight_code, _noise_like(k["xi_x"], p, "normal"),
+                        _noise_like(k["u_round_x"], p, "uniform"), _noise_like(k["u_cat_x"], p, "uniform"))
+        return x2, acc, v2, finite
+    corr = s_xv / s_v if s_v > 0.0 else 0.0
+    xi_v = _noise_like(k["z1"], p, "normal") * math.sqrt(s_v)
+    xi_x = xi_v * corr + _noise_like(k["z2"], p, "normal") * math.sqrt(max(s_x - s_xv * corr, 0.0))
+    v2 = mu_v + xi_v
+    x2 = mu_x + xi_x
+    if full:
+        q = x2 if weight_fmt is None else _round_tensor(x2, weight_fmt, weight_code,
+                                                        _noise_like(k["u_weight"], p, "uniform"))
+        return q, x2, v2, finite
+    if velocity_fmt is not None:
+        v2 = _round_tensor(v2, velocity_fmt, velocity_code, _noise_like(k["u_velocity"], p, "uniform"))
+    if weight_fmt is not None:
+        x2 = _round_tensor(x2, weight_fmt, weight_code, _noise_like(k["u_weight"], p, "uniform"))
+    return x2, acc, v2, finite
+
+
+def maybe_compile(fn, enabled: bool = True):
+    """``torch.compile(fn, dynamic=True)`` when enabled and available, else ``fn`` (eager).
+
+    Compilation happens lazily at the first call (keep that call out of timed regions).
+    If compiling fails at that first call, the eager function is used from then on.
+    """
+    if not enabled or not hasattr(torch, "compile"):
+        return fn
+    try:
+        compiled = torch.compile(fn, dynamic=True)
+    except Exception:  # pragma: no cover - compile unavailable on this build
+        return fn
+    state = {"fn": compiled, "tried": False}
+
+    def call(*args, **kwargs):
+        if state["tried"]:
+            return state["fn"](*args, **kwargs)
+        try:
+            out = state["fn"](*args, **kwargs)
+        except Exception:  # pragma: no cover - e.g. no C++ compiler: fall back to eager
+            state["fn"] = fn
+            out = fn(*args, **kwargs)
+        state["tried"] = True
+        return out
+
+    return call
+
+
+# ----------------------------------------------------------------------------- optimizers
+#: the step index of the initial weight rounding (θ_0 = SR(acc_0), "full" accumulator)
+INIT_STEP = 1 << 63
+
+
+class _FastBase(torch.optim.Optimizer):
+    """Shared machinery: the counter keys on the device, lazy finite-gradient flags, compile."""
+
+    def __init__(self, params, defaults, *, seed: int, compile: bool, check_every: int, param_names):
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+        if isinstance(check_every, bool) or not isinstance(check_every, int) or check_every < 0:
+            raise ValueError(f"check_every must be an integer >= 0, got {check_every!r}")
+        super().__init__(params, defaults)
+        self.seed = seed
+        self.check_every = check_every
+        self.steps = 0
+        self._params = [p for g in self.param_groups for p in g["params"]]
+        for i, p in enumerate(self._params):
+            if p.dtype not in (torch.float32, torch.float64):
+                raise TypeError(f"the fast path needs float32 or float64 parameters, got parameter {i} "
+                                f"of dtype {p.dtype}")
+        self._names = list(param_names) if param_names is not None else [f"param {i} (shape {tuple(p.shape)})"
+                                                                        for i, p in enumerate(self._params)]
+        if len(self._names) != len(self._params):
+            raise ValueError(f"param_names must name every parameter ({len(self._params)}), got {len(self._names)}")
+        dev = self._params[0].device if self._params else torch.device("cpu")
+        self._seed_t = cr.key_tensor(seed, dev)
+        self._step_t = torch.zeros((), dtype=torch.int64, device=dev)
+        self._index_t = torch.arange(len(self._params), dtype=torch.int64, device=dev)
+        self._bad = torch.zeros(len(self._params), dtype=torch.bool, device=dev)
+        self._compile = bool(compile)
+
+    def _param_keys(self) -> torch.Tensor:
+        """key(seed, step, i) for every parameter i, computed on the device (no host round trip)."""
+        return cr.counter_bits(cr.counter_bits(self._seed_t, self._step_t), self._index_t)
+
+    def check_finite(self) -> None:
+        """Raise NonFiniteGradientError naming the first parameter that had a non-finite gradient.
+
+        The only host synchronisation of the fast path; called every ``check_every`` steps
+        (0: only when you call it).  The flags are sticky until this raises.
+        """
+        bad = self._bad.nonzero()
+        if bad.numel():
+            i = int(bad[0, 0])
+            self._bad.zero_()
+            raise NonFiniteGradientError(f"non-finite gradient (NaN or inf) for {self._names[i]} "
+                                         f"at or before step {self.steps}")
+
+    def _after_step(self, finites):
+        if finites:
+            self._bad |= ~torch.stack(finites)
+        self._step_t += 1
+        self.steps += 1
+        if self.check_every and self.steps % self.check_every == 0:
+            self.check_finite()
+
+
+class FastLowPrecisionSGLD(_FastBase):
+    """LP-SGLD / LP-SGD on the fast path -- spec (S2)-(S6), the update of ``torchport.optim.LowPrecisionSGLD``.
+
+    Same parameters and scaling contract (S0) as ``LowPrecisionSGLD`` (lr, temperature T,
+    num_data N, weight_format, grad_format "same"/None/format, accumulator "full"/"low",
+    variance_corrected, ties, vc_bfp_published, weight_decay, add_noise, quantize_initial),
+    plus ``seed`` (int >= 0, the counter stream's key), ``compile`` (torch.compile each
+    parameter's fused update), ``check_every`` (finite-gradient check period; 0: call
+    :meth:`check_finite` yourself) and ``param_names`` (names used in that error).
+    Randomness: the counter stream (refimpl.counter_rng) at (seed, step, parameter index),
+    streams u_grad, xi, u_weight / xi, u_round, u_cat; the initial rounding of "full" uses
+    step ``INIT_STEP`` and stream u_weight.  Computes in the parameter's dtype.
+    """
+
+    def __init__(self, params, lr: float, temperature: float = 1.0, num_data: float = 1, *,
+                 weight_format=None, grad_format="same", accumulator: str = "full",
+                 variance_corrected: bool = False, ties: str | None = None, vc_bfp_published: bool = False,
+                 weight_decay: float = 0.0, add_noise: bool = True, quantize_initial: bool = True,
+                 seed: int = 0, compile: bool = False, check_every: int = 0, param_names=None):
+        from torchport.optim._base import as_format
+
+        for name, v in (("lr", lr), ("temperature", temperature), ("num_data", num_data),
+                        ("weight_decay", weight_decay)):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0 or (
+                    v == 0 and name in ("lr", "num_data")):
+                raise ValueError(f"{name} must be a finite number {'> 0' if name in ('lr', 'num_data') else '>= 0'}"
+                                 f", got {v!r}")
+        if accumulator not in ("full", "low"):
+            raise ValueError(f"accumulator must be 'full' or 'low', got {accumulator!r}")
+        wf = as_format(weight_format, "weight_format")
+        gf = wf if grad_format == "same" else as_format(grad_format, "grad_format")
+        if wf is not None:
+            _check_format(wf, "weight_format")
+        if gf is not None:
+            _check_format(gf, "grad_format")
+        if variance_corrected and (accumulator != "low" or wf is None or not add_noise):
+            raise ValueError("variance_corrected=True needs accumulator='low', a weight_format and add_noise=True, "
+                             f"got accumulator={accumulator!r}, weight_format={weight_format!r}, "
+                             f"add_noise={add_noise!r}")
+        super().__init__(params, dict(lr=float(lr), temperature=float(temperature), num_data=float(num_data),
+                                      weight_decay=float(weight_decay)),
+                         seed=seed, compile=compile, check_every=check_every, param_names=param_names)
+        self.weight_format, self.grad_format = wf, gf
+        self.accumulator, self.variance_corrected, self.add_noise = accumulator, bool(variance_corrected), add_noise
+        self._wcode = None if wf is None else _code(wf, ties, vc_bfp_published)
+        self._gcode = None if gf is None else _code(gf)
+        self._fn = maybe_compile(sgld_step, self._compile)
+        with torch.no_grad():
+            for i, p in enumerate(self._params):
+                if accumulator == "full":
+                    self.state[p]["accumulator"] = p.detach().clone()
+                if quantize_initial and wf is not None:
+                    if accumulator == "full":
+                        key = cr.counter_bits(_param_key(seed, INIT_STEP, i, p.device),
+                                              torch.tensor(cr.STREAMS["u_weight"], device=p.device))
+                        p.copy_(_round_tensor(p.detach(), wf, self._wcode, _noise_like(key, p, "uniform")))
+                    else:
+                        p.copy_(_round_tensor(p.detach(), wf, self._wcode, None))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        keys = self._param_keys()
+        finites = []
+        i = 0
+        for group in self.param_groups:
+            lr, wd = group["lr"], group["weight_decay"]
+            var = 2.0 * lr * group["temperature"] / group["num_data"]
+            for p in group["params"]:
+                if p.grad is not None:
+                    acc = self.state[p].get("accumulator")
+                    q, acc2, fin = self._fn(p, p.grad, acc, keys[i], lr=lr, var=var, weight_fmt=self.weight_format,
+                                            weight_code=self._wcode, grad_fmt=self.grad_format,
+                                            grad_code=self._gcode, accumulator=self.accumulator,
+                                            variance_corrected=self.variance_corrected, weight_decay=wd,
+                                            add_noise=self.add_noise)
+                    p.copy_(q)
+                    if acc is not None and acc2 is not acc:
+                        acc.copy_(acc2)
+                    finites.append(fin)
+                i += 1
+        self._after_step(finites)
+        return loss
+
+
+class FastLowPrecisionSGHMC(_FastBase):
+    """LP-SGHMC on the fast path -- spec (H2)-(H4), the update of ``torchport.optim.LowPrecisionSGHMC``.
+
+    Coefficients (H0) from ``torchport.optim.sghmc_coefficients(lr, friction, inverse_mass,
+    temperature/num_data)``; ``position_sign`` -1 (correct, default) or +1 (paper).  No
+    velocity rescaling (H5).  Streams: u_grad, z1, z2, u_weight, u_velocity; VC: xi_v,
+    u_round_v, u_cat_v, xi_x, u_round_x, u_cat_x.  Other arguments as
+    :class:`FastLowPrecisionSGLD`.
+    """
+
+    def __init__(self, params, lr: float, friction: float = 1.0, inverse_mass: float = 1.0,
+                 temperature: float = 1.0, num_data: float = 1, *, weight_format=None, grad_format="same",
+                 velocity_format="same", accumulator: str = "full", variance_corrected: bool = False,
+                 ties: str | None = None, vc_bfp_published: bool = False, position_sign: str = "correct",
+                 weight_decay: float = 0.0, quantize_initial: bool = True, seed: int = 0,
+                 compile: bool = False, check_every: int = 0, param_names=None):
+        from torchport.optim._base import as_format
+        from torchport.optim.sghmc import _sign, sghmc_coefficients
+
+        if accumulator not in ("full", "low"):
+            raise ValueError(f"accumulator must be 'full' or 'low', got {accumulator!r}")
+        if isinstance(num_data, bool) or not isinstance(num_data, (int, float)) or not num_data > 0:
+            raise ValueError(f"num_data must be a number > 0, got {num_data!r}")
+        self.coeffs = sghmc_coefficients(lr, friction, inverse_mass, temperature / num_data)
+        self.position_sign = _sign(position_sign)
+        wf = as_format(weight_format, "weight_format")
+        gf = wf if grad_format == "same" else as_format(grad_format, "grad_format")
+        vf = wf if velocity_format == "same" else as_format(velocity_format, "velocity_format")
+        for name, f in (("weight_format", wf), ("grad_format", gf), ("velocity_format", vf)):
+            if f is not None:
+                _check_format(f, name)
+        if variance_corrected and (accumulator != "low" or wf is None or vf is None):
+            raise ValueError("variance_corrected=True needs accumulator='low', a weight_format and a "
+                             f"velocity_format, got accumulator={accumulator!r}, weight_format={weight_format!r}")
+        if weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
+        super().__init__(params, dict(lr=float(lr), weight_decay=float(weight_decay)), seed=seed,
+                         compile=compile, check_every=check_every, param_names=param_names)
+        self.weight_format, self.grad_format, self.velocity_format = wf, gf, vf
+        self.accumulator, self.variance_corrected = accumulator, bool(variance_corrected)
+        self._wcode = None if wf is None else _code(wf, ties, vc_bfp_published)
+        self._gcode = None if gf is None else _code(gf)
+        self._vcode = None if vf is None else _code(vf, ties, vc_bfp_published)
+        self._fn = maybe_compile(sghmc_step, self._compile)
+        with torch.no_grad():
+            for i, p in enumerate(self._params):
+                self.state[p]["velocity"] = torch.zeros_like(p)
+                if accumulator == "full":
+                    self.state[p]["accumulator"] = p.detach().clone()
+                if quantize_initial and wf is not None:
+                    if accumulator == "full":
+                        key = cr.counter_bits(_param_key(seed, INIT_STEP, i, p.device),
+                                              torch.tensor(cr.STREAMS["u_weight"], device=p.device))
+                        p.copy_(_round_tensor(p.detach(), wf, self._wcode, _noise_like(key, p, "uniform")))
+                    else:
+                        p.copy_(_round_tensor(p.detach(), wf, self._wcode, None))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        keys = self._param_keys()
+        finites = []
+        i = 0
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    st = self.state[p]
+                    acc = st.get("accumulator")
+                    q, acc2, v2, fin = self._fn(
+                        p, p.grad, acc, st["velocity"], keys[i], coeffs=self.coeffs,
+                        position_sign=self.position_sign, weight_fmt=self.weight_format, weight_code=self._wcode,
+                        grad_fmt=self.grad_format, grad_code=self._gcode, velocity_fmt=self.velocity_format,
+                        velocity_code=self._vcode, accumulator=self.accumulator,
+                        variance_corrected=self.variance_corrected, weight_decay=group["weight_decay"])
+                    p.copy_(q)
+                    st["velocity"].copy_(v2)
+                    if acc is not None and acc2 is not acc:
+                        acc.copy_(acc2)
+                    finites.append(fin)
+                i += 1
+        self._after_step(finites)
+        return loss
