@@ -5,22 +5,10 @@ read-only ``float64`` array of length :data:`CODE_LEN` that the jitted kernels o
 :mod:`refimpl._qkernels` dispatch on, so kernels never see Python objects
 (docs/architecture.md, "Number formats and their kernel code").
 
-Layout of ``code`` (entries 0-4 are the contract of docs/architecture.md; the
-trailing entries are an extension, backwards compatible with it):
-
-=====  =====================  ==========================================================
-index  meaning                values
-=====  =====================  ==========================================================
-0      kind                   0 none, 1 fixed, 2 block float, 3 qtorch float, 4 IEEE float
-1-4    format parameters      fixed: delta, lo, hi, wl; bfp: wl; float/IEEE: exp, man,
-                              largest finite value, has-inf (0/1)
-5      tie rule of Q^d        1 away from zero, 2 to even, 3 toward +inf
-6      IEEE overflow          0 IEEE (inf, or NaN for float8_e4m3fn), 1 saturate
-7      VC flags (bit field)   bit 1 (value 1): reproduce the published BFP/float
-                              ``fp_Q_vc`` fallback; bit 2 (value 2): test hook only,
-                              restores the spec's clip to mu's block range (the
-                              collapsing rule, see docs/quantizers.md) for mutation tests
-=====  =====================  ==========================================================
+The entries of ``code`` are named in :mod:`refimpl.slots` (the one module that knows
+their positions; docs/quantizers.md): the kind, then the kind's parameters, the tie
+rule, the overflow rule, the Q^vc flags and, for microscaling formats, the block size,
+scale type, element emax and per-tensor scale.
 
 Two float families are kept apart on purpose (§2.3, §7.1 item 2):
 
@@ -29,14 +17,35 @@ Two float families are kept apart on purpose (§2.3, §7.1 item 2):
   subnormals, saturation at the largest finite value, ties away from zero.
 * :class:`IEEEFloat` -- float16, bfloat16, float8_e4m3fn, float8_e5m2 with IEEE
   round-to-nearest-even; bit-for-bit equal to ``ml_dtypes`` / ``numpy.float16``.
+
+Microscaling (docs/mx.md): :class:`MXFormat` (OCP MX v1.0: MXFP8 E4M3/E5M2, MXFP6
+E3M2/E2M3, MXFP4, MXINT8; blocks of 32 with an E8M0 scale) and :class:`NVFP4` (E2M1
+elements, blocks of 16 with an E4M3 scale, optional per-tensor FP32 scale).
+
+Sections below: one per format kind (fixed, bfp, float, ieee, mx), then dispatch helpers.
 """
 
 from __future__ import annotations
 
+import math
 import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from refimpl import slots as S
+from refimpl.slots import (
+    CODE_LEN,
+    KIND_BFP,
+    KIND_FIXED,
+    KIND_FLOAT,
+    KIND_IEEE,
+    KIND_MX,
+    KIND_NONE,
+    TIES_AWAY,
+    TIES_EVEN,
+    TIES_UP,
+)
 
 __all__ = [
     "CODE_LEN",
@@ -45,6 +54,7 @@ __all__ = [
     "KIND_BFP",
     "KIND_FLOAT",
     "KIND_IEEE",
+    "KIND_MX",
     "TIES_AWAY",
     "TIES_EVEN",
     "TIES_UP",
@@ -54,15 +64,17 @@ __all__ = [
     "FloatingPoint",
     "IEEEFloat",
     "IEEE_FORMATS",
+    "MXFormat",
+    "NVFP4",
+    "MX_FORMATS",
+    "MX_ELEMENTS",
+    "FORMAT_TYPES",
     "qtorch_float",
     "format_code",
     "parse_format",
     "with_options",
 ]
 
-CODE_LEN = 8
-KIND_NONE, KIND_FIXED, KIND_BFP, KIND_FLOAT, KIND_IEEE = 0, 1, 2, 3, 4
-TIES_AWAY, TIES_EVEN, TIES_UP = 1, 2, 3
 #: accepted names of the ``ties=`` option -> code value
 TIES_NAMES = {"away": TIES_AWAY, "even": TIES_EVEN, "up": TIES_UP}
 
@@ -76,9 +88,11 @@ def _check_int(name: str, value, lo: int, hi: int) -> int:
     return value
 
 
-def _readonly(values) -> np.ndarray:
+def _readonly_slots(entries: dict) -> np.ndarray:
+    """A read-only code with the given {slot: value} entries (refimpl.slots), zeros elsewhere."""
     code = np.zeros(CODE_LEN, dtype=np.float64)
-    code[: len(values)] = values
+    for slot, value in entries.items():
+        code[slot] = value
     code.setflags(write=False)
     return code
 
@@ -109,7 +123,12 @@ class FixedPoint:
         object.__setattr__(self, "fl", fl)
         object.__setattr__(self, "symmetric", bool(self.symmetric))
         object.__setattr__(
-            self, "code", _readonly([KIND_FIXED, self.delta, self.lo, self.hi, wl, TIES_AWAY, 0, 0])
+            self,
+            "code",
+            _readonly_slots(
+                {S.KIND: KIND_FIXED, S.FIXED_DELTA: self.delta, S.FIXED_LO: self.lo, S.FIXED_HI: self.hi,
+                 S.FIXED_WL: wl, S.TIES: TIES_AWAY}
+            ),
         )
 
     @property
@@ -153,7 +172,7 @@ class BlockFloatingPoint:
             dim = _check_int("dim", dim, 0, 63)
         object.__setattr__(self, "wl", wl)
         object.__setattr__(self, "dim", dim)
-        object.__setattr__(self, "code", _readonly([KIND_BFP, wl, 0, 0, 0, TIES_UP, 0, 0]))
+        object.__setattr__(self, "code", _readonly_slots({S.KIND: KIND_BFP, S.BFP_WL: wl, S.TIES: TIES_UP}))
 
 
 def _float_params(exp: int, man: int, emax: int) -> float:
@@ -183,7 +202,12 @@ class FloatingPoint:
         object.__setattr__(self, "exp", exp)
         object.__setattr__(self, "man", man)
         object.__setattr__(
-            self, "code", _readonly([KIND_FLOAT, exp, man, self.max, 0, TIES_AWAY, 1, 0])
+            self,
+            "code",
+            _readonly_slots(
+                {S.KIND: KIND_FLOAT, S.FLOAT_EXP: exp, S.FLOAT_MAN: man, S.FLOAT_MAX: self.max,
+                 S.TIES: TIES_AWAY, S.SATURATE: 1}
+            ),
         )
 
     @property
@@ -242,7 +266,10 @@ class IEEEFloat:
         object.__setattr__(
             self,
             "code",
-            _readonly([KIND_IEEE, exp, man, mx, has_inf, TIES_EVEN, 1 if self.saturate else 0, 0]),
+            _readonly_slots(
+                {S.KIND: KIND_IEEE, S.FLOAT_EXP: exp, S.FLOAT_MAN: man, S.FLOAT_MAX: mx, S.FLOAT_HAS_INF: has_inf,
+                 S.TIES: TIES_EVEN, S.SATURATE: 1 if self.saturate else 0}
+            ),
         )
 
     @property
@@ -262,8 +289,169 @@ class IEEEFloat:
         return 2 - 2 ** (self.exp - 1)
 
 
-_FORMAT_TYPES = (FixedPoint, BlockFloatingPoint, FloatingPoint, IEEEFloat)
-_IDENTITY_CODE = _readonly([KIND_NONE, 0, 0, 0, 0, TIES_AWAY, 0, 0])
+# --------------------------------------------------------------------------------------
+# microscaling: OCP MX v1.0 and NVFP4 (kind 5)
+# --------------------------------------------------------------------------------------
+#: element type -> (exp, man, largest value, emax, integer elements, smallest value)
+MX_ELEMENTS = {
+    "e4m3": (4, 3, 448.0, 8, 0, -448.0),
+    "e5m2": (5, 2, 57344.0, 15, 0, -57344.0),
+    "e3m2": (3, 2, 28.0, 4, 0, -28.0),
+    "e2m3": (2, 3, 7.5, 2, 0, -7.5),
+    "e2m1": (2, 1, 6.0, 2, 0, -6.0),
+    "int8": (0, 6, 127.0 / 64.0, 0, 1, -2.0),
+}
+#: MX format name -> element type (OCP MX v1.0 Table 1)
+MX_FORMATS = {
+    "mxfp8_e4m3": "e4m3",
+    "mxfp8_e5m2": "e5m2",
+    "mxfp6_e3m2": "e3m2",
+    "mxfp6_e2m3": "e2m3",
+    "mxfp4": "e2m1",
+    "mxint8": "int8",
+}
+MX_BLOCK_SIZE = 32
+NVFP4_BLOCK_SIZE = 16
+
+
+def _check_axis(axis) -> int:
+    return _check_int("axis", axis, -64, 63)
+
+
+@dataclass(frozen=True)
+class MXFormat:
+    """OCP Microscaling format ``MXFormat(name, axis=-1)`` (OCP MX v1.0, §5; docs/mx.md).
+
+    ``name`` is one of ``mxfp8_e4m3``, ``mxfp8_e5m2``, ``mxfp6_e3m2``, ``mxfp6_e2m3``,
+    ``mxfp4`` (E2M1 elements) or ``mxint8``.  Blocks of k = 32 consecutive elements along
+    ``axis`` (NumPy convention, negative counts from the end; a last, shorter block holds
+    the remainder) share one E8M0 scale 2^X with the spec's choice (§6.3)::
+
+        X = clip(floor(log2 max_i |V_i|) - emax_elem, -127, 127),   P_i = Q(V_i / 2^X)
+
+    and each element P_i is rounded onto the element grid (FP8/FP6/FP4: sign, exponent
+    and mantissa with subnormals; INT8: k·2^-6, k in [-128, 127]) with saturation at the
+    element's largest magnitude.  The value is P_i·2^X.  Special values: a NaN anywhere
+    in a block makes the whole block NaN (the E8M0 NaN scale); ±inf makes max|V| = inf,
+    so X = 127 and the ±inf element saturates to ±max_elem·2^127 (as gfloat's
+    ``quantize_block``); an all-zero block stays zero.
+    """
+
+    name: str
+    axis: int = -1
+    code: np.ndarray = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        if self.name not in MX_FORMATS:
+            raise ValueError(f"name must be one of {sorted(MX_FORMATS)}, got {self.name!r}")
+        object.__setattr__(self, "axis", _check_axis(self.axis))
+        exp, man, mx, emax, is_int, lo = MX_ELEMENTS[MX_FORMATS[self.name]]
+        object.__setattr__(
+            self,
+            "code",
+            _readonly_slots(
+                {
+                    S.KIND: KIND_MX, S.FLOAT_EXP: exp, S.FLOAT_MAN: man, S.FLOAT_MAX: mx,
+                    S.TIES: TIES_EVEN, S.SATURATE: 1, S.MX_BLOCK: MX_BLOCK_SIZE,
+                    S.MX_SCALE: S.SCALE_E8M0, S.MX_EMAX: emax, S.MX_TENSOR_SCALE: 1.0,
+                    S.MX_INT: is_int, S.MX_LO: lo,
+                }
+            ),
+        )
+
+    @property
+    def element(self) -> str:
+        """Element type: e4m3, e5m2, e3m2, e2m3, e2m1 or int8."""
+        return MX_FORMATS[self.name]
+
+    @property
+    def block_size(self) -> int:
+        return MX_BLOCK_SIZE
+
+    @property
+    def max(self) -> float:
+        """Largest element magnitude (the block's range is ±max·2^X)."""
+        return MX_ELEMENTS[self.element][2]
+
+    @property
+    def emax(self) -> int:
+        """emax of the element type: floor(log2 max) (the scale rule subtracts it)."""
+        return MX_ELEMENTS[self.element][3]
+
+
+@dataclass(frozen=True)
+class NVFP4:
+    """NVIDIA NVFP4 ``NVFP4(axis=-1, tensor_scale=1.0)`` (docs/mx.md).
+
+    E2M1 elements (as MXFP4) in blocks of 16 consecutive elements along ``axis``, each
+    block with an FP8 E4M3 scale s_B, and an optional per-tensor FP32 scale s_T
+    (``tensor_scale``, a positive finite float32 value; 1.0 means none)::
+
+        s_B = E4M3((max_i |V_i| / 6) / s_T)   (round to nearest even, saturating at 448)
+        P_i = Q(V_i / (s_B·s_T)),  value = P_i·s_B·s_T
+
+    The usual per-tensor scale is s_T = amax(tensor)/(6·448) (:meth:`tensor_scale_for`);
+    it is a fixed format parameter here, so the format does not depend on the data of
+    other blocks (samplers quantize chains independently).  A block whose s_B rounds to
+    0 becomes zero; NaN and ±inf behave as in :class:`MXFormat` (±inf: s_B saturates).
+    """
+
+    axis: int = -1
+    tensor_scale: float = 1.0
+    code: np.ndarray = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "axis", _check_axis(self.axis))
+        t = self.tensor_scale
+        if isinstance(t, bool) or not isinstance(t, numbers.Real) or not (
+            math.isfinite(float(t)) and float(t) > 0 and float(np.float32(t)) == float(t)
+        ):
+            raise ValueError(f"tensor_scale must be a positive finite float32 value, got {t!r}")
+        object.__setattr__(self, "tensor_scale", float(t))
+        exp, man, mx, emax, _, _ = MX_ELEMENTS["e2m1"]
+        object.__setattr__(
+            self,
+            "code",
+            _readonly_slots(
+                {
+                    S.KIND: KIND_MX, S.FLOAT_EXP: exp, S.FLOAT_MAN: man, S.FLOAT_MAX: mx,
+                    S.TIES: TIES_EVEN, S.SATURATE: 1, S.MX_BLOCK: NVFP4_BLOCK_SIZE,
+                    S.MX_SCALE: S.SCALE_E4M3, S.MX_EMAX: emax, S.MX_TENSOR_SCALE: float(t),
+                    S.MX_INT: 0, S.MX_LO: -mx,
+                }
+            ),
+        )
+
+    @property
+    def name(self) -> str:
+        return "nvfp4"
+
+    @property
+    def block_size(self) -> int:
+        return NVFP4_BLOCK_SIZE
+
+    @property
+    def max(self) -> float:
+        return 6.0
+
+    @staticmethod
+    def tensor_scale_for(amax: float) -> float:
+        """The customary per-tensor scale amax/(6·448), rounded to float32 (1.0 for amax = 0)."""
+        a = float(amax)
+        if not (math.isfinite(a) and a >= 0):
+            raise ValueError(f"amax must be finite and >= 0, got {amax!r}")
+        t = float(np.float32(a / (6.0 * 448.0)))
+        return t if t > 0 else 1.0
+
+
+# --------------------------------------------------------------------------------------
+# dispatch helpers
+# --------------------------------------------------------------------------------------
+#: every format class; each has a kernel module in refimpl.kernels and torchport.kernels
+#: named by refimpl.slots.KIND_MODULES[kind] (tests/refimpl/test_formats.py checks both)
+FORMAT_TYPES = (FixedPoint, BlockFloatingPoint, FloatingPoint, IEEEFloat, MXFormat, NVFP4)
+_FORMAT_TYPES = FORMAT_TYPES
+_IDENTITY_CODE = _readonly_slots({S.KIND: KIND_NONE, S.TIES: TIES_AWAY})
 
 
 def format_code(fmt) -> np.ndarray:
@@ -283,9 +471,9 @@ def with_options(code: np.ndarray, *, ties: str | None = None, vc_published: boo
     if ties is not None:
         if ties not in TIES_NAMES:
             raise ValueError(f"ties must be one of {sorted(TIES_NAMES)} or None, got {ties!r}")
-        out[5] = TIES_NAMES[ties]
+        out[S.TIES] = TIES_NAMES[ties]
     if vc_published:
-        out[7] = 1.0
+        out[S.VC_FLAGS] = float(S.VC_PUBLISHED_BIT)
     out.setflags(write=False)
     return out
 
@@ -297,7 +485,10 @@ def parse_format(text: str):
     ``"bfp:W"`` (one block) or ``"bfp:W:DIM"`` -> BlockFloatingPoint;
     ``"float:E:M"`` or ``"qtorch_float:E:M"`` -> FloatingPoint (qtorch semantics);
     ``"ieee:NAME"`` (float16, bfloat16, float8_e4m3fn, float8_e5m2) -> IEEEFloat;
-    ``"ieee:NAME:sat"`` -> saturating IEEEFloat.
+    ``"ieee:NAME:sat"`` -> saturating IEEEFloat;
+    ``"mxfp8_e4m3"``, ``"mxfp8_e5m2"``, ``"mxfp6_e3m2"``, ``"mxfp6_e2m3"``, ``"mxfp4"``,
+    ``"mxint8"`` (optionally ``":AXIS"``) -> MXFormat; ``"nvfp4"``, ``"nvfp4:AXIS"`` or
+    ``"nvfp4:AXIS:TENSOR_SCALE"`` -> NVFP4.
     """
     if not isinstance(text, str):
         raise ValueError(f"format string must be a str, got {text!r}")
@@ -331,7 +522,27 @@ def parse_format(text: str):
         if len(args) == 2 and not sat:
             raise ValueError(f"format string {text!r}: the optional field must be 'sat'")
         return IEEEFloat(args[0], saturate=sat)
+    if kind in MX_FORMATS:
+        (axis,) = ints(0, 1) or [-1]
+        return MXFormat(kind, axis=axis)
+    if kind == "nvfp4" and len(args) <= 2:
+        axis = _parse_int(text, args[0]) if args else -1
+        if len(args) < 2:
+            return NVFP4(axis=axis)
+        try:
+            scale = float(args[1])
+        except ValueError:
+            raise ValueError(f"format string {text!r}: the tensor scale must be a number") from None
+        return NVFP4(axis=axis, tensor_scale=scale)
     raise ValueError(
         f"format string {text!r} not understood; use none, fixed:W:F[:sym], bfp:W[:DIM], "
-        "float:E:M, ieee:NAME[:sat]"
+        "float:E:M, ieee:NAME[:sat], mxfp8_e4m3|mxfp8_e5m2|mxfp6_e3m2|mxfp6_e2m3|mxfp4|mxint8[:AXIS], "
+        "nvfp4[:AXIS[:TENSOR_SCALE]]"
     )
+
+
+def _parse_int(text: str, field_text: str) -> int:
+    try:
+        return int(field_text)
+    except ValueError:
+        raise ValueError(f"format string {text!r}: fields must be integers") from None

@@ -44,13 +44,12 @@ import numpy as np
 
 from refimpl import _qkernels as K
 from refimpl.formats import (
-    KIND_BFP,
-    KIND_NONE,
     TIES_NAMES,
     BlockFloatingPoint,
     format_code,
     with_options,
 )
+from refimpl.slots import BLOCK_KINDS, FIXED_DELTA, FIXED_HI, FIXED_LO, KIND, KIND_NONE
 
 __all__ = [
     "quantize",
@@ -125,6 +124,26 @@ def _bfp_rows(arr: np.ndarray, fmt: BlockFloatingPoint):
     mshape = moved.shape
     rows = np.ascontiguousarray(moved).reshape(mshape[0], -1)
     return rows, lambda r: np.moveaxis(r.reshape(mshape), 0, fmt.dim)
+
+
+def _mx_rows(arr: np.ndarray, fmt):
+    """C-contiguous 2-D copy whose rows run along ``fmt.axis`` (MX: each row a sequence of
+    blocks of ``fmt.block_size``), plus the inverse map."""
+    if arr.ndim == 0:
+        return np.ascontiguousarray(arr).reshape(1, 1), lambda r: r.reshape(arr.shape)
+    if not -arr.ndim <= fmt.axis < arr.ndim:
+        raise ValueError(f"fmt.axis={fmt.axis} is out of range for an array of shape {arr.shape}")
+    moved = np.moveaxis(arr, fmt.axis, -1)
+    mshape = moved.shape
+    rows = np.ascontiguousarray(moved).reshape(-1, mshape[-1])
+    return rows, lambda r: np.moveaxis(r.reshape(mshape), -1, fmt.axis)
+
+
+def _block_rows(arr: np.ndarray, fmt):
+    """Rows for the block formats (BFP: one block per row; MX: one line of blocks per row)."""
+    if isinstance(fmt, BlockFloatingPoint):
+        return _bfp_rows(arr, fmt)
+    return _mx_rows(arr, fmt)
 
 
 def _finish(result: np.ndarray, shape, dtype) -> np.ndarray:
@@ -277,10 +296,10 @@ def _deliver(result, shape, dtype, out):
 
 def _nearest(arr, fmt, code, out):
     shape, dtype = arr.shape, arr.dtype
-    if arr.size == 0 or code[0] == KIND_NONE:
+    if arr.size == 0 or code[KIND] == KIND_NONE:
         return _deliver(np.array(arr, dtype=dtype, order="C", copy=True), shape, dtype, out)
-    if code[0] == KIND_BFP:
-        rows, back = _bfp_rows(arr, fmt)
+    if code[KIND] in BLOCK_KINDS:
+        rows, back = _block_rows(arr, fmt)
         res = np.empty_like(rows)
         if rows.shape[0] == 1:
             K.nearest_into(rows[0], res[0], code)
@@ -291,7 +310,7 @@ def _nearest(arr, fmt, code, out):
     res = np.empty_like(flat) if out is None else out.reshape(-1)
     if flat.size >= K.PAR_MIN:
         if dtype == np.float32 and K.f32_fast_path_ok(code):
-            K.fixed_nearest_f32_par(flat, res, code[1], code[2], code[3])
+            K.fixed_nearest_f32_par(flat, res, code[FIXED_DELTA], code[FIXED_LO], code[FIXED_HI])
         else:
             K.nearest_into_par(flat, res, code)
     else:
@@ -301,13 +320,13 @@ def _nearest(arr, fmt, code, out):
 
 def _stochastic(arr, fmt, code, u, key, out):
     shape, dtype = arr.shape, arr.dtype
-    if arr.size == 0 or code[0] == KIND_NONE:
+    if arr.size == 0 or code[KIND] == KIND_NONE:
         return _deliver(np.array(arr, dtype=dtype, order="C", copy=True), shape, dtype, out)
-    if code[0] == KIND_BFP:
+    if code[KIND] in BLOCK_KINDS:
         if u is None:
             u = keyed_uniforms(key, shape)
-        rows, back = _bfp_rows(arr, fmt)
-        urows, _ = _bfp_rows(u, fmt)
+        rows, back = _block_rows(arr, fmt)
+        urows, _ = _block_rows(u, fmt)
         res = np.empty_like(rows)
         if rows.shape[0] == 1:
             K.stochastic_into(rows[0], urows[0], res[0], code)
@@ -424,8 +443,8 @@ def vc_gap(mu, fmt) -> np.ndarray:
     out = np.zeros(arr.shape, dtype=np.float64)
     if arr.size == 0:
         return out
-    if code[0] == KIND_BFP:
-        rows, back = _bfp_rows(arr, fmt)
+    if code[KIND] in BLOCK_KINDS:
+        rows, back = _block_rows(arr, fmt)
         orows = np.empty(rows.shape, dtype=np.float64)
         for r in range(rows.shape[0]):
             K.vc_gap_into(rows[r], orows[r], code)
@@ -482,6 +501,8 @@ def vc_quantize(mu, var, fmt, rng=None, *, noise=None, ties: str | None = None, 
         bnn/optim.py) for BFP and float formats, whose NaN path makes branch 2 plain
         Q^s(μ) without the Cat(0, V - V_s) top-up (§7.2 item 1).  No effect on fixed point.
 
+    Notes
+    -----
     Departures from the published code: the branch is chosen per element (BFP: per
     block with μ's Δ_B kept for the whole (Q5) step, not recomputed from x), so there is
     no NaN path and P(-Δ) >= 0 always (§2.5 "Project choice"); departure from that
@@ -504,13 +525,13 @@ def vc_quantize(mu, var, fmt, rng=None, *, noise=None, ties: str | None = None, 
         xi = _check_noise(noise[0], shape, "noise[0] (xi)")
         ur = _check_uniform(noise[1], shape, "noise[1] (u_round)")
         uc = _check_uniform(noise[2], shape, "noise[2] (u_cat)")
-    if arr.size == 0 or code[0] == KIND_NONE:
+    if arr.size == 0 or code[KIND] == KIND_NONE:
         return np.array(arr, dtype=dtype, order="C", copy=True)
-    if code[0] == KIND_BFP:
-        rows, back = _bfp_rows(arr, fmt)
-        xr, _ = _bfp_rows(np.asarray(xi, dtype=np.float64), fmt)
-        urr, _ = _bfp_rows(np.asarray(ur, dtype=np.float64), fmt)
-        ucr, _ = _bfp_rows(np.asarray(uc, dtype=np.float64), fmt)
+    if code[KIND] in BLOCK_KINDS:
+        rows, back = _block_rows(arr, fmt)
+        xr, _ = _block_rows(np.asarray(xi, dtype=np.float64), fmt)
+        urr, _ = _block_rows(np.asarray(ur, dtype=np.float64), fmt)
+        ucr, _ = _block_rows(np.asarray(uc, dtype=np.float64), fmt)
         out = np.empty_like(rows)
         if rows.shape[0] == 1:
             K.vc_into(rows[0], v, xr[0], urr[0], ucr[0], out[0], code)

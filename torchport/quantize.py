@@ -5,8 +5,12 @@ Every function here mirrors the function of the same name in ``refimpl.quantize`
 (Q2'), the categorical offset Cat(μ, V) (Q4) and the variance-corrected
 quantizer Q^vc (Q5)/(Q6).  The formats are **the refimpl dataclasses**
 (``refimpl.formats.FixedPoint``, ``BlockFloatingPoint``, ``FloatingPoint``,
-``IEEEFloat``); nothing is redefined here, and the kernels dispatch on the
-same ``fmt.code`` array as the Numba kernels (docs/architecture.md).
+``IEEEFloat``, ``MXFormat``, ``NVFP4``); nothing is redefined here, and the kernels dispatch on the
+same ``fmt.code`` array as the Numba kernels (docs/architecture.md).  The arithmetic
+lives in :mod:`torchport.kernels`, one module per format kind named as its Numba
+counterpart in :mod:`refimpl.kernels` (``fixed``, ``bfp``, ``float``, ``ieee``, ``mx``);
+this module validates, draws noise and dispatches on ``code[KIND]`` (an unknown kind is
+a ``ValueError``).
 
 Randomness.  Each random function takes either a ``torch.Generator`` (the
 positional argument where refimpl takes ``rng``) or ``noise=`` -- pre-drawn
@@ -38,22 +42,52 @@ from typing import Optional
 
 import torch
 
-from refimpl.formats import (  # noqa: F401  (re-exported: the one set of format classes)
-    with_options,
+from refimpl.formats import (
+    FORMAT_TYPES,
+    NVFP4,
     TIES_NAMES,
     BlockFloatingPoint,
     FixedPoint,
     FloatingPoint,
     IEEEFloat,
+    MXFormat,
     format_code,
     parse_format,
+    with_options,
 )
+from refimpl.slots import (
+    KIND,
+    KIND_BFP,
+    KIND_FIXED,
+    KIND_FLOAT,
+    KIND_IEEE,
+    KIND_MX,
+    KIND_NONE,
+)
+from torchport.kernels import bfp as _bfp_kernels
+from torchport.kernels import fixed as _fixed_kernels
+from torchport.kernels import float as _float_kernels
+from torchport.kernels import ieee as _ieee_kernels
+from torchport.kernels import mx as _mx_kernels
+from torchport.kernels.bfp import _bfp_block_exp, _blocks  # noqa: F401  (kept importable)
+from torchport.kernels.common import (  # noqa: F401
+    _cat,
+    _frexp_exp,
+    _ldexp,
+    _pow2,
+    _round_int,
+    exact_sqrt,
+)
+from torchport.kernels.fixed import _fixed_nearest, _fixed_stochastic  # noqa: F401
+from torchport.kernels.float import _float_params, _vc_float_se  # noqa: F401
 
 __all__ = [
     "FixedPoint",
     "BlockFloatingPoint",
     "FloatingPoint",
     "IEEEFloat",
+    "MXFormat",
+    "NVFP4",
     "format_code",
     "parse_format",
     "quantize",
@@ -71,6 +105,15 @@ __all__ = [
 
 _FLOAT_DTYPES = (torch.float64, torch.float32, torch.bfloat16, torch.float16)
 
+#: format kind -> its kernel module (torchport.kernels.<refimpl.slots.KIND_MODULES[kind]>)
+_KERNELS = {
+    KIND_FIXED: _fixed_kernels,
+    KIND_BFP: _bfp_kernels,
+    KIND_FLOAT: _float_kernels,
+    KIND_IEEE: _ieee_kernels,
+    KIND_MX: _mx_kernels,
+}
+
 
 # ----------------------------------------------------------------------------- helpers
 def _check_tensor(name: str, x) -> torch.Tensor:
@@ -87,189 +130,22 @@ def _code_tuple(fmt, ties=None, vc_published=False) -> tuple:
     return tuple(float(c) for c in code)
 
 
-def _pow2(e: torch.Tensor) -> torch.Tensor:
-    """2**e for an integer-valued float64 tensor, exactly (|e| <= 1022)."""
-    return torch.pow(2.0, e)
 
-
-def _ldexp(x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
-    """x·2^e, exact when 2^e is a normal float64 (all formats of refimpl.formats)."""
-    return x * _pow2(e)
-
-
-def _frexp_exp(a: torch.Tensor) -> torch.Tensor:
-    """frexp(a)[1] − 1 = ⌊log2 a⌋ for finite a > 0 (float64 result); exact."""
-    return torch.frexp(a)[1].to(torch.float64) - 1.0
-
-
-def exact_sqrt(x: torch.Tensor) -> torch.Tensor:
-    """Correctly rounded elementwise √x (IEEE), for any float dtype.
-
-    torch's vectorised CPU ``sqrt`` is not correctly rounded (about 1% of float64
-    results and many float32 results are one ulp off, SLEEF-style u05 kernels),
-    while NumPy/Numba's is; bit-for-bit parity with refimpl needs the IEEE
-    result.  float64: the torch result is corrected by at most one ulp using the
-    exact residual x − y² (Dekker's error-free product, no FMA needed).  Other
-    dtypes: computed in float64 and rounded once (exact: 53 ≥ 2·24 + 2).
-    """
-    if x.dtype != torch.float64:
-        return exact_sqrt(x.to(torch.float64)).to(x.dtype)
-    y = torch.sqrt(x)
-    ok = (x > 0) & torch.isfinite(x)
-    ys = torch.where(ok, y, torch.ones_like(y))
-    xs = torch.where(ok, x, torch.ones_like(x))
-    c = ys * 134217729.0  # Veltkamp split, 2^27 + 1
-    hi = c - (c - ys)
-    lo = ys - hi
-    p = ys * ys
-    err = ((hi * hi - p) + 2.0 * hi * lo) + lo * lo  # ys² = p + err exactly
-    d = (xs - p) - err  # x − ys² (x − p exact by Sterbenz)
-    uu = torch.nextafter(ys, torch.full_like(ys, math.inf)) - ys
-    ud = ys - torch.nextafter(ys, torch.zeros_like(ys))
-    y2 = torch.where(d > ys * uu + uu * uu * 0.25, ys + uu,
-                     torch.where(d < -(ys * ud) + ud * ud * 0.25, ys - ud, ys))
-    return torch.where(ok, y2, y)
-
-
-def _round_int(z: torch.Tensor, ties: int) -> torch.Tensor:
-    """Nearest integer to z, ties 1 away from zero, 2 to even, 3 toward +inf (refimpl ``_round_int``)."""
-    a = z.abs()
-    f = torch.floor(a)
-    d = a - f
-    if ties == 1:
-        tie_up = d == 0.5
-    elif ties == 2:
-        tie_up = (d == 0.5) & ((f - 2.0 * torch.floor(0.5 * f)) == 1.0)
-    else:
-        tie_up = (d == 0.5) & (z > 0.0)
-    f = f + ((d > 0.5) | tie_up).to(f.dtype)
-    return torch.copysign(f, z)
-
-
-def _cat(mu, v, delta, u):
-    """One draw of Cat(μ, V) on {+Δ, −Δ, 0} (Q4) per element from uniforms u (refimpl ``_cat``)."""
-    # P(±Δ) = ((V − Δ²/4) + (Δ/2 ± μ)²)/(2Δ²): algebraically (Q4), evaluated as refimpl does
-    # (non-negative in floating point at both uses inside Q^vc)
-    h = 0.5 * delta
-    d2 = 2.0 * delta * delta
-    w = v - h * h
-    p_plus = (w + (h + mu) * (h + mu)) / d2
-    p_minus = (w + (h - mu) * (h - mu)) / d2
-    zero = torch.zeros_like(p_plus)
-    return torch.where(u < p_plus, delta + zero, torch.where(u < p_plus + p_minus, -delta + zero, zero))
-
-
-def _blocks(x: torch.Tensor, dim):
-    """Rows, one per BFP block (Q3), and the inverse map; ``dim=None``: one block."""
-    if dim is None or x.dim() == 0:
-        shape = x.shape
-        return x.reshape(1, -1), lambda r: r.reshape(shape)
-    if dim >= x.dim():
-        raise ValueError(f"BlockFloatingPoint dim={dim} is out of range for a tensor of {x.dim()} dims")
-    moved = x.movedim(dim, 0)
-    mshape = moved.shape
-    return moved.reshape(mshape[0], -1), lambda r: r.reshape(mshape).movedim(0, dim)
-
-
-def _bfp_block_exp(rows: torch.Tensor):
-    """(found, e_B) per row: e_B = ⌊log2 max|x_j|⌋ over finite entries (refimpl ``_bfp_block_exp``)."""
-    a = rows.abs()
-    a = torch.where(torch.isfinite(a), a, torch.zeros_like(a))
-    m = a.amax(dim=1, keepdim=True)
-    found = m > 0.0
-    eb = _frexp_exp(torch.where(found, m, torch.ones_like(m)))
-    return found, eb
-
-
-# ------------------------------------------------------------------- per-kind kernels
-def _fixed_nearest(x, delta, lo, hi, ties):
-    inv = 1.0 / delta
-    xc = torch.clamp(x, lo - delta, hi + delta)
-    q = _round_int(xc * inv, ties) * delta + 0.0
-    return torch.where(torch.isnan(x), x, torch.clamp(q, lo, hi))
-
-
-def _fixed_stochastic(x, u, delta, lo, hi):
-    inv = 1.0 / delta
-    xc = torch.clamp(x, lo - delta, hi + delta)
-    q = torch.floor(xc * inv + u) * delta + 0.0
-    return torch.where(torch.isnan(x), x, torch.clamp(q, lo, hi))
-
-
-def _float_ulp_exp(ax, emin, man):
-    """Exponent of the ULP at |x| (ax > 0 finite): max(⌊log2 ax⌋, e_min) − man."""
-    return torch.clamp(_frexp_exp(ax), min=float(emin)) - float(man)
-
-
-def _vc_float_se(mu, emin, man, maxv):
-    """ULP exponent Q^vc uses for μ: the binade of min(|μ|, max), at least e_min (0, NaN: e_min − man)."""
-    am = mu.abs()
-    small = (am == 0.0) | torch.isnan(am)
-    safe = torch.where(small, torch.ones_like(am), torch.clamp(am, max=maxv))
-    return torch.where(small, torch.full_like(am, float(emin - man)), _float_ulp_exp(safe, emin, man))
-
-
-def _float_params(code):
-    exp, man = int(code[1]), int(code[2])
-    emin = 2 - (1 << (exp - 1))
-    return emin, man, code[3], code[4] != 0.0, int(code[0]) == 3 or code[6] != 0.0
-
-
-def _float_round(x, u, code, ties):
-    """qtorch float (kind 3) / IEEE (kind 4) rounding, refimpl ``_float_nearest``/``_float_stochastic``."""
-    emin, man, maxv, has_inf, saturate = _float_params(code)
-    ax = x.abs()
-    ok = torch.isfinite(x) & (x != 0.0)
-    safe = torch.where(ok, ax, torch.ones_like(ax))
-    ue = _float_ulp_exp(safe, emin, man)
-    z = _ldexp(torch.where(ok, x, torch.ones_like(x)), -ue)
-    k = _round_int(z, ties) if u is None else torch.floor(z + u)
-    q = torch.copysign(_ldexp(k, ue), x)  # a zero result keeps x's sign (refimpl)
-    if saturate:
-        over = torch.copysign(torch.full_like(x, maxv), x)
-    elif has_inf:
-        over = torch.copysign(torch.full_like(x, math.inf), x)
-    else:
-        over = torch.full_like(x, math.nan)
-    q = torch.where(q.abs() > maxv, over, q)
-    q = torch.where(torch.isinf(x), over, q)
-    return torch.where(torch.isnan(x) | (x == 0.0), x, q)
-
-
-def _bfp_round(x, u, fmt, code, ties):
-    """BFP rounding with one block per row of ``_blocks`` (Q3), refimpl ``_bfp_round_block``."""
-    rows, back = _blocks(x, fmt.dim)
-    urows = None if u is None else _blocks(u, fmt.dim)[0]
-    wl = code[1]
-    found, eb = _bfp_block_exp(rows)
-    se = eb + (2.0 - wl)
-    top = _pow2(eb + 1.0)
-    sat = top - _pow2(se)
-    finite = torch.isfinite(rows)
-    z = _ldexp(torch.where(finite, rows, torch.zeros_like(rows)), -se)
-    k = _round_int(z, ties) if urows is None else torch.floor(z + urows)
-    q = _ldexp(k, se) + 0.0
-    q = torch.where(q.abs() >= top, torch.copysign(sat.expand_as(q), q), q)
-    q = torch.where(torch.isinf(rows), torch.copysign(sat.expand_as(q), rows), q)
-    q = torch.where(found, q, torch.zeros_like(q))
-    q = torch.where(torch.isnan(rows), rows, q)
-    return back(q)
+def _kernels(code):
+    """The kernel module of the code's kind; ``ValueError`` naming the kind if there is none."""
+    kind = int(code[KIND])
+    try:
+        return _KERNELS[kind]
+    except KeyError:
+        raise ValueError(f"unknown format kind {kind} in code {tuple(code)}") from None
 
 
 def _round(x: torch.Tensor, fmt, code: tuple, u: Optional[torch.Tensor]) -> torch.Tensor:
     """Dispatch on the format kind; ``u`` None means nearest rounding (float64 in and out)."""
-    kind = int(code[0])
-    ties = int(code[5])
-    if kind == 0:
+    if int(code[KIND]) == KIND_NONE:
         return x.clone()
-    if kind == 1:
-        delta, lo, hi = code[1], code[2], code[3]
-        return _fixed_nearest(x, delta, lo, hi, ties) if u is None else _fixed_stochastic(x, u, delta, lo, hi)
-    if kind == 2:
-        return _bfp_round(x, u, fmt, code, ties)
-    if kind in (3, 4):
-        return _float_round(x, u, code, ties)
-    raise ValueError(f"unknown format kind {kind} in code {code}")
+    k = _kernels(code)
+    return k.nearest(x, code, fmt) if u is None else k.stochastic(x, u, code, fmt)
 
 
 def _prepare(name, x):
@@ -294,167 +170,20 @@ def _noise(name, given, like, generator, kind="uniform"):
     return draw(like.shape, generator=generator, dtype=torch.float64, device=generator.device).to(like.device)
 
 
-def _vc_fixed(mu, var, code, xi, ur, uc, ties):
-    """Q^vc for fixed point: one global Δ, so the branch is a Python-level choice (same floats as ``_vc``)."""
-    delta, lo, hi = code[1], code[2], code[3]
-    se = math.frexp(delta)[1] - 1
-    inv = 2.0 ** (-se)
-    v0 = 0.25 * delta * delta
-    big = 2.0 ** (se + 60)
-    mc = torch.clamp(mu, lo - big, hi + big)
-    mc = torch.where(torch.isfinite(mu), mc, torch.zeros_like(mc))
-    if var > v0:  # branch 1 (Q5)
-        x = mc + xi * math.sqrt(var - v0)
-        qd = _round_int(x * inv, ties) * delta
-        r = x - qd
-        c = _cat(r.abs(), v0, delta, uc)
-        th = torch.where(r > 0.0, qd + c, torch.where(r < 0.0, qd - c, qd))
-    else:  # branch 2 (Q6)
-        z = mc * inv
-        th = torch.floor(z + ur) * delta
-        a = z.abs()
-        p = a - torch.floor(a)
-        vs = p * (1.0 - p) * delta * delta
-        th = torch.where(var > vs, th + _cat(torch.zeros_like(mu), var - vs, delta, uc), th)
-    th = torch.clamp(th + 0.0, lo, hi)
-    th = torch.where(torch.isinf(mu), torch.where(mu < 0, lo, hi), th)
-    return torch.where(torch.isnan(mu), mu, th)
-
-
-def _vc_flags(code):
-    """(published, spec_clip) from the bit field code[7] (refimpl ``_qkernels._vc_flags``)."""
-    f = int(code[7])
-    return (f & 1) != 0, (f & 2) != 0
-
 
 def _vc(mu, var, code, fmt, xi, ur, uc):
-    """Q^vc elementwise (refimpl ``vc_into``/``_vc_elem``), float64 in and out.
+    """Q^vc elementwise (refimpl ``vc_into``), float64 in and out; the kind's ``vc`` kernel.
 
-    Both branches for BFP/floats use the escape re-rounding of refimpl ``vc_into`` (results
+    BFP/floats: both branches use the escape re-rounding of refimpl ``vc_into`` (results
     leaving μ's block/binade are stochastically rounded onto the grid of their own
     exponent e' -- with ``u_round`` in branch 1, with the fair coin from the sign of ξ in
-    branch 2 -- then saturated); an all-zero BFP block with V > 0 takes its
-    Δ_B -> 0 limit.  Same floating-point operations as refimpl, so bit-identical.
+    branch 2 -- then saturated); an all-zero BFP block with V > 0 takes its Δ_B -> 0
+    limit.  MX/NVFP4: docs/mx.md.  Same floating-point operations as refimpl, so
+    bit-identical.
     """
-    kind = int(code[0])
-    ties = int(code[5])
-    published, spec_clip = _vc_flags(code)
-    published = published and kind != 1
-    if kind == 1:
-        return _vc_fixed(mu, var, code, xi, ur, uc, ties)
-    if kind == 2:
-        rows, back = _blocks(mu, fmt.dim)
-        found_r, eb = _bfp_block_exp(rows)
-        wl = code[1]
-        se_r = eb + (2.0 - wl)
-        hi_r = _pow2(eb + 1.0) - _pow2(se_r)
-        se = back(se_r.expand_as(rows).contiguous())
-        hi = back(hi_r.expand_as(rows).contiguous())
-        lo = -hi
-        found = back(found_r.expand_as(rows).contiguous())
-    elif kind in (3, 4):
-        emin, man, maxv, has_inf, saturate = _float_params(code)
-        se = _vc_float_se(mu, emin, man, maxv)
-        hi = torch.clamp(_ldexp(torch.full_like(mu, 2.0 ** (man + 1) - 1.0), se), max=maxv)
-        lo = -hi
-        found = None
-    else:
+    if int(code[KIND]) == KIND_NONE:
         raise ValueError(f"vc_quantize needs a low-precision format, got code {code}")
-    delta = _pow2(se)
-    v0 = 0.25 * delta * delta
-    big = _pow2(se + 60.0)
-    mc = torch.minimum(torch.maximum(mu, lo - big), hi + big)
-    mc = torch.where(torch.isfinite(mu), mc, torch.zeros_like(mc))
-    nan = torch.isnan(mu)
-    # branch 1 (Q5), unclipped
-    x = mc + exact_sqrt(torch.clamp(var - v0, min=0.0)) * xi
-    qd = _ldexp(_round_int(_ldexp(x, -se), ties), se)
-    r = x - qd
-    c = _cat(r.abs(), v0, delta, uc)
-    th1 = torch.where(r > 0.0, qd + c, torch.where(r < 0.0, qd - c, qd)) + 0.0  # θ = Q^d(x) + sign(r)·c
-    th1 = torch.where(torch.isinf(mu), torch.where(mu < 0, lo, hi), th1)
-    b1 = (var / delta) / delta > 0.25  # refimpl's branch test, in units of Δ
-    # branch 2 (Q6), unclipped (clipped with the published fallback)
-    z = _ldexp(mc, -se)
-    th2 = _ldexp(torch.floor(z + ur), se)
-    if not published:
-        a = z.abs()
-        p = a - torch.floor(a)
-        vs = p * (1.0 - p) * delta * delta
-        th2s = torch.where(var > vs, th2 + _cat(torch.zeros_like(mu), var - vs, delta, uc), th2)
-        if spec_clip:
-            th2 = th2s
-        else:
-            # Q^s(μ) on the boundary 2^(e+1) (k = ±ktop): top-up on {-Δ, 0, +2Δ} with
-            # P(+2Δ) = w/6, P(-Δ) = w/3 (refimpl ``_vc_elem``), w = (V - V_s)/Δ²
-            k2 = torch.floor(z + ur)
-            ktop = 2.0 ** (wl - 1) if kind == 2 else 2.0 ** (man + 1)
-            w = (var / delta) / delta - p * (1.0 - p)
-            aw = w / 6.0
-            one = torch.ones_like(k2)
-            step = torch.where(uc < aw, torch.copysign(2.0 * one, k2),
-                               torch.where(uc < aw + w / 3.0, -torch.copysign(one, k2), torch.zeros_like(k2)))
-            top = (k2.abs() == ktop) & (var > vs)
-            th2 = torch.where(top, _ldexp(k2 + step, se), th2s)
-    th2 = th2 + 0.0
-    th2 = torch.where(torch.isinf(mu), torch.where(mu < 0, lo, hi), th2)
-    th2c = torch.minimum(torch.maximum(th2, lo), hi)
-    if published:
-        th2 = th2c
-    th1c = torch.minimum(torch.maximum(th1, lo), hi)
-    if spec_clip:
-        th = torch.where(b1, th1c, th2c)
-    else:
-        # escape re-rounding of refimpl ``vc_into``: branch 1 rounds with u_round, branch 2
-        # with the fair coin 3/4·[ξ > 0] + 1/4·[ξ <= 0] (refimpl ``_vc_escape_uniform``)
-        tu = torch.where(b1, th1, th2)
-        ue_ = torch.where(b1, ur, torch.where(xi > 0.0, 0.75, 0.25).to(ur.dtype))
-        if kind == 2:
-            kmax = 2.0 ** (wl - 1) - 1.0
-            a1 = torch.where(nan, torch.zeros_like(tu), tu.abs())
-            m_r = _blocks(a1, fmt.dim)[0].amax(dim=1, keepdim=True)
-            esc_r = m_r > hi_r
-            e2_r = torch.where(torch.isinf(m_r), torch.full_like(m_r, 1023.0),
-                               _frexp_exp(torch.where(esc_r & torch.isfinite(m_r), m_r, torch.ones_like(m_r))))
-            se2 = back((e2_r + (2.0 - wl)).expand_as(rows).contiguous())
-            esc = back(esc_r.expand_as(rows).contiguous())
-            k = torch.clamp(torch.floor(_ldexp(tu, -se2) + ue_), -kmax, kmax)
-            sat2 = _ldexp(torch.full_like(mu, kmax), se2)
-            th_esc = torch.where(torch.isinf(mu), torch.copysign(sat2, mu), _ldexp(k, se2) + 0.0)
-        else:
-            esc = tu.abs() > hi
-            at = torch.where(esc & torch.isfinite(tu), tu.abs(), torch.ones_like(tu))
-            ue = torch.clamp(_frexp_exp(at), min=float(emin)) - float(man)
-            t = _ldexp(torch.floor(_ldexp(torch.where(esc, tu, torch.zeros_like(tu)), -ue) + ue_), ue)
-            th_esc = torch.where(torch.isinf(tu) | (t.abs() > maxv), torch.copysign(torch.full_like(t, maxv), tu), t)
-        th = torch.where(esc, th_esc, torch.where(b1, th1c, th2c))
-    th = torch.where(nan, mu, th)
-    if found is not None:
-        zero = torch.where(nan, mu, torch.zeros_like(mu))
-        if var > 0.0 and not spec_clip:
-            zero = _vc_bfp_zero_blocks(mu, var, fmt, code, xi, ur, nan)
-        th = torch.where(found, th, zero)
-    return th
-
-
-def _vc_bfp_zero_blocks(mu, var, fmt, code, xi, ur, nan):
-    """refimpl ``_vc_bfp_zero_block`` for every block (used where the block is all zero):
-    θ = √V·ξ stochastically rounded onto the grid of its own block exponent, saturated."""
-    wl = code[1]
-    kmax = 2.0 ** (wl - 1) - 1.0
-    xs = math.sqrt(var) * xi  # refimpl: sd = math.sqrt(var) (correctly rounded scalar), then sd·ξ
-    a = torch.where(nan, torch.zeros_like(xs), xs.abs())
-    rows, back = _blocks(a, fmt.dim)
-    m_r = rows.amax(dim=1, keepdim=True)
-    e2_r = torch.where(torch.isinf(m_r), torch.full_like(m_r, 1023.0),
-                       _frexp_exp(torch.where((m_r > 0) & torch.isfinite(m_r), m_r, torch.ones_like(m_r))))
-    se2 = back((e2_r + (2.0 - wl)).expand_as(rows).contiguous())
-    pos = back((m_r > 0).expand_as(rows).contiguous())
-    k = torch.clamp(torch.floor(_ldexp(xs, -se2) + ur), -kmax, kmax)
-    th = _ldexp(k, se2) + 0.0
-    th = torch.where(torch.isinf(mu), torch.copysign(_ldexp(torch.full_like(mu, kmax), se2), mu), th)
-    th = torch.where(pos, th, torch.zeros_like(th))
-    return torch.where(nan, mu, th)
+    return _kernels(code).vc(mu, var, code, fmt, xi, ur, uc)
 
 
 # ------------------------------------------------------------------------ public API
@@ -477,17 +206,18 @@ def _check_uniform(noise, like, name):
 def _resolve(fmt, ties, vc_published=False):
     if ties is not None and ties not in TIES_NAMES:
         raise ValueError(f"ties must be one of {sorted(TIES_NAMES)} or None, got {ties!r}")
-    if fmt is not None and not isinstance(fmt, (FixedPoint, BlockFloatingPoint, FloatingPoint, IEEEFloat)):
+    if fmt is not None and not isinstance(fmt, FORMAT_TYPES):
         raise ValueError(f"fmt must be None or a refimpl.formats format, got {fmt!r}")
-    if isinstance(fmt, BlockFloatingPoint) and fmt.dim is not None:
-        pass
     return _code_tuple(fmt, ties, vc_published)
 
 
 def _check_bfp_dim(x, fmt):
+    """The block axis of a block format must exist in x (BFP ``dim``, MX ``axis``)."""
     if isinstance(fmt, BlockFloatingPoint) and fmt.dim is not None and (x.dim() == 0 or fmt.dim >= x.dim()):
         raise ValueError(f"fmt.dim={fmt.dim} is out of range for a tensor of shape {tuple(x.shape)} "
                          "(use dim=None for one block)")
+    if isinstance(fmt, (MXFormat, NVFP4)) and x.dim() > 0 and not -x.dim() <= fmt.axis < x.dim():
+        raise ValueError(f"fmt.axis={fmt.axis} is out of range for a tensor of shape {tuple(x.shape)}")
 
 
 def draw_quantize_noise(generator: torch.Generator, shape, *, device=None) -> torch.Tensor:
@@ -625,23 +355,14 @@ def vc_gap(mu: torch.Tensor, fmt) -> torch.Tensor:
     """Per-element gap Δ that :func:`vc_quantize` uses (float64, mu's shape; refimpl.quantize.vc_gap).
 
     Fixed point: Δ.  BFP: Δ_B of mu's block (0 for an all-zero block).  Float:
-    2^(max(⌊log2|μ_i|⌋, e_min) − M).
+    2^(max(⌊log2|μ_i|⌋, e_min) − M).  MX/NVFP4: the element ULP times the block scale.
     """
     mw, _ = _prepare("mu", mu)
-    code = _code_tuple(fmt)
-    kind = int(code[0])
-    if kind == 0 or mw.numel() == 0:
+    code = _resolve(fmt, None)
+    if int(code[KIND]) == KIND_NONE or mw.numel() == 0:
         return torch.zeros_like(mw)
     _check_bfp_dim(mw, fmt)
-    if kind == 1:
-        return torch.full_like(mw, code[1])
-    if kind == 2:
-        rows, back = _blocks(mw, fmt.dim)
-        found, eb = _bfp_block_exp(rows)
-        d = torch.where(found, _pow2(eb + (2.0 - code[1])), torch.zeros_like(eb))
-        return back(d.expand_as(rows).contiguous())
-    emin, man, maxv, _, _ = _float_params(code)
-    return _pow2(_vc_float_se(mw, emin, man, maxv))
+    return _kernels(code).gap(mw, code, fmt)
 
 
 def vc_quantize(mu: torch.Tensor, var, fmt, generator: Optional[torch.Generator] = None, *, noise=None,
@@ -688,7 +409,7 @@ def vc_quantize(mu: torch.Tensor, var, fmt, generator: Optional[torch.Generator]
         xi = _noise("noise[0] (xi)", noise[0], mw, None)
         ur = _check_uniform(noise[1], mw, "noise[1] (u_round)")
         uc = _check_uniform(noise[2], mw, "noise[2] (u_cat)")
-    if mw.numel() == 0 or int(code[0]) == 0:
+    if mw.numel() == 0 or int(code[KIND]) == KIND_NONE:
         return mw.clone().to(dt)
     return _vc(mw, v, code, fmt, xi, ur, uc).to(dt)
 

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 
 import numpy as np
 import pytest
 
+from refimpl import slots as S
 from refimpl.formats import (
     CODE_LEN,
+    FORMAT_TYPES,
     IEEE_FORMATS,
+    NVFP4,
     BlockFloatingPoint,
     FixedPoint,
     FloatingPoint,
     IEEEFloat,
+    MXFormat,
     format_code,
     parse_format,
     qtorch_float,
@@ -36,13 +41,14 @@ from refimpl.formats import (
 def test_fixed_point_grid(wl, fl, delta, lo, hi):
     f = FixedPoint(wl, fl)
     assert (f.delta, f.lo, f.hi) == (delta, lo, hi)
-    assert np.array_equal(f.code[:5], [1, delta, lo, hi, wl])
+    assert [f.code[k] for k in (S.KIND, S.FIXED_DELTA, S.FIXED_LO, S.FIXED_HI, S.FIXED_WL)] == [1, delta, lo, hi, wl]
     s = FixedPoint(wl, fl, symmetric=True)
     assert (s.lo, s.hi) == (-hi, hi)
 
 
 def test_formats_are_frozen_and_codes_read_only():
-    for f in (FixedPoint(8, 3), BlockFloatingPoint(8), FloatingPoint(4, 3), IEEEFloat("float16")):
+    for f in (FixedPoint(8, 3), BlockFloatingPoint(8), FloatingPoint(4, 3), IEEEFloat("float16"), MXFormat("mxfp4"),
+              NVFP4()):
         with pytest.raises(dataclasses.FrozenInstanceError):
             f.wl = 3  # type: ignore[misc]
         assert f.code.dtype == np.float64 and f.code.shape == (CODE_LEN,)
@@ -51,8 +57,9 @@ def test_formats_are_frozen_and_codes_read_only():
 
 
 def test_kind_ids_and_identity():
-    assert format_code(None)[0] == 0
-    assert [format_code(f)[0] for f in (FixedPoint(8, 3), BlockFloatingPoint(8), FloatingPoint(4, 3), IEEEFloat("bfloat16"))] == [1, 2, 3, 4]
+    assert format_code(None)[S.KIND] == S.KIND_NONE
+    fmts = (FixedPoint(8, 3), BlockFloatingPoint(8), FloatingPoint(4, 3), IEEEFloat("bfloat16"), MXFormat("mxint8"), NVFP4())
+    assert [format_code(f)[S.KIND] for f in fmts] == [1, 2, 3, 4, 5, 5]
     with pytest.raises(ValueError, match="fmt"):
         format_code("fixed:8:3")
 
@@ -118,13 +125,22 @@ def test_numpy_integers_accepted():
         ("qtorch_float:5:2", FloatingPoint(5, 2)),
         ("ieee:bfloat16", IEEEFloat("bfloat16")),
         ("ieee:float8_e4m3fn:sat", IEEEFloat("float8_e4m3fn", saturate=True)),
+        ("mxfp8_e4m3", MXFormat("mxfp8_e4m3")),
+        ("mxfp8_e5m2", MXFormat("mxfp8_e5m2")),
+        ("mxfp6_e3m2", MXFormat("mxfp6_e3m2")),
+        ("mxfp6_e2m3:0", MXFormat("mxfp6_e2m3", axis=0)),
+        ("mxfp4", MXFormat("mxfp4")),
+        ("mxint8", MXFormat("mxint8")),
+        ("nvfp4", NVFP4()),
+        ("nvfp4:1:0.25", NVFP4(axis=1, tensor_scale=0.25)),
     ],
 )
 def test_parse_format(text, expected):
     assert parse_format(text) == expected
 
 
-@pytest.mark.parametrize("text", ["", "fixed:8", "fixed:a:b", "bfp", "float:4", "ieee:float32", "int8", "fixed:0:3"])
+@pytest.mark.parametrize("text", ["", "fixed:8", "fixed:a:b", "bfp", "float:4", "ieee:float32", "int8", "fixed:0:3", "mxfp4:a",
+                                  "mxfp4:0:1", "mxfp5", "nvfp4:0:x", "nvfp4:0:0.1", "nvfp4:0:1:2"])
 def test_parse_format_rejects(text):
     with pytest.raises(ValueError):
         parse_format(text)
@@ -132,7 +148,83 @@ def test_parse_format_rejects(text):
 
 def test_with_options():
     c = with_options(FixedPoint(8, 3).code, ties="even", vc_published=True)
-    assert c[5] == 2 and c[7] == 1 and not c.flags.writeable
-    assert FixedPoint(8, 3).code[5] == 1  # original untouched
+    assert c[S.TIES] == S.TIES_EVEN and c[S.VC_FLAGS] == S.VC_PUBLISHED_BIT and not c.flags.writeable
+    assert FixedPoint(8, 3).code[S.TIES] == S.TIES_AWAY  # original untouched
     with pytest.raises(ValueError, match="ties"):
         with_options(FixedPoint(8, 3).code, ties="banker")
+
+
+# ------------------------------------------------------------------------------------------
+# layout: one kernel module per format kind on each side (issue 10, item 2)
+# ------------------------------------------------------------------------------------------
+#: one instance per format class; a new class without an entry here fails by name below
+EXAMPLES = {
+    FixedPoint: FixedPoint(8, 3),
+    BlockFloatingPoint: BlockFloatingPoint(8),
+    FloatingPoint: FloatingPoint(4, 3),
+    IEEEFloat: IEEEFloat("bfloat16"),
+    MXFormat: MXFormat("mxfp4"),
+    NVFP4: NVFP4(),
+}
+KERNEL_FUNCTIONS = {
+    "refimpl.kernels": ("nearest_into", "stochastic_into", "vc_into", "gap_into"),
+    "torchport.kernels": ("nearest", "stochastic", "vc", "gap"),
+}
+
+
+@pytest.mark.parametrize("cls", FORMAT_TYPES, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("package", sorted(KERNEL_FUNCTIONS))
+def test_every_format_has_its_kernels_in_both_packages(cls, package):
+    """Each format class has a module named after its kind in refimpl.kernels and torchport.kernels,
+    with the same four functions (nearest, stochastic, Q^vc, gap)."""
+    if package.startswith("torchport"):
+        pytest.importorskip("torch")
+    assert cls in EXAMPLES, f"{cls.__name__} has no example instance in EXAMPLES"
+    kind = int(EXAMPLES[cls].code[S.KIND])
+    assert kind in S.KIND_MODULES, f"{cls.__name__}: kind {kind} has no module name in refimpl.slots.KIND_MODULES"
+    name = f"{package}.{S.KIND_MODULES[kind]}"
+    try:
+        module = importlib.import_module(name)
+    except ImportError as err:
+        pytest.fail(f"{cls.__name__}: no kernel module {name} ({err})")
+    missing = [f for f in KERNEL_FUNCTIONS[package] if not callable(getattr(module, f, None))]
+    assert not missing, f"{cls.__name__}: {name} lacks {missing}"
+
+
+def _bogus_code(kind=9.0):
+    code = np.array(FixedPoint(8, 3).code)
+    code[S.KIND] = kind
+    return code
+
+
+def test_unknown_kind_raises_in_every_refimpl_dispatcher():
+    from refimpl import _qkernels as K
+
+    x = np.linspace(-1, 1, 8)
+    out = np.empty_like(x)
+    code = _bogus_code()
+    calls = {
+        "nearest_into": lambda: K.nearest_into(x, out, code),
+        "stochastic_into": lambda: K.stochastic_into(x, x * 0, out, code),
+        "vc_into": lambda: K.vc_into(x, 0.1, x, x * 0, x * 0, out, code),
+        "vc_gap_into": lambda: K.vc_gap_into(x, out, code),
+        "nearest_into_par": lambda: K.nearest_into_par(x, out, code),
+        "stochastic_into_par": lambda: K.stochastic_into_par(x, x * 0, out, code),
+        "stochastic_keyed_into_par": lambda: K.stochastic_keyed_into_par(x, np.uint64(1), out, code),
+    }
+    for name, call in calls.items():
+        with pytest.raises(ValueError, match="kind"):
+            call()
+        assert name  # (named in the failure traceback)
+
+
+def test_unknown_kind_raises_in_every_torch_dispatcher():
+    torch = pytest.importorskip("torch")
+    import torchport.quantize as tq
+
+    x = torch.linspace(-1, 1, 8, dtype=torch.float64)
+    code = tuple(float(c) for c in _bogus_code())
+    for call in (lambda: tq._round(x, None, code, None), lambda: tq._round(x, None, code, x * 0),
+                 lambda: tq._vc(x, 0.1, code, None, x, x * 0, x * 0), lambda: tq._kernels(code)):
+        with pytest.raises(ValueError, match="unknown format kind 9"):
+            call()
