@@ -47,6 +47,8 @@ CASES: list[tuple[list[str], tuple[str, ...]]] = [
     (["quantize", "--mu", "inf"], ("--mu",)),
     (["quantize", "--seed", "-1"], ("--seed", "seed")),
     (["quantize", "--seed", "1.5"], ("--seed",)),
+    (["quantize", "--format", "fixed:8:3", "--format", "nope"], ("nope",)),
+    (["quantize", "--values", "1e309"], ("--values",)),
     # sample
     (["sample"], ("method",)),
     (["sample", "bogus"], ("bogus",)),
@@ -87,12 +89,21 @@ CASES: list[tuple[list[str], tuple[str, ...]]] = [
     (["sample", "qsgld", *_SAMPLE_SMALL], ("qsgld", "rounding")),  # a default run that never moves
     (["sample", "qsgld", *_SAMPLE_SMALL, "--option", "rounding=nearest"], ("qsgld", "rounding")),
     (["sample", "ctld", *_SAMPLE_SMALL, "--band", "nan"], ("--band",)),
+    (["sample", "sgld", *_SAMPLE_SMALL, "--band", "all"], ("--band",)),
+    (["sample", "sgld", *_SAMPLE_SMALL, "--save", ""], ("--save",)),
+    (["sample", "sgld", "--chains", "1.5"], ("--chains",)),
+    (["sample", "sghmc", "--position-sign", "bogus"], ("bogus",)),
+    (["sample", "sgld", *_SAMPLE_SMALL, "--option", "ties=odd"], ("ties",)),
+    (["sample", "sgld_vc", *_SAMPLE_SMALL, "--fmt", "bfp:8:0"], ("bfp", "dim")),
+    (["sample", "ctld", *_SAMPLE_SMALL, "--option", "delta1=-1"], ("delta1",)),
+    (["sample", "qsgld", *_SAMPLE_SMALL, "--option", "rounding=bogus"], ("rounding",)),
     # verify
     (["verify", "--only", "nosuch"], ("nosuch",)),
     (["verify", "--workers", "0"], ("--workers",)),
     (["verify", "--workers", "-1"], ("--workers",)),
     (["verify", "--seed", "x"], ("--seed",)),
     (["verify", "--quick", "--full"], ("--full", "--quick")),
+    (["verify", "--only"], ("--only",)),
     # crosscheck
     (["crosscheck", "--steps", "0"], ("--steps",)),
     (["crosscheck", "--dim", "0"], ("--dim",)),
@@ -129,8 +140,10 @@ CASES: list[tuple[list[str], tuple[str, ...]]] = [
     ([*_TRAIN, "--checkpoint-every", "-1"], ("checkpoint_every", "--checkpoint-every")),
     ([*_TRAIN, "--data-dir", "/nonexistent-dir"], ("nonexistent-dir",)),
     (["train", "--resume", "/nonexistent-run"], ("nonexistent-run",)),
+    (["train", "--resume", "/etc/hostname"], ("hostname",)),
     # bench
     (["bench", "nosuch"], ("nosuch",)),
+    (["bench", "--bogus"], ("--bogus",)),
 ]
 
 IDS = [" ".join(argv) for argv, _ in CASES]
