@@ -49,6 +49,7 @@ def _worker(rank, world, port, out_dir, synchronised):
             opt.step(potential=U)
         torch.save({"params": p.detach().clone(), "alpha": opt.alpha, "counts": list(opt.ct["counts"]),
                     "ubar": list(opt.ct["ubar"])}, os.path.join(out_dir, f"rank{rank}.pt"))
+        torch.distributed.barrier()  # no rank tears the group down while another still uses it
     finally:
         torch.distributed.destroy_process_group()
 
