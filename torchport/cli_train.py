@@ -67,6 +67,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--inverse-mass", type=float, default=1.0, help="SGHMC inverse mass u")
     parser.add_argument("--level-scale", type=float, default=1.0,
                         help="askewsgd/binaryconnect/proxquant: the weight levels are +-level_scale (default 1)")
+    parser.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
+                        help="a further optimizer option, e.g. --opt eta_alpha=1e-5 (ctld) or "
+                             "--opt lambda_rate=1e-6 (proxquant); VALUE is read as JSON (number, true, "
+                             "null, \"text\") or else as text; repeatable")
     parser.add_argument("--schedule", default="constant", choices=schedules)
     parser.add_argument("--cycles", type=int, default=1, help="cycles of the cyclical schedule")
     parser.add_argument("--burn-in", type=float, default=0.5, help="fraction of steps before collecting")
@@ -87,6 +91,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def _optimizer_options(items) -> dict:
+    """``["k=v", ...]`` -> ``{k: v}`` with v read as JSON when it parses, else as a float, else as text."""
+    out = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--opt {item!r}: expected KEY=VALUE")
+        if key in out:
+            raise ValueError(f"--opt {item!r}: option {key!r} given twice")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            try:
+                value = float(text)  # nan, inf: refused by TrainConfig.validate
+            except ValueError:
+                value = text
+        out[key] = value
+    return out
+
+
 def _config_from_args(args):
     from torchport.train import TrainConfig  # noqa: PLC0415
 
@@ -99,6 +123,7 @@ def _config_from_args(args):
         burn_in=args.burn_in, num_samples=args.num_samples, subset=args.subset, init_rounding=args.init_rounding,
         seed=args.seed, device=args.device or "cpu", dtype=args.dtype, max_steps=args.max_steps,
         checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
+        optimizer_options=_optimizer_options(args.opt),
     )
 
 

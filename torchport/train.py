@@ -110,6 +110,14 @@ INIT_ROUNDINGS = ("optimizer", "stochastic")
 SCHEDULES = ("constant", "decay", "cyclical")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
+#: Optimizer arguments the driver sets itself, and the config field that controls each.
+DRIVER_SET_OPTIONS = {
+    "lr": "lr", "temperature": "temperature", "num_data": "subset", "weight_decay": "weight_decay",
+    "seed": "seed", "generator": "seed", "weight_format": "weight_format", "grad_format": "grad_format",
+    "friction": "friction", "inverse_mass": "inverse_mass", "base": "weight_decay", "scale": "level_scale",
+    "fixed_scale": "level_scale", "params": "model",
+}
+
 #: Fields that may differ between a run and its resumption.
 RESUMABLE_OVERRIDES = ("max_steps", "progress", "checkpoint_every", "device", "data_dir")
 
@@ -159,6 +167,9 @@ class TrainConfig:
     max_steps: Optional[int] = None
     checkpoint_every: Optional[int] = None  # steps; None: every epoch; 0: only at the end (and on a signal)
     progress: bool = True
+    #: further constructor options of the optimizer, e.g. {"eta_alpha": 1e-5} (CTLD) or
+    #: {"lambda_rate": 1e-6} (ProxQuant); JSON scalars only; not the ones set from fields above
+    optimizer_options: dict = field(default_factory=dict)
 
     def validate(self) -> "TrainConfig":
         """Raise ``ValueError`` naming the first bad field and its value."""
@@ -243,7 +254,23 @@ class TrainConfig:
             bad("max_steps", "must be an integer >= 0")
         if self.checkpoint_every is not None and not (is_int(self.checkpoint_every) and self.checkpoint_every >= 0):
             bad("checkpoint_every", "must be an integer >= 0 (0: only at the end) or None (every epoch)")
+        self._validate_optimizer_options(bad)
         return self
+
+    def _validate_optimizer_options(self, bad) -> None:
+        opts = self.optimizer_options
+        if not isinstance(opts, dict):
+            bad("optimizer_options", "must be a dict of option name -> number, string, bool or None")
+        for key, value in opts.items():
+            if not isinstance(key, str) or not key.isidentifier():
+                bad("optimizer_options", f"option name {key!r} is not an identifier")
+            if key in DRIVER_SET_OPTIONS:
+                bad("optimizer_options", f"{key!r} is set by the driver; use the config field "
+                                         f"{DRIVER_SET_OPTIONS[key]!r}")
+            if value is not None and not isinstance(value, (bool, int, float, str)):
+                bad("optimizer_options", f"value of {key!r} must be a number, string, bool or None, got {value!r}")
+            if isinstance(value, float) and not math.isfinite(value):
+                bad("optimizer_options", f"value of {key!r} must be finite, got {value!r}")
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -359,7 +386,11 @@ def build_optimizer(config: TrainConfig, params, num_data: int):
     cls_name, extra = METHODS[config.method]
     seed = derived_seed(config.seed, STREAM_OPTIM)
     if cls_name == "torch.optim.SGD":
-        return torch.optim.SGD(params, lr=config.lr, weight_decay=config.weight_decay, foreach=False)
+        try:
+            return torch.optim.SGD(params, lr=config.lr, weight_decay=config.weight_decay, foreach=False,
+                                   **config.optimizer_options)
+        except TypeError as exc:
+            raise ValueError(f"optimizer_options: torch.optim.SGD: {exc}") from None
     cls = _optim_class(cls_name)
     if cls is None:
         raise NotImplementedError(f"method={config.method!r} needs torchport.optim.{cls_name}, not available")
@@ -382,11 +413,17 @@ def build_optimizer(config: TrainConfig, params, num_data: int):
             kwargs.update(weight_format=wf, grad_format=None if gf == "none" else gf)
         if "SGHMC" in cls_name:
             kwargs.update(friction=config.friction, inverse_mass=config.inverse_mass)
+    driver_set = (set(kwargs) - set(extra)) & set(config.optimizer_options)
+    if driver_set:
+        raise ValueError(f"optimizer_options={config.optimizer_options!r}: {sorted(driver_set)} are set by the "
+                         "driver from the config")
+    kwargs.update(config.optimizer_options)  # after the method's own arguments: may override those
     accepted = inspect.signature(cls.__init__).parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
     missing = [k for k in kwargs if k not in accepted]
     if missing and not takes_any:
-        raise TypeError(f"torchport.optim.{cls_name} does not accept {missing}")
+        raise ValueError(f"optimizer_options: torchport.optim.{cls_name} (method {config.method!r}) does not "
+                         f"accept {missing}")
     return cls(params, **kwargs)
 
 

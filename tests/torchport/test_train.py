@@ -621,3 +621,52 @@ def test_cli_without_torch_says_how_to_install(tmp_path):
     p = subprocess.run([sys.executable, "-c", code, str(tmp_path / "r")], capture_output=True, text=True)
     assert p.returncode == 2
     assert p.stderr.strip().endswith('pip install "qlangevin[torch]"') and p.stderr.count("\n") == 1
+
+
+# ---------------------------------------------------------------------------- optimizer options
+
+
+def test_optimizer_options_reach_the_optimizer(tiny_npz):
+    c = _cfg(tiny_npz, method="ctld", optimizer_options={"eta_alpha": 1e-6, "n_bins": 20})
+    opt = tt.build_optimizer(c.validate(), list(torch.nn.Linear(3, 2).parameters()), num_data=640)
+    assert opt.o["eta_alpha"] == 1e-6 and opt.o["n_bins"] == 20
+    c = _cfg(tiny_npz, method="proxquant", optimizer_options={"lambda_rate": 1e-6})
+    assert tt.build_optimizer(c.validate(), list(torch.nn.Linear(3, 2).parameters()), 640).lambda_rate == 1e-6
+    c = _cfg(tiny_npz, method="qsgld", optimizer_options={"rounding": "surrogate"})  # overrides the method's
+    assert tt.build_optimizer(c.validate(), list(torch.nn.Linear(3, 2).parameters()), 640).defaults["lr"] == 0.05
+    c = _cfg(tiny_npz, method="torch_sgd", optimizer_options={"momentum": 0.9})
+    assert tt.build_optimizer(c.validate(), list(torch.nn.Linear(3, 2).parameters()), 640).defaults["momentum"] == 0.9
+
+
+@pytest.mark.parametrize("method, opts, match", [
+    ("sgld", {"lr": 0.1}, "'lr' is set by the driver"),
+    ("sgld", {"seed": 1}, "'seed' is set by the driver"),
+    ("sgld", {"bogus": 1}, r"does not accept \['bogus'\]"),
+    ("ctld", {"bogus": 1}, "unknown CTLD options"),
+    ("torch_sgd", {"bogus": 1}, "bogus"),
+    ("sgld", {"add_noise": [1]}, "must be a number"),
+    ("sgld", {"1x": 1}, "not an identifier"),
+    ("ctld", {"eta_alpha": float("nan")}, "must be finite"),
+])
+def test_bad_optimizer_options(tiny_npz, method, opts, match):
+    c = _cfg(tiny_npz, method=method, optimizer_options=opts)
+    with pytest.raises(ValueError, match=match):
+        tt.build_optimizer(c.validate(), list(torch.nn.Linear(3, 2).parameters()), num_data=640)
+
+
+def test_cli_opt(tiny_npz, tmp_path, capsys):
+    from qlangevin.cli import main  # noqa: PLC0415
+
+    base = ["train", "--data-dir", tiny_npz, "--model", "logreg", "--no-progress", "--max-steps", "3"]
+    assert main([*base, "--method", "ctld", "--opt", "eta_alpha=1e-6", "--opt", "phi=quadratic",
+                 "--out", str(tmp_path / "a")]) == 0
+    saved = json.loads((tmp_path / "a" / "config.json").read_text())["config"]
+    assert saved["optimizer_options"] == {"eta_alpha": 1e-6, "phi": "quadratic"}
+    capsys.readouterr()
+    for opt, needle in (("eta_alpha", "KEY=VALUE"), ("lr=2", "set by the driver"), ("bogus=1", "bogus"),
+                        ("eta_alpha=nan", "finite")):
+        assert main([*base, "--method", "ctld", "--opt", opt, "--out", str(tmp_path / "b")]) == 2
+        err = capsys.readouterr().err
+        assert needle in err and err.count("\n") == 1, err
+    assert main(["train", "--resume", str(tmp_path / "a"), "--opt", "eta_alpha=1", "--no-progress"]) == 2
+    assert "--opt: cannot be changed" in capsys.readouterr().err
