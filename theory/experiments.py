@@ -30,6 +30,7 @@ __all__ = [
     "default_sampler",
     "law_at_step",
     "law_path",
+    "final_state",
     "Estimate",
     "variance_estimate",
     "mean_estimate",
@@ -223,6 +224,39 @@ def law_path(
     if not np.all(np.isfinite(res)):
         raise FloatingPointError(f"{method} produced non-finite draws (step_size={step_size})")
     return res
+
+
+def final_state(
+    sampler: Sampler,
+    method: str,
+    target,
+    *,
+    n_chains: int,
+    n_steps: int,
+    step_size: float,
+    seed: int,
+    dim: int = 1,
+    state_width: int,
+    **kwargs,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Draws at step ``n_steps`` and the packed final sampler state (e.g. CTLD's α and histogram).
+
+    Calls ``sampler(..., keep="last", return_state=True)``; returns ``(draws (n_chains, dim),
+    packed (n_chains, state_width))``.  ``state_width`` is the expected width of the packed
+    state (checked; also the shape of theory.tasks' planning surrogate).
+    """
+    if int(n_chains) < 2:
+        raise ValueError(f"n_chains must be >= 2, got {n_chains!r}")
+    if hasattr(sampler, "task_final_state"):
+        return sampler.task_final_state(method, target, n_chains=int(n_chains), n_steps=int(n_steps), step_size=float(step_size),
+                                        seed=int(seed), dim=int(dim), state_width=int(state_width), **kwargs)
+    out, st = sampler(method, target, dim=int(dim), n_chains=int(n_chains), n_steps=int(n_steps), step_size=float(step_size),
+                      seed=int(seed), keep="last", return_state=True, **kwargs)
+    draws = np.asarray(out, dtype=np.float64)[-1]
+    packed = np.asarray(st.packed, dtype=np.float64)
+    if packed.shape != (int(n_chains), int(state_width)):
+        raise ValueError(f"sampler returned a packed state of shape {packed.shape}, expected ({n_chains}, {state_width})")
+    return draws, packed
 
 
 class Estimate(NamedTuple):

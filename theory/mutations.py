@@ -18,6 +18,7 @@ name                              the bug it imitates
 ``w2-biased-low``                 the 1-D exact W2 estimator returns 0.9× its value (a biased-low W2)
 ``lpl-is-lpf``                    naive LP-L silently runs LP-F (no rounding of the state: no over-dispersion)
 ``qsgld-resolution-x1.05``        QSGLD's grid 5% finer than asked (error variance −10%)
+``ctld-bias-off``                 CTLD's adaptive α bias silently off
 ================================  ==========================================================================
 """
 
@@ -39,6 +40,7 @@ MUTATIONS: dict[str, str] = {
     "w2-biased-low": "1-D exact W2 estimator ×0.9",
     "lpl-is-lpf": "naive LP-L methods run LP-F",
     "qsgld-resolution-x1.05": "QSGLD resolution ×1.05",
+    "ctld-bias-off": "CTLD runs without its α bias",
 }
 
 _FINE = None  # a fixed-point format fine enough to be the identity at the scales used (Δ = 2^-30)
@@ -90,6 +92,8 @@ class MutatedSampler:
                 kw["q0"] = float(kw["q0"]) * 1.05
             if kw.get("resolutions") is not None:
                 kw["resolutions"] = [1.05 * float(q) for q in kw["resolutions"]]
+        elif name == "ctld-bias-off" and m == "ctld":
+            kw["bias"] = "none"
         base = self.base
         if base is None:
             from refimpl import sample as base

@@ -31,7 +31,7 @@ _SURROGATE_ROWS = 64
 
 
 class Task(NamedTuple):
-    """One grid-point task: ``law_at_step`` or ``law_path`` with its arguments."""
+    """One grid-point task: ``law_at_step``, ``law_path`` or ``final_state`` with its arguments."""
 
     kind: str
     method: str
@@ -53,7 +53,7 @@ def _key(kind: str, method: str, target, kwargs: dict) -> str:
 
 def _make_task(kind, method, target, kwargs) -> Task:
     kw = dict(kwargs)
-    steps = kw.get("n_steps") if kind == "law_at_step" else max(kw["steps"])
+    steps = max(kw["steps"]) if kind == "law_path" else kw.get("n_steps")
     cost = float(kw["n_chains"]) * float(steps) * float(kw.get("dim", 1))
     return Task(kind, str(method), target, kw, _key(kind, method, target, kw), cost)
 
@@ -76,8 +76,13 @@ class PlanningSampler:
         self._record(_make_task("law_path", method, target, kw))
         return self._rng.standard_normal((len(kw["steps"]), min(int(kw["n_chains"]), _SURROGATE_ROWS), int(kw.get("dim", 1))))
 
+    def task_final_state(self, method, target, **kw):
+        self._record(_make_task("final_state", method, target, kw))
+        rows = min(int(kw["n_chains"]), _SURROGATE_ROWS)
+        return self._rng.standard_normal((rows, int(kw.get("dim", 1)))), np.zeros((rows, int(kw["state_width"])))
+
     def __call__(self, *args, **kwargs):
-        raise RuntimeError("claims draw through theory.experiments.law_at_step / law_path (grid-point tasks)")
+        raise RuntimeError("claims draw through theory.experiments.law_at_step / law_path / final_state (grid-point tasks)")
 
 
 class ReplaySampler:
@@ -96,6 +101,8 @@ class ReplaySampler:
             res = execute_task(task, self.fallback)
         if isinstance(res, BaseException):
             raise res
+        if isinstance(res, tuple):
+            return tuple(np.array(r, copy=True) for r in res)
         return np.array(res, copy=True)
 
     def task_law_at_step(self, method, target, **kw):
@@ -103,6 +110,9 @@ class ReplaySampler:
 
     def task_law_path(self, method, target, **kw):
         return self._get(_make_task("law_path", method, target, kw))
+
+    def task_final_state(self, method, target, **kw):
+        return self._get(_make_task("final_state", method, target, kw))
 
     def __call__(self, *args, **kwargs):
         return self.fallback(*args, **kwargs)
@@ -115,7 +125,7 @@ def execute_task(task: Task, sampler: Callable | None = None):
     if sampler is None:
         sampler = E.default_sampler()
     try:
-        fn = E.law_at_step if task.kind == "law_at_step" else E.law_path
+        fn = {"law_at_step": E.law_at_step, "law_path": E.law_path, "final_state": E.final_state}[task.kind]
         return fn(sampler, task.method, task.target, **task.kwargs)
     except Exception as exc:  # delivered to the claim, which reports an error
         return exc

@@ -35,12 +35,23 @@ BROKEN = {
     "qsgld-temperature": (mutate_sampler(make_toy_sampler(), "qsgld-resolution-x1.05"), "QSGLD grid 5% finer than asked"),
 }
 
-#: claims whose tiny run on the NumPy double takes > 5 s (the theorems prescribe ~3·10⁴ steps): --runslow only
-SLOW_ON_TOY = {"lpsghmc-thm4-5"}
+#: claims the NumPy double cannot run (CTLD's final α state): run on refimpl.sample with a named mutation
+REFERENCE_ONLY = {"ctld-tempering": "ctld-bias-off"}
+#: claims whose tiny run takes > 5 s (the theorems prescribe ~3·10⁴ steps; CTLD compiles its kernels): --runslow only
+SLOW_ON_TOY = {"lpsghmc-thm4-5", "ctld-tempering"}
 
 
 def _ids(marks_slow=SLOW_ON_TOY):
-    return [pytest.param(c, marks=pytest.mark.slow) if c in marks_slow else c for c in sorted(BROKEN)]
+    return [pytest.param(c, marks=pytest.mark.slow) if c in marks_slow else c for c in sorted(set(BROKEN) | set(REFERENCE_ONLY))]
+
+
+def _samplers(cid):
+    """(correct sampler, broken sampler, what is broken) for a claim."""
+    if cid in REFERENCE_ONLY:
+        from theory.experiments import default_sampler
+
+        return default_sampler(), mutate_sampler(None, REFERENCE_ONLY[cid]), REFERENCE_ONLY[cid]
+    return CORRECT, BROKEN[cid][0], BROKEN[cid][1]
 
 
 def _run(cid, sampler, seed=1, tmp_path=None):
@@ -49,7 +60,7 @@ def _run(cid, sampler, seed=1, tmp_path=None):
 
 @pytest.mark.parametrize("cid", _ids())
 def test_claim_passes_on_correct_sampler(cid, tmp_path):
-    entry = _run(cid, CORRECT, tmp_path=tmp_path)
+    entry = _run(cid, _samplers(cid)[0], tmp_path=tmp_path)
     assert entry["verdict"] == "pass", entry.get("error") or [m for m in entry["measurements"] if m["passed"] is False]
     for fig in entry["figures"]:
         assert (tmp_path / fig.split("/", 1)[1]).stat().st_size > 1000
@@ -57,7 +68,7 @@ def test_claim_passes_on_correct_sampler(cid, tmp_path):
 
 @pytest.mark.parametrize("cid", _ids())
 def test_claim_rejects_broken_sampler(cid):
-    broken, what = BROKEN[cid]
+    _, broken, what = _samplers(cid)
     entry = _run(cid, broken)
     assert entry["verdict"] == "fail", f"{cid} did not reject a sampler with {what}"
 
@@ -67,7 +78,7 @@ def test_d10_bounds_claim_passes():
 
 
 def test_every_claim_has_a_mutation_test():
-    assert set(BROKEN) | {"lpsgld-bounds-d10"} == set(CLAIMS)
+    assert set(BROKEN) | set(REFERENCE_ONLY) | {"lpsgld-bounds-d10"} == set(CLAIMS)
 
 
 def test_claim_records_are_complete():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 
 from qlangevin.cli import main
 from theory import cli_verify

@@ -15,6 +15,7 @@ module                            claims
 :mod:`.gaussian_densities`        ``gaussian-densities``
 :mod:`.lpsghmc_thm45`             ``lpsghmc-thm4-5``
 :mod:`.qsgld_temperature`         ``qsgld-temperature``
+:mod:`.ctld_tempering`            ``ctld-tempering``
 ================================  =====================================================
 
 A :class:`Claim` names its source (paper, theorem or figure), the statement, the
@@ -56,6 +57,7 @@ _MODULES = (
     "gaussian_densities",
     "lpsghmc_thm45",
     "qsgld_temperature",
+    "ctld_tempering",
 )
 
 CLAIMS: dict[str, Claim] = {}

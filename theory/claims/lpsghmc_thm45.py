@@ -27,7 +27,13 @@ from theory.claims._common import (
     _w2_null_row,
     fixed_point,
 )
-from theory.experiments import Measurement, bootstrap_ci, derive_seed, law_at_step, variance_estimate
+from theory.experiments import (
+    Measurement,
+    bootstrap_ci,
+    derive_seed,
+    law_at_step,
+    variance_estimate,
+)
 
 _GAMMA, _U = 2.0, 1.0  # friction and inverse mass of the theorems' setting (u = 1/M)
 _THMS = {"sghmc_lp_f": ("Thm 4", B.lpsghmc_thm4, lambda e, d: e + d), "sghmc_lp_l": ("Thm 5", B.lpsghmc_thm5, lambda e, d: e + d / e)}
