@@ -174,8 +174,9 @@ def main(argv: list[str] | None = None) -> int:
         args._argv = argv
         module = importlib.import_module(args._module)
         return int(module.run(args) or 0)
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        detail = _one_line(str(exc))
+        print(f"{prog}: interrupted{' ' + detail if detail else ''}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # stdout closed early (`qlangevin ... | head`): not an error, stop quietly
         try:

@@ -183,6 +183,22 @@ def _print_table(draws_cf, moments=None):
         print(f"warning: bulk ESS < {MIN_ESS} for coordinate(s) {low}: the MCSEs are unreliable; run longer")
 
 
+def _keep_interrupted(args, exc: KeyboardInterrupt, attrs: dict):
+    """Ctrl-C during the run: with ``--save``, write the draws kept so far (refimpl.sample's
+    ``SamplingInterrupted.samples``), then end as an interrupt with a one-line message."""
+    from refimpl.diagnostics import save_draws
+
+    done = getattr(exc, "step", None)
+    partial = getattr(exc, "samples", None)
+    where = f"after {done} of {args.steps} steps" if done is not None else "before sampling began"
+    if args.save is not None and isinstance(partial, np.ndarray) and partial.ndim == 3 and partial.shape[0] > 0:
+        path = save_draws(args.save, partial, attrs={**attrs, "interrupted_after_step": int(done)})
+        raise KeyboardInterrupt(f"{where}; the {partial.shape[0]} draws kept so far are saved to {path}") from None
+    if args.save is not None:
+        raise KeyboardInterrupt(f"{where}: no draw kept yet (burn-in {attrs['burn_in']}), nothing saved") from None
+    raise KeyboardInterrupt(f"{where}, nothing saved; --save PATH keeps the draws of an interrupted run") from None
+
+
 def run(args) -> int:
     import refimpl
     from refimpl.diagnostics import chain_first, check_save_path, save_draws
@@ -198,12 +214,20 @@ def run(args) -> int:
     if args.band != "g1" and args.method != "ctld":
         raise ValueError(f"--band applies to ctld only, got --band {args.band} for {args.method!r}")
 
+    attrs = {"method": args.method, "target": args.target, "step_size": args.step_size, "seed": args.seed,
+             "burn_in": burn, "thin": thin, "n_steps": args.steps, "fmt": str(args.fmt),
+             "temperature": args.temperature, "grad_noise": args.grad_noise}
+    print(f"{args.method} on {args.target} (dim {args.dim}): {args.chains} chains x {args.steps} steps, "
+          f"keeping {n_kept} draws per chain (burn-in {burn}, thin {thin}), step size {args.step_size}", flush=True)
     alpha = None
     if args.method == "ctld":
         draws, alpha = _run_ctld(args, burn, thin, n_kept, options)
     else:
-        draws = refimpl.sample(args.method, args.target, n_steps=args.steps, burn_in=burn, thin=thin, keep="all",
-                               **_kwargs(args, burn, thin, options))
+        try:
+            draws = refimpl.sample(args.method, args.target, n_steps=args.steps, burn_in=burn, thin=thin,
+                                   keep="all", **_kwargs(args, burn, thin, options))
+        except KeyboardInterrupt as exc:
+            _keep_interrupted(args, exc, attrs)
     if np.all(np.ptp(draws, axis=0) == 0) and draws.shape[0] > 1:
         hint = ""
         if args.method.startswith("sgd"):
@@ -217,8 +241,6 @@ def run(args) -> int:
                          f"({draws[0, 0, 0]:g}).{hint}")
 
     c, n_kept = draws.shape[1], draws.shape[0]
-    print(f"{args.method} on {args.target} (dim {draws.shape[2]}): {c} chains x {n_kept} kept draws "
-          f"(burn-in {burn}, thin {thin}), step size {args.step_size}")
     draws_cf = chain_first(draws)
     if alpha is not None:
         delta1 = float(options.get("delta1", refimpl.ctld.OPTIONS["delta1"]))
@@ -237,9 +259,6 @@ def run(args) -> int:
         _print_table(draws_cf)
 
     if args.save is not None:
-        attrs = {"method": args.method, "target": args.target, "step_size": args.step_size, "seed": args.seed,
-                 "burn_in": burn, "thin": thin, "n_steps": args.steps, "fmt": str(args.fmt),
-                 "temperature": args.temperature, "grad_noise": args.grad_noise}
         stats = {"alpha": alpha} if alpha is not None else None
         path = save_draws(args.save, draws, attrs=attrs, sample_stats=stats)
         print(f"saved {c} chains x {n_kept} draws x {draws.shape[2]} (chain, draw, dim) to {path}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 
 import numpy as np
 import pytest
@@ -285,3 +286,35 @@ def test_ctld_statistics_are_taken_over_the_g_equal_one_band(capsys):
 def test_qsgld_with_uniform_rounding_moves(capsys):
     _, rows = _sample(capsys, "qsgld", "--chains", "20", "--steps", "3000", "--option", "rounding=uniform")
     assert rows[0][2] > 0.3                              # E[x^2] well away from the frozen 0
+
+
+def test_ctrl_c_during_sample_saves_the_draws_kept_so_far(tmp_path, capsys):
+    # A real SIGINT to a 'qlangevin sample --save' subprocess: exit 130, one line on stderr
+    # saying where it stopped, and the .npz holds exactly the draws kept before the
+    # interrupt (burn-in 0, thin T: ceil(done/T) per chain).
+    import signal
+    import subprocess
+    import sys
+
+    from qlangevin.cli import main
+
+    assert main(["sample", "sgld", "--chains", "2", "--steps", "20", "--burn-in", "0"]) == 0  # warm the jit cache
+    capsys.readouterr()
+    thin = 1000
+    p = subprocess.Popen([sys.executable, "-m", "qlangevin", "sample", "sgld", "--steps", "1000000000",
+                          "--chains", "10", "--thin", str(thin), "--burn-in", "0", "--save", str(tmp_path / "d.npz")],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().startswith("sgld on gaussian")   # the run has started
+        time.sleep(2.0)
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=300)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 130, err
+    assert err.count("\n") == 1 and "interrupted after" in err and "saved to" in err, err
+    with np.load(tmp_path / "d.npz") as f:
+        done = int(f["attr_interrupted_after_step"])
+        assert 0 < done < 10**9
+        assert f["posterior"].shape == (10, -(-done // thin), 1)
