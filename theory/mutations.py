@@ -19,6 +19,7 @@ name                              the bug it imitates
 ``lpl-is-lpf``                    naive LP-L silently runs LP-F (no rounding of the state: no over-dispersion)
 ``qsgld-resolution-x1.05``        QSGLD's grid 5% finer than asked (error variance −10%)
 ``ctld-bias-off``                 CTLD's adaptive α bias silently off
+``askew-nu-x2``                   AskewSGD's ν without the factor 2 of (A2) (restoring rate doubled)
 ================================  ==========================================================================
 """
 
@@ -41,6 +42,7 @@ MUTATIONS: dict[str, str] = {
     "lpl-is-lpf": "naive LP-L methods run LP-F",
     "qsgld-resolution-x1.05": "QSGLD resolution ×1.05",
     "ctld-bias-off": "CTLD runs without its α bias",
+    "askew-nu-x2": "AskewSGD skewed direction ×2",
 }
 
 _FINE = None  # a fixed-point format fine enough to be the identity at the scales used (Δ = 2^-30)
@@ -110,9 +112,26 @@ def mutate_sampler(sampler: Callable | None, name: str) -> Callable:
 
 @contextlib.contextmanager
 def mutation_context(name: str):
-    """Patch the estimators for estimator mutations (``w2-biased-low``) inside the block; no-op for the others."""
+    """Patch the code for mutations that are not sampler arguments (``w2-biased-low``, ``askew-nu-x2``) inside the block."""
     if name not in MUTATIONS:
         raise ValueError(f"unknown mutation {name!r}; known: {', '.join(MUTATIONS)}")
+    if name == "askew-nu-x2":
+        import numpy as np
+
+        from refimpl.netopt import askewsgd as A
+
+        orig_dir = A.askew_direction
+
+        def broken(*args, **kwargs):
+            d, sk = orig_dir(*args, **kwargs)
+            return np.where(sk, 2.0 * d, d), sk
+
+        A.askew_direction = broken
+        try:
+            yield
+        finally:
+            A.askew_direction = orig_dir
+        return
     if name != "w2-biased-low":
         yield
         return

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from theory_toy_sampler import (
+    make_toy_sampler,  # tests/theory is on sys.path (pytest rootdir import mode)
+)
 
 from theory.claims import CLAIMS, Context, get_claims
 from theory.mutations import mutate_sampler
 from theory.report import run_claim
-
-from theory_toy_sampler import make_toy_sampler  # tests/theory is on sys.path (pytest rootdir import mode)
 
 CORRECT = make_toy_sampler()
 
@@ -34,6 +35,8 @@ BROKEN = {
     "lpsghmc-thm4-5": (mutate_sampler(make_toy_sampler(), "lpl-is-lpf"), "naive LP-L silently runs LP-F"),
     "qsgld-temperature": (mutate_sampler(make_toy_sampler(), "qsgld-resolution-x1.05"), "QSGLD grid 5% finer than asked"),
 }
+#: claims that draw no samples (AskewSGD is an optimizer): their mutation is a code patch, tested in test_mutations.py
+NO_SAMPLER = {"askewsgd-contraction"}
 
 #: claims the NumPy double cannot run (CTLD's final α state): run on refimpl.sample with a named mutation
 REFERENCE_ONLY = {"ctld-tempering": "ctld-bias-off"}
@@ -73,12 +76,16 @@ def test_claim_rejects_broken_sampler(cid):
     assert entry["verdict"] == "fail", f"{cid} did not reject a sampler with {what}"
 
 
+def test_askewsgd_claim_passes():
+    assert _run("askewsgd-contraction", CORRECT)["verdict"] == "pass"
+
+
 def test_d10_bounds_claim_passes():
     assert _run("lpsgld-bounds-d10", CORRECT)["verdict"] == "pass"
 
 
 def test_every_claim_has_a_mutation_test():
-    assert set(BROKEN) | set(REFERENCE_ONLY) | {"lpsgld-bounds-d10"} == set(CLAIMS)
+    assert set(BROKEN) | set(REFERENCE_ONLY) | NO_SAMPLER | {"lpsgld-bounds-d10"} == set(CLAIMS)
 
 
 def test_claim_records_are_complete():

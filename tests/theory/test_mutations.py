@@ -11,12 +11,13 @@ docs/results/verify.md.
 from __future__ import annotations
 
 import pytest
+from theory_toy_sampler import (
+    make_toy_sampler,  # tests/theory is on sys.path (pytest rootdir import mode)
+)
 
 from theory.claims import CLAIMS, Context
 from theory.mutations import MUTATIONS, mutate_sampler, mutation_context
 from theory.report import run_claim
-
-from theory_toy_sampler import make_toy_sampler  # tests/theory is on sys.path (pytest rootdir import mode)
 
 #: claim -> named bugs it must catch at tiny size (a subset of what it catches; see docs/results/verify.md)
 CAUGHT_TINY = {
@@ -31,6 +32,7 @@ CAUGHT_TINY = {
     "lpsghmc-thm4-5": ["lpl-is-lpf"],
     "qsgld-temperature": ["qsgld-resolution-x1.05"],
     "ctld-tempering": ["ctld-bias-off"],
+    "askewsgd-contraction": ["askew-nu-x2"],
 }
 #: ~3·10⁴ prescribed steps on the NumPy double; CTLD needs refimpl (its final α state): --runslow only
 SLOW = {"lpsghmc-thm4-5", "ctld-tempering"}

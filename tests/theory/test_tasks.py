@@ -6,12 +6,13 @@ import os
 from pathlib import Path
 
 import pytest
+from theory_toy_sampler import (
+    make_toy_sampler,  # tests/theory is on sys.path (pytest rootdir import mode)
+)
 
 from theory import cli_verify
 from theory.claims import get_claims
 from theory.tasks import PlanningSampler
-
-from theory_toy_sampler import make_toy_sampler  # tests/theory is on sys.path (pytest rootdir import mode)
 
 IDS = ["sghmc-moments", "lpf-bias-vanishes"]
 HERE = Path(__file__).resolve().parent

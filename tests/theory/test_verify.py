@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 
+from theory_toy_sampler import (
+    make_toy_sampler,  # tests/theory is on sys.path (pytest rootdir import mode)
+)
 
 from qlangevin.cli import main
 from theory import cli_verify
 from theory.claims import get_claims
 from theory.report import SCHEMA
-
-from theory_toy_sampler import make_toy_sampler  # tests/theory is on sys.path (pytest rootdir import mode)
 
 MEASUREMENT_KEYS = {"label", "parameters", "quantity", "value", "ci", "se", "prediction", "bound", "tolerance", "passed",
                     "mde", "mde_relative", "note"}

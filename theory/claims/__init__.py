@@ -16,6 +16,7 @@ module                            claims
 :mod:`.lpsghmc_thm45`             ``lpsghmc-thm4-5``
 :mod:`.qsgld_temperature`         ``qsgld-temperature``
 :mod:`.ctld_tempering`            ``ctld-tempering``
+:mod:`.askewsgd_contraction`      ``askewsgd-contraction``
 ================================  =====================================================
 
 A :class:`Claim` names its source (paper, theorem or figure), the statement, the
@@ -58,6 +59,7 @@ _MODULES = (
     "lpsghmc_thm45",
     "qsgld_temperature",
     "ctld_tempering",
+    "askewsgd_contraction",
 )
 
 CLAIMS: dict[str, Claim] = {}

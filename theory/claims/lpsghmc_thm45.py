@@ -43,7 +43,7 @@ def _run(ctx: Context) -> Outcome:
     out = Outcome()
     cid = "lpsghmc-thm4-5"
     epss = ctx.pick(tiny=[0.2, 0.1], quick=[0.2, 0.1, 0.05], full=[0.2, 0.1, 0.05])
-    fls = ctx.pick(tiny=[4], quick=[4, 8], full=[4, 6, 8])
+    fls = ctx.pick(tiny=[4], quick=[4], full=[4, 6, 8])
     n_chains = ctx.pick(tiny=3000, quick=800, full=4000)
     n_boot = ctx.pick(tiny=40, quick=100, full=200)
     rng = np.random.default_rng(derive_seed(ctx.seed, cid, "bootstrap"))
