@@ -1,9 +1,12 @@
-"""The sampler driver: ``refimpl.sample`` and the method registry.
+"""The sampler driver: ``refimpl.sample``, ``noise_spec`` and ``draw_noise``.
 
 The driver owns everything that is not one update: input validation, the chains,
-burn-in, thinning, storage or streaming statistics, the progress bar, error
-reporting and save/resume (NumPyro/BlackJAX style: kernels are pure steps; see
-STYLE.md and docs/architecture.md "Sampler registry and step kernels").
+burn-in, thinning, storage or streaming statistics, the progress bar, error and
+interrupt handling and save/resume (NumPyro/BlackJAX style: kernels are pure
+steps; see STYLE.md and docs/architecture.md "Sampler registry and step kernels").
+It finds a method through :mod:`refimpl.registry` (re-exported here:
+``register_method``, ``registered_methods``, ``MethodSpec``, ``Context``) and
+imports no family itself.
 
 All chains run in one jitted loop, independent of each other, from one
 ``numpy.random.Generator`` (PCG64 from ``seed``).  Each step draws the noise
@@ -62,6 +65,8 @@ MAX_ELEMENT_STEPS = 10**15
 
 #: wall time one jitted chunk aims at: the bound on how long an interrupt waits for the loop
 CHUNK_SECONDS = 0.25
+#: size of the first chunk (chain-steps × max(dim, noise entries)); later chunks adapt to CHUNK_SECONDS
+FIRST_CHUNK_WORK = 100_000
 
 _spec = lookup
 
@@ -241,7 +246,8 @@ def sample(method, target, *, dim=1, n_chains, n_steps, step_size, seed, fmt=Non
     method : str
         ``sgld``, ``sgd_lp_f``, ``sgd_lp_l``, ``sgld_lp_f``, ``sgld_lp_l``, ``sgld_vc``
         ((S1)-(S6), :mod:`refimpl.sgld`), ``sghmc``, ``sghmc_lp_f``, ``sghmc_lp_l``,
-        ``sghmc_vc`` ((H1)-(H4), :mod:`refimpl.sghmc`), or any registered method.
+        ``sghmc_vc`` ((H1)-(H4), :mod:`refimpl.sghmc`), ``qsgld`` ((QS1)-(QS5)),
+        ``ctld`` ((C1)-(C6)): the rows of :mod:`refimpl.methods`.
     target : str or refimpl.targets.Target
         ``"gaussian"`` (standard normal in ``dim``), ``"mixture"``, ``"double_well"``,
         ``"logistic_mnist"`` or a Target object.
@@ -385,7 +391,7 @@ def sample(method, target, *, dim=1, n_chains, n_steps, step_size, seed, fmt=Non
     try:
         with _SigintFlag() as interrupted:
             k = k_start
-            chunk = max(1, min(n_steps, int(1e5 // max(1, n_chains * max(dim, nz)))))
+            chunk = max(1, min(n_steps, FIRST_CHUNK_WORK // max(1, n_chains * max(dim, nz))))
             while k < k_end and not interrupted:
                 k1 = min(k + chunk, k_end)
                 t0 = time.perf_counter()

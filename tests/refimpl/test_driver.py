@@ -326,3 +326,28 @@ def test_a_failure_between_chunks_keeps_the_samples(monkeypatch):
     assert 0 < done < 5000 and info.value.state.step == done
     monkeypatch.undo()
     assert info.value.samples.tobytes() == refimpl.sample("sgld", "gaussian", n_steps=done, **kw).tobytes()
+
+
+@pytest.mark.parametrize("method", ["sgld_vc", "sghmc_lp_l", "qsgld", "ctld"])
+def test_chunking_never_changes_the_bits(method, monkeypatch):
+    """Chunks of a single step (CHUNK_SECONDS ~ 0) give the same bytes as one chunk, for every family."""
+    import dataclasses
+
+    import refimpl.driver as drv
+    from refimpl import registry
+
+    kw = _kw(method, n_steps=40, dim=2, grad_noise=0.2)
+    if method in ("qsgld", "ctld"):
+        kw.pop("fmt", None)
+    if method == "qsgld":
+        kw["rounding"] = "stochastic"
+    one = refimpl.sample(method, "gaussian", keep="stats", **kw)
+    monkeypatch.setattr(drv, "CHUNK_SECONDS", 1e-12)
+    monkeypatch.setattr(drv, "FIRST_CHUNK_WORK", 1)
+    calls = []
+    spec = registry.lookup(method)
+    counting = dataclasses.replace(spec, run_chunk=lambda *a: calls.append(1) or spec.run_chunk(*a))
+    monkeypatch.setitem(registry._REGISTRY, method, counting)
+    many = refimpl.sample(method, "gaussian", keep="stats", **kw)
+    assert len(calls) == kw["n_steps"]  # one step per chunk
+    assert one.chain_mean.tobytes() == many.chain_mean.tobytes() and one.last.tobytes() == many.last.tobytes()
