@@ -141,6 +141,10 @@ def _save(fig, ctx: Context, name: str, out: Outcome):
 
     pub = out.publication[0] if out.publication else None
     fig.suptitle(verdict_line(out.implementation_verdict(), pub), fontsize=9, y=1.02)
+    if len(fig.axes) == 1 and fig.axes[0].get_legend() is not None:  # a legend that hides no data: outside the axes
+        ax = fig.axes[0]
+        handles, labels = ax.get_legend_handles_labels()
+        ax.legend(handles, labels, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     for ax in fig.axes:  # no crowded minor labels on log axes
         for axis, scale in ((ax.xaxis, ax.get_xscale()), (ax.yaxis, ax.get_yscale())):
             if scale == "log":

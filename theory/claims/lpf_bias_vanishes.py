@@ -121,7 +121,8 @@ def _run_lpf_bias(ctx: Context) -> Outcome:
         g = np.geomspace(min(etas) / 3, max(etas), 50)
         a1.plot(g, [P.sgld_lp_f_variance_selfconsistent(e, 0.25, 0.25, s) - 1 for e in g], "-", label="P2 (slope → 1)")
         a1.set_title("SGLDLP-F bias vanishes as η → 0 (Δ = 1/4)")
-        a1.set_xlabel("η")
+        a1.set_xlabel("step size η")
+        a1.set_ylabel("E θ² − 1 at step K (excess variance)")
         a2.plot(xs, ys, "o", label=f"measured sgd_lp_l RMS (η={eta0:g})")
         gd = np.geomspace(min(xs) / 2, max(xs) * 2, 50)
         a2.plot(gd, np.sqrt(P.sgd_lp_l_second_moment(gd, s)), "-", label="√P6 (slope ≈ 1/2)")
@@ -129,7 +130,8 @@ def _run_lpf_bias(ctx: Context) -> Outcome:
             if (e, 3) in floor:
                 a2.plot([0.125], [math.sqrt(float(np.mean(floor[(e, 3)][0] ** 2)))], "s", label=f"measured η={e:g}")
         a2.set_title("SGDLP-L floor does not vanish with η, ∝ √Δ")
-        a2.set_xlabel("Δ")
+        a2.set_xlabel("grid spacing Δ")
+        a2.set_ylabel("RMS of θ at step K (the floor)")
         for ax in (a1, a2):
             ax.set_xscale("log")
             ax.set_yscale("log")
