@@ -8,6 +8,7 @@ same order, which is what float64 bit parity between the packages needs.
 * :func:`sghmc_coefficients` -- (H0), LP-SGHMC (Wang et al., TMLR 2024) eq. 3 / Cheng et al. 2018.
 * :func:`decay_factor` -- the decay schedule (S7), ruqizhang/low-precision-sgld bnn/train.py.
 * :func:`ctld_coupling`, :func:`ctld_coupling_derivative` -- g(α), g'(α) of (C4) [reconstruction].
+* :func:`qsgld_resolution` -- Q_p(t_k) of (QS2) [reconstruction].
 
 No randomness; no imports beyond :mod:`math`.
 """
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["ctld_coupling", "ctld_coupling_derivative", "decay_factor", "sghmc_coefficients"]
+__all__ = ["qsgld_resolution", "ctld_coupling", "ctld_coupling_derivative", "decay_factor", "sghmc_coefficients"]
 
 
 def sghmc_coefficients(step_size, friction, inverse_mass, temperature):
@@ -68,3 +69,28 @@ def ctld_coupling_derivative(a, d1, d2, gmin):
     s = (x - d1) / (d2 - d1)
     d = -(1.0 - gmin) * 6.0 * s * (1.0 - s) / (d2 - d1)
     return d if a > 0 else -d
+
+
+def qsgld_resolution(step, eta, temperature, rounding_id, q0, base, schedule_id, rate, steps_per_epoch, printed,
+                     c_q):
+    """Q_p(t_k) = q0·base^{h(t)} of (QS2) for the 0-based step k [reconstruction, ALGORITHMS §3.12].
+
+    ``q0 <= 0`` picks T_eff(Q_p(0)) = T: 1/√(24ηT) (nearest, uniform: ``rounding_id`` 0, 2),
+    1/√(12ηT) (stochastic, 1), c_q/(2T) (surrogate, 3).  Epoch t_e = k // B, minibatch
+    τ = k mod B (B = ``steps_per_epoch``); t = t_e + τ/B, or t_e + τ when ``printed``;
+    h = 0 (``schedule_id`` 0, constant), rate·t (1, linear) or rate·log(1 + t) (2, log).
+    """
+    if q0 <= 0.0:
+        if rounding_id == 1:
+            q0 = 1.0 / math.sqrt(12.0 * eta * temperature)
+        elif rounding_id == 3:
+            q0 = c_q / (2.0 * temperature)
+        else:
+            q0 = 1.0 / math.sqrt(24.0 * eta * temperature)
+    if schedule_id == 0:
+        return q0
+    te = step // steps_per_epoch
+    tau = step - te * steps_per_epoch
+    t = float(te + tau) if printed else te + tau / steps_per_epoch
+    h = rate * t if schedule_id == 1 else rate * math.log1p(t)
+    return q0 * base ** h

@@ -44,6 +44,7 @@ import numpy as np
 from numba import njit
 
 from . import _loop
+from .formulas import qsgld_resolution
 from .methods import QSGLD_OPTIONS, stream_entries
 from .registry import MethodSpec, prepare_step, register_method
 from .targets import grad1, grad_into
@@ -258,23 +259,12 @@ def _resolution_at(step, eta, temperature, mparams):
         n = int(mparams[17])
         i = step if step < n else n - 1
         return mparams[_MP_TABLE + i]
-    q0 = mparams[11]
-    if q0 <= 0.0:  # auto: T_eff(Q_p(0)) = T
-        r = int(mparams[3])
-        if r == 1:
-            q0 = 1.0 / math.sqrt(12.0 * eta * temperature)
-        elif r == 3:
-            q0 = mparams[10] / (2.0 * temperature)
-        else:
-            q0 = 1.0 / math.sqrt(24.0 * eta * temperature)
-    if kind == 0:
-        return q0
-    B = int(mparams[15])
-    te = step // B
-    tau = step - te * B
-    t = te + tau / B if mparams[16] == 0.0 else float(te + tau)
-    h = mparams[14] * t if kind == 1 else mparams[14] * math.log1p(t)
-    return q0 * mparams[12] ** h
+    return _qsgld_resolution(step, eta, temperature, int(mparams[3]), mparams[11], mparams[12], kind, mparams[14],
+                             int(mparams[15]), mparams[16] != 0.0, mparams[10])
+
+
+#: Q_p of (QS2): the one definition in refimpl.formulas (torchport.optim.qsgld calls it too), jitted
+_qsgld_resolution = njit(cache=True, error_model="numpy")(qsgld_resolution)
 
 
 @njit(cache=True, error_model="numpy")

@@ -13,6 +13,7 @@ from typing import Optional, Sequence
 
 import torch
 
+from refimpl.formulas import qsgld_resolution as _resolution
 from torchport.quantize import exact_sqrt
 from torchport.optim._base import NoisyOptimizer, _integer, _positive, check_value
 
@@ -24,7 +25,7 @@ ROUNDINGS = ("nearest", "stochastic", "uniform", "surrogate")
 def qsgld_resolution(step: int, lr: float, temperature: float, *, rounding="nearest", q0=None, base=2.0,
                      schedule="constant", rate=0.0, steps_per_epoch=100, time_index="fractional", c_q=2.0,
                      resolutions: Optional[Sequence[float]] = None) -> float:
-    """Q_p(t_k) of (QS2) for the 0-based step k (refimpl.qsgld._resolution_at, same float operations).
+    """Q_p(t_k) of (QS2) for the 0-based step k: :func:`refimpl.formulas.qsgld_resolution`, which refimpl jits.
 
     q0 = None picks T_eff(Q_p(0)) = T: 1/√(24ηT) (nearest, uniform), 1/√(12ηT)
     (stochastic), c_q/(2T) (surrogate).  t = t_e + τ/B ("fractional") or t_e + τ
@@ -36,20 +37,9 @@ def qsgld_resolution(step: int, lr: float, temperature: float, *, rounding="near
     if q0 is None:
         _positive("lr", lr)
         _positive("temperature", temperature)
-        if rounding == "stochastic":
-            q0 = 1.0 / math.sqrt(12.0 * lr * temperature)
-        elif rounding == "surrogate":
-            q0 = c_q / (2.0 * temperature)
-        else:
-            q0 = 1.0 / math.sqrt(24.0 * lr * temperature)
-    if schedule == "constant":
-        return q0
-    B = steps_per_epoch
-    te = step // B
-    tau = step - te * B
-    t = te + tau / B if time_index == "fractional" else float(te + tau)
-    h = rate * t if schedule == "linear" else rate * math.log1p(t)
-    return q0 * base ** h
+    return _resolution(step, lr, temperature, ROUNDINGS.index(rounding), 0.0 if q0 is None else float(q0),
+                       float(base), ("constant", "linear", "log").index(schedule), float(rate), int(steps_per_epoch),
+                       time_index == "printed", float(c_q))
 
 
 class QSGLD(NoisyOptimizer):
