@@ -475,3 +475,10 @@ def test_shared_scalars_are_one_definition():
         assert coupling(a, 0.2, 0.8, 0.1) == formulas.ctld_coupling(a, 0.2, 0.8, 0.1)
         assert coupling_derivative(a, 0.2, 0.8, 0.1) == formulas.ctld_coupling_derivative(a, 0.2, 0.8, 0.1)
     assert not math.isnan(formulas.decay_factor(1.0))
+    from torchport.optim.qsgld import qsgld_resolution
+
+    for k in (0, 7, 123):
+        for sched, ident in (("constant", 0), ("linear", 1), ("log", 2)):
+            assert qsgld_resolution(k, 0.01, 0.5, rounding="stochastic", schedule=sched, rate=0.3,
+                                    steps_per_epoch=10) == formulas.qsgld_resolution(k, 0.01, 0.5, 1, 0.0, 2.0, ident,
+                                                                                     0.3, 10, False, 2.0)
