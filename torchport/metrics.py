@@ -40,8 +40,16 @@ def _as_numpy(a) -> np.ndarray:
 
 
 def _check(probs, labels) -> tuple[np.ndarray, np.ndarray]:
-    p = _as_numpy(probs).astype(np.float64, copy=False)
-    y = _as_numpy(labels).astype(np.int64, copy=False)
+    try:
+        p = _as_numpy(probs).astype(np.float64, copy=False)
+    except (TypeError, ValueError):
+        raise TypeError(f"probs must be a numeric array of shape (n, K), got {type(probs).__name__}") from None
+    y_raw = _as_numpy(labels)
+    if not (np.issubdtype(y_raw.dtype, np.integer) or np.issubdtype(y_raw.dtype, np.bool_)):
+        if not (np.issubdtype(y_raw.dtype, np.floating) and np.all(np.isfinite(y_raw))
+                and np.all(y_raw == np.round(y_raw))):
+            raise TypeError(f"labels must be integer class indices, got dtype {y_raw.dtype}")
+    y = y_raw.astype(np.int64, copy=False)
     if p.ndim != 2:
         raise ValueError(f"probs must have shape (n, K), got {p.shape}")
     if y.shape != (p.shape[0],):
@@ -52,6 +60,8 @@ def _check(probs, labels) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"labels must lie in 0..{p.shape[1] - 1}, got range [{y.min()}, {y.max()}]")
     if not np.all(np.isfinite(p)):
         raise ValueError("probs contains non-finite values")
+    if p.min() < 0 or p.max() > 1 + 1e-6:
+        raise ValueError(f"probs must lie in [0, 1], got range [{p.min():.3g}, {p.max():.3g}]")
     return p, y
 
 
@@ -63,6 +73,8 @@ def error_rate(probs, labels) -> float:
 
 def nll(probs, labels, eps: float = 1e-12) -> float:
     """Mean negative log predictive probability of the true label, in nats: −mean log max(p̂_iy, eps)."""
+    if not (isinstance(eps, (int, float)) and not isinstance(eps, bool) and 0 < eps < 1):
+        raise ValueError(f"eps={eps!r}: must be a number in (0, 1)")
     p, y = _check(probs, labels)
     return float(-np.mean(np.log(np.maximum(p[np.arange(len(y)), y], eps))))
 
@@ -76,7 +88,8 @@ def expected_calibration_error(probs, labels, n_bins: int = 15, variant: str = "
     """
     if variant not in ECE_VARIANTS:
         raise ValueError(f"variant={variant!r}: expected one of {ECE_VARIANTS}")
-    if int(n_bins) != n_bins or n_bins < (2 if variant == "published" else 1):
+    if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) \
+            or n_bins < (2 if variant == "published" else 1):
         raise ValueError(f"n_bins={n_bins!r}: must be a positive integer (>= 2 for 'published')")
     p, y = _check(probs, labels)
     conf = p.max(axis=1)
@@ -123,7 +136,10 @@ class BMA:
         self.count = 0
 
     def add(self, probs: torch.Tensor) -> None:
-        probs = probs.detach().to("cpu", torch.float64)
+        """Add one sample's predictive probabilities (n, K) (a tensor or an array)."""
+        probs = torch.as_tensor(probs).detach().to("cpu", torch.float64)
+        if probs.ndim != 2:
+            raise ValueError(f"probs must have shape (n, K), got {tuple(probs.shape)}")
         if self.sum is not None and probs.shape != self.sum.shape:
             raise ValueError(f"probs shape {tuple(probs.shape)} != previous {tuple(self.sum.shape)}")
         self.sum = probs.clone() if self.sum is None else self.sum + probs
@@ -138,8 +154,17 @@ class BMA:
         return {"sum": self.sum, "count": self.count}
 
     def load_state_dict(self, state: dict) -> None:
-        self.sum = None if state["sum"] is None else state["sum"].clone()
-        self.count = int(state["count"])
+        """Restore ``{"sum": tensor or None, "count": int}``; ValueError (nothing changed) if inconsistent."""
+        if not isinstance(state, dict) or set(state) != {"sum", "count"}:
+            raise ValueError(f"BMA state must be a dict with keys 'sum' and 'count', got {state!r:.80}")
+        total, count = state["sum"], state["count"]
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ValueError(f"BMA state count={count!r}: must be an int >= 0")
+        if (total is None) != (count == 0) or (total is not None and not isinstance(total, torch.Tensor)):
+            raise ValueError(f"BMA state: sum must be a tensor when count > 0 and None when count = 0, "
+                             f"got {type(total).__name__} with count={count}")
+        self.sum = None if total is None else total.clone()
+        self.count = count
 
 
 @torch.no_grad()
@@ -148,10 +173,14 @@ def predict_probs(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 200
 
     The model's train/eval mode is restored afterwards.
     """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size={batch_size!r}: must be a positive integer")
+    if not isinstance(x, torch.Tensor) or x.ndim < 1 or x.shape[0] == 0:
+        raise ValueError(f"x must be a tensor with at least one example, got {getattr(x, 'shape', type(x))}")
     was_training = model.training
     model.eval()
     try:
-        device = next(model.parameters()).device
+        device = next(iter(model.parameters()), torch.empty(0)).device
         out = [
             torch.softmax(model(x[i : i + batch_size].to(device)).double(), dim=1).cpu()
             for i in range(0, x.shape[0], batch_size)

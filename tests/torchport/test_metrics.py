@@ -132,3 +132,48 @@ def test_predict_probs_restores_mode():
     assert model.training and probs.shape == (7, 3) and probs.dtype == torch.float64
     assert torch.allclose(probs.sum(1), torch.ones(7, dtype=torch.float64))
     assert torch.allclose(probs, torch.softmax(model(x).double(), 1))
+
+
+# ---------------------------------------------------------------------------- bad inputs
+
+
+def _p():
+    return np.full((4, 3), 1 / 3), np.array([0, 1, 2, 0])
+
+
+@pytest.mark.parametrize("call, exc, match", [
+    (lambda p, y: tmet.error_rate("abc", y), TypeError, "probs must be a numeric array"),
+    (lambda p, y: tmet.error_rate(p, np.array([0.5, 1, 2, 0])), TypeError, "integer class indices"),
+    (lambda p, y: tmet.error_rate(p, None), TypeError, "integer class indices"),
+    (lambda p, y: tmet.error_rate(-p, y), ValueError, r"lie in \[0, 1\]"),
+    (lambda p, y: tmet.nll(p * 4, y), ValueError, r"lie in \[0, 1\]"),
+    (lambda p, y: tmet.nll(p, y, eps=-1), ValueError, "eps=-1"),
+    (lambda p, y: tmet.expected_calibration_error(p, y, n_bins="x"), ValueError, "n_bins='x'"),
+    (lambda p, y: tmet.expected_calibration_error(p, y, n_bins=float("nan")), ValueError, "n_bins=nan"),
+    (lambda p, y: tmet.BMA().load_state_dict({}), ValueError, "keys 'sum' and 'count'"),
+    (lambda p, y: tmet.BMA().load_state_dict({"sum": None, "count": -1}), ValueError, "count=-1"),
+    (lambda p, y: tmet.BMA().load_state_dict({"sum": None, "count": 2}), ValueError, "sum must be a tensor"),
+    (lambda p, y: tmet.BMA().add(np.ones(3)), ValueError, r"shape \(n, K\)"),
+    (lambda p, y: tmet.predict_probs(torch.nn.Linear(3, 2), torch.ones(4, 3), batch_size=0), ValueError,
+     "batch_size=0"),
+    (lambda p, y: tmet.predict_probs(torch.nn.Linear(3, 2), torch.ones(0, 3)), ValueError, "at least one example"),
+])
+def test_bad_inputs_are_clear_errors(call, exc, match):
+    p, y = _p()
+    with pytest.raises(exc, match=match):
+        call(p, y)
+
+
+def test_bma_accepts_arrays_and_a_failed_load_changes_nothing():
+    p, _ = _p()
+    bma = tmet.BMA()
+    bma.add(p)
+    bma.add(torch.as_tensor(p))
+    assert bma.count == 2 and torch.allclose(bma.mean(), torch.as_tensor(p))
+    state = bma.state_dict()
+    with pytest.raises(ValueError):
+        bma.load_state_dict({"sum": None, "count": 5})
+    assert bma.state_dict()["count"] == state["count"] and torch.equal(bma.sum, state["sum"])
+    # a model without parameters predicts on the CPU
+    probs = tmet.predict_probs(torch.nn.Softmax(dim=1), torch.ones(4, 3))
+    assert probs.shape == (4, 3)
