@@ -188,6 +188,8 @@ def load_mnist(path: str | os.PathLike | None = None) -> dict:
     Raises ``FileNotFoundError`` naming what was looked for, ``ValueError`` for malformed
     content (not an npz, missing keys, wrong shapes or dtypes, labels outside 0..9).
     """
+    if path is not None and not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path={path!r}: must be a file or directory path (str or os.PathLike) or None")
     p = default_mnist_path() if path is None else Path(path).expanduser()
     if p.is_dir():
         found = {key: _find_idx(p, stem) for key, stem in IDX_NAMES.items()}

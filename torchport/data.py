@@ -119,6 +119,10 @@ def check_mnist(arrays: MNISTArrays, *, atol: float = 5e-4) -> dict:
 
     Returns the measured values; raises ``ValueError`` naming the failed check.
     """
+    if isinstance(arrays, dict):
+        arrays = MNISTArrays(**_rdata.validate_mnist(arrays, "arrays"))
+    if not isinstance(arrays, MNISTArrays):
+        raise TypeError(f"arrays must be MNISTArrays or a dict of the four arrays, got {type(arrays).__name__}")
     x = arrays.x_train.astype(np.float64) / 255.0
     mean, std = float(x.mean()), float(x.std())
     counts_train = tuple(int(c) for c in np.bincount(arrays.y_train, minlength=10))
@@ -167,6 +171,8 @@ def download_mnist(
     ``overwrite``.  Raises ``ValueError`` on a checksum mismatch (the bad file is removed)
     and ``OSError`` when no mirror serves a file.
     """
+    if not (isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and timeout > 0):
+        raise ValueError(f"timeout={timeout!r}: must be a number of seconds > 0")
     root = Path(root).expanduser()
     root.mkdir(parents=True, exist_ok=True)
     if mirrors is None:
@@ -230,8 +236,16 @@ def to_tensors(
     """
     if layout not in LAYOUTS:
         raise ValueError(f"layout={layout!r}: expected one of {LAYOUTS}")
+    if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise TypeError(f"dtype={dtype!r}: must be a floating torch.dtype such as torch.float32")
+    images, labels = np.asarray(images), np.asarray(labels)
+    if images.dtype != np.uint8:
+        raise TypeError(f"images must be uint8 pixels 0..255, got dtype {images.dtype}")
     if images.ndim != 3 or images.shape[1:] != (28, 28):
         raise ValueError(f"images must have shape (n, 28, 28), got {images.shape}")
+    if labels.shape != (images.shape[0],) or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"labels must be {images.shape[0]} integers (one per image), got {labels.dtype} "
+                         f"{labels.shape}")
     x = torch.from_numpy(np.ascontiguousarray(images)).to(torch.float64) / 255.0
     if layout == "padded32x3":
         x = torch.nn.functional.pad(x, (2, 2, 2, 2), value=0.0)
@@ -255,6 +269,8 @@ def subset_indices(n_total: int, n: int | None, seed: int | torch.Generator | No
     (MNIST's files are already in random order).  Raises ``ValueError`` when ``n`` is not
     in 1..n_total.
     """
+    if isinstance(n_total, bool) or not isinstance(n_total, numbers.Integral) or n_total < 1:
+        raise ValueError(f"n_total={n_total!r}: must be a positive integer")
     if n is None:
         return torch.arange(n_total)
     if isinstance(n, bool) or not isinstance(n, numbers.Integral) or not 1 <= int(n) <= n_total:
@@ -271,5 +287,6 @@ def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
     would make the order depend on what was drawn before)."""
     seed = check_int_seed(seed, "seed")
     epoch = check_int_seed(epoch, "epoch")
+    n = check_int_seed(n, "n")
     g = torch.Generator().manual_seed((seed * 1_000_003 + 7919 * epoch + 0x5EED) % (2**63))
     return torch.randperm(n, generator=g)

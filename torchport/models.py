@@ -266,6 +266,10 @@ def build_model(
         raise ValueError(f"model={name!r}: expected one of {MODELS}")
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes={num_classes!r}: must be a positive integer")
+    if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise TypeError(f"dtype={dtype!r}: must be a floating torch.dtype such as torch.float32")
     if (seed is None) == (generator is None):
         raise TypeError("build_model: pass exactly one of seed= (an int or a torch.Generator) and generator=")
     generator = generator if generator is not None else as_generator(seed, "seed")

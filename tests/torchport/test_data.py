@@ -284,3 +284,23 @@ def test_subset_seed_is_an_int_or_a_generator():
         tdata.subset_indices(10, 2.5, None)
     with pytest.raises(TypeError, match="seed=<torch"):
         tdata.epoch_permutation(10, torch.Generator(), 0)
+
+
+@pytest.mark.parametrize("call, exc, match", [
+    (lambda x, y: tdata.to_tensors([[1]], y), TypeError, "uint8"),
+    (lambda x, y: tdata.to_tensors(x[0], y), ValueError, r"shape \(n, 28, 28\)"),
+    (lambda x, y: tdata.to_tensors(x.astype(np.float32), y), TypeError, "uint8"),
+    (lambda x, y: tdata.to_tensors(x, np.zeros(5, np.uint8)), ValueError, "3 integers"),
+    (lambda x, y: tdata.to_tensors(x, y, dtype="float32"), TypeError, "dtype='float32'"),
+    (lambda x, y: tdata.subset_indices(-1, 3, None), ValueError, "n_total=-1"),
+    (lambda x, y: tdata.epoch_permutation(-1, 0, 0), ValueError, "n=-1"),
+    (lambda x, y: tdata.epoch_permutation("5", 0, 0), TypeError, "n='5'"),
+    (lambda x, y: tdata.check_mnist({"x": 1}), ValueError, "lacks keys"),
+    (lambda x, y: tdata.check_mnist(3), TypeError, "MNISTArrays"),
+    (lambda x, y: tdata.download_mnist("unused", mirrors=["file:///x/"], timeout=-1), ValueError, "timeout=-1"),
+    (lambda x, y: tdata.load_mnist(3), TypeError, "path=3"),
+])
+def test_bad_inputs_are_clear_errors(call, exc, match):
+    x, y = np.zeros((3, 28, 28), np.uint8), np.zeros(3, np.uint8)
+    with pytest.raises(exc, match=match):
+        call(x, y)

@@ -115,3 +115,10 @@ def test_seed_is_an_int_or_a_generator():
         tm.build_model("mlp")
     with pytest.raises(TypeError, match="exactly one"):
         tm.build_model("mlp", seed=1, generator=torch.Generator())
+
+
+def test_build_model_bad_arguments():
+    with pytest.raises(ValueError, match="num_classes=0"):
+        tm.build_model("mlp", seed=0, num_classes=0)
+    with pytest.raises(TypeError, match="dtype='float32'"):
+        tm.build_model("mlp", seed=0, dtype="float32")
