@@ -203,6 +203,11 @@ def draw_noise(method, n_steps, n_chains, seed, *, dim=1, grad_noise=0.0, target
     n_steps = _int("n_steps", n_steps, 1)
     n_chains = _int("n_chains", n_chains, 1)
     kinds, allnormal = _noise_kinds(noise_spec(method, dim, grad_noise=grad_noise, target=target, **options))
+    need, mem = 8 * n_steps * n_chains * kinds.shape[0], _physical_memory()
+    if mem is not None and need > mem:
+        raise ValueError(f"n_steps={n_steps} x n_chains={n_chains} x {kinds.shape[0]} noise entries need "
+                         f"{need / 2**30:.3g} GiB, more than this machine's {mem / 2**30:.3g} GiB of memory; "
+                         "draw the noise in pieces")
     out = np.empty((n_steps, n_chains, kinds.shape[0]))
     _draw_noise_into(_generator(seed), kinds, allnormal, out)
     return out

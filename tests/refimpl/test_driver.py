@@ -278,6 +278,11 @@ def test_sizes_are_checked_before_running(bad, match):
         refimpl.driver._check_sizes(10**11, 1000, 1, 1, 1, "stats", 0, 1, 100)
 
 
+def test_draw_noise_checks_its_size():
+    with pytest.raises(ValueError, match="n_steps=1000000000000"):
+        refimpl.draw_noise("sgld", 10**12, 10, 0)
+
+
 def test_sigint_keeps_everything_and_resume_continues_bit_for_bit():
     """A real SIGINT (from a timer thread) stops a long run; err.samples / err.state hold what was done."""
     import signal
