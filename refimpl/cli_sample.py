@@ -39,8 +39,10 @@ def add_arguments(parser) -> None:
     from qlangevin.cli import int_range
     from refimpl.targets import TARGET_NAMES
 
-    parser.add_argument("method", help="sgld, sgd_lp_f, sgd_lp_l, sgld_lp_f, sgld_lp_l, sgld_vc, sghmc, "
-                                       "sghmc_lp_f, sghmc_lp_l, sghmc_vc, qsgld, ctld (or any registered method)")
+    from refimpl.methods import METHODS
+
+    parser.add_argument("method", choices=tuple(METHODS), metavar="method",
+                        help="one of the method table (refimpl.methods): " + ", ".join(METHODS))
     parser.add_argument("--target", default="gaussian", choices=TARGET_NAMES)
     parser.add_argument("--dim", type=int_range(1), default=1)
     parser.add_argument("--chains", type=int_range(1), default=100, help="independent chains (default: %(default)s)")
