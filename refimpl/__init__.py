@@ -12,6 +12,8 @@ from refimpl.formats import (
     FixedPoint,
     FloatingPoint,
     IEEEFloat,
+    MXFormat,
+    NVFP4,
     format_code,
     parse_format,
     qtorch_float,

@@ -45,7 +45,7 @@ import numpy as np
 from numba import njit
 
 from refimpl import formulas
-from refimpl._qkernels import stochastic_into, vc_into
+from refimpl._qkernels import is_blockwise, stochastic_into, vc_into
 from refimpl.targets import grad1, grad_into
 
 __all__ = [
@@ -160,8 +160,8 @@ def gather(noise, off, out):
 
 @njit(**_JIT)
 def stochastic_rows(x, u, out, code):
-    """Q^s (Q2') of every row of x (n_chains, dim) with uniforms u; BFP: one block per row."""
-    if int(code[0]) == 2:
+    """Q^s (Q2') of every row of x (n_chains, dim) with uniforms u; BFP: one block per row (MX: a row of blocks)."""
+    if is_blockwise(code):
         for c in range(x.shape[0]):
             stochastic_into(x[c], u[c], out[c], code)
     else:
@@ -170,8 +170,8 @@ def stochastic_rows(x, u, out, code):
 
 @njit(**_JIT)
 def vc_rows(mu, var, xi, ur, uc, out, code):
-    """Q^vc ((Q5)/(Q6)) of every row of mu (n_chains, dim), scalar var; BFP: one block per row."""
-    if int(code[0]) == 2:
+    """Q^vc ((Q5)/(Q6)) of every row of mu (n_chains, dim), scalar var; BFP: one block per row (MX: a row of blocks)."""
+    if is_blockwise(code):
         for c in range(mu.shape[0]):
             vc_into(mu[c], var, xi[c], ur[c], uc[c], out[c], code)
     else:

@@ -26,6 +26,7 @@ import numpy as np
 
 from refimpl import methods as _methods
 from refimpl.formats import KIND_BFP, format_code, parse_format, with_options
+from refimpl.slots import KIND
 from refimpl.targets import Target, resolve_target
 
 __all__ = [
@@ -171,7 +172,7 @@ def _as_format(name, fmt):
         code = format_code(fmt)
     except ValueError:
         raise ValueError(f"{name} must be None, a format string or a refimpl.formats format, got {fmt!r}") from None
-    if int(code[0]) == KIND_BFP and getattr(fmt, "dim", None) is not None:
+    if int(code[KIND]) == KIND_BFP and getattr(fmt, "dim", None) is not None:
         raise ValueError(f"{name}: BlockFloatingPoint for a sampler uses one block per chain vector; give dim=None, got {fmt!r}")
     return fmt, code
 

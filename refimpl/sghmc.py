@@ -53,6 +53,7 @@ from refimpl._qkernels import nearest_into, vc_into
 from refimpl.formulas import sghmc_coefficients
 from refimpl.methods import methods_of_family, stream_entries
 from refimpl.registry import MethodSpec, prepare_step, register_method
+from refimpl.slots import FIXED_HI, KIND, KIND_FIXED
 
 __all__ = ["SGHMCState", "METHODS", "init", "step", "step_all", "run_chunk", "noise_entries", "coefficients"]
 
@@ -283,10 +284,10 @@ def _make_params(ctx):
     mode = _RESCALE[resc]
     ubar = 1.0
     if mode != RESCALE_NONE:
-        kind = int(ctx.wcode[0])
-        if kind != 1:
+        kind = int(ctx.wcode[KIND])
+        if kind != KIND_FIXED:
             raise ValueError(f"velocity_rescaling needs a FixedPoint fmt (Ū = largest representable value), got {ctx.fmt!r}")
-        ubar = float(ctx.wcode[3])
+        ubar = float(ctx.wcode[FIXED_HI])
     c = opts.get("velocity_rescaling_constant", 1.0)
     if isinstance(c, bool) or not isinstance(c, (int, float)) or not math.isfinite(c) or c <= 0:
         raise ValueError(f"velocity_rescaling_constant must be a finite number > 0, got {c!r}")

@@ -44,6 +44,7 @@ from refimpl import _loop
 from refimpl._qkernels import _fixed_stochastic, _vc_elem, nearest_into  # scalar kernels of (Q2'), (Q5)/(Q6)
 from refimpl.methods import methods_of_family, stream_entries
 from refimpl.registry import MethodSpec, prepare_step, register_method
+from refimpl.slots import FIXED_DELTA, FIXED_HI, FIXED_LO, KIND, KIND_FIXED, TIES
 from refimpl.targets import grad1
 
 __all__ = ["SGLDState", "METHODS", "init", "step", "step_all", "run_chunk", "noise_entries"]
@@ -105,7 +106,7 @@ def step_all(method, state, noise, eta, tscale, mparams, wcode, gcode, tkind, tp
             state[c, 0] = x - eta * g + sd * noise[c, i]
         return -1
     if (method == SGLD_VC or method == SGLD_LP_L) and d == 1 and tkind != 1 and nb == 0 \
-            and int(wcode[0]) == 1 and int(gcode[0]) <= 1:
+            and int(wcode[KIND]) == KIND_FIXED and int(gcode[KIND]) <= KIND_FIXED:
         return _fixed_scalar_lp(method, state, noise, eta, temp, s, wcode, gcode, tkind, tparams)
     return _general_step(method, state, noise, eta, tscale, mparams, wcode, gcode, tkind, tparams, tmat, tlabels,
                          scratch)
@@ -169,13 +170,13 @@ def _fixed_scalar_lp(method, state, noise, eta, temp, s, wcode, gcode, tkind, tp
     """
     nc = state.shape[0]
     sd = math.sqrt(2.0 * eta * temp)
-    delta, lo, hi = wcode[1], wcode[2], wcode[3]
+    delta, lo, hi = wcode[FIXED_DELTA], wcode[FIXED_LO], wcode[FIXED_HI]
     inv = 1.0 / delta
     se = math.frexp(delta)[1] - 1  # Δ = 2^se
-    ties = int(wcode[5])
+    ties = int(wcode[TIES])
     var = 2.0 * eta * temp
-    gq = int(gcode[0]) == 1
-    gd, glo, ghi = gcode[1], gcode[2], gcode[3]
+    gq = int(gcode[KIND]) == KIND_FIXED
+    gd, glo, ghi = gcode[FIXED_DELTA], gcode[FIXED_LO], gcode[FIXED_HI]
     ginv = 1.0 / gd if gq else 1.0
     i0 = 1 if s != 0.0 else 0
     for c in range(nc):

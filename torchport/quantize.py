@@ -37,6 +37,7 @@ uniform (float64/float32), not to 2^{-(23-W)} as qtorch's BFP/float kernels do
 
 from __future__ import annotations
 
+import importlib
 import math
 from typing import Optional
 
@@ -55,20 +56,7 @@ from refimpl.formats import (
     parse_format,
     with_options,
 )
-from refimpl.slots import (
-    KIND,
-    KIND_BFP,
-    KIND_FIXED,
-    KIND_FLOAT,
-    KIND_IEEE,
-    KIND_MX,
-    KIND_NONE,
-)
-from torchport.kernels import bfp as _bfp_kernels
-from torchport.kernels import fixed as _fixed_kernels
-from torchport.kernels import float as _float_kernels
-from torchport.kernels import ieee as _ieee_kernels
-from torchport.kernels import mx as _mx_kernels
+from refimpl.slots import KIND, KIND_MODULES, KIND_NONE
 from torchport.kernels.bfp import _bfp_block_exp, _blocks  # noqa: F401  (kept importable)
 from torchport.kernels.common import (  # noqa: F401
     _cat,
@@ -105,14 +93,9 @@ __all__ = [
 
 _FLOAT_DTYPES = (torch.float64, torch.float32, torch.bfloat16, torch.float16)
 
-#: format kind -> its kernel module (torchport.kernels.<refimpl.slots.KIND_MODULES[kind]>)
-_KERNELS = {
-    KIND_FIXED: _fixed_kernels,
-    KIND_BFP: _bfp_kernels,
-    KIND_FLOAT: _float_kernels,
-    KIND_IEEE: _ieee_kernels,
-    KIND_MX: _mx_kernels,
-}
+#: format kind -> its kernel module torchport.kernels.<refimpl.slots.KIND_MODULES[kind]> (a new
+#: format adds its module and its KIND_MODULES entry; nothing to edit here)
+_KERNELS = {kind: importlib.import_module(f"torchport.kernels.{name}") for kind, name in KIND_MODULES.items()}
 
 
 # ----------------------------------------------------------------------------- helpers

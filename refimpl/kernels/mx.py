@@ -90,7 +90,10 @@ def _round_row(x, u, out, code, stochastic):
     n = x.size
     for j0 in range(0, n, b):
         j1 = min(j0 + b, n)
-        status, s = block_scale(x, j0, j1, code)
+        if stochastic:  # the smallest scale holding the block: unbiased for every element
+            status, s = _vc_block_scale(x, j0, j1, code)
+        else:  # the spec's scale (OCP MX §6.3), which may saturate the block maximum
+            status, s = block_scale(x, j0, j1, code)
         for i in range(j0, j1):
             xv = np.float64(x[i])
             if status == 2:
@@ -116,10 +119,14 @@ def nearest_into(x, out, code):
 
 @njit(**_JIT)
 def stochastic_into(x, u, out, code):
-    """out = Q^s(x) (Q2'): the nearest rule's block scale, elements Δ·floor(z/Δ + u[i]), saturating.
+    """out = Q^s(x) (Q2'): elements Δ·floor(z/Δ + u[i]) with the block scale s = ``holding_scale(max|x|)``.
 
-    Unbiased inside the block's range (|x| <= max_elem·s); the scale is a deterministic
-    function of the block, as in the spec.
+    The spec's scale 2^X can leave the block maximum above max_elem·2^X (up to
+    2^(emax+1)·2^X), where rounding would clip it and bias every sampler step toward 0;
+    the holding scale (the spec's, or one step larger when it would clip) keeps
+    E[Q^s(x)] = x for every finite element (the same reason Tseng et al., "Training LLMs
+    with MXFP4", 2025, rescale before stochastic rounding).  The scale is a
+    deterministic function of the block; only the elements are random.
     """
     _round_row(x, u, out, code, True)
 

@@ -103,7 +103,8 @@ def block_scale(blocks: torch.Tensor, code):
 
 def _round(x, u, code, fmt):
     blocks, back = block_view(x, fmt, int(code[MX_BLOCK]))
-    status, s = block_scale(blocks, code)
+    # stochastic: the smallest scale holding the block (unbiased); nearest: the spec's scale
+    status, s = block_scale(blocks, code) if u is None else _vc_block_scale(blocks, code)
     z = blocks / s
     ub = None if u is None else block_view(u, fmt, int(code[MX_BLOCK]))[0]
     ties = int(code[TIES])
@@ -128,7 +129,7 @@ def nearest(x: torch.Tensor, code, fmt) -> torch.Tensor:
 
 
 def stochastic(x: torch.Tensor, u: torch.Tensor, code, fmt) -> torch.Tensor:
-    """Q^s (Q2') of the elements with the nearest rule's block scale (refimpl.kernels.mx.stochastic_into)."""
+    """Q^s (Q2') of the elements with the holding block scale (refimpl.kernels.mx.stochastic_into)."""
     return _round(x, u, code, fmt)
 
 
