@@ -61,7 +61,7 @@ from numba import njit
 
 from . import _loop
 from .formulas import ctld_coupling, ctld_coupling_derivative
-from .methods import CTLD_OPTIONS, stream_entries
+from .methods import CTLD_CHOICES, CTLD_OPTIONS, stream_entries
 from .registry import MethodSpec, prepare_step, register_method
 from .targets import grad1, grad_into
 
@@ -71,9 +71,9 @@ __all__ = ["CTLDState", "OPTIONS", "init", "pack", "step", "coupling", "coupling
 #: options and defaults: the ctld row of refimpl.methods (the same names in torchport.optim.CTLD)
 OPTIONS = dict(CTLD_OPTIONS)
 
-_BIAS = ("none", "abf", "metadynamics")
-_PHI = ("wall", "quadratic")
-_OMEGA = ("mean", "constant")
+_BIAS = CTLD_CHOICES["bias"]  # the choices of the ctld row of refimpl.methods (as torchport)
+_PHI = CTLD_CHOICES["phi"]
+_OMEGA = CTLD_CHOICES["omega"]
 
 
 class CTLDState(NamedTuple):

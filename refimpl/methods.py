@@ -27,10 +27,12 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 __all__ = [
+    "CTLD_CHOICES",
     "CTLD_OPTIONS",
     "FAMILIES",
     "GRADIENT",
     "METHODS",
+    "QSGLD_CHOICES",
     "QSGLD_OPTIONS",
     "STREAMS",
     "Method",
@@ -82,6 +84,13 @@ CTLD_OPTIONS = MappingProxyType({
     "g_min": 0.1, "phi": "wall", "k_c": 10.0, "n_bins": 50, "bias": "abf", "mirror": True, "meta_height": 1e-3,
     "meta_width": None, "omega": "mean", "omega_const": 0.01, "switch_after": None, "switch_wait_band": False,
     "momentum": 0.9, "eta2": None, "reset_velocity": True, "alpha0": 0.0})
+
+#: the allowed values of the string options, in the order of the kernels' integer codes (both packages)
+QSGLD_CHOICES = MappingProxyType({
+    "rounding": ("nearest", "stochastic", "uniform", "surrogate"), "quantize": ("params", "update"),
+    "schedule": ("constant", "linear", "log"), "time_index": ("fractional", "printed"), "optimizer": ("sgd", "adam")})
+CTLD_CHOICES = MappingProxyType({
+    "phi": ("wall", "quadratic"), "bias": ("none", "abf", "metadynamics"), "omega": ("mean", "constant")})
 
 _VC = {"ties": None, "vc_bfp_published": False}
 _SIGN = {"position_sign": "correct"}

@@ -45,7 +45,7 @@ from numba import njit
 
 from . import _loop
 from .formulas import qsgld_resolution
-from .methods import QSGLD_OPTIONS, stream_entries
+from .methods import QSGLD_CHOICES, QSGLD_OPTIONS, stream_entries
 from .registry import MethodSpec, prepare_step, register_method
 from .targets import grad1, grad_into
 
@@ -67,10 +67,10 @@ __all__ = [
     "sample",
 ]
 
-ROUNDINGS = ("nearest", "stochastic", "uniform", "surrogate")
-_QUANTIZE = ("params", "update")
-_SCHEDULES = ("constant", "linear", "log")
-_TIME_INDEX = ("fractional", "printed")
+ROUNDINGS = QSGLD_CHOICES["rounding"]  # the choices of the qsgld row of refimpl.methods (as torchport)
+_QUANTIZE = QSGLD_CHOICES["quantize"]
+_SCHEDULES = QSGLD_CHOICES["schedule"]
+_TIME_INDEX = QSGLD_CHOICES["time_index"]
 
 
 class QSGLDState(NamedTuple):
@@ -366,8 +366,8 @@ def _validated(ctx):
         raise ValueError(f"schedule must be one of {_SCHEDULES}, got {o['schedule']!r}")
     if o["time_index"] not in _TIME_INDEX:
         raise ValueError(f"time_index must be one of {_TIME_INDEX}, got {o['time_index']!r}")
-    if o["optimizer"] not in ("sgd", "adam"):
-        raise ValueError(f"optimizer must be 'sgd' or 'adam', got {o['optimizer']!r}")
+    if o["optimizer"] not in QSGLD_CHOICES["optimizer"]:
+        raise ValueError(f"optimizer must be one of {QSGLD_CHOICES['optimizer']}, got {o['optimizer']!r}")
     if not (np.isfinite(o["base"]) and o["base"] > 1):
         raise ValueError(f"base must be > 1, got {o['base']!r}")
     if not (np.isfinite(o["rate"]) and o["rate"] >= 0):

@@ -27,7 +27,7 @@ import torch
 
 from refimpl.formulas import ctld_coupling as _coupling
 from refimpl.formulas import ctld_coupling_derivative as _coupling_derivative
-from refimpl.methods import CTLD_OPTIONS
+from refimpl.methods import CTLD_CHOICES, CTLD_OPTIONS
 from torchport.optim._base import NoisyOptimizer, _integer, _positive, _real, check_value
 
 __all__ = ["CTLD", "coupling", "coupling_derivative"]
@@ -104,8 +104,7 @@ class CTLD(NoisyOptimizer):
         if not abs(o["alpha0"]) <= o["alpha_max"]:
             raise ValueError(f"alpha0 must lie in [-alpha_max, alpha_max] = [{-o['alpha_max']!r}, {o['alpha_max']!r}], "
                              f"got {o['alpha0']!r}")
-        for name, allowed in (("phi", ("wall", "quadratic")), ("bias", ("none", "abf", "metadynamics")),
-                              ("omega", ("mean", "constant"))):
+        for name, allowed in CTLD_CHOICES.items():
             if o[name] not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {o[name]!r}")
         for name in ("mirror", "switch_wait_band", "reset_velocity"):

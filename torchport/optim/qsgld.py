@@ -14,12 +14,13 @@ from typing import Optional, Sequence
 import torch
 
 from refimpl.formulas import qsgld_resolution as _resolution
+from refimpl.methods import QSGLD_CHOICES
 from torchport.quantize import exact_sqrt
 from torchport.optim._base import NoisyOptimizer, _integer, _positive, check_value
 
 __all__ = ["QSGLD", "qsgld_resolution"]
 
-ROUNDINGS = ("nearest", "stochastic", "uniform", "surrogate")
+ROUNDINGS = QSGLD_CHOICES["rounding"]
 
 
 def qsgld_resolution(step: int, lr: float, temperature: float, *, rounding="nearest", q0=None, base=2.0,
@@ -38,7 +39,7 @@ def qsgld_resolution(step: int, lr: float, temperature: float, *, rounding="near
         _positive("lr", lr)
         _positive("temperature", temperature)
     return _resolution(step, lr, temperature, ROUNDINGS.index(rounding), 0.0 if q0 is None else float(q0),
-                       float(base), ("constant", "linear", "log").index(schedule), float(rate), int(steps_per_epoch),
+                       float(base), QSGLD_CHOICES["schedule"].index(schedule), float(rate), int(steps_per_epoch),
                        time_index == "printed", float(c_q))
 
 
@@ -69,9 +70,9 @@ class QSGLD(NoisyOptimizer):
                  generator: Optional[torch.Generator] = None):
         _positive("lr", lr)
         _positive("temperature", temperature, allow_zero=q0 is not None or resolutions is not None)
-        checks = (("rounding", rounding, ROUNDINGS), ("quantize", quantize, ("params", "update")),
-                  ("schedule", schedule, ("constant", "linear", "log")),
-                  ("time_index", time_index, ("fractional", "printed")), ("optimizer", optimizer, ("sgd", "adam")))
+        checks = [(name, v, QSGLD_CHOICES[name]) for name, v in (
+            ("rounding", rounding), ("quantize", quantize), ("schedule", schedule), ("time_index", time_index),
+            ("optimizer", optimizer))]
         for name, v, allowed in checks:
             if v not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {v!r}")
