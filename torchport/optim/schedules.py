@@ -8,16 +8,23 @@ state is the counter, which the training loop owns and checkpoints).
 from __future__ import annotations
 
 import math
+import numbers
 
 from refimpl.formulas import decay_factor
 
 __all__ = ["CyclicalSchedule", "decay_schedule_factor"]
 
 
+def _step_index(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+
+
 def decay_schedule_factor(epoch: int, epochs: int) -> float:
     """f(t) of (S7) with t = epoch/epochs: 1 (t ≤ 0.5), 1 − 0.99(t − 0.5)/0.4 (≤ 0.9), 0.01 after."""
-    if epochs <= 0:
-        raise ValueError(f"epochs must be > 0, got {epochs!r}")
+    _step_index("epoch", epoch)
+    if isinstance(epochs, bool) or not isinstance(epochs, numbers.Real) or not (math.isfinite(epochs) and epochs > 0):
+        raise ValueError(f"epochs must be a finite number > 0, got {epochs!r}")
     return decay_factor(epoch / epochs)  # the one definition, shared with refimpl's Decay schedule
 
 
@@ -36,8 +43,8 @@ class CyclicalSchedule:
 
     def __init__(self, lr0: float, total_steps: int, num_cycles: int, *, steps_per_epoch: int = 1,
                  samples_per_cycle: int = 5, exploration_fraction: float = 0.0):
-        if not (lr0 > 0 and math.isfinite(lr0)):
-            raise ValueError(f"lr0 must be > 0 and finite, got {lr0!r}")
+        if isinstance(lr0, bool) or not isinstance(lr0, numbers.Real) or not (math.isfinite(lr0) and lr0 > 0):
+            raise ValueError(f"lr0 must be a finite number > 0, got {lr0!r}")
         for name, v in (("total_steps", total_steps), ("num_cycles", num_cycles),
                         ("steps_per_epoch", steps_per_epoch)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -55,6 +62,7 @@ class CyclicalSchedule:
 
     def lr(self, k: int) -> float:
         """lr_k of (S8)."""
+        _step_index("k", k)
         c = self.cycle_length
         return self.lr0 / 2.0 * (math.cos(math.pi * (k % c) / c) + 1.0)
 
