@@ -356,3 +356,13 @@ def test_chunking_never_changes_the_bits(method, monkeypatch):
     many = refimpl.sample(method, "gaussian", keep="stats", **kw)
     assert len(calls) == kw["n_steps"]  # one step per chunk
     assert one.chain_mean.tobytes() == many.chain_mean.tobytes() and one.last.tobytes() == many.last.tobytes()
+
+
+def test_method_table_and_shared_formulas_need_no_torch():
+    """refimpl.methods and refimpl.formulas (read by torchport) import neither torch nor a family module."""
+    script = ("import sys, refimpl.methods, refimpl.formulas; "
+              "print(sorted(m for m in ('torch', 'refimpl.sgld', 'refimpl.sghmc', 'refimpl.qsgld', 'refimpl.ctld') "
+              "if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
