@@ -21,7 +21,8 @@ def add_arguments(parser) -> None:
 
     parser.add_argument(
         "--format", "-f", action="append", dest="formats", metavar="FMT",
-        help="format string (repeatable): none, fixed:W:F[:sym], bfp:W[:DIM], float:E:M, ieee:NAME[:sat]; "
+        help="format string (repeatable): none, fixed:W:F[:sym], bfp:W[:DIM], float:E:M, ieee:NAME[:sat], "
+        "mxfp8_e4m3|mxfp8_e5m2|mxfp6_e3m2|mxfp6_e2m3|mxfp4|mxint8[:AXIS], nvfp4[:AXIS[:TENSOR_SCALE]]; "
         f"default: {' '.join(DEFAULT_FORMATS)}",
     )
     parser.add_argument("--values", default=DEFAULT_VALUES,
