@@ -45,7 +45,7 @@ def _run_bounds(ctx: Context, d: int, claim_id: str) -> Outcome:
     fls = ctx.pick(tiny=[2], quick=[2, 4], full=[2, 3, 4, 6])
     kmults = ctx.pick(tiny=[2.0], quick=[1.0, 4.0], full=[0.5, 1.0, 2.0, 4.0, 8.0])
     n_chains = ctx.pick(tiny=400, quick=2000 if d == 1 else 1000, full=10000 if d == 1 else 4000)
-    n_boot = ctx.pick(tiny=40, quick=100, full=200)
+    n_boot = ctx.pick(tiny=40, quick=100 if d == 1 else 60, full=200)  # d = 10 quick: 60 (CPU budget of --quick)
     rng = np.random.default_rng(derive_seed(ctx.seed, claim_id, "bootstrap"))
     curves = {}
     gauss_w2 = {}

@@ -42,7 +42,7 @@ def _run_mixture(ctx: Context) -> Outcome:
     levels = [0.3, 0.2, 0.1, 0.05]
     pairs = ctx.pick(tiny=[("sghmc_lp_f", "sgld_lp_f")], quick=[("sghmc_lp_f", "sgld_lp_f"), ("sghmc_vc", "sgld_vc")],
                      full=[("sghmc", "sgld"), ("sghmc_lp_f", "sgld_lp_f"), ("sghmc_vc", "sgld_vc"), ("sghmc_lp_l", "sgld_lp_l")])
-    n_boot = ctx.pick(tiny=40, quick=100, full=200)
+    n_boot = ctx.pick(tiny=40, quick=60, full=200)
     rng = np.random.default_rng(derive_seed(ctx.seed, cid, "bootstrap"))
     paths, pooled = {}, {}
     w2mix = lambda a: W.w2_1d_to_dist(np.ravel(a), mix)
