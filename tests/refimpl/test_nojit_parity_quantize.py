@@ -17,11 +17,14 @@ import numpy as np
 
 def compute() -> dict[str, np.ndarray]:
     import refimpl._qkernels as K
+    from refimpl import slots as S
     from refimpl import (
         BlockFloatingPoint,
         FixedPoint,
         FloatingPoint,
         IEEEFloat,
+        MXFormat,
+        NVFP4,
         categorical_offset,
         draw_quantize_noise,
         quantize,
@@ -41,6 +44,10 @@ def compute() -> dict[str, np.ndarray]:
         "ieee16": IEEEFloat("float16"),
         "e4m3": IEEEFloat("float8_e4m3fn"),
         "bf16sat": IEEEFloat("bfloat16", saturate=True),
+        "mxfp4": MXFormat("mxfp4"),
+        "mxint8": MXFormat("mxint8"),
+        "mxfp8_e5m2": MXFormat("mxfp8_e5m2"),
+        "nvfp4": NVFP4(tensor_scale=0.5),
     }
     out = {"keyed": draw_quantize_noise(np.random.default_rng(5), (64,))}
     for name, f in fmts.items():
@@ -61,7 +68,12 @@ def compute() -> dict[str, np.ndarray]:
                 out[f"bfp_escape_block{k}"] = vc_quantize(np.array([1.9, -0.7, np.inf, np.nan]), 0.01,
                                                           BlockFloatingPoint(8), np.random.default_rng(10 + k))
             out["float_escape"] = vc_quantize(np.full(40, -1.95), 0.01, FloatingPoint(5, 4), np.random.default_rng(4))
-        if name != "bfp" and name != "bfp0":  # the parallel kernels (element-wise formats), called directly
+        if name.startswith("mx") or name == "nvfp4":  # MX Q^vc across a block top (rescale) and zero blocks
+            mu_m = np.tile(np.r_[np.full(16, 1.9), np.full(15, -0.7), 0.0], (6, 1))
+            mu_m[2] = 0.0
+            out[f"{name}_escape"] = vc_quantize(mu_m, 0.05, f, np.random.default_rng(6))
+        if name not in ("bfp", "bfp0") and not name.startswith("mx") and name != "nvfp4":  # parallel kernels
+            # (element-wise formats), called directly
             r = np.empty_like(x64)
             K.nearest_into_par(x64, r, f.code)
             out[f"{name}_par_nearest"] = r.copy()
@@ -73,7 +85,7 @@ def compute() -> dict[str, np.ndarray]:
     for name in ("fixed", "fixed_sym"):
         c = fmts[name].code
         with np.errstate(over="ignore"):
-            K.fixed_nearest_f32_par(x32, r32, c[1], c[2], c[3])
+            K.fixed_nearest_f32_par(x32, r32, c[S.FIXED_DELTA], c[S.FIXED_LO], c[S.FIXED_HI])
         out[f"{name}_f32_par_nearest"] = r32.copy()
     out["cat"] = categorical_offset(np.linspace(0, 0.25, 30), 0.0625, 0.5, np.random.default_rng(3))
     return out
