@@ -46,7 +46,7 @@ def main(argv=None) -> int:
 
     import numba
 
-    from refimpl import FixedPoint, quantize
+    from refimpl import FixedPoint, MXFormat, quantize
 
     n = 1 << args.log2n
     rng = np.random.default_rng(0)
@@ -64,7 +64,12 @@ def main(argv=None) -> int:
         # the allocating forms (a fresh 64 MiB result per call) against an allocating copy
         "copy (allocating)": lambda: x.copy(),
         "refimpl nearest (allocating)": lambda: quantize(x, fmt),
+        # OCP MX (blocks of 32 along the last axis, one row of blocks per 4096 elements)
+        "refimpl mxfp8 nearest": lambda: quantize(xm, mxfp8),
+        "refimpl mxfp4 stochastic": lambda: quantize(xm, mxfp4, "stochastic", gen),
     }
+    xm = x.reshape(-1, 4096)
+    mxfp8, mxfp4 = MXFormat("mxfp8_e4m3"), MXFormat("mxfp4")
     gen = np.random.default_rng(1)
     try:
         import torch
@@ -101,6 +106,10 @@ def main(argv=None) -> int:
             print(f"refimpl {mode:10s} / qtorch          {t[f'qtorch {mode}'] / r:7.2f}  >= 10")
     print(f"refimpl nearest (allocating) / copy (allocating)  "
           f"{t['copy (allocating)'] / t['refimpl nearest (allocating)']:7.2f}")
+    print(f"refimpl mxfp8 nearest / fixed nearest (allocating) "
+          f"{t['refimpl nearest (allocating)'] / t['refimpl mxfp8 nearest']:7.2f}")
+    print(f"refimpl mxfp4 stochastic / fixed stochastic        "
+          f"{t['refimpl stochastic'] / t['refimpl mxfp4 stochastic']:7.2f}")
     return 0
 
 
