@@ -523,6 +523,32 @@ def maybe_compile(fn, enabled: bool = True):
     return call
 
 
+
+def _layout(formats):
+    """(view mode, formats for the views): the optimizers' one-graph layout.
+
+    Every parameter is passed to the fused step as a 2-D view: (shape[0], rest) when a
+    BFP format has ``dim=0`` (mode "first"), (1, numel) otherwise (mode "one": element-wise
+    formats, and BFP ``dim=None`` as ``dim=0`` of that single row -- one block).  Views keep
+    the blocks and the C-order element indices, so the bits are those of the original
+    shapes, and one compiled graph serves all parameters.  BFP with ``dim > 0``, or BFP
+    ``dim=0`` mixed with ``dim=None``, keeps the parameters' shapes (mode None).
+    """
+    dims = {f.dim for f in formats if isinstance(f, BlockFloatingPoint)}
+    if any(d not in (None, 0) for d in dims) or dims == {None, 0}:
+        return None, list(formats)
+    if dims == {0}:
+        return "first", list(formats)
+    return "one", [BlockFloatingPoint(f.wl, dim=0) if isinstance(f, BlockFloatingPoint) else f for f in formats]
+
+
+def _view(t, mode):
+    if t is None or mode is None:
+        return t
+    if mode == "first" and t.dim() > 0:
+        return t.reshape(t.shape[0], -1)
+    return t.reshape(1, -1)
+
 # ----------------------------------------------------------------------------- optimizers
 #: the step index of the initial weight rounding (θ_0 = SR(acc_0), "full" accumulator)
 INIT_STEP = 1 << 63
@@ -560,6 +586,24 @@ class _FastBase(torch.optim.Optimizer):
         """key(seed, step, i) for every parameter i, computed on the device (no host round trip)."""
         return cr.counter_bits(cr.counter_bits(self._seed_t, self._step_t), self._index_t)
 
+    def state_dict(self):
+        """The optimizer state plus the counter stream's position (``fast_steps``) and ``seed``."""
+        sd = super().state_dict()
+        sd["fast_steps"] = self.steps
+        sd["seed"] = self.seed
+        return sd
+
+    def load_state_dict(self, state_dict):
+        """Restore, including the stream position, so a resumed run draws the same bits."""
+        sd = dict(state_dict)
+        steps = sd.pop("fast_steps", 0)
+        seed = sd.pop("seed", self.seed)
+        if seed != self.seed:
+            raise ValueError(f"state_dict was saved with seed={seed}, this optimizer has seed={self.seed}")
+        super().load_state_dict(sd)
+        self.steps = int(steps)
+        self._step_t.fill_(int(steps))
+
     def check_finite(self) -> None:
         """Raise NonFiniteGradientError naming the first parameter that had a non-finite gradient.
 
@@ -573,9 +617,12 @@ class _FastBase(torch.optim.Optimizer):
             raise NonFiniteGradientError(f"non-finite gradient (NaN or inf) for {self._names[i]} "
                                          f"at or before step {self.steps}")
 
-    def _after_step(self, finites):
-        if finites:
+    def _after_step(self, finites, indices):
+        if len(finites) == len(self._params):
             self._bad |= ~torch.stack(finites)
+        elif finites:  # some parameters had no gradient
+            idx = torch.tensor(indices, dtype=torch.int64, device=self._bad.device)
+            self._bad[idx] = self._bad[idx] | ~torch.stack(finites)
         self._step_t += 1
         self.steps += 1
         if self.check_every and self.steps % self.check_every == 0:
@@ -628,6 +675,7 @@ class FastLowPrecisionSGLD(_FastBase):
         self.accumulator, self.variance_corrected, self.add_noise = accumulator, bool(variance_corrected), add_noise
         self._wcode = None if wf is None else _code(wf, ties, vc_bfp_published)
         self._gcode = None if gf is None else _code(gf)
+        self._mode, (self._wf_view, self._gf_view) = _layout([wf, gf])
         self._fn = maybe_compile(sgld_step, self._compile)
         with torch.no_grad():
             for i, p in enumerate(self._params):
@@ -648,7 +696,7 @@ class FastLowPrecisionSGLD(_FastBase):
             with torch.enable_grad():
                 loss = closure()
         keys = self._param_keys()
-        finites = []
+        finites, indices = [], []
         i = 0
         for group in self.param_groups:
             lr, wd = group["lr"], group["weight_decay"]
@@ -656,17 +704,20 @@ class FastLowPrecisionSGLD(_FastBase):
             for p in group["params"]:
                 if p.grad is not None:
                     acc = self.state[p].get("accumulator")
-                    q, acc2, fin = self._fn(p, p.grad, acc, keys[i], lr=lr, var=var, weight_fmt=self.weight_format,
-                                            weight_code=self._wcode, grad_fmt=self.grad_format,
-                                            grad_code=self._gcode, accumulator=self.accumulator,
+                    m = self._mode
+                    q, acc2, fin = self._fn(_view(p, m), _view(p.grad, m), _view(acc, m), keys[i], lr=lr, var=var,
+                                            weight_fmt=self._wf_view, weight_code=self._wcode,
+                                            grad_fmt=self._gf_view, grad_code=self._gcode,
+                                            accumulator=self.accumulator,
                                             variance_corrected=self.variance_corrected, weight_decay=wd,
                                             add_noise=self.add_noise)
-                    p.copy_(q)
-                    if acc is not None and acc2 is not acc:
-                        acc.copy_(acc2)
+                    p.copy_(q.reshape(p.shape))
+                    if acc is not None:
+                        acc.copy_(acc2.reshape(acc.shape))
                     finites.append(fin)
+                    indices.append(i)
                 i += 1
-        self._after_step(finites)
+        self._after_step(finites, indices)
         return loss
 
 
@@ -713,6 +764,7 @@ class FastLowPrecisionSGHMC(_FastBase):
         self._wcode = None if wf is None else _code(wf, ties, vc_bfp_published)
         self._gcode = None if gf is None else _code(gf)
         self._vcode = None if vf is None else _code(vf, ties, vc_bfp_published)
+        self._mode, (self._wf_view, self._gf_view, self._vf_view) = _layout([wf, gf, vf])
         self._fn = maybe_compile(sghmc_step, self._compile)
         with torch.no_grad():
             for i, p in enumerate(self._params):
@@ -734,24 +786,26 @@ class FastLowPrecisionSGHMC(_FastBase):
             with torch.enable_grad():
                 loss = closure()
         keys = self._param_keys()
-        finites = []
+        finites, indices = [], []
         i = 0
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is not None:
                     st = self.state[p]
                     acc = st.get("accumulator")
+                    m = self._mode
                     q, acc2, v2, fin = self._fn(
-                        p, p.grad, acc, st["velocity"], keys[i], coeffs=self.coeffs,
-                        position_sign=self.position_sign, weight_fmt=self.weight_format, weight_code=self._wcode,
-                        grad_fmt=self.grad_format, grad_code=self._gcode, velocity_fmt=self.velocity_format,
-                        velocity_code=self._vcode, accumulator=self.accumulator,
+                        _view(p, m), _view(p.grad, m), _view(acc, m), _view(st["velocity"], m), keys[i],
+                        coeffs=self.coeffs, position_sign=self.position_sign, weight_fmt=self._wf_view,
+                        weight_code=self._wcode, grad_fmt=self._gf_view, grad_code=self._gcode,
+                        velocity_fmt=self._vf_view, velocity_code=self._vcode, accumulator=self.accumulator,
                         variance_corrected=self.variance_corrected, weight_decay=group["weight_decay"])
-                    p.copy_(q)
-                    st["velocity"].copy_(v2)
-                    if acc is not None and acc2 is not acc:
-                        acc.copy_(acc2)
+                    p.copy_(q.reshape(p.shape))
+                    st["velocity"].copy_(v2.reshape(p.shape))
+                    if acc is not None:
+                        acc.copy_(acc2.reshape(acc.shape))
                     finites.append(fin)
+                    indices.append(i)
                 i += 1
-        self._after_step(finites)
+        self._after_step(finites, indices)
         return loss

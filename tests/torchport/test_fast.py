@@ -8,6 +8,7 @@ tests/refimpl/test_counter_rng.py.
 
 from __future__ import annotations
 
+import copy
 import importlib
 import os
 
@@ -170,6 +171,40 @@ def test_finite_check_is_lazy_and_names_the_parameter():
     w.grad = torch.tensor([0.0, float("inf"), 0.0])
     with pytest.raises(F.NonFiniteGradientError, match=r"param 0 \(shape \(3,\)\)"):
         eager.step()
+
+
+def test_parameters_without_gradient_are_skipped_and_flags_still_name_the_right_one():
+    a, b, c = (torch.nn.Parameter(torch.zeros(2)) for _ in range(3))
+    opt = F.FastLowPrecisionSGLD([a, b, c], lr=0.1, weight_format=parse_format("fixed:8:6"), seed=0,
+                                 param_names=["a", "b", "c"])
+    c.grad = torch.tensor([float("nan"), 0.0])
+    opt.step()
+    assert torch.equal(a.detach(), torch.zeros(2)) and torch.equal(b.detach(), torch.zeros(2))
+    with pytest.raises(F.NonFiniteGradientError, match="for c "):
+        opt.check_finite()
+
+
+def test_resume_from_state_dict_gives_the_same_bits():
+    def make(w):
+        return F.FastLowPrecisionSGLD([w], lr=0.01, num_data=10, weight_format=parse_format("fixed:8:6"), seed=5)
+
+    w = torch.nn.Parameter(torch.linspace(-1, 1, 20))
+    opt = make(w)
+    for k in range(4):
+        w.grad = torch.full_like(w, 0.1 * k)
+        opt.step()
+        if k == 1:
+            saved_w, saved = w.detach().clone(), copy.deepcopy(opt.state_dict())
+    w2 = torch.nn.Parameter(saved_w)
+    opt2 = make(w2)
+    opt2.load_state_dict(saved)
+    for k in (2, 3):
+        w2.grad = torch.full_like(w2, 0.1 * k)
+        opt2.step()
+    assert torch.equal(w2.detach(), w.detach())
+    other = F.FastLowPrecisionSGLD([w2], lr=0.01, seed=6)
+    with pytest.raises(ValueError, match="seed"):
+        other.load_state_dict(saved)
 
 
 def test_bad_inputs_name_the_argument():
