@@ -334,7 +334,9 @@ class MXFormat:
     element's largest magnitude.  The value is P_i·2^X.  Special values: a NaN anywhere
     in a block makes the whole block NaN (the E8M0 NaN scale); ±inf makes max|V| = inf,
     so X = 127 and the ±inf element saturates to ±max_elem·2^127 (as gfloat's
-    ``quantize_block``); an all-zero block stays zero.
+    ``quantize_block``); an all-zero block stays zero.  That is Q^d; Q^s and Q^vc use the
+    smallest scale that holds the block (the spec's, or 2^(X+1) when the spec's choice
+    would saturate the block maximum), so that they are unbiased (docs/mx.md).
     """
 
     name: str

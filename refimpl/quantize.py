@@ -33,7 +33,9 @@ definition and by test, the noise-in form fed with ``draw_*_noise(rng, shape)``:
 Special values: NaN passes through every quantizer; ±inf saturates to the range
 end (fixed point, qtorch float, saturating IEEE, BFP: the block's largest
 magnitude), or stays ±inf (IEEE float16/bfloat16/float8_e5m2) / becomes NaN
-(IEEE float8_e4m3fn), as ml_dtypes does.
+(IEEE float8_e4m3fn), as ml_dtypes does.  Microscaling formats (``MXFormat``, ``NVFP4``;
+docs/mx.md) act per block of 32 (16) elements along ``fmt.axis``: a NaN makes its whole
+block NaN, ±inf saturates the block's scale.
 """
 
 from __future__ import annotations
@@ -230,7 +232,8 @@ def quantize(x, fmt, rounding: str = "nearest", rng=None, *, ties: str | None = 
     Parameters
     ----------
     x : array_like, float32 or float64 (other real dtypes are converted to float64), any shape/strides.
-    fmt : FixedPoint | BlockFloatingPoint | FloatingPoint | IEEEFloat | None (identity).
+    fmt : FixedPoint | BlockFloatingPoint | FloatingPoint | IEEEFloat | MXFormat | NVFP4 | None (identity).
+        MX/NVFP4: Q^d uses the OCP scale rule, Q^s the smallest scale holding the block (docs/mx.md).
     rounding : "nearest" or "stochastic".
     rng : numpy.random.Generator, for stochastic rounding (one uint64 key draw, see
         :func:`draw_quantize_noise`).  Ignored by nearest rounding.
