@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from theory_toy_sampler import (
     make_toy_sampler,  # tests/theory is on sys.path (pytest rootdir import mode)
 )
@@ -106,3 +107,22 @@ def test_cli_quick_and_full_are_exclusive():
     except SystemExit as exc:  # argparse's own exit
         rc = exc.code
     assert rc == 2
+
+
+def test_family_threshold_and_mde():
+    from scipy.stats import norm
+
+    from theory.experiments import FAMILY_SIZE, family_alpha, family_z, mde
+
+    for n in (1, 60, 300, 1000):
+        z = family_z(n)
+        assert abs(family_alpha(z, n) - 0.01) < 1e-9
+    assert abs(family_z(FAMILY_SIZE["quick"]) - 4.148) < 1e-3
+    assert family_z(1) < family_z(300) < family_z(1000)
+    # MDE: a true deviation of exactly the MDE fails the check with probability 0.9 (normal approximation)
+    se, z, me = 0.01, 4.0, 0.002
+    d = mde(se, z, me)
+    p_fail = norm.sf((z * se + me - d) / se)
+    assert abs(p_fail - 0.9) < 1e-9
+    with pytest.raises(ValueError, match="n_checks"):
+        family_z(0)
