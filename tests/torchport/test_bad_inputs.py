@@ -544,9 +544,9 @@ CASES = (_constructor_cases() + _group_cases() + _global_option_cases() + _load_
 
 # Known gaps outside this change's files (torchport/optim/schedules.py): kept in the battery, marked
 # xfail (not strict, so that whoever fixes schedules.py is not blocked; then remove the marks).
-KNOWN_GAPS = {"decay_schedule_factor(epochs=nan)", "decay_schedule_factor(epoch=-1)",
-              "decay_schedule_factor(epoch='x')", "CyclicalSchedule(lr0='x')", "CyclicalSchedule.lr(k=-1)"}
-_PARAMS = [pytest.param(c, id=c.id, marks=pytest.mark.xfail(strict=False, reason="schedules.py: not validated yet"))
+#: cases known to fail (none since torchport/optim/schedules.py validates its arguments)
+KNOWN_GAPS: set[str] = set()
+_PARAMS = [pytest.param(c, id=c.id, marks=pytest.mark.xfail(strict=True, reason="known gap"))
            if c.id in KNOWN_GAPS else pytest.param(c, id=c.id) for c in CASES]
 
 

@@ -102,7 +102,7 @@ def test_save_resume_is_bit_for_bit(name):
     buf = io.BytesIO()
     torch.save({"model": model.state_dict(), "opt": opt.state_dict()}, buf)
     buf.seek(0)
-    ck = torch.load(buf, weights_only=False)
+    ck = torch.load(buf, weights_only=True)
     model2 = _model(seed=99)  # different init, overwritten by the checkpoint
     opt2 = FACTORIES[name](model2.parameters())
     model2.load_state_dict(ck["model"])
