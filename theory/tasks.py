@@ -135,6 +135,7 @@ def execute_task(task: Task, sampler: Callable | None = None):
 class _ClaimState:
     claim: Any
     keys: set = field(default_factory=set)
+    tasks: dict = field(default_factory=dict)
     plan_error: str | None = None
 
 
