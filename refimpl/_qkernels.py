@@ -40,11 +40,6 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from refimpl.kernels import bfp as _bfp
-from refimpl.kernels import fixed as _fixed
-from refimpl.kernels import float as _float
-from refimpl.kernels import ieee as _ieee
-from refimpl.kernels import mx as _mx
 from refimpl.kernels.bfp import (  # noqa: F401
     _bfp_block_exp,
     _bfp_round_block,
@@ -80,6 +75,7 @@ from refimpl.kernels.float import (  # noqa: F401
     _vc_float_se,
 )
 from refimpl.slots import (  # noqa: F401  (VC_* re-exported for the test hooks)
+    BLOCK_KINDS,
     FIXED_DELTA,
     FIXED_HI,
     FIXED_LO,
@@ -88,6 +84,7 @@ from refimpl.slots import (  # noqa: F401  (VC_* re-exported for the test hooks)
     KIND_FIXED,
     KIND_FLOAT,
     KIND_IEEE,
+    KIND_MODULES,
     KIND_MX,
     KIND_NONE,
     TIES,
@@ -123,57 +120,126 @@ PAR_MIN = 1 << 15
 def is_blockwise(code):
     """Whether the format shares a scale across elements (BFP, MX): a sampler quantizes each chain's row on its own."""
     kind = int(code[KIND])
-    return kind == KIND_BFP or kind == KIND_MX
+    for k in BLOCK_KINDS:
+        if kind == k:
+            return True
+    return False
 
 
 # --------------------------------------------------------------------------------------
-# serial dispatchers
+# serial dispatchers: a chain of links built from refimpl.slots.KIND_MODULES
 # --------------------------------------------------------------------------------------
-@njit(**_JIT)
-def nearest_into(x, out, code):
-    """out = Q^d(x) (Q1) for the format ``code``; whole array one block for BFP."""
-    kind = int(code[KIND])
-    if kind == KIND_FIXED:
-        _fixed.nearest_into(x, out, code)
-    elif kind == KIND_BFP:
-        _bfp.nearest_into(x, out, code)
-    elif kind == KIND_FLOAT:
-        _float.nearest_into(x, out, code)
-    elif kind == KIND_IEEE:
-        _ieee.nearest_into(x, out, code)
-    elif kind == KIND_MX:
-        _mx.nearest_into(x, out, code)
-    elif kind == KIND_NONE:
-        for i in range(x.size):
-            out[i] = x[i]
+# A new format adds its kernel modules and its KIND_MODULES entry; nothing here changes.
+# Each operation (nearest_into, stochastic_into, vc_into, gap_into) is dispatched by a
+# chain of small jitted links, one per kind: a link calls its kind's kernel when
+# ``code[KIND]`` matches and passes the call on otherwise; the chain ends in the identity
+# (kind 0) or ``ValueError`` (unknown kind).  The links are the code of one template per
+# signature with the kernel and the next link bound as globals (as refimpl._loop builds
+# its chunk loop), so Numba can cache them: a link taking the kernel as an argument would
+# not be cacheable.
+
+# The link templates (one per signature).  THIS_KIND, this_kernel and next_link are the
+# globals that _build_dispatcher binds for each link.
+def _nearest_link(x, out, code):
+    if int(code[KIND]) == THIS_KIND:  # noqa: F821
+        this_kernel(x, out, code)  # noqa: F821
     else:
+        next_link(x, out, code)  # noqa: F821
+
+
+def _stochastic_link(x, u, out, code):
+    if int(code[KIND]) == THIS_KIND:  # noqa: F821
+        this_kernel(x, u, out, code)  # noqa: F821
+    else:
+        next_link(x, u, out, code)  # noqa: F821
+
+
+def _vc_link(mu, var, xi, u_round, u_cat, out, code):
+    if int(code[KIND]) == THIS_KIND:  # noqa: F821
+        this_kernel(mu, var, xi, u_round, u_cat, out, code)  # noqa: F821
+    else:
+        next_link(mu, var, xi, u_round, u_cat, out, code)  # noqa: F821
+
+
+def _gap_link(mu, out, code):
+    if int(code[KIND]) == THIS_KIND:  # noqa: F821
+        this_kernel(mu, out, code)  # noqa: F821
+    else:
+        next_link(mu, out, code)  # noqa: F821
+
+
+@njit(inline="always", **_JIT)
+def _nearest_end(x, out, code):
+    if int(code[KIND]) != KIND_NONE:
         raise ValueError("nearest_into: unknown format kind in code[KIND]")
+    for i in range(x.size):
+        out[i] = x[i]
 
 
-@njit(**_JIT)
-def stochastic_into(x, u, out, code):
-    """out = Q^s(x) (Q2'): Δ·floor(x/Δ + u[i]) then saturation; whole array one block for BFP."""
-    kind = int(code[KIND])
-    if kind == KIND_FIXED:
-        _fixed.stochastic_into(x, u, out, code)
-    elif kind == KIND_BFP:
-        _bfp.stochastic_into(x, u, out, code)
-    elif kind == KIND_FLOAT:
-        _float.stochastic_into(x, u, out, code)
-    elif kind == KIND_IEEE:
-        _ieee.stochastic_into(x, u, out, code)
-    elif kind == KIND_MX:
-        _mx.stochastic_into(x, u, out, code)
-    elif kind == KIND_NONE:
-        for i in range(x.size):
-            out[i] = x[i]
-    else:
+@njit(inline="always", **_JIT)
+def _stochastic_end(x, u, out, code):
+    if int(code[KIND]) != KIND_NONE:
         raise ValueError("stochastic_into: unknown format kind in code[KIND]")
+    for i in range(x.size):
+        out[i] = x[i]
 
 
-@njit(**_JIT)
-def vc_into(mu, var, xi, u_round, u_cat, out, code):
-    """out = Q^vc(mu, var) ((Q5)/(Q6)), branch per element (per block for BFP).
+@njit(inline="always", **_JIT)
+def _vc_end(mu, var, xi, u_round, u_cat, out, code):
+    if int(code[KIND]) != KIND_NONE:
+        raise ValueError("vc_into: unknown format kind in code[KIND]")
+    for i in range(mu.size):
+        out[i] = mu[i]
+
+
+@njit(inline="always", **_JIT)
+def _gap_end(mu, out, code):
+    if int(code[KIND]) != KIND_NONE:
+        raise ValueError("vc_gap_into: unknown format kind in code[KIND]")
+    for i in range(mu.size):
+        out[i] = 0.0  # the identity has gap 0
+
+
+#: operation -> (its link template, the kernel's name in refimpl.kernels.<module>, the chain's end)
+_OPERATIONS = {
+    "nearest_into": (_nearest_link, "nearest_into", _nearest_end),
+    "stochastic_into": (_stochastic_link, "stochastic_into", _stochastic_end),
+    "vc_into": (_vc_link, "vc_into", _vc_end),
+    "vc_gap_into": (_gap_link, "gap_into", _gap_end),
+}
+
+
+def _build_dispatcher(operation: str):
+    """The jitted dispatcher of ``operation``: a chain of links over KIND_MODULES (see above).
+
+    Inner links are inlined (``inline="always"``), so the chain compiles to the if/elif a
+    hand-written dispatcher has.  The qualified name carries a hash of the refimpl sources,
+    so a cached link is never reused after any kernel source changed.
+    """
+    import importlib
+    import types
+
+    from refimpl._cache import kernel_source_hash
+
+    template, kernel_name, link = _OPERATIONS[operation]
+    stamp = kernel_source_hash()[:12]
+    first = next(iter(KIND_MODULES))
+    for kind, module in reversed(list(KIND_MODULES.items())):
+        kernel = getattr(importlib.import_module(f"refimpl.kernels.{module}"), kernel_name)
+        env = {"__name__": __name__, "KIND": KIND, "THIS_KIND": kind, "this_kernel": kernel, "next_link": link}
+        fn = types.FunctionType(template.__code__, env, operation)
+        fn.__qualname__ = f"{operation}_{module}_{stamp}"  # one cache file per link and source state
+        # the outermost link is the public dispatcher, compiled as a normal function
+        link = njit(**_JIT)(fn) if kind == first else njit(inline="always", **_JIT)(fn)
+    return link
+
+
+nearest_into = _build_dispatcher("nearest_into")
+nearest_into.__doc__ = "out = Q^d(x) (Q1) for the format ``code``; whole array one block for BFP."
+stochastic_into = _build_dispatcher("stochastic_into")
+stochastic_into.__doc__ = "out = Q^s(x) (Q2'): Δ·floor(x/Δ + u[i]) then saturation; whole array one block for BFP."
+vc_into = _build_dispatcher("vc_into")
+vc_into.__doc__ = """out = Q^vc(mu, var) ((Q5)/(Q6)), branch per element (per block for BFP).
 
     Δ: fixed point -> the format's Δ, clip to [L, U]; BFP -> Δ_B of **mu's** block;
     qtorch/IEEE float -> the ULP of mu_i's binade (e = max(floor(log2 min(|mu_i|, max)), e_min));
@@ -183,62 +249,22 @@ def vc_into(mu, var, xi, u_round, u_cat, out, code):
     original "Project choice" clip, withdrawn in §2.5, forbade every move up out of the
     block; docs/quantizers.md).  Both branches compute θ on mu's grid Δ, unclipped:
     branch 1 (V > Δ²/4) θ = Q^d(x) + sign(r)·Cat(|r|, V₀); branch 2 θ = Q^s(mu) + Cat(0,
-    V - V_s).  If max|θ| over the block (BFP) / |θ_i| (floats) exceeds mu's range, the
-    result lies in a coarser block: with e' = floor(log2 of it), θ is rounded
-    **stochastically** onto the grid Δ' of exponent e', θ <- Δ'·floor(θ/Δ' + u), with u the
-    element's ``u_round`` in branch 1 (unused there otherwise) and the fair coin
-    u = 3/4·[ξ > 0] + 1/4·[ξ <= 0] in branch 2 (``_vc_escape_uniform``; branch 2 escapes by
-    one binade, Δ' = 2Δ, so θ/Δ' is an integer or a half-integer); Δ' = 2^(e'+2-W) (BFP)
-    or 2^(e'-M) (floats).  Then BFP saturates at ±(2^(e'+1) - Δ') (a value rounding up to
-    2^(e'+1) saturates) and floats at ±max (the format's largest finite value, never ±inf).
+    V - V_s), drawn on {-Δ, 0, +2Δ} when Q^s(mu) sits on the boundary 2^(e+1).  If max|θ|
+    over the block (BFP) / |θ_i| (floats) exceeds mu's range, the result lies in a coarser
+    block: with e' = floor(log2 of it), θ is rounded **stochastically** onto the grid Δ' of
+    exponent e', θ <- Δ'·floor(θ/Δ' + u), with u the element's ``u_round`` in branch 1
+    (unused there otherwise) and the fair coin u = 3/4·[ξ > 0] + 1/4·[ξ <= 0] in branch 2
+    (``_vc_escape_uniform``); then BFP saturates at ±(2^(e'+1) - Δ') and floats at ±max.
     Mean stays μ (except at saturation); variance V + E[p(1-p)Δ'²; escape], p the
-    fractional part of θ/Δ' (branch 2: + Δ² for each element at an odd multiple of Δ in an
-    escaping block).  ±inf μ saturates to the range end.  An all-zero BFP block
-    (Δ_B = 0) with V > 0 takes the Δ_B -> 0 limit of this rule (``_vc_bfp_zero_block``):
-    θ = sqrt(V)·ξ stochastically rounded onto the grid of its own block exponent (the
-    spec's zeros would be an absorbing state of every sampler).
+    fractional part of θ/Δ' (docs/quantizers.md derives and tests the excess).  An
+    all-zero BFP block (Δ_B = 0) with V > 0 takes the Δ_B -> 0 limit of this rule.
 
     ``code[VC_FLAGS]`` is a bit field: bit 1 (published flag, BFP/float only): branch 2 is plain
-    Q^s(mu), clipped to mu's range as before; bit 2 (test hook): both branches clipped to
-    mu's range, the spec's withdrawn original choice.
+    Q^s(mu), clipped to mu's range; bit 2 (test hook): both branches clipped to mu's range,
+    the spec's withdrawn original choice.
     """
-    kind = int(code[KIND])
-    if kind == KIND_FIXED:
-        _fixed.vc_into(mu, var, xi, u_round, u_cat, out, code)
-    elif kind == KIND_BFP:
-        _bfp.vc_into(mu, var, xi, u_round, u_cat, out, code)
-    elif kind == KIND_FLOAT:
-        _float.vc_into(mu, var, xi, u_round, u_cat, out, code)
-    elif kind == KIND_IEEE:
-        _ieee.vc_into(mu, var, xi, u_round, u_cat, out, code)
-    elif kind == KIND_MX:
-        _mx.vc_into(mu, var, xi, u_round, u_cat, out, code)
-    elif kind == KIND_NONE:
-        for i in range(mu.size):
-            out[i] = mu[i]
-    else:
-        raise ValueError("vc_into: unknown format kind in code[KIND]")
-
-
-@njit(**_JIT)
-def vc_gap_into(mu, out, code):
-    """out[i] = the gap Δ that ``vc_into`` uses for mu[i] (0 for a zero block / the identity)."""
-    kind = int(code[KIND])
-    if kind == KIND_FIXED:
-        _fixed.gap_into(mu, out, code)
-    elif kind == KIND_BFP:
-        _bfp.gap_into(mu, out, code)
-    elif kind == KIND_FLOAT:
-        _float.gap_into(mu, out, code)
-    elif kind == KIND_IEEE:
-        _ieee.gap_into(mu, out, code)
-    elif kind == KIND_MX:
-        _mx.gap_into(mu, out, code)
-    elif kind == KIND_NONE:
-        for i in range(mu.size):
-            out[i] = 0.0
-    else:
-        raise ValueError("vc_gap_into: unknown format kind in code[KIND]")
+vc_gap_into = _build_dispatcher("vc_gap_into")
+vc_gap_into.__doc__ = "out[i] = the gap Δ that ``vc_into`` uses for mu[i] (0 for a zero block / the identity)."
 
 
 # --------------------------------------------------------------------------------------
