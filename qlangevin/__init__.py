@@ -10,4 +10,4 @@ mathematics (see ``docs/architecture.md``):
 This small package only holds the version and the ``qlangevin`` command line.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
