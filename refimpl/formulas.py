@@ -5,7 +5,9 @@ compiles it with ``numba.njit`` where a jitted kernel calls it; torchport calls
 the same function object.  Both therefore evaluate the same operations in the
 same order, which is what float64 bit parity between the packages needs.
 
-* :func:`sghmc_coefficients` -- (H0), LP-SGHMC (Wang et al., TMLR 2024) eq. 3 / Cheng et al. 2018.
+* :func:`sghmc_coefficients` -- (H0), LP-SGHMC (Wang et al., TMLR 2024) eq. 3 / Cheng et al. 2018;
+  :data:`SGHMC_MIN_FRICTION`, the smallest friction for which they are finite.
+* :func:`sghmc_velocity_sd` -- √(uT), the velocity's stationary standard deviation (momentum resampling).
 * :func:`decay_factor` -- the decay schedule (S7), ruqizhang/low-precision-sgld bnn/train.py.
 * :func:`ctld_coupling`, :func:`ctld_coupling_derivative` -- g(α), g'(α) of (C4) [reconstruction].
 * :func:`qsgld_resolution` -- Q_p(t_k) of (QS2) [reconstruction].
@@ -17,7 +19,14 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["qsgld_resolution", "ctld_coupling", "ctld_coupling_derivative", "decay_factor", "sghmc_coefficients"]
+__all__ = ["SGHMC_MIN_FRICTION", "qsgld_resolution", "ctld_coupling", "ctld_coupling_derivative", "decay_factor",
+           "sghmc_coefficients", "sghmc_velocity_sd"]
+
+#: Smallest friction γ accepted by the SGHMC family: 2^−511 ≈ 1.49e−154, where γ² is the smallest normal
+#: float64.  c_xg and Σ_x of (H0) divide by γ²: below this γ² is subnormal (fewer significant bits) and
+#: below ≈ 1.2e−162 it is 0, and 0/0 = NaN (``--friction 1e-300`` ended in "non-finite gradient").
+#: Accuracy depends on γη, not on γ alone (docs/sghmc.md, "Friction range").
+SGHMC_MIN_FRICTION = 2.0 ** -511
 
 
 def sghmc_coefficients(step_size, friction, inverse_mass, temperature):
@@ -39,6 +48,13 @@ def sghmc_coefficients(step_size, friction, inverse_mass, temperature):
     sig_x = u * temp * (2.0 * (h + em1) - em1 * em1) / (gamma * gamma)
     sig_xv = u * temp * em1 * em1 / gamma
     return a, c_v, c_xv, c_xg, sig_v, sig_x, sig_xv
+
+
+def sghmc_velocity_sd(inverse_mass, temperature):
+    """√(u·T): the standard deviation of each velocity coordinate under the stationary law
+    ∝ exp(−U(x)/T − ‖v‖²/(2uT)) of the SGHMC dynamics (H0)/(H1); the fresh velocity of momentum
+    resampling is √(uT)·z, z ~ N(0, 1) (docs/sghmc.md, "Momentum resampling")."""
+    return math.sqrt(inverse_mass * temperature)
 
 
 def decay_factor(t):

@@ -68,6 +68,8 @@ STREAMS = MappingProxyType({
     "xi_x": ("normal", "dim", "Q^vc of the position: normal (sghmc_vc)"),
     "u_round_x": ("uniform", "dim", "Q^vc of the position: rounding uniform (sghmc_vc)"),
     "u_cat_x": ("uniform", "dim", "Q^vc of the position: categorical uniform (sghmc_vc)"),
+    "v_refresh": ("normal", "dim", ("SGHMC momentum resampling: fresh velocity v = √(uT) z (drawn every step "
+                                    "only when resample_momentum_every > 0; used at steps k ≡ 0 mod it)")),
     "xi_q": ("normal", "dim", "QSGLD surrogate noise (QS5)"),
     "xi_alpha": ("normal", 1, "CTLD tempering-variable noise ξ_α (C5)"),
 })
@@ -93,7 +95,7 @@ CTLD_CHOICES = MappingProxyType({
     "phi": ("wall", "quadratic"), "bias": ("none", "abf", "metadynamics"), "omega": ("mean", "constant")})
 
 _VC = {"ties": None, "vc_bfp_published": False}
-_SIGN = {"position_sign": "correct"}
+_SGHMC = {"position_sign": "correct", "resample_momentum_every": 0}
 _RESCALE = {"velocity_rescaling": None, "velocity_rescaling_constant": 1.0}
 
 
@@ -150,17 +152,17 @@ _ROWS = (
     _row("sgld_vc", "sgld", 5, "(S6)", lp=True, storage=True, streams=[G, "u_grad", "xi", "u_round", "u_cat"],
          torch="LowPrecisionSGLD", kwargs={"accumulator": "low", "variance_corrected": True}, options=_VC),
     # SGHMC family (§3.8-§3.10), refimpl.sghmc / torchport.optim.sghmc
-    _row("sghmc", "sghmc", 0, "(H1)", lp=False, momentum=True, streams=[G, "z1", "z2"], torch="SGHMC",
-         options=_SIGN),
-    _row("sghmc_lp_f", "sghmc", 1, "(H2)", lp=True, momentum=True, streams=["u_weight", G, "u_grad", "z1", "z2"],
-         torch="LowPrecisionSGHMC", kwargs={"accumulator": "full"}, options=_SIGN),
+    _row("sghmc", "sghmc", 0, "(H1)", lp=False, momentum=True, streams=[G, "z1", "z2", "v_refresh"], torch="SGHMC",
+         options=_SGHMC),
+    _row("sghmc_lp_f", "sghmc", 1, "(H2)", lp=True, momentum=True, streams=["u_weight", G, "u_grad", "z1", "z2", "v_refresh"],
+         torch="LowPrecisionSGHMC", kwargs={"accumulator": "full"}, options=_SGHMC),
     _row("sghmc_lp_l", "sghmc", 2, "(H3)", lp=True, momentum=True, storage=True,
-         streams=[G, "u_grad", "z1", "z2", "u_velocity", "u_weight"], torch="LowPrecisionSGHMC",
-         kwargs={"accumulator": "low", "variance_corrected": False}, options={**_SIGN, **_RESCALE}),
+         streams=[G, "u_grad", "z1", "z2", "u_velocity", "u_weight", "v_refresh"], torch="LowPrecisionSGHMC",
+         kwargs={"accumulator": "low", "variance_corrected": False}, options={**_SGHMC, **_RESCALE}),
     _row("sghmc_vc", "sghmc", 3, "(H4)", lp=True, momentum=True, storage=True,
-         streams=[G, "u_grad", "xi_v", "u_round_v", "u_cat_v", "xi_x", "u_round_x", "u_cat_x"],
+         streams=[G, "u_grad", "xi_v", "u_round_v", "u_cat_v", "xi_x", "u_round_x", "u_cat_x", "v_refresh"],
          torch="LowPrecisionSGHMC", kwargs={"accumulator": "low", "variance_corrected": True},
-         options={**_SIGN, **_RESCALE, **_VC, "vc_sigma_datasize_quirk": None},
+         options={**_SGHMC, **_RESCALE, **_VC, "vc_sigma_datasize_quirk": None},
          refimpl_only=("vc_sigma_datasize_quirk",)),
     # QSGLD (§3.12) and CTLD (§3.13), reconstructions
     _row("qsgld", "qsgld", 0, "(QS1)-(QS5)", lp=False, streams=[G, "xi", "u_round", "xi_q"], torch="QSGLD",

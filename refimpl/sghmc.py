@@ -31,7 +31,16 @@ released code's S_v = min(1, ‖μ_v‖_∞/(c·Ū)), c = ``velocity_rescaling_c
 (comeusr/Low-precisionSGHMC bnn/optim.py ``update_vel_scaling``, c = 1 by default).
 S_v = 0 (μ_v = 0) is replaced by 1.  The position is never rescaled.
 
-Packed state per chain: ``[x (dim), stored v (dim), S_v]``; the velocity is stored·S_v.
+Momentum resampling (``resample_momentum_every=K``, all four methods; 0 = never, the default): before
+step k, when k ≡ 0 (mod K), the velocity is replaced by a fresh draw v = √(uT) z, z ~ N(0, I) the step's
+``v_refresh`` stream -- the velocity marginal N(0, uT·I) of the stationary law, as BlackJAX's ``sghmc``
+draws a fresh momentum before each run of ``num_integration_steps`` steps.  The fresh v enters the step's
+full-precision arithmetic (as ξ^v does) and is not rounded on its own; the velocity the step stores is
+rounded as always.  ``v_refresh`` is drawn at every step when K > 0 (the noise layout does not depend on
+k), and not at all when K = 0, so every default run keeps its bits (docs/sghmc.md).
+
+Packed state per chain: ``[x (dim), stored v (dim), S_v]`` and, when K > 0, the index k of the next step
+(a float64 counter: resume and replays continue it); the velocity is stored·S_v.
 
 Departures from the published code: the default sign (above); float64 arithmetic
 and explicit Generators; the consistent (H0) covariances in VC (the deep-learning
@@ -43,6 +52,7 @@ format as the position (the code's VC widens the velocity format by 2 bits).
 from __future__ import annotations
 
 import math
+import numbers
 from typing import NamedTuple
 
 import numpy as np
@@ -50,7 +60,7 @@ from numba import njit
 
 from refimpl import _loop
 from refimpl._qkernels import nearest_into, vc_into
-from refimpl.formulas import sghmc_coefficients
+from refimpl.formulas import SGHMC_MIN_FRICTION, sghmc_coefficients, sghmc_velocity_sd
 from refimpl.methods import methods_of_family, stream_entries
 from refimpl.registry import MethodSpec, prepare_step, register_method
 from refimpl.slots import FIXED_HI, KIND, KIND_FIXED
@@ -61,7 +71,7 @@ METHODS = tuple(m.name for m in methods_of_family("sghmc"))  # the rows of refim
 SGHMC, SGHMC_LP_F, SGHMC_LP_L, SGHMC_VC = range(4)
 
 #: mparams layout
-P_T, P_S, P_NB, P_GAMMA, P_U, P_SIGN, P_RESCALE, P_RESCALE_C, P_UBAR, P_QUIRK_N = range(10)
+P_T, P_S, P_NB, P_GAMMA, P_U, P_SIGN, P_RESCALE, P_RESCALE_C, P_UBAR, P_QUIRK_N, P_RESAMPLE = range(11)
 RESCALE_NONE, RESCALE_PAPER, RESCALE_CODE = 0, 1, 2
 
 
@@ -82,21 +92,26 @@ def coefficients(step_size: float, friction: float, inverse_mass: float, tempera
 
 #: (H0): a, c_v, c_xv, c_xg, TΣ_v, TΣ_x, TΣ_xv -- the one definition in refimpl.formulas, jitted
 _coef = njit(cache=True, error_model="numpy")(sghmc_coefficients)
+#: √(uT), the velocity's stationary standard deviation (momentum resampling) -- refimpl.formulas, jitted
+_velocity_sd = njit(cache=True, error_model="numpy")(sghmc_velocity_sd)
 
 
-def noise_entries(method_id: int, dim: int, grad_noise: float, batch_size: int):
+def noise_entries(method_id: int, dim: int, grad_noise: float, batch_size: int, resample_momentum: bool = False):
     """Ordered noise entries ``(name, kind, shape)`` of one chain-step: the method's streams in
-    :mod:`refimpl.methods` (docs/architecture.md)."""
-    return stream_entries(METHODS[method_id], dim, batch_size=batch_size, grad_noise=grad_noise)
+    :mod:`refimpl.methods` (docs/architecture.md); ``v_refresh`` only with ``resample_momentum``."""
+    entries = stream_entries(METHODS[method_id], dim, batch_size=batch_size, grad_noise=grad_noise)
+    return entries if resample_momentum else [e for e in entries if e[0] != "v_refresh"]
 
 
 @njit(cache=True, error_model="numpy")
 def step_all(method, state, noise, eta, tscale, mparams, wcode, gcode, tkind, tparams, tmat, tlabels, scratch):
     """Advance every chain by one step of (H1)-(H4) from the noise block ``noise``.
 
-    ``state`` (n_chains, 2·dim + 1) float64 = [x, stored v, S_v], updated in
-    place; ``noise`` (n_chains, Z) in the layout of :func:`noise_entries`;
-    ``mparams`` = [T, grad_noise, batch_size, γ, u, s_x, rescale mode, c, Ū];
+    ``state`` (n_chains, 2·dim + 1) float64 = [x, stored v, S_v] (+ the step counter k when
+    momentum resampling is on: (n_chains, 2·dim + 2)), updated in place; ``noise`` (n_chains, Z)
+    in the layout of :func:`noise_entries` (``v_refresh`` last, when resampling is on);
+    ``mparams`` = [T, grad_noise, batch_size, γ, u, s_x, rescale mode, c, Ū, quirk N, K];
+    before the step, when K > 0 and k ≡ 0 (mod K), the old velocity is replaced by √(uT)·v_refresh.
     ``scratch`` (8, n_chains, dim).  Returns −1, or the first chain with a
     non-finite gradient (then no chain is updated in this step).  No randomness
     is drawn here.
@@ -114,6 +129,12 @@ def step_all(method, state, noise, eta, tscale, mparams, wcode, gcode, tkind, tp
     sx_sd = math.sqrt(max(sig_x - sig_xv * corr, 0.0))
     G, X, MUV, MUX = scratch[0], scratch[1], scratch[2], scratch[3]
     U1, U2, U3 = scratch[4], scratch[5], scratch[6]
+    every = int(mparams[P_RESAMPLE])
+    refresh = False
+    if every > 0:
+        refresh = int(state[0, 2 * d + 1]) % every == 0
+    vsd = _velocity_sd(mparams[P_U], temp)
+    zr = noise.shape[1] - d  # the v_refresh columns (the last stream)
     for c in range(nc):
         for j in range(d):
             X[c, j] = state[c, j]
@@ -121,12 +142,12 @@ def step_all(method, state, noise, eta, tscale, mparams, wcode, gcode, tkind, tp
                                   tkind, tparams, tmat, tlabels, MUX, U1, G)
     if bad >= 0:
         return bad
-    # deterministic parts (old v = stored·S_v)
+    # deterministic parts (old v = stored·S_v, or the fresh √(uT)·z of momentum resampling)
     for c in range(nc):
         S = state[c, 2 * d]
         vmax = 0.0
         for j in range(d):
-            v = state[c, d + j] * S
+            v = vsd * noise[c, zr + j] if refresh else state[c, d + j] * S
             MUV[c, j] = a * v - c_v * G[c, j]
             MUX[c, j] = X[c, j] + c_xv * v + sx * c_xg * G[c, j]
             if abs(MUV[c, j]) > vmax:
@@ -144,6 +165,7 @@ def step_all(method, state, noise, eta, tscale, mparams, wcode, gcode, tkind, tp
                 for j in range(d):
                     state[c, j] = MUX[c, j]
                     state[c, d + j] = MUV[c, j]
+            _count_step(state, d, every)
             return -1
         for c in range(nc):
             S = U3[c, 0]
@@ -181,7 +203,16 @@ def step_all(method, state, noise, eta, tscale, mparams, wcode, gcode, tkind, tp
         for j in range(d):
             state[c, j] = MUX[c, j]
             state[c, d + j] = MUV[c, j]
+    _count_step(state, d, every)
     return -1
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _count_step(state, d, every):
+    """k ← k + 1 in the step-counter column (present only when momentum resampling is on)."""
+    if every > 0:
+        for c in range(state.shape[0]):
+            state[c, 2 * d + 1] += 1.0
 
 
 @njit(cache=True, error_model="numpy")
@@ -222,29 +253,35 @@ def init(position, velocity=None) -> SGHMCState:
     return SGHMCState(np.ascontiguousarray(x), np.ascontiguousarray(v), np.ones(x.shape[0]))
 
 
-def pack(state: SGHMCState) -> np.ndarray:
-    """Packed driver state (n_chains, 2·dim + 1) from an :class:`SGHMCState`."""
-    return np.ascontiguousarray(np.concatenate([state.position, state.velocity, state.velocity_scale[:, None]], axis=1))
+def pack(state: SGHMCState, step_index=None) -> np.ndarray:
+    """Packed driver state (n_chains, 2·dim + 1) from an :class:`SGHMCState`; with ``step_index`` (momentum
+    resampling on) the counter column k is appended: (n_chains, 2·dim + 2)."""
+    cols = [state.position, state.velocity, state.velocity_scale[:, None]]
+    if step_index is not None:
+        cols.append(np.full((state.position.shape[0], 1), float(step_index)))
+    return np.ascontiguousarray(np.concatenate(cols, axis=1))
 
 
 def unpack(packed: np.ndarray) -> SGHMCState:
-    """:class:`SGHMCState` (copies) from the packed driver state."""
+    """:class:`SGHMCState` (copies) from the packed driver state (a step-counter column is dropped)."""
     d = (packed.shape[1] - 1) // 2
     return SGHMCState(packed[:, :d].copy(), packed[:, d:2 * d].copy(), packed[:, 2 * d].copy())
 
 
 def step(state: SGHMCState, noise, *, method: str, step_size: float, target, fmt=None, grad_fmt="same",
          temperature: float = 1.0, grad_noise: float = 0.0, friction: float = 1.0, inverse_mass: float = 1.0,
-         **options) -> SGHMCState:
+         step_index: int = 0, **options) -> SGHMCState:
     """One pure step of ``method`` from pre-drawn ``noise`` (n_chains, Z) -> new state.
 
     Layout of ``noise``: ``refimpl.noise_spec(method, dim, ...)``.  Options as for
-    ``refimpl.sample`` (``position_sign``, ``velocity_rescaling``, ...).
-    Raises ``FloatingPointError`` if a gradient is not finite.
+    ``refimpl.sample`` (``position_sign``, ``velocity_rescaling``, ``resample_momentum_every``, ...).
+    ``step_index``: the index k of this step (with ``resample_momentum_every=K > 0`` the velocity is
+    resampled first when k ≡ 0 (mod K)).  Raises ``FloatingPointError`` if a gradient is not finite.
     """
     d = state.position.shape[1]
     mid, mparams, wcode, gcode, tgt = prepare_step(method, "sghmc", d, target, fmt, grad_fmt, temperature, grad_noise, friction, inverse_mass, options)
-    packed = pack(state)
+    step_index = _check_resample_every("step_index", step_index)
+    packed = pack(state, step_index if mparams[P_RESAMPLE] > 0 else None)
     noise = np.ascontiguousarray(np.asarray(noise, dtype=np.float64).reshape(packed.shape[0], -1))
     bad = step_all(mid, packed, noise, float(step_size), 1.0, mparams, wcode, gcode, tgt.kind, tgt.params, tgt.mat, tgt.labels, new_scratch(packed))
     if bad >= 0:
@@ -260,9 +297,21 @@ _SIGNS = {"correct": -1.0, "paper": 1.0, -1: -1.0, 1: 1.0}
 _RESCALE = {None: RESCALE_NONE, "none": RESCALE_NONE, False: RESCALE_NONE, "paper": RESCALE_PAPER, "code": RESCALE_CODE}
 
 
+def _check_resample_every(name, value):
+    """An int >= 0 (bool and non-integral numbers refused): ValueError naming ``name`` and the value."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise ValueError(f"{name} must be an integer >= 0 (0 = never), got {value!r}")
+    return int(value)
+
+
+def _width(d, ctx):
+    every = _check_resample_every("resample_momentum_every", ctx.options.get("resample_momentum_every", 0))
+    return 2 * d + 1 + (1 if every > 0 else 0)
+
+
 def _init_state(x0, ctx):
     n, d = x0.shape
-    packed = np.zeros((n, 2 * d + 1))
+    packed = np.zeros((n, _width(d, ctx)))  # the counter column (resampling on) starts at k = 0
     packed[:, :d] = x0
     packed[:, 2 * d] = 1.0
     if ctx.method in _LP_STORAGE:
@@ -275,6 +324,11 @@ def _init_state(x0, ctx):
 
 def _make_params(ctx):
     opts = ctx.options
+    if not ctx.friction >= SGHMC_MIN_FRICTION:
+        raise ValueError(f"friction must be >= {SGHMC_MIN_FRICTION:.3g} (2**-511: below it friction**2 is not a "
+                         "normal float64 and the (H0) coefficients c_xg, Sigma_x, which divide by it, are NaN or "
+                         f"lose all precision), got friction={ctx.friction!r}")
+    every = _check_resample_every("resample_momentum_every", opts.get("resample_momentum_every", 0))
     sign = opts["position_sign"]
     if sign not in _SIGNS or isinstance(sign, bool):
         raise ValueError(f"position_sign must be 'correct' (s_x = -1) or 'paper' (s_x = +1), got {sign!r}")
@@ -295,13 +349,16 @@ def _make_params(ctx):
     if quirk is not None and (isinstance(quirk, bool) or not isinstance(quirk, (int, float)) or not quirk > 0):
         raise ValueError(f"vc_sigma_datasize_quirk must be None or a dataset size N > 0, got {quirk!r}")
     return np.array([ctx.temperature, ctx.grad_noise, ctx.target.batch_size, ctx.friction, ctx.inverse_mass,
-                     _SIGNS[sign], mode, float(c), ubar, 0.0 if quirk is None else float(quirk)], dtype=np.float64)
+                     _SIGNS[sign], mode, float(c), ubar, 0.0 if quirk is None else float(quirk), float(every)],
+                    dtype=np.float64)
 
 
 def _noise_spec(dim, ctx):
-    return stream_entries(ctx.method, dim, batch_size=ctx.target.batch_size, grad_noise=ctx.grad_noise)
+    entries = stream_entries(ctx.method, dim, batch_size=ctx.target.batch_size, grad_noise=ctx.grad_noise)
+    every = _check_resample_every("resample_momentum_every", ctx.options.get("resample_momentum_every", 0))
+    return entries if every > 0 else [e for e in entries if e[0] != "v_refresh"]
 
 
 for _name in METHODS:
-    register_method(MethodSpec(name=_name, width=lambda d, ctx: 2 * d + 1, init_state=_init_state,
+    register_method(MethodSpec(name=_name, width=_width, init_state=_init_state,
                                noise_spec=_noise_spec, make_params=_make_params, run_chunk=run_chunk))

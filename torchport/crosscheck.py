@@ -133,9 +133,9 @@ def _sghmc_cases():
     O = _optim()
     fx = FixedPoint(8, 5)
 
-    def full(sign):
+    def full(sign, **kw):
         return lambda p, e, T, f, g: O.SGHMC(p, lr=e, friction=2.0, inverse_mass=2.0, temperature=T,
-                                             position_sign=sign, seed=0)
+                                             position_sign=sign, seed=0, **kw)
 
     def lp(acc, vc=False, **kw):
         return lambda p, e, T, f, g: O.LowPrecisionSGHMC(p, lr=e, friction=2.0, inverse_mass=2.0, temperature=T,
@@ -156,7 +156,26 @@ def _sghmc_cases():
             Case("sghmc_vc[rescale=code]", "sghmc_vc", lp("low", True, velocity_rescaling="code",
                                                           velocity_rescaling_constant=0.5), fx, fx,
                  options={"velocity_rescaling": "code", "velocity_rescaling_constant": 0.5}, momentum=True,
-                 lp_l=True, distribution=False)]
+                 lp_l=True, distribution=False)] + _sghmc_resample_cases(full, lp, fx)
+
+
+def _sghmc_resample_cases(full, lp, fx):
+    """Momentum resampling (``resample_momentum_every``, stream ``v_refresh``) in every SGHMC method."""
+    def opt(k, **more):
+        return {"resample_momentum_every": k, **more}
+    bfp = BlockFloatingPoint(8)
+    return [Case("sghmc[resample=3]", "sghmc", full("correct", resample_momentum_every=3), options=opt(3)),
+            Case("sghmc_lp_f[resample=2]", "sghmc_lp_f", lp("full", resample_momentum_every=2), fx, fx,
+                 options=opt(2)),
+            Case("sghmc_lp_l[resample=4]", "sghmc_lp_l", lp("low", resample_momentum_every=4), fx, fx,
+                 options=opt(4)),
+            Case("sghmc_vc[resample=1]", "sghmc_vc", lp("low", True, resample_momentum_every=1), fx, fx,
+                 options=opt(1)),
+            Case("sghmc_vc[bfp,resample=5]", "sghmc_vc", lp("low", True, resample_momentum_every=5), bfp, bfp,
+                 options=opt(5)),
+            Case("sghmc_lp_l[rescale=paper,resample=3]", "sghmc_lp_l",
+                 lp("low", velocity_rescaling="paper", resample_momentum_every=3), fx, fx,
+                 options=opt(3, velocity_rescaling="paper"), distribution=False)]
 
 
 def _qsgld_ctld_cases():

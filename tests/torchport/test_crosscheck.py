@@ -162,3 +162,38 @@ def test_crosscheck_catches_a_gradient_format_mismatch():
                               make=lambda p, e, T, f, g: case.make(p, e, T, f, None))
     assert X.run_trajectory(bad, n_steps=25, dim=3)["ok"] is False
     assert isinstance(case.fmt, FixedPoint)
+
+
+# ------------------------------------------------------------------ SGHMC momentum resampling (v_refresh)
+def test_every_sghmc_method_has_a_resampling_case():
+    """Each SGHMC method runs with resample_momentum_every > 0 in the bit-for-bit cases (stream v_refresh)."""
+    from refimpl.methods import methods_of_family
+
+    with_k = {c.method for c in CASES.values() if c.options.get("resample_momentum_every", 0) > 0}
+    assert with_k == {m.name for m in methods_of_family("sghmc")}
+
+
+def _scale_refresh(opt):
+    """Mutation: the torch refresh draws √(2uT)·z instead of √(uT)·z (the comparison is on positions, which
+    a quantized method can leave unchanged for a tiny scale error, so the error here is a plain one)."""
+    fresh = opt._fresh_velocity
+    opt._fresh_velocity = lambda group, z: fresh(group, z) * 2.0 ** 0.5
+
+
+def _shift_refresh_steps(opt):
+    """Mutation: the torch optimizer refreshes one step later (k ≡ 1 mod K)."""
+    opt.num_steps = -1
+
+
+@pytest.mark.parametrize("name, mutate", [("sghmc[resample=3]", _scale_refresh),
+                                          ("sghmc_vc[resample=1]", _scale_refresh),
+                                          ("sghmc_lp_l[resample=4]", _shift_refresh_steps)])
+def test_trajectory_check_catches_a_wrong_refresh(name, mutate):
+    r = X.run_trajectory(CASES[name], n_steps=25, dim=3, mutate=mutate)
+    assert not r["ok"] and not r["bitwise"]
+
+
+def test_resampling_distribution_agrees():
+    r = X.run_distribution(CASES["sghmc_lp_l[resample=4]"], n_chains=1500, n_steps=200, seed=1)
+    thr = 1e-3 / (2 * (len(DIST) + 1))
+    assert r["ks_p"] >= thr and r["var_p"] >= thr, r

@@ -482,3 +482,114 @@ def test_shared_scalars_are_one_definition():
             assert qsgld_resolution(k, 0.01, 0.5, rounding="stochastic", schedule=sched, rate=0.3,
                                     steps_per_epoch=10) == formulas.qsgld_resolution(k, 0.01, 0.5, 1, 0.0, 2.0, ident,
                                                                                      0.3, 10, False, 2.0)
+
+
+# --------------------------------------------------------------------------------------
+# SGHMC momentum resampling (resample_momentum_every) and the friction range
+# --------------------------------------------------------------------------------------
+def _sghmc_pair(every, **kw):
+    p = torch.tensor([0.3, -1.2, 0.5], dtype=torch.float64, requires_grad=True)
+    return p, LowPrecisionSGHMC([p], lr=0.05, friction=2.0, inverse_mass=1.5, temperature=0.8,
+                                weight_format="fixed:8:5", accumulator="low", resample_momentum_every=every,
+                                seed=3, **kw)
+
+
+@pytest.mark.parametrize("cls", ["SGHMC", "LowPrecisionSGHMC"])
+@pytest.mark.parametrize("bad", [-1, 1.5, 2.0, True, "3", None])
+def test_resample_momentum_every_validated(cls, bad):
+    import torchport.optim as O
+
+    p = torch.zeros(2, dtype=torch.float64, requires_grad=True)
+    kw = {"weight_format": "fixed:8:5"} if cls != "SGHMC" else {}
+    with pytest.raises(ValueError, match="resample_momentum_every .*got " + repr(bad).replace(".", r"\.")):
+        getattr(O, cls)([p], lr=0.1, resample_momentum_every=bad, seed=0, **kw)
+
+
+def test_resample_momentum_every_is_optimizer_wide():
+    _, opt = _sghmc_pair(2)
+    q = torch.zeros(2, dtype=torch.float64, requires_grad=True)
+    with pytest.raises(ValueError, match="resample_momentum_every"):
+        opt.add_param_group({"params": [q], "resample_momentum_every": 3})
+
+
+def test_resampling_layout_and_refresh_steps():
+    """v_refresh is drawn only with K > 0; at steps k ≡ 0 (mod K) the stored velocity is ignored: the step
+    equals a step from velocity √(uT/N)·v_refresh (refimpl.formulas.sghmc_velocity_sd)."""
+    from refimpl import formulas
+
+    assert "v_refresh" not in dict(_sghmc_pair(0)[1].noise_layout)
+    p, opt = _sghmc_pair(2)
+    assert opt.noise_layout[-1] == ("v_refresh", "normal")
+    names = dict(opt.noise_layout)
+    gen = torch.Generator().manual_seed(9)
+    noise = {n: (torch.randn(3, generator=gen, dtype=torch.float64) if k == "normal"
+                 else torch.rand(3, generator=gen, dtype=torch.float64)) for n, k in names.items()}
+    opt.state[p]["velocity"].fill_(5.0)          # ignored at k = 0
+    p.grad = p.detach() * 1.0
+    x0 = p.detach().clone()
+    opt.step(noise=noise)
+    q, ref = _sghmc_pair(0)
+    q.data.copy_(x0)
+    sd = formulas.sghmc_velocity_sd(1.5, 0.8)
+    ref.state[q]["velocity"].copy_(noise["v_refresh"] * sd)
+    q.grad = q.detach() * 1.0
+    ref.step(noise={n: t for n, t in noise.items() if n != "v_refresh"})
+    assert torch.equal(p, q) and torch.equal(opt.state[p]["velocity"], ref.state[q]["velocity"])
+    # k = 1: no refresh, the stored velocity is used
+    p.grad = p.detach() * 1.0
+    q.grad = q.detach() * 1.0
+    opt.step(noise=noise)
+    ref.step(noise={n: t for n, t in noise.items() if n != "v_refresh"})
+    assert torch.equal(p, q)
+
+
+@pytest.mark.parametrize("make", ["SGHMC", "LowPrecisionSGHMC"])
+def test_resampling_resume_is_bit_for_bit(make):
+    """state_dict() after 7 steps (K = 3, mid-period), loaded into a fresh optimizer: the next 8 steps equal
+    those of the uninterrupted run (the generator and num_steps, hence the refresh phase, are restored)."""
+    import torchport.optim as O
+
+    def build():
+        p = torch.tensor([0.3, -1.2, 0.5], dtype=torch.float64, requires_grad=True)
+        kw = {"weight_format": "fixed:8:5", "accumulator": "low"} if make != "SGHMC" else {}
+        return p, getattr(O, make)([p], lr=0.05, friction=2.0, inverse_mass=1.5, resample_momentum_every=3,
+                                   seed=5, **kw)
+
+    def run(p, opt, n):
+        for _ in range(n):
+            p.grad = p.detach() * 1.0
+            opt.step()
+
+    p, opt = build()
+    run(p, opt, 15)
+    a, oa = build()
+    run(a, oa, 7)
+    buf = io.BytesIO()
+    torch.save({"opt": oa.state_dict(), "p": a.detach()}, buf)
+    buf.seek(0)
+    saved = torch.load(buf, weights_only=True)
+    b, ob = build()
+    b.data.copy_(saved["p"])
+    ob.load_state_dict(saved["opt"])
+    run(b, ob, 8)
+    assert torch.equal(b, p)
+
+
+@pytest.mark.parametrize("cls", ["SGHMC", "LowPrecisionSGHMC"])
+def test_friction_below_the_coefficient_range_is_refused(cls):
+    """friction < 2**-511 (friction² not a normal float64; (H0) is NaN at 1e-300) is refused by name, in the
+    constructor and per group; the bound itself is accepted and gives finite steps."""
+    import torchport.optim as O
+    from refimpl.formulas import SGHMC_MIN_FRICTION
+
+    kw = {"weight_format": "fixed:8:5"} if cls != "SGHMC" else {}
+    p = torch.zeros(2, dtype=torch.float64, requires_grad=True)
+    with pytest.raises(ValueError, match=r"friction must be >= .*got friction=1e-300"):
+        getattr(O, cls)([p], lr=0.1, friction=1e-300, seed=0, **kw)
+    opt = getattr(O, cls)([p], lr=0.1, friction=SGHMC_MIN_FRICTION, seed=0, **kw)
+    p.grad = torch.ones(2, dtype=torch.float64)
+    opt.step()
+    assert torch.isfinite(p).all()
+    q = torch.zeros(2, dtype=torch.float64, requires_grad=True)
+    with pytest.raises(ValueError, match="param group 1: friction"):
+        opt.add_param_group({"params": [q], "friction": 1e-200})

@@ -10,11 +10,19 @@ temperature T).
 
 The position sign s_x defaults to the correct −1 (§3.8); ``position_sign=
 "paper"`` reproduces the published "+" (§7.3.1).
+
+Momentum resampling (``resample_momentum_every=K``, as refimpl's option of the same name; 0 = never,
+the default): before step k (``num_steps`` = k, 0-based), when k ≡ 0 (mod K), every velocity is
+replaced by √(u·T/N)·z, z the step's ``v_refresh`` stream (drawn every step when K > 0), the velocity
+marginal of the stationary law (docs/sghmc.md, "Momentum resampling"); BlackJAX's ``sghmc`` draws a
+fresh momentum before each run of ``num_integration_steps`` steps.  The fresh velocity enters the
+step's full-precision arithmetic and is not rounded on its own.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Optional
 
 import torch
@@ -42,6 +50,24 @@ def sghmc_coefficients(step_size: float, friction: float, inverse_mass: float, t
     return formulas.sghmc_coefficients(eta, gamma, u, temp)
 
 
+def _resample_every(value):
+    """``resample_momentum_every``: an int >= 0 (bool and non-integral refused), ValueError naming it."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise ValueError(f"resample_momentum_every must be an integer >= 0 (0 = never), got {value!r}")
+    return int(value)
+
+
+def _friction(name, value, where=""):
+    """friction > 0, finite and >= refimpl.formulas.SGHMC_MIN_FRICTION (2**-511: the (H0) coefficients
+    divide by friction², which is subnormal or 0 below it); ValueError naming it and the value."""
+    v = _positive(name, value, where=where)
+    if v < formulas.SGHMC_MIN_FRICTION:
+        raise ValueError(f"{where}{name} must be >= {formulas.SGHMC_MIN_FRICTION:.3g} (2**-511: below it "
+                         "friction**2 is not a normal float64 and the (H0) coefficients c_xg, Sigma_x, which divide "
+                         f"by it, are NaN or lose all precision), got {name}={value!r}")
+    return v
+
+
 def _sign(position_sign):
     if position_sign in ("correct", -1):
         return -1.0
@@ -51,10 +77,13 @@ def _sign(position_sign):
 
 
 class _SGHMCBase(NoisyOptimizer):
+    group_rules = {**NoisyOptimizer.group_rules, "friction": _friction}
+
     def __init__(self, params, lr, friction, inverse_mass, temperature, num_data, position_sign,
-                 weight_decay, defaults_extra, seed, generator, foreach):
+                 weight_decay, defaults_extra, seed, generator, foreach, resample_momentum_every=0):
         _positive("lr", lr)
-        _positive("friction", friction)
+        _friction("friction", friction)
+        self.resample_momentum_every = _resample_every(resample_momentum_every)
         _positive("inverse_mass", inverse_mass)
         _positive("temperature", temperature, allow_zero=True)
         _positive("num_data", num_data)
@@ -69,6 +98,15 @@ class _SGHMCBase(NoisyOptimizer):
     def _coeffs(self, group):
         return sghmc_coefficients(group["lr"], group["friction"], group["inverse_mass"],
                                   group["temperature"] / group["num_data"])
+
+    def _refresh_now(self) -> bool:
+        """Momentum resampling before this step: K > 0 and k = ``num_steps`` ≡ 0 (mod K)."""
+        every = self.resample_momentum_every
+        return every > 0 and self.num_steps % every == 0
+
+    def _fresh_velocity(self, group, z):
+        """√(u·T/N)·z (refimpl.formulas.sghmc_velocity_sd), z a standard normal tensor."""
+        return z * formulas.sghmc_velocity_sd(group["inverse_mass"], group["temperature"] / group["num_data"])
 
     def _velocity(self, p, like):
         st = self.state[p]
@@ -93,33 +131,36 @@ class SGHMC(_SGHMCBase):
     T/N, (ξ^x, ξ^v) correlated as in §3.8, the x-update using the **old** v_k.
     The velocity lives in ``state[p]["velocity"]`` (zeros at start).
     Randomness: two standard normals per element per step, streams ``"z1"``
-    (velocity) then ``"z2"`` (position).  Departure from the published code:
+    (velocity) then ``"z2"`` (position), and ``"v_refresh"`` with ``resample_momentum_every`` > 0.  Departure from the published code:
     s_x = −1 by default (the code and paper use +1; ``position_sign="paper"``).
     """
 
     def __init__(self, params, lr: float, friction: float = 1.0, inverse_mass: float = 1.0,
                  temperature: float = 1.0, num_data: float = 1, *, position_sign: str = "correct",
-                 weight_decay: float = 0.0, seed: Optional[int] = None,
+                 resample_momentum_every: int = 0, weight_decay: float = 0.0, seed: Optional[int] = None,
                  generator: Optional[torch.Generator] = None, foreach: Optional[bool] = None):
         super().__init__(params, lr, friction, inverse_mass, temperature, num_data, position_sign,
-                         weight_decay, {}, seed, generator, foreach)
+                         weight_decay, {}, seed, generator, foreach, resample_momentum_every)
 
     @property
     def noise_layout(self):
-        return (("z1", "normal"), ("z2", "normal"))
+        refresh = (("v_refresh", "normal"),) if self.resample_momentum_every > 0 else ()
+        return (("z1", "normal"), ("z2", "normal")) + refresh
 
     def _update_group(self, group, params, grads, noise):
         a, c_v, c_xv, c_xg, s_v, s_x, s_xv = self._coeffs(group)
         wd = group["weight_decay"]
+        refresh = self._refresh_now()
         for i, (p, g) in enumerate(zip(params, grads)):
             if wd != 0:
                 g = g + p * wd
-            v = self._velocity(p, p)
+            stored = self._velocity(p, p)
+            v = self._fresh_velocity(group, noise["v_refresh"][i].to(p.dtype)) if refresh else stored
             xi_x, xi_v = _correlated_noise(noise["z1"][i].to(p.dtype), noise["z2"][i].to(p.dtype),
                                            s_v, s_x, s_xv)
             v_new = v * a - g * c_v + xi_v
             p.copy_(p + v * c_xv + g * (self._sx * c_xg) + xi_x)
-            v.copy_(v_new)
+            stored.copy_(v_new)
 
 
 class LowPrecisionSGHMC(LowPrecisionWeightsMixin, _SGHMCBase):
@@ -147,6 +188,7 @@ class LowPrecisionSGHMC(LowPrecisionWeightsMixin, _SGHMCBase):
     parameter group (refimpl: per chain); the stored velocity is Q((μ_v + ξ^v)/S_v)
     (naive) or Q^vc(μ_v/S_v, Σ_v/S_v²) (VC), and the velocity used is stored·S_v.  Streams
     otherwise: ``"u_grad"`` (if ``grad_format``), ``"z1"``, ``"z2"`` (not VC).
+    ``resample_momentum_every``: momentum resampling (module docstring; stream ``"v_refresh"``).
     Departure from the published code: s_x = −1 by default; consistent (H0)
     covariances in the VC branch (the code's η/N-inside-exp quirk, §7.3.4, is
     not reproduced).
@@ -156,6 +198,7 @@ class LowPrecisionSGHMC(LowPrecisionWeightsMixin, _SGHMCBase):
                  temperature: float = 1.0, num_data: float = 1, *, weight_format=None, grad_format="same",
                  velocity_format="same", accumulator: str = "full", variance_corrected: bool = False,
                  ties: Optional[str] = None, vc_bfp_published: bool = False, position_sign: str = "correct",
+                 resample_momentum_every: int = 0,
                  velocity_rescaling: Optional[str] = None, velocity_rescaling_constant: float = 1.0,
                  weight_decay: float = 0.0, quantize_initial: bool = True,
                  seed: Optional[int] = None, generator: Optional[torch.Generator] = None,
@@ -184,7 +227,7 @@ class LowPrecisionSGHMC(LowPrecisionWeightsMixin, _SGHMCBase):
         self.velocity_rescaling = velocity_rescaling
         self.velocity_rescaling_constant = float(velocity_rescaling_constant)
         super().__init__(params, lr, friction, inverse_mass, temperature, num_data, position_sign,
-                         weight_decay, {}, seed, generator, foreach)
+                         weight_decay, {}, seed, generator, foreach, resample_momentum_every)
         for group in self.param_groups:
             for p in group["params"]:
                 self.state[p]["velocity"] = torch.zeros_like(p)
@@ -198,13 +241,16 @@ class LowPrecisionSGHMC(LowPrecisionWeightsMixin, _SGHMCBase):
     def noise_layout(self):
         lay = [("u_grad", "uniform")] if self.grad_format is not None else []
         if self.variance_corrected:
-            return tuple(lay + [("xi_v", "normal"), ("u_round_v", "uniform"), ("u_cat_v", "uniform"),
-                                ("xi_x", "normal"), ("u_round_x", "uniform"), ("u_cat_x", "uniform")])
-        lay += [("z1", "normal"), ("z2", "normal")]
-        if self.accumulator == "low" and self.velocity_format is not None:
-            lay.append(("u_velocity", "uniform"))
-        if self.weight_format is not None:
-            lay.append(("u_weight", "uniform"))
+            lay += [("xi_v", "normal"), ("u_round_v", "uniform"), ("u_cat_v", "uniform"),
+                    ("xi_x", "normal"), ("u_round_x", "uniform"), ("u_cat_x", "uniform")]
+        else:
+            lay += [("z1", "normal"), ("z2", "normal")]
+            if self.accumulator == "low" and self.velocity_format is not None:
+                lay.append(("u_velocity", "uniform"))
+            if self.weight_format is not None:
+                lay.append(("u_weight", "uniform"))
+        if self.resample_momentum_every > 0:
+            lay.append(("v_refresh", "normal"))
         return tuple(lay)
 
     def _velocity_scale(self, vmax: float) -> float:
@@ -222,6 +268,7 @@ class LowPrecisionSGHMC(LowPrecisionWeightsMixin, _SGHMCBase):
         a, c_v, c_xv, c_xg, s_v, s_x, s_xv = self._coeffs(group)
         wd = group["weight_decay"]
         full = self.accumulator == "full"
+        refresh = self._refresh_now()
         parts = []
         for i, (p, g) in enumerate(zip(params, grads)):
             if self.grad_format is not None:
@@ -230,6 +277,8 @@ class LowPrecisionSGHMC(LowPrecisionWeightsMixin, _SGHMCBase):
             if wd != 0:
                 g = g + x * wd
             v = self._velocity(p, p)
+            if refresh:  # the fresh velocity replaces the stored one (scale included) for this step
+                v = self._fresh_velocity(group, noise["v_refresh"][i].to(p.dtype))
             parts.append((v * a - g * c_v, x + v * c_xv + g * (self._sx * c_xg)))
         S = 1.0
         if self.velocity_rescaling is not None:  # (H5): one S_v per group (refimpl: per chain)
