@@ -1,0 +1,199 @@
+"""Fast path vs exact path vs SGD and qtorch, as ratios measured side by side in one run (issue 11 item 4).
+
+    python benchmarks/bench_fast.py [--compile] [--quick]      (or: qlangevin bench fast -- --compile)
+
+1. Full training iteration (forward, backward, optimizer step) on the project's SmallCNN
+   (batch 64, 1×28×28) and MLP (784-100-10, batch 128) for each LP method, fast path
+   (``torchport.fast``, float32; compiled with ``--compile``) and exact path
+   (``torchport.optim``, float64 quantizers), against ``torch.optim.SGD(foreach=True)``:
+   "× slower" = t(method iteration) / t(SGD iteration); goals ≤ 1.5 (CNN) and ≤ 2 (MLP).
+2. Quantizers on 2^22 float32 values: throughput relative to a tensor copy
+   ("× copy" = t(copy)/t(quantizer), bigger is better, goal ≥ 0.3) and to qtorch
+   ("× qtorch" = t(qtorch)/t(fast), bigger is better, goal > 1).  Also the counter RNG
+   alone (uniforms, normals) relative to a copy.
+
+Compilation happens in the untimed warm-up call.  Random inputs only (no data files).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import best_time
+
+from refimpl.formats import parse_format
+from torchport import counter_rng as cr
+from torchport import fast as F
+from torchport import models as tm
+from torchport import quantize as tq
+from torchport.optim import LowPrecisionSGHMC, LowPrecisionSGLD
+
+METHODS = [  # (label, family, kwargs)
+    ("sgld_lp_f fixed:8:6", "sgld", dict(weight_format="fixed:8:6", accumulator="full")),
+    ("sgld_lp_l fixed:8:6", "sgld", dict(weight_format="fixed:8:6", accumulator="low")),
+    ("sgld_vc fixed:8:6", "sgld", dict(weight_format="fixed:8:6", accumulator="low", variance_corrected=True)),
+    ("sgld_vc bfp:8:0", "sgld", dict(weight_format="bfp:8:0", accumulator="low", variance_corrected=True)),
+    ("sgld_lp_f bfp:8:0", "sgld", dict(weight_format="bfp:8:0", accumulator="full")),
+    ("sghmc_lp_f fixed:8:6", "sghmc", dict(weight_format="fixed:8:6", accumulator="full")),
+    ("sghmc_vc fixed:8:6", "sghmc", dict(weight_format="fixed:8:6", accumulator="low", variance_corrected=True)),
+]
+
+
+def _model(name):
+    torch.manual_seed(0)
+    if name == "cnn":
+        return tm.SmallCNN(), torch.randn(64, 1, 28, 28), torch.randint(0, 10, (64,))
+    return tm.MLP(), torch.randn(128, 784), torch.randint(0, 10, (128,))
+
+
+def _optimizer(model, family, kwargs, path, compile_):
+    kw = dict(kwargs)
+    kw["weight_format"] = parse_format(kw["weight_format"])
+    params = list(model.parameters())
+    if path == "fast":
+        cls = F.FastLowPrecisionSGLD if family == "sgld" else F.FastLowPrecisionSGHMC
+        return cls(params, lr=0.01, num_data=60000, seed=0, compile=compile_, **kw)
+    cls = LowPrecisionSGLD if family == "sgld" else LowPrecisionSGHMC
+    return cls(params, lr=0.01, num_data=60000, seed=0, **kw)
+
+
+def _iteration(model, x, y, opt):
+    def it():
+        opt.zero_grad(set_to_none=False)
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    return it
+
+
+def _paired_ratio(fn, base, repeat):
+    """min t(fn) / min t(base), the two timed alternately (A B A B ...) so that load changes hit both."""
+    import time
+
+    fn()
+    base()
+    t_fn, t_base = [], []
+    for _ in range(repeat):
+        for f, acc in ((base, t_base), (fn, t_fn)):
+            t0 = time.perf_counter()
+            f()
+            acc.append(time.perf_counter() - t0)
+    return min(t_fn) / min(t_base), min(t_base)
+
+
+def bench_training(args):
+    print("\n== full training iteration (forward + backward + step), float32 parameters ==")
+    print(f"{'model':5s} {'method':24s} {'fast × slower':>14s} {'exact × slower':>15s}   "
+          "(vs SGD(foreach=True), timed alternately)")
+    rows = []
+    for name in ("cnn", "mlp"):
+        for label, family, kw in METHODS[: 4 if args.quick else None]:
+            res = {}
+            for path in ("fast", "exact"):
+                model, x, y = _model(name)
+                sgd_model, _, _ = _model(name)
+                sgd = torch.optim.SGD(sgd_model.parameters(), lr=0.01, foreach=True)
+                opt = _optimizer(model, family, kw, path, args.compile)
+                res[path], t_sgd = _paired_ratio(_iteration(model, x, y, opt), _iteration(sgd_model, x, y, sgd),
+                                                 args.repeat)
+            rows.append((name, label, res["fast"], res["exact"]))
+            print(f"{name:5s} {label:24s} {res['fast']:14.2f} {res['exact']:15.2f}   (SGD {t_sgd * 1e3:.2f} ms)",
+                  flush=True)
+    return rows
+
+
+def _qtorch():
+    try:
+        from qtorch.quant import block_quantize, fixed_point_quantize, float_quantize
+    except ImportError:
+        return None
+    return fixed_point_quantize, block_quantize, float_quantize
+
+
+def bench_quantizers(args):
+    n = 1 << (18 if args.quick else 22)
+    x = torch.randn(n) * 0.5
+    x2 = x.reshape(1024, -1)
+    print(f"\n== quantizers on 2^{n.bit_length() - 1} float32 values (bigger is better) ==")
+    t_copy = best_time(lambda: x.clone(), args.repeat)
+    key = cr.key_tensor(12345)
+    rng_u = F.maybe_compile(lambda k, t: cr.uniforms(k, t.numel(), dtype=t.dtype), args.compile)
+    rng_z = F.maybe_compile(lambda k, t: cr.normals(k, t.numel(), dtype=t.dtype), args.compile)
+    print(f"{'quantizer':34s} {'× copy':>8s} {'× qtorch':>9s} {'exact × copy':>13s}")
+    print(f"{'counter uniforms (RNG alone)':34s} {t_copy / best_time(lambda: rng_u(key, x), args.repeat):8.3f}")
+    print(f"{'counter normals (RNG alone)':34s} {t_copy / best_time(lambda: rng_z(key, x), args.repeat):8.3f}")
+    q = _qtorch()
+    gen = torch.Generator().manual_seed(0)
+    cases = [("fixed:8:6", "nearest"), ("fixed:8:6", "stochastic"), ("fixed:8:6", "vc"),
+             ("bfp:8:0", "nearest"), ("bfp:8:0", "stochastic"), ("bfp:8:0", "vc"),
+             ("float:5:2", "nearest"), ("float:5:2", "stochastic")]
+    if args.quick:
+        cases = [c for c in cases if c[1] != "nearest" and not c[0].startswith("float")]
+    rows = []
+    for fs, rounding in cases:
+        fmt = parse_format(fs)
+        code = F._code(fmt)
+        xin = x2 if fmt.__class__.__name__ == "BlockFloatingPoint" else x
+
+        if rounding == "nearest":
+            fn = F.maybe_compile(lambda t, fmt=fmt, code=code: F._round_tensor(t, fmt, code, None), args.compile)
+            call = (lambda fn=fn, xin=xin: fn(xin))
+        elif rounding == "stochastic":
+            fn = F.maybe_compile(lambda t, k, fmt=fmt, code=code: F._round_tensor(
+                t, fmt, code, cr.uniforms(k, t.numel(), dtype=t.dtype).reshape(t.shape)), args.compile)
+            call = (lambda fn=fn, xin=xin: fn(xin, key))
+        else:
+            def vc(t, k, fmt=fmt, code=code):
+                ks = [cr.counter_bits(k, torch.tensor(s)) for s in (1, 3, 4)]
+                return F._vc_tensor(t, 1e-6, fmt, code, F._noise_like(ks[0], t, "normal"),
+                                    F._noise_like(ks[1], t, "uniform"), F._noise_like(ks[2], t, "uniform"))
+            fn = F.maybe_compile(vc, args.compile)
+            call = (lambda fn=fn, xin=xin: fn(xin, key))
+        ratio_copy, _ = _paired_ratio(call, lambda: x.clone(), args.repeat)
+        # qtorch's CPU kernels, timed alternately with the fast quantizer (VC has no qtorch counterpart)
+        q_ratio = None
+        if q is not None and rounding != "vc":
+            mode = "nearest" if rounding == "nearest" else "stochastic"
+            if fs.startswith("fixed"):
+                qfn = (lambda mode=mode: q[0](x, 8, 6, rounding=mode))
+            elif fs.startswith("bfp"):
+                qfn = (lambda mode=mode: q[1](x2, 8, dim=0, rounding=mode))
+            else:
+                qfn = (lambda mode=mode: q[2](x, 5, 2, rounding=mode))
+            q_ratio, _ = _paired_ratio(qfn, call, args.repeat)  # t(qtorch)/t(fast)
+        # exact path (float64 internally, generator noise), timed alternately with a copy
+        if rounding == "vc":
+            exfn = (lambda fmt=fmt, xin=xin: tq.vc_quantize(xin, 1e-6, fmt, gen))
+        elif rounding == "nearest":
+            exfn = (lambda fmt=fmt, xin=xin: tq.quantize(xin, fmt))
+        else:
+            exfn = (lambda fmt=fmt, xin=xin: tq.stochastic_round(xin, fmt, gen))
+        ex_ratio, _ = _paired_ratio(exfn, lambda: x.clone(), max(1, args.repeat // 2))
+        qcol = f"{q_ratio:9.3f}" if q_ratio is not None else f"{'-':>9s}"
+        rows.append((fs, rounding, 1 / ratio_copy, q_ratio, 1 / ex_ratio))
+        print(f"{fs + ' ' + rounding:34s} {1 / ratio_copy:8.3f} {qcol} {1 / ex_ratio:13.4f}", flush=True)
+    print(f"(copy of 2^{n.bit_length() - 1} float32: {t_copy * 1e3:.2f} ms)")
+    return rows
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--compile", action="store_true", help="torch.compile the fast path (compile time untimed)")
+    ap.add_argument("--quick", action="store_true", help="fewer methods, 2^18 values (a smoke run)")
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--only", choices=("training", "quantizers"), default=None)
+    args = ap.parse_args(argv)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, compile={args.compile}")
+    if args.only in (None, "training"):
+        bench_training(args)
+    if args.only in (None, "quantizers"):
+        bench_quantizers(args)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
