@@ -53,17 +53,20 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 from numba import njit
 
 from refimpl import _loop
 from refimpl._qkernels import nearest_into, vc_into
+from refimpl.formats import Format
 from refimpl.formulas import SGHMC_MIN_FRICTION, sghmc_coefficients, sghmc_velocity_sd
 from refimpl.methods import methods_of_family, stream_entries
 from refimpl.registry import MethodSpec, prepare_step, register_method
 from refimpl.slots import FIXED_HI, KIND, KIND_FIXED
+from refimpl.targets import Target
 
 __all__ = ["SGHMCState", "METHODS", "init", "step", "step_all", "run_chunk", "noise_entries", "coefficients"]
 
@@ -96,7 +99,8 @@ _coef = njit(cache=True, error_model="numpy")(sghmc_coefficients)
 _velocity_sd = njit(cache=True, error_model="numpy")(sghmc_velocity_sd)
 
 
-def noise_entries(method_id: int, dim: int, grad_noise: float, batch_size: int, resample_momentum: bool = False):
+def noise_entries(method_id: int, dim: int, grad_noise: float, batch_size: int,
+                  resample_momentum: bool = False) -> list[tuple[str, str, tuple[int, ...]]]:
     """Ordered noise entries ``(name, kind, shape)`` of one chain-step: the method's streams in
     :mod:`refimpl.methods` (docs/architecture.md); ``v_refresh`` only with ``resample_momentum``."""
     entries = stream_entries(METHODS[method_id], dim, batch_size=batch_size, grad_noise=grad_noise)
@@ -104,7 +108,9 @@ def noise_entries(method_id: int, dim: int, grad_noise: float, batch_size: int, 
 
 
 @njit(cache=True, error_model="numpy")
-def step_all(method, state, noise, eta, tscale, mparams, wcode, gcode, tkind, tparams, tmat, tlabels, scratch):
+def step_all(method: int, state: np.ndarray, noise: np.ndarray, eta: float, tscale: float, mparams: np.ndarray,
+             wcode: np.ndarray, gcode: np.ndarray, tkind: int, tparams: np.ndarray, tmat: np.ndarray,
+             tlabels: np.ndarray, scratch: np.ndarray) -> int:
     """Advance every chain by one step of (H1)-(H4) from the noise block ``noise``.
 
     ``state`` (n_chains, 2·dim + 1) float64 = [x, stored v, S_v] (+ the step counter k when
@@ -236,7 +242,7 @@ def _scale(rescale, vmax, mparams):
 
 
 @njit(cache=True, error_model="numpy")
-def new_scratch(state):
+def new_scratch(state: np.ndarray) -> np.ndarray:
     """Work space of :func:`step_all`: (8, n_chains, dim) float64."""
     return np.empty((8, state.shape[0], (state.shape[1] - 1) // 2))
 
@@ -244,7 +250,7 @@ def new_scratch(state):
 run_chunk = _loop.make_chunk_loop(__name__, step_all, new_scratch)
 
 
-def init(position, velocity=None) -> SGHMCState:
+def init(position: npt.ArrayLike, velocity: npt.ArrayLike | None = None) -> SGHMCState:
     """SGHMC state from positions (and velocities, default 0), ``(dim,)`` or ``(n_chains, dim)``."""
     x = np.array(position, dtype=np.float64, ndmin=2)
     v = np.zeros_like(x) if velocity is None else np.array(velocity, dtype=np.float64, ndmin=2)
@@ -253,7 +259,7 @@ def init(position, velocity=None) -> SGHMCState:
     return SGHMCState(np.ascontiguousarray(x), np.ascontiguousarray(v), np.ones(x.shape[0]))
 
 
-def pack(state: SGHMCState, step_index=None) -> np.ndarray:
+def pack(state: SGHMCState, step_index: int | None = None) -> np.ndarray:
     """Packed driver state (n_chains, 2·dim + 1) from an :class:`SGHMCState`; with ``step_index`` (momentum
     resampling on) the counter column k is appended: (n_chains, 2·dim + 2)."""
     cols = [state.position, state.velocity, state.velocity_scale[:, None]]
@@ -268,9 +274,10 @@ def unpack(packed: np.ndarray) -> SGHMCState:
     return SGHMCState(packed[:, :d].copy(), packed[:, d:2 * d].copy(), packed[:, 2 * d].copy())
 
 
-def step(state: SGHMCState, noise, *, method: str, step_size: float, target, fmt=None, grad_fmt="same",
+def step(state: SGHMCState, noise: npt.ArrayLike, *, method: str, step_size: float, target: str | Target,
+         fmt: Format | str | None = None, grad_fmt: Format | str | None = "same",
          temperature: float = 1.0, grad_noise: float = 0.0, friction: float = 1.0, inverse_mass: float = 1.0,
-         step_index: int = 0, **options) -> SGHMCState:
+         step_index: int = 0, **options: Any) -> SGHMCState:
     """One pure step of ``method`` from pre-drawn ``noise`` (n_chains, Z) -> new state.
 
     Layout of ``noise``: ``refimpl.noise_spec(method, dim, ...)``.  Options as for
@@ -300,7 +307,8 @@ _RESCALE = {None: RESCALE_NONE, "none": RESCALE_NONE, False: RESCALE_NONE, "pape
 def _check_resample_every(name, value):
     """An int >= 0 (bool and non-integral numbers refused): ValueError naming ``name`` and the value."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-        raise ValueError(f"{name} must be an integer >= 0 (0 = never), got {value!r}")
+        never = " (0 = never)" if name == "resample_momentum_every" else ""
+        raise ValueError(f"{name} must be an integer >= 0{never}, got {value!r}")
     return int(value)
 
 

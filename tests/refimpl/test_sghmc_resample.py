@@ -205,3 +205,10 @@ def test_friction_bound_is_where_the_coefficients_break():
             refimpl.sample("sghmc", "gaussian", n_chains=1, n_steps=1, step_size=0.1, seed=0, friction=bad)
     x = refimpl.sample("sghmc", "gaussian", n_chains=2, n_steps=5, step_size=0.1, seed=0, friction=g)
     assert np.isfinite(x).all()
+
+
+def test_pure_step_index_validated():
+    st = sghmc.init(np.zeros((1, 1)))
+    with pytest.raises(ValueError, match=r"step_index must be an integer >= 0, got -2"):
+        sghmc.step(st, np.zeros((1, 3)), method="sghmc", step_size=0.1, target="gaussian", step_index=-2,
+                   resample_momentum_every=2)
