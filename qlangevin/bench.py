@@ -10,6 +10,7 @@ arguments after ``--`` (for example ``-- --device cuda``).
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 from pathlib import Path
@@ -24,14 +25,14 @@ def available() -> dict[str, Path]:
     return {p.stem.removeprefix("bench_"): p for p in sorted(BENCH_DIR.glob("bench_*.py"))}
 
 
-def add_arguments(parser) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("names", nargs="*", metavar="NAME",
                         help="benchmarks to run (default: all); e.g. quantize samplers methods torchport")
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     parser.epilog = "arguments after '--' are passed to every benchmark script (e.g. -- --device cuda)"
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     scripts = available()
     if not scripts:
         print(f"no benchmarks found under {BENCH_DIR} (install the checkout editable: pip install -e .)",

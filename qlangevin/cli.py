@@ -21,6 +21,7 @@ import importlib
 import math
 import os
 import sys
+from collections.abc import Callable
 
 from qlangevin import __version__
 
@@ -75,7 +76,7 @@ def finite_float(text: str) -> float:
 
 
 def float_range(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False,
-                hi_open: bool = False):
+                hi_open: bool = False) -> Callable[[str], float]:
     """argparse type factory: a finite float in [lo, hi] (``lo_open``/``hi_open``: exclusive)."""
 
     def parse(text: str) -> float:
@@ -90,7 +91,7 @@ def float_range(lo: float | None = None, hi: float | None = None, *, lo_open: bo
     return parse
 
 
-def int_range(lo: int | None = None, hi: int | None = None):
+def int_range(lo: int | None = None, hi: int | None = None) -> Callable[[str], int]:
     """argparse type factory: an integer in [lo, hi]."""
 
     def parse(text: str) -> int:

@@ -242,8 +242,11 @@ def _chunk_loop_template(source_stamp):
     # ``step_all`` and ``new_scratch`` are globals of the function that make_chunk_loop builds
     # from this code: they resolve to the family's kernels.  ``source_stamp`` is a closure cell,
     # which Numba's cache key hashes (see make_chunk_loop).
-    def run_chunk(method, state, k0, k1, mparams, wcode, gcode, tkind, tparams, tmat, tlabels, sched,
-                  rng, kinds, allnormal, noise_in, nbase, rec, out, smean, sm2, hist, hparams):
+    def run_chunk(method: int, state: np.ndarray, k0: int, k1: int, mparams: np.ndarray, wcode: np.ndarray,
+                  gcode: np.ndarray, tkind: int, tparams: np.ndarray, tmat: np.ndarray, tlabels: np.ndarray,
+                  sched: np.ndarray, rng: np.random.Generator, kinds: np.ndarray, allnormal: bool,
+                  noise_in: np.ndarray, nbase: int, rec: np.ndarray, out: np.ndarray, smean: np.ndarray,
+                  sm2: np.ndarray, hist: np.ndarray, hparams: np.ndarray) -> tuple[int, int]:
         stamp = source_stamp  # noqa: F841  (part of the cache key only)
         buf = np.empty((state.shape[0], kinds.shape[0]))
         scratch = new_scratch(state)  # noqa: F821
@@ -298,6 +301,7 @@ def make_chunk_loop(family_module: str, step_all, new_scratch):
            "record": record, "step_all": step_all, "new_scratch": new_scratch}
     fn = types.FunctionType(template.__code__, env, "run_chunk", None, template.__closure__)
     fn.__qualname__ = f"run_chunk_{family}"  # one cache file per family
+    fn.__annotations__ = dict(template.__annotations__)  # FunctionType does not carry them over
     fn.__doc__ = (f"Jitted loop over steps k0..k1−1 of the {family} family (signature and semantics: "
                   ":mod:`refimpl._loop`; built by :func:`refimpl._loop.make_chunk_loop`).")
     return njit(**_JIT)(fn)

@@ -8,6 +8,8 @@ mean and variance of ``--n`` draws of Q^vc(μ, V) for one μ and two target vari
 
 from __future__ import annotations
 
+import argparse
+
 DEFAULT_FORMATS = ["fixed:8:6", "fixed:8:3", "bfp:8", "float:4:3", "ieee:bfloat16", "ieee:float8_e4m3fn"]
 DEFAULT_VALUES = "-2.3,-0.7,-0.0234375,0.0078125,0.1,0.5,1.37,3.14159,100"
 
@@ -16,7 +18,7 @@ DEFAULT_VALUES = "-2.3,-0.7,-0.0234375,0.0078125,0.1,0.5,1.37,3.14159,100"
 MAX_N = 10**8
 
 
-def add_arguments(parser) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     from qlangevin.cli import int_range
 
     parser.add_argument(
@@ -53,7 +55,7 @@ def _fmt_num(v: float) -> str:
     return f"{v: .8g}"
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from refimpl.formats import parse_format

@@ -19,6 +19,7 @@ onto the same grid point) is refused with a message naming the cause.
 
 from __future__ import annotations
 
+import argparse
 import math
 
 import numpy as np
@@ -35,7 +36,7 @@ MIN_KEPT = 4
 MIN_ESS = 400
 
 
-def add_arguments(parser) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     from qlangevin.cli import int_range
     from refimpl.targets import TARGET_NAMES
 
@@ -201,7 +202,7 @@ def _keep_interrupted(args, exc: KeyboardInterrupt, attrs: dict):
     raise KeyboardInterrupt(f"{where}, nothing saved; --save PATH keeps the draws of an interrupted run") from None
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     import refimpl
     from refimpl.diagnostics import chain_first, check_save_path, save_draws
 

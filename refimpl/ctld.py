@@ -54,16 +54,20 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 from numba import njit
 
 from . import _loop
 from .formulas import ctld_coupling, ctld_coupling_derivative
 from .methods import CTLD_CHOICES, CTLD_OPTIONS, stream_entries
-from .registry import MethodSpec, prepare_step, register_method
-from .targets import grad1, grad_into
+from .registry import Context, MethodSpec, prepare_step, register_method
+from .targets import Target, grad1, grad_into
+
+if TYPE_CHECKING:
+    from .driver import SamplerState, SampleStats
 
 __all__ = ["CTLDState", "OPTIONS", "init", "pack", "step", "coupling", "coupling_derivative", "potential", "unpack",
            "step_all", "run_chunk", "noise_entries", "sample"]
@@ -99,7 +103,7 @@ def unpack(packed: np.ndarray, dim: int) -> CTLDState:
                      p[:, o + 4 + nb:o + 4 + 2 * nb].copy())
 
 
-def init(position, *, n_bins: int = 50, alpha0: float = 0.0) -> CTLDState:
+def init(position: npt.ArrayLike, *, n_bins: int = 50, alpha0: float = 0.0) -> CTLDState:
     """Phase-1 state at ``position`` ((dim,) or (n_chains, dim)): v = 0, alpha = alpha0,
     v_alpha = 0, empty histogram of ``n_bins`` bins."""
     x = np.ascontiguousarray(np.array(position, dtype=np.float64, ndmin=2))
@@ -115,8 +119,8 @@ def pack(state: CTLDState) -> np.ndarray:
                                                  state.phase, state.step, state.counts, state.ubar]))
 
 
-def step(state: CTLDState, noise, *, step_size: float, target, temperature: float = 1.0, grad_noise: float = 0.0,
-         **options) -> CTLDState:
+def step(state: CTLDState, noise: npt.ArrayLike, *, step_size: float, target: str | Target,
+         temperature: float = 1.0, grad_noise: float = 0.0, **options: Any) -> CTLDState:
     """One pure CTLD step ((C5)/(C3), or (C6) in phase 2) from pre-drawn ``noise`` (n_chains, Z).
 
     Layout: ``refimpl.noise_spec("ctld", dim, grad_noise=...)``.  ``options`` as for
@@ -148,14 +152,15 @@ _g = njit(cache=True, error_model="numpy")(ctld_coupling)
 _dg = njit(cache=True, error_model="numpy")(ctld_coupling_derivative)
 
 
-def coupling(alpha, delta1=CTLD_OPTIONS["delta1"], delta2=CTLD_OPTIONS["delta2"], g_min=CTLD_OPTIONS["g_min"]):
+def coupling(alpha: npt.ArrayLike, delta1: float = CTLD_OPTIONS["delta1"], delta2: float = CTLD_OPTIONS["delta2"],
+             g_min: float = CTLD_OPTIONS["g_min"]) -> np.ndarray:
     """g(alpha) of (C4) (vectorised).  [reconstruction]"""
     a = np.asarray(alpha, dtype=np.float64)
     return np.vectorize(lambda z: _g(z, delta1, delta2, g_min))(a)
 
 
-def coupling_derivative(alpha, delta1=CTLD_OPTIONS["delta1"], delta2=CTLD_OPTIONS["delta2"],
-                        g_min=CTLD_OPTIONS["g_min"]):
+def coupling_derivative(alpha: npt.ArrayLike, delta1: float = CTLD_OPTIONS["delta1"],
+                        delta2: float = CTLD_OPTIONS["delta2"], g_min: float = CTLD_OPTIONS["g_min"]) -> np.ndarray:
     """g'(alpha) of (C4) (vectorised)."""
     a = np.asarray(alpha, dtype=np.float64)
     return np.vectorize(lambda z: _dg(z, delta1, delta2, g_min))(a)
@@ -194,7 +199,7 @@ def _potential(kind, params, mat, x):
     return h * s
 
 
-def potential(target, x):
+def potential(target: Target, x: npt.ArrayLike) -> float:
     """U(theta) for an analytic target (kinds 0-3), x of shape (dim,) -> float."""
     if target.kind > 3:
         raise ValueError(f"target must be an analytic target (gaussian, mixture, double_well), got {target.name!r}")
@@ -221,7 +226,9 @@ def _bin(a, amax, nb):
 
 
 @njit(cache=True, error_model="numpy")
-def step_all(method, state, noise, eta, tscale, mp, wcode, gcode, tkind, tparams, tmat, tlabels, scratch):
+def step_all(method: int, state: np.ndarray, noise: np.ndarray, eta: float, tscale: float, mp: np.ndarray,
+             wcode: np.ndarray, gcode: np.ndarray, tkind: int, tparams: np.ndarray, tmat: np.ndarray,
+             tlabels: np.ndarray, scratch: np.ndarray) -> int:
     """Advance all chains one CTLD step (C5)/(C3), or one (C6) step in phase 2.
 
     noise (n_chains, Z): [grad_noise (dim) if grad_noise > 0] + xi (dim) + xi_alpha (1),
@@ -346,7 +353,7 @@ def step_all(method, state, noise, eta, tscale, mp, wcode, gcode, tkind, tparams
 
 
 @njit(cache=True, error_model="numpy")
-def new_scratch(state):
+def new_scratch(state: np.ndarray) -> np.ndarray:
     """Work space of :func:`step_all`: (1, width) float64."""
     return np.empty((1, state.shape[1]))
 
@@ -410,7 +417,7 @@ def _validated(ctx):
     return o
 
 
-def noise_entries(dim, ctx):
+def noise_entries(dim: int, ctx: Context) -> list[tuple[str, str, tuple[int, ...]]]:
     """Per chain per step: grad_noise (dim, if > 0), xi (dim), xi_alpha (1); both phases."""
     _validated(ctx)
     return stream_entries("ctld", dim, batch_size=ctx.target.batch_size, grad_noise=ctx.grad_noise)
@@ -447,7 +454,8 @@ register_method(MethodSpec(name="ctld", width=lambda d, ctx: 2 * d + 4 + 2 * int
                            run_chunk=run_chunk))
 
 
-def sample(target, **kw):
+def sample(target: str | Target,
+           **kw: Any) -> np.ndarray | SampleStats | tuple[np.ndarray | SampleStats, SamplerState]:
     """``refimpl.sample("ctld", target, **kw)`` -- (C1)-(C6) [reconstruction].
 
     Keywords: those of :func:`refimpl.driver.sample` (n_chains, n_steps,

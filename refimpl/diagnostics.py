@@ -34,9 +34,10 @@ import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 from scipy.fft import next_fast_len
 from scipy.special import ndtri
 from scipy.stats import rankdata
@@ -64,7 +65,7 @@ SAVE_SUFFIXES = (".npz", ".nc")
 # --------------------------------------------------------------------------------------
 # layout and validation
 # --------------------------------------------------------------------------------------
-def chain_first(draws) -> np.ndarray:
+def chain_first(draws: npt.ArrayLike) -> np.ndarray:
     """``refimpl.sample``'s ``(n_draws, n_chains, dim)`` -> chain-first ``(n_chains, n_draws, dim)`` (a view)."""
     x = np.asarray(draws)
     if x.ndim < 2:
@@ -113,7 +114,7 @@ def _rhat_core(x: np.ndarray) -> float:
     return float(np.sqrt((between / within + n - 1) / n))
 
 
-def rhat_basic(draws) -> float:
+def rhat_basic(draws: npt.ArrayLike) -> float:
     """Split R-hat without rank normalisation (the "classic" split R-hat, paper §2)."""
     x = _as_chains(draws)
     if _degenerate(x):
@@ -121,7 +122,7 @@ def rhat_basic(draws) -> float:
     return _rhat_core(_split_chains(x))
 
 
-def rhat(draws) -> float:
+def rhat(draws: npt.ArrayLike) -> float:
     """Rank-normalised split R-hat (Vehtari et al. 2021 §4.1-4.2): max(bulk R-hat, tail R-hat).
 
     ``draws``: one quantity, chain-first (n_chains, n_draws) with n_draws >= 4.
@@ -190,7 +191,7 @@ def _ess_core(x: np.ndarray) -> float:
     return float("nan") if np.isnan(rho).any() else float(ess)
 
 
-def ess_bulk(draws) -> float:
+def ess_bulk(draws: npt.ArrayLike) -> float:
     """Bulk ESS: the ESS of the rank-normalised split chains (Vehtari et al. 2021 §4.3).
 
     Agrees with ``arviz.ess(..., method="bulk")``; NaN for non-finite draws.
@@ -201,7 +202,7 @@ def ess_bulk(draws) -> float:
     return _ess_core(_z_scale(_split_chains(x)))
 
 
-def ess_tail(draws, prob: float = 0.9) -> float:
+def ess_tail(draws: npt.ArrayLike, prob: float = 0.9) -> float:
     """Tail ESS: min of the ESS of I(θ ≤ q_{(1−prob)/2}) and I(θ ≤ q_{(1+prob)/2}) on split chains (§4.3).
 
     Agrees with ``arviz.ess(..., method="tail")`` (prob 0.9: the 5% and 95% quantiles).
@@ -216,19 +217,19 @@ def ess_tail(draws, prob: float = 0.9) -> float:
                _ess_core(_split_chains((x <= hi).astype(float))))
 
 
-def ess_mean(draws) -> float:
+def ess_mean(draws: npt.ArrayLike) -> float:
     """ESS for the mean: the ESS of the split chains without rank normalisation (``arviz.ess(method="mean")``)."""
     x = _as_chains(draws)
     return _ess_core(_split_chains(x))
 
 
-def mcse_mean(draws) -> float:
+def mcse_mean(draws: npt.ArrayLike) -> float:
     """Monte Carlo standard error of the mean: sd / sqrt(ESS_mean) (``arviz.mcse(method="mean")``)."""
     x = _as_chains(draws)
     return float(np.std(x, ddof=1) / np.sqrt(ess_mean(x)))
 
 
-def summary(draws, *, max_coords: int | None = None) -> list[dict[str, float]]:
+def summary(draws: npt.ArrayLike, *, max_coords: int | None = None) -> list[dict[str, float]]:
     """Per coordinate of chain-first ``draws`` (n_chains, n_draws[, dim]): a dict with
     ``mean``, ``mcse_mean``, ``sd``, ``m2`` (E[θ²]), ``mcse_m2``, ``rhat``, ``ess_bulk``,
     ``ess_tail``.  ``max_coords``: only the first coordinates."""
@@ -279,8 +280,10 @@ def arviz_available() -> bool:
     return True
 
 
-def to_inference_data(draws, *, var_name: str = "x", layout: str = "draw_chain",
-                      attrs: Mapping[str, Any] | None = None, sample_stats: Mapping[str, Any] | None = None):
+def to_inference_data(draws: npt.ArrayLike, *, var_name: str = "x",
+                      layout: Literal["draw_chain", "chain_draw"] = "draw_chain",
+                      attrs: Mapping[str, Any] | None = None,
+                      sample_stats: Mapping[str, Any] | None = None) -> Any:
     """An ArviZ object with the draws in its ``posterior`` group, chain-first (chain, draw, x_dim_0).
 
     ``draws``: ``refimpl.sample`` output (n_draws, n_chains, dim) with ``layout="draw_chain"``
@@ -307,7 +310,7 @@ def to_inference_data(draws, *, var_name: str = "x", layout: str = "draw_chain",
     return idata
 
 
-def check_save_path(path) -> Path:
+def check_save_path(path: str | os.PathLike[str]) -> Path:
     """Validate a ``--save`` path before a run: suffix .npz or .nc, an existing directory, not a directory.
 
     Raises ValueError naming the path (and ImportError's message for ``.nc`` without ArviZ).
@@ -329,7 +332,9 @@ def check_save_path(path) -> Path:
     return p
 
 
-def save_draws(path, draws, *, layout: str = "draw_chain", attrs: Mapping[str, Any] | None = None,
+def save_draws(path: str | os.PathLike[str], draws: npt.ArrayLike, *,
+               layout: Literal["draw_chain", "chain_draw"] = "draw_chain",
+               attrs: Mapping[str, Any] | None = None,
                sample_stats: Mapping[str, Any] | None = None) -> Path:
     """Write draws to ``path``: ``.npz`` (``posterior`` chain-first (chain, draw, dim), every
     ``sample_stats`` array chain-first under its own name, ``attrs`` as 0-d arrays) or ``.nc``

@@ -24,12 +24,14 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 from numba import njit
 
 from refimpl import _loop
+from refimpl.formats import Format
 from refimpl.registry import (
     GRAD_SAME,
     Context,
@@ -40,7 +42,8 @@ from refimpl.registry import (
     register_method,
     registered_methods,
 )
-from refimpl.schedules import as_schedule
+from refimpl.schedules import Schedule, as_schedule
+from refimpl.targets import Target
 
 __all__ = [
     "MAX_ELEMENT_STEPS",
@@ -130,7 +133,8 @@ class SamplingInterrupted(KeyboardInterrupt):
     ends the program as Ctrl-C does.
     """
 
-    def __init__(self, message, *, step, samples, state):
+    def __init__(self, message: str, *, step: int, samples: np.ndarray | SampleStats | None,
+                 state: SamplerState | None) -> None:
         super().__init__(message)
         self.step = step
         self.samples = samples
@@ -143,7 +147,8 @@ class NonFiniteGradientError(FloatingPointError):
     steps); ``state``: a :class:`SamplerState` at the failing step (chains before
     ``chain`` already advanced)."""
 
-    def __init__(self, message, *, step, chain, samples, state):
+    def __init__(self, message: str, *, step: int, chain: int, samples: np.ndarray | SampleStats | None,
+                 state: SamplerState | None) -> None:
         super().__init__(message)
         self.step = step
         self.chain = chain
@@ -165,7 +170,8 @@ def _noise_kinds(entries):
 # --------------------------------------------------------------------------------------
 # public API
 # --------------------------------------------------------------------------------------
-def noise_spec(method, dim=1, *, grad_noise=0.0, target=None, **options):
+def noise_spec(method: str, dim: int = 1, *, grad_noise: float = 0.0, target: str | Target | None = None,
+               **options: Any) -> list[tuple[str, str, tuple[int, ...]]]:
     """Ordered noise ``[(name, "normal"|"uniform", shape), ...]`` consumed per chain per step.
 
     ``target`` (a name or Target; default ``"gaussian"``) matters only for data
@@ -194,7 +200,8 @@ def _draw_noise_into(rng, kinds, allnormal, out):
         _loop.fill_noise(rng, kinds, allnormal, out[k])
 
 
-def draw_noise(method, n_steps, n_chains, seed, *, dim=1, grad_noise=0.0, target=None, **options):
+def draw_noise(method: str, n_steps: int, n_chains: int, seed: int | np.random.Generator, *, dim: int = 1,
+               grad_noise: float = 0.0, target: str | Target | None = None, **options: Any) -> np.ndarray:
     """The exact noise a ``sample`` run with this ``seed`` consumes: float64 (n_steps, n_chains, Z).
 
     Column layout per chain: :func:`noise_spec` entries flattened in order.
@@ -240,10 +247,15 @@ def _initial_positions(x0, n_chains, dim):
     return np.array(x, dtype=np.float64, order="C")
 
 
-def sample(method, target, *, dim=1, n_chains, n_steps, step_size, seed, fmt=None, grad_fmt=GRAD_SAME,
-           temperature=1.0, grad_noise=0.0, friction=None, inverse_mass=None, x0=None, burn_in=0, thin=1,
-           keep="all", noise=None, progress=None, hist_range=(-5.0, 5.0), hist_bins=100, resume=None,
-           return_state=False, **options):
+def sample(method: str, target: str | Target, *, dim: int = 1, n_chains: int, n_steps: int,
+           step_size: float | Schedule, seed: int | np.random.Generator, fmt: Format | str | None = None,
+           grad_fmt: Format | str | None = GRAD_SAME, temperature: float = 1.0, grad_noise: float = 0.0,
+           friction: float | None = None, inverse_mass: float | None = None, x0: npt.ArrayLike | None = None,
+           burn_in: int = 0, thin: int = 1, keep: Literal["all", "last", "stats"] = "all",
+           noise: np.ndarray | None = None, progress: bool | None = None,
+           hist_range: tuple[float, float] = (-5.0, 5.0), hist_bins: int = 100, resume: SamplerState | None = None,
+           return_state: bool = False,
+           **options: Any) -> np.ndarray | SampleStats | tuple[np.ndarray | SampleStats, SamplerState]:
     """Run ``n_chains`` independent chains of ``method`` on ``target``.
 
     Parameters

@@ -452,11 +452,13 @@ class NVFP4:
 #: every format class; each has a kernel module in refimpl.kernels and torchport.kernels
 #: named by refimpl.slots.KIND_MODULES[kind] (tests/refimpl/test_formats.py checks both)
 FORMAT_TYPES = (FixedPoint, BlockFloatingPoint, FloatingPoint, IEEEFloat, MXFormat, NVFP4)
+#: any format object (the type of the ``fmt`` arguments; ``None`` means full precision)
+Format = FixedPoint | BlockFloatingPoint | FloatingPoint | IEEEFloat | MXFormat | NVFP4
 _FORMAT_TYPES = FORMAT_TYPES
 _IDENTITY_CODE = _readonly_slots({S.KIND: KIND_NONE, S.TIES: TIES_AWAY})
 
 
-def format_code(fmt) -> np.ndarray:
+def format_code(fmt: Format | None) -> np.ndarray:
     """Kernel code of ``fmt`` (read-only float64 array); ``None`` gives the identity (kind 0)."""
     if fmt is None:
         return _IDENTITY_CODE
@@ -480,7 +482,7 @@ def with_options(code: np.ndarray, *, ties: str | None = None, vc_published: boo
     return out
 
 
-def parse_format(text: str):
+def parse_format(text: str) -> Format | None:
     """Build a format from a string (command line).
 
     ``"none"`` -> None; ``"fixed:W:F"`` or ``"fixed:W:F:sym"`` -> FixedPoint;

@@ -38,16 +38,20 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 from numba import njit
 
 from . import _loop
 from .formulas import qsgld_resolution
 from .methods import QSGLD_CHOICES, QSGLD_OPTIONS, stream_entries
-from .registry import MethodSpec, prepare_step, register_method
-from .targets import grad1, grad_into
+from .registry import Context, MethodSpec, prepare_step, register_method
+from .targets import Target, grad1, grad_into
+
+if TYPE_CHECKING:
+    from .driver import SamplerState, SampleStats
 
 __all__ = [
     "QSGLDState",
@@ -83,7 +87,7 @@ class QSGLDState(NamedTuple):
     step: np.ndarray
 
 
-def init(position) -> QSGLDState:
+def init(position: npt.ArrayLike) -> QSGLDState:
     """State at ``position`` ((dim,) or (n_chains, dim)); Adam moments and step count zero."""
     x = np.ascontiguousarray(np.array(position, dtype=np.float64, ndmin=2))
     return QSGLDState(x, np.zeros_like(x), np.zeros_like(x), np.zeros(x.shape[0]))
@@ -101,8 +105,8 @@ def unpack(packed: np.ndarray) -> QSGLDState:
     return QSGLDState(p[:, :d].copy(), p[:, d:2 * d].copy(), p[:, 2 * d:3 * d].copy(), p[:, 3 * d].copy())
 
 
-def step(state: QSGLDState, noise, *, step_size: float, target, temperature: float = 1.0,
-         grad_noise: float = 0.0, **options) -> QSGLDState:
+def step(state: QSGLDState, noise: npt.ArrayLike, *, step_size: float, target: str | Target,
+         temperature: float = 1.0, grad_noise: float = 0.0, **options: Any) -> QSGLDState:
     """One pure QSGLD step (QS3)-(QS5) from pre-drawn ``noise`` (n_chains, Z) -> new state.
 
     The noise layout is ``refimpl.noise_spec("qsgld", dim, grad_noise=..., **options)``
@@ -126,7 +130,8 @@ def step(state: QSGLDState, noise, *, step_size: float, target, temperature: flo
 # Theory helpers [derived, ALGORITHMS §3.12]
 
 
-def effective_temperature(resolution, step_size, rounding: str = "nearest", c_q: float = 2.0):
+def effective_temperature(resolution: npt.ArrayLike, step_size: float, rounding: str = "nearest",
+                          c_q: float = 2.0) -> float | np.ndarray:
     """Effective Langevin temperature of one quantized step at resolution Q_p [derived, §3.12].
 
     Derivation.  SGLD at temperature T adds per coordinate the noise sqrt(2 eta T) xi,
@@ -175,7 +180,8 @@ def effective_temperature(resolution, step_size, rounding: str = "nearest", c_q:
     return float(t) if t.ndim == 0 else t
 
 
-def resolution_for_temperature(temperature, step_size, rounding: str = "nearest", c_q: float = 2.0) -> float:
+def resolution_for_temperature(temperature: float, step_size: float, rounding: str = "nearest",
+                               c_q: float = 2.0) -> float:
     """Inverse of :func:`effective_temperature`: the Q_p with T_eff(Q_p) = temperature."""
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature!r}")
@@ -190,7 +196,7 @@ def resolution_for_temperature(temperature, step_size, rounding: str = "nearest"
     raise ValueError(f"rounding must be one of {ROUNDINGS}, got {rounding!r}")
 
 
-def stationary_variance_quadratic(curvature, step_size, noise_variance):
+def stationary_variance_quadratic(curvature: float, step_size: float, noise_variance: float) -> float:
     """Stationary variance of x' = (1 - eta k) x + e, Var e = s^2:  s^2 / (1 - (1 - eta k)^2) [derived].
 
     With s^2 = 2 eta T this is T/k * 1/(1 - eta k/2), the discretised SGLD spread.
@@ -282,7 +288,9 @@ def _adam_direction(state, c, d, g, t, b1, b2, aeps):
 
 
 @njit(cache=True, error_model="numpy")
-def step_all(method, state, noise, eta, tscale, mparams, wcode, gcode, tkind, tparams, tmat, tlabels, scratch):
+def step_all(method: int, state: np.ndarray, noise: np.ndarray, eta: float, tscale: float, mparams: np.ndarray,
+             wcode: np.ndarray, gcode: np.ndarray, tkind: int, tparams: np.ndarray, tmat: np.ndarray,
+             tlabels: np.ndarray, scratch: np.ndarray) -> int:
     """Advance all chains one QSGLD step from the noise block (layout of :func:`noise_entries`).
 
     Returns -1, or the first chain whose gradient is not finite (left untouched).
@@ -344,7 +352,7 @@ def step_all(method, state, noise, eta, tscale, mparams, wcode, gcode, tkind, tp
 
 
 @njit(cache=True, error_model="numpy")
-def new_scratch(state):
+def new_scratch(state: np.ndarray) -> np.ndarray:
     """Work space of :func:`step_all`: (1, width) float64."""
     return np.empty((1, state.shape[1]))
 
@@ -389,7 +397,7 @@ def _validated(ctx):
     return o
 
 
-def noise_entries(dim, ctx):
+def noise_entries(dim: int, ctx: Context) -> list[tuple[str, str, tuple[int, ...]]]:
     """Per chain per step: batch_u (data targets), grad_noise, xi (QS4), then u_round or xi_q."""
     o = _validated(ctx)
     used = set()
@@ -425,7 +433,8 @@ register_method(MethodSpec(name="qsgld", width=lambda d, ctx: 3 * d + 1, init_st
                            noise_spec=noise_entries, make_params=_make_params, run_chunk=run_chunk))
 
 
-def sample(target, *, n_steps: int, resolutions=None, **kw):
+def sample(target: str | Target, *, n_steps: int, resolutions: npt.ArrayLike | None = None,
+           **kw: Any) -> np.ndarray | SampleStats | tuple[np.ndarray | SampleStats, SamplerState]:
     """Run QSGLD chains through ``refimpl.sample("qsgld", ...)`` -- (QS1)-(QS5) [reconstruction].
 
     All keywords of :func:`refimpl.driver.sample` (dim, n_chains, step_size, seed,

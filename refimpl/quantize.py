@@ -41,13 +41,17 @@ block NaN, ±inf saturates the block's scale.
 from __future__ import annotations
 
 import numbers
+from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
+import numpy.typing as npt
 
 from refimpl import _qkernels as K
 from refimpl.formats import (
     TIES_NAMES,
     BlockFloatingPoint,
+    Format,
     format_code,
     with_options,
 )
@@ -171,7 +175,7 @@ def _draw_key(rng) -> np.uint64:
     return np.uint64(_check_rng(rng).integers(0, 2**64, dtype=np.uint64))
 
 
-def keyed_uniforms(key, shape) -> np.ndarray:
+def keyed_uniforms(key: int | np.uint64, shape: int | Sequence[int]) -> np.ndarray:
     """The uniforms ``keyed_uniform(key, i)``, i = 0..size-1 in C order, as a float64 array."""
     shape = _norm_shape(shape)
     out = np.empty(int(np.prod(shape, dtype=np.int64)), dtype=np.float64)
@@ -179,7 +183,7 @@ def keyed_uniforms(key, shape) -> np.ndarray:
     return out.reshape(shape)
 
 
-def draw_quantize_noise(rng, shape) -> np.ndarray:
+def draw_quantize_noise(rng: np.random.Generator, shape: int | Sequence[int]) -> np.ndarray:
     """The uniforms ``quantize(..., "stochastic", rng=rng)`` consumes for an input of ``shape``.
 
     Draws one uint64 key with ``rng.integers(0, 2**64, dtype=np.uint64)`` and
@@ -191,7 +195,8 @@ def draw_quantize_noise(rng, shape) -> np.ndarray:
     return keyed_uniforms(_draw_key(rng), _norm_shape(shape))
 
 
-def draw_vc_noise(rng, shape):
+def draw_vc_noise(rng: np.random.Generator,
+                  shape: int | Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(xi, u_round, u_cat) consumed by ``vc_quantize(..., rng=rng)``: N(0,1), U[0,1), U[0,1)."""
     rng = _check_rng(rng)
     xi = rng.standard_normal(shape)
@@ -200,7 +205,7 @@ def draw_vc_noise(rng, shape):
     return xi, u_round, u_cat
 
 
-def draw_categorical_noise(rng, shape) -> np.ndarray:
+def draw_categorical_noise(rng: np.random.Generator, shape: int | Sequence[int]) -> np.ndarray:
     """The uniforms ``categorical_offset(..., rng=rng)`` consumes: ``rng.random(shape)``."""
     return _check_rng(rng).random(shape)
 
@@ -208,7 +213,9 @@ def draw_categorical_noise(rng, shape) -> np.ndarray:
 # --------------------------------------------------------------------------------------
 # Q^d and Q^s
 # --------------------------------------------------------------------------------------
-def quantize(x, fmt, rounding: str = "nearest", rng=None, *, ties: str | None = None, noise=None, out=None):
+def quantize(x: npt.ArrayLike, fmt: Format | None, rounding: Literal["nearest", "stochastic"] = "nearest",
+             rng: np.random.Generator | None = None, *, ties: str | None = None,
+             noise: npt.ArrayLike | None = None, out: np.ndarray | None = None) -> np.ndarray:
     """Quantize ``x`` onto the grid of ``fmt`` by nearest (Q1) or stochastic (Q2') rounding.
 
     Nearest, (Q1) = the paper's Q^d (LP-SGLD, Zhang et al. 2022, §3 "deterministic
@@ -284,7 +291,8 @@ def quantize(x, fmt, rounding: str = "nearest", rng=None, *, ties: str | None = 
     return _stochastic(arr, fmt, code, None, _draw_key(rng), out)
 
 
-def stochastic_round(x, fmt, rng=None, *, noise=None, out=None):
+def stochastic_round(x: npt.ArrayLike, fmt: Format | None, rng: np.random.Generator | None = None, *,
+                     noise: npt.ArrayLike | None = None, out: np.ndarray | None = None) -> np.ndarray:
     """Q^s (Q2'): ``quantize(x, fmt, "stochastic", rng, noise=noise, out=out)``; see :func:`quantize`."""
     return quantize(x, fmt, "stochastic", rng, noise=noise, out=out)
 
@@ -361,7 +369,8 @@ def _check_delta(delta):
     return d
 
 
-def categorical_probabilities(mu, var, delta):
+def categorical_probabilities(mu: npt.ArrayLike, var: npt.ArrayLike,
+                              delta: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(P(+Δ), P(-Δ), P(0)) of Cat(μ, V) (Q4) (LP-SGHMC eq. (20); LP-SGLD Alg. "Q^vc")::
 
         P(+Δ) = (V + μ² + μΔ)/(2Δ²),  P(-Δ) = (V + μ² - μΔ)/(2Δ²),  P(0) = 1 - P(+Δ) - P(-Δ)
@@ -384,7 +393,8 @@ def categorical_probabilities(mu, var, delta):
     return p_plus, p_minus, 1.0 - p_plus - p_minus
 
 
-def categorical_offset(mu, var, delta, rng=None, *, noise=None):
+def categorical_offset(mu: npt.ArrayLike, var: npt.ArrayLike, delta: npt.ArrayLike,
+                       rng: np.random.Generator | None = None, *, noise: npt.ArrayLike | None = None) -> np.ndarray:
     """Draw c ~ Cat(μ, V) on {+Δ, -Δ, 0} (Q4), element-wise; mean μ, variance V.
 
     Sampling as in the official code (ruqizhang/low-precision-sgld bnn/optim.py):
@@ -434,7 +444,7 @@ def _check_var(var) -> float:
     return float(v)
 
 
-def vc_gap(mu, fmt) -> np.ndarray:
+def vc_gap(mu: npt.ArrayLike, fmt: Format | None) -> np.ndarray:
     """Per-element gap Δ that :func:`vc_quantize` uses for ``mu`` (float64, mu's shape).
 
     Fixed point: the format's Δ.  BFP: Δ_B of mu's block (0 for an all-zero block).
@@ -458,7 +468,9 @@ def vc_gap(mu, fmt) -> np.ndarray:
     return res.reshape(arr.shape)
 
 
-def vc_quantize(mu, var, fmt, rng=None, *, noise=None, ties: str | None = None, vc_bfp_published: bool = False):
+def vc_quantize(mu: npt.ArrayLike, var: float, fmt: Format | None, rng: np.random.Generator | None = None, *,
+                noise: tuple[npt.ArrayLike, npt.ArrayLike, npt.ArrayLike] | None = None, ties: str | None = None,
+                vc_bfp_published: bool = False) -> np.ndarray:
     """Variance-corrected quantizer Q^vc(μ, V, Δ) ((Q5)/(Q6); LP-SGLD Alg. "Q^vc", LP-SGHMC Alg. 2).
 
     Element-wise with V₀ = Δ²/4, the branch chosen per element by its own Δ

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from refimpl import methods as _methods
-from refimpl.formats import KIND_BFP, format_code, parse_format, with_options
+from refimpl.formats import KIND_BFP, Format, format_code, parse_format, with_options
 from refimpl.slots import KIND
 from refimpl.targets import Target, resolve_target
 
@@ -140,7 +140,7 @@ def registered_methods() -> tuple:
     return tuple(sorted(_REGISTRY))
 
 
-def lookup(method) -> MethodSpec:
+def lookup(method: str) -> MethodSpec:
     """The registered spec of ``method`` (importing its family on first use)."""
     _load(_methods.method(method).name)
     return _REGISTRY[method]
@@ -149,13 +149,13 @@ def lookup(method) -> MethodSpec:
 # --------------------------------------------------------------------------------------
 # validation helpers (ValueError naming the argument and the value)
 # --------------------------------------------------------------------------------------
-def check_int(name, value, lo):
+def check_int(name: str, value: object, lo: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < lo:
         raise ValueError(f"{name} must be an integer >= {lo}, got {value!r}")
     return int(value)
 
 
-def check_real(name, value, *, positive=False, nonneg=False):
+def check_real(name: str, value: object, *, positive: bool = False, nonneg: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise ValueError(f"{name} must be a finite number, got {value!r}")
     if positive and value <= 0:
@@ -197,8 +197,9 @@ def _renamed(options: dict) -> dict:
     return out
 
 
-def build_context(spec, dim, n_chains, target, fmt, grad_fmt, temperature, grad_noise, friction, inverse_mass,
-                  options) -> Context:
+def build_context(spec: MethodSpec, dim: int, n_chains: int, target: str | Target, fmt: Format | str | None,
+                  grad_fmt: Format | str | None, temperature: float, grad_noise: float, friction: float | None,
+                  inverse_mass: float | None, options: dict[str, Any]) -> Context:
     """Validate the arguments of a run of ``spec`` and return its :class:`Context`.
 
     ``fmt``: the weight format Q_W (required by low-precision methods, refused by
@@ -247,8 +248,10 @@ def build_context(spec, dim, n_chains, target, fmt, grad_fmt, temperature, grad_
                    np.ascontiguousarray(wcode), np.ascontiguousarray(gcode), tgt, opts)
 
 
-def prepare_step(method, family, dim, target, fmt, grad_fmt, temperature, grad_noise, friction, inverse_mass,
-                 options):
+def prepare_step(method: str, family: str, dim: int, target: str | Target, fmt: Format | str | None,
+                 grad_fmt: Format | str | None, temperature: float, grad_noise: float, friction: float | None,
+                 inverse_mass: float | None,
+                 options: dict[str, Any]) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, Target]:
     """(method_id, mparams, wcode, gcode, target) for the families' public pure ``step``."""
     spec = lookup(method)
     if spec.family != family:

@@ -137,7 +137,11 @@ class Decay:
         return k // self.steps_per_epoch >= self.sample_from_epoch
 
 
-def as_schedule(step_size):
+#: any step-size schedule object
+Schedule = Constant | Cyclical | Decay
+
+
+def as_schedule(step_size: float | Schedule) -> Schedule:
     """A schedule from a positive number or a schedule object; ``ValueError`` naming ``step_size``."""
     if isinstance(step_size, (Constant, Cyclical, Decay)):
         return step_size

@@ -38,6 +38,7 @@ import math
 from typing import NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 from numba import njit
 
 from refimpl import _loop
@@ -45,7 +46,8 @@ from refimpl._qkernels import _fixed_stochastic, _vc_elem, nearest_into  # scala
 from refimpl.methods import methods_of_family, stream_entries
 from refimpl.registry import MethodSpec, prepare_step, register_method
 from refimpl.slots import FIXED_DELTA, FIXED_HI, FIXED_LO, KIND, KIND_FIXED, TIES
-from refimpl.targets import grad1
+from refimpl.formats import Format
+from refimpl.targets import Target, grad1
 
 __all__ = ["SGLDState", "METHODS", "init", "step", "step_all", "run_chunk", "noise_entries"]
 
@@ -62,7 +64,8 @@ class SGLDState(NamedTuple):
     position: np.ndarray
 
 
-def noise_entries(method_id: int, dim: int, grad_noise: float, batch_size: int):
+def noise_entries(method_id: int, dim: int, grad_noise: float,
+                  batch_size: int) -> list[tuple[str, str, tuple[int, ...]]]:
     """Ordered noise entries ``(name, kind, shape)`` of one chain-step: the method's streams in
     :mod:`refimpl.methods` (docs/architecture.md)."""
     return stream_entries(METHODS[method_id], dim, batch_size=batch_size, grad_noise=grad_noise)
@@ -76,7 +79,9 @@ def _step_params(mparams, eta, tscale):
 
 
 @njit(cache=True, error_model="numpy")
-def step_all(method, state, noise, eta, tscale, mparams, wcode, gcode, tkind, tparams, tmat, tlabels, scratch):
+def step_all(method: int, state: np.ndarray, noise: np.ndarray, eta: float, tscale: float, mparams: np.ndarray,
+             wcode: np.ndarray, gcode: np.ndarray, tkind: int, tparams: np.ndarray, tmat: np.ndarray,
+             tlabels: np.ndarray, scratch: np.ndarray) -> int:
     """Advance every chain by one step of method ``method`` from the noise block ``noise``.
 
     Equations (S1)-(S6) (module table).  ``state`` (n_chains, dim) float64 is
@@ -201,7 +206,7 @@ def _fixed_scalar_lp(method, state, noise, eta, temp, s, wcode, gcode, tkind, tp
 
 
 @njit(cache=True, error_model="numpy")
-def new_scratch(state):
+def new_scratch(state: np.ndarray) -> np.ndarray:
     """Work space of :func:`step_all`: (6, n_chains, dim) float64."""
     return np.empty((6, state.shape[0], state.shape[1]))
 
@@ -209,13 +214,14 @@ def new_scratch(state):
 run_chunk = _loop.make_chunk_loop(__name__, step_all, new_scratch)
 
 
-def init(position) -> SGLDState:
+def init(position: npt.ArrayLike) -> SGLDState:
     """SGLD-family state from positions (``(dim,)`` or ``(n_chains, dim)``); float64 copy."""
     x = np.array(position, dtype=np.float64, ndmin=2)
     return SGLDState(np.ascontiguousarray(x))
 
 
-def step(state: SGLDState, noise, *, method: str, step_size: float, target, fmt=None, grad_fmt="same",
+def step(state: SGLDState, noise: npt.ArrayLike, *, method: str, step_size: float, target: str | Target,
+         fmt: Format | str | None = None, grad_fmt: Format | str | None = "same",
          temperature: float = 1.0, grad_noise: float = 0.0) -> SGLDState:
     """One pure step of ``method`` from pre-drawn ``noise`` (n_chains, Z) -> new state.
 

@@ -31,9 +31,12 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 from numba import njit
 
 __all__ = [
@@ -74,11 +77,11 @@ class Target:
     batch_size: int = 0
 
     @property
-    def code(self):
+    def code(self) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
         """(kind, params, mat, labels) passed to the jitted kernels."""
         return self.kind, self.params, self.mat, self.labels
 
-    def grad(self, x, batch_u=None):
+    def grad(self, x: npt.ArrayLike, batch_u: npt.ArrayLike | None = None) -> np.ndarray:
         """∇U at ``x`` (shape ``(dim,)`` or ``(n, dim)``) -> float64 array of the same shape.
 
         For data targets ``batch_u`` (uniforms, shape ``(batch_size,)`` or
@@ -94,7 +97,7 @@ def _dim(dim) -> int:
     return int(dim)
 
 
-def gaussian(dim: int = 1, mean=None, cov=None) -> Target:
+def gaussian(dim: int = 1, mean: npt.ArrayLike | None = None, cov: npt.ArrayLike | None = None) -> Target:
     """Gaussian N(mean, cov) in ``dim`` dimensions; defaults: the standard normal.
 
     U(θ) = ½(θ−m)ᵀΣ⁻¹(θ−m), ∇U = Σ⁻¹(θ−m).  ``cov`` may be a scalar, a vector
@@ -127,7 +130,7 @@ def gaussian(dim: int = 1, mean=None, cov=None) -> Target:
     return Target("gaussian", dim, KIND_GAUSSIAN, np.ascontiguousarray(m), prec)
 
 
-def mixture(dim: int = 1, weights=(0.5, 0.5), center: float = 1.0) -> Target:
+def mixture(dim: int = 1, weights: Sequence[float] = (0.5, 0.5), center: float = 1.0) -> Target:
     """Two-mode mixture e^{−U} = w₊e^{−2‖θ−c‖²} + w₋e^{−2‖θ+c‖²}, c = center·(1,…,1).
 
     Defaults give the LP-SGHMC target e^{−2‖x−1‖²} + e^{−2‖x+1‖²} (TMLR §4.1;
@@ -151,7 +154,7 @@ def double_well(dim: int = 1, barrier: float = 1.0) -> Target:
     return Target("double_well", dim, KIND_DOUBLE_WELL, np.array([float(barrier)]))
 
 
-def logistic_regression(X, y, *, n_classes=None, batch_size: int = 100, prior_var: float = 1.0, bias: bool = True, name="logistic") -> Target:
+def logistic_regression(X: npt.ArrayLike, y: npt.ArrayLike, *, n_classes: int | None = None, batch_size: int = 100, prior_var: float = 1.0, bias: bool = True, name: str = "logistic") -> Target:
     """Bayesian softmax (multinomial logistic) regression; θ = W flattened, shape (K·p,).
 
     U(θ) = −Σ_i log softmax(W x_i)_{y_i} + ‖θ‖²/(2·prior_var), with x_i extended by a
@@ -180,7 +183,7 @@ def logistic_regression(X, y, *, n_classes=None, batch_size: int = 100, prior_va
     return Target(name, K * p, KIND_SOFTMAX, params, X, np.ascontiguousarray(y.astype(np.int64)), int(batch_size))
 
 
-def logistic_mnist(path=None, *, n_train: int = 1000, classes=None, batch_size: int = 100, prior_var: float = 1.0) -> Target:
+def logistic_mnist(path: str | os.PathLike[str] | None = None, *, n_train: int = 1000, classes: Sequence[int] | None = None, batch_size: int = 100, prior_var: float = 1.0) -> Target:
     """Softmax regression on the first ``n_train`` MNIST training images of ``classes``.
 
     Pixels are scaled to [0, 1]; a bias column is appended; labels are re-indexed
@@ -207,7 +210,7 @@ def logistic_mnist(path=None, *, n_train: int = 1000, classes=None, batch_size: 
 TARGET_NAMES = ("gaussian", "mixture", "double_well", "logistic_mnist")
 
 
-def resolve_target(target, dim: int) -> Target:
+def resolve_target(target: str | Target, dim: int) -> Target:
     """A :class:`Target` from a name in :data:`TARGET_NAMES` or a Target object.
 
     Names build the default target in ``dim`` dimensions (``logistic_mnist`` fixes
@@ -238,7 +241,7 @@ def resolve_target(target, dim: int) -> Target:
 # jitted gradients
 # --------------------------------------------------------------------------------------
 @njit(cache=True, error_model="numpy", inline="always")
-def grad1(kind, params, x):
+def grad1(kind: int, params: np.ndarray, x: float) -> float:
     """Scalar ∇U for a 1-D non-data target (kinds 0-3); the loops' fast path."""
     if kind == 0:
         return x
@@ -251,7 +254,8 @@ def grad1(kind, params, x):
 
 
 @njit(cache=True, error_model="numpy")
-def grad_into(kind, params, mat, labels, x, batch_u, out):
+def grad_into(kind: int, params: np.ndarray, mat: np.ndarray, labels: np.ndarray, x: np.ndarray,
+              batch_u: np.ndarray, out: np.ndarray) -> None:
     """out = ∇U(x) (or the minibatch estimate ∇Ũ from ``batch_u`` for kind 4).
 
     ``x``, ``out``: float64 (dim,); ``batch_u``: float64 (batch_size,) uniforms in
@@ -326,7 +330,7 @@ def _softmax_grad(params, X, labels, x, batch_u, out):
                     out[k * p + j] += r * X[i, j]
 
 
-def grad(target: Target, x, batch_u=None) -> np.ndarray:
+def grad(target: Target, x: npt.ArrayLike, batch_u: npt.ArrayLike | None = None) -> np.ndarray:
     """∇U of ``target`` at ``x`` (``(dim,)`` or ``(n, dim)``); see :meth:`Target.grad`."""
     x = np.asarray(x, dtype=np.float64)
     single = x.ndim == 1

@@ -71,13 +71,13 @@ def _bfp_round_block(x, u, out, wl, ties, stochastic):
 
 
 @njit(**_JIT)
-def nearest_into(x, out, code):
+def nearest_into(x: np.ndarray, out: np.ndarray, code: np.ndarray) -> None:
     """out = Q^d(x) (Q1) with the block's Δ_B, ties per code[TIES] (toward +inf by default), saturating."""
     _bfp_round_block(x, x, out, int(code[BFP_WL]), int(code[TIES]), False)
 
 
 @njit(**_JIT)
-def stochastic_into(x, u, out, code):
+def stochastic_into(x: np.ndarray, u: np.ndarray, out: np.ndarray, code: np.ndarray) -> None:
     """out = Q^s(x) (Q2'): Δ_B·floor(x/Δ_B + u[i]), saturating at ±(2^(e_B+1) - Δ_B)."""
     _bfp_round_block(x, u, out, int(code[BFP_WL]), 0, True)
 
@@ -145,7 +145,8 @@ def _vc_bfp_zero_block(mu, var, xi, u_round, out, wl):
 
 
 @njit(**_JIT)
-def vc_into(mu, var, xi, u_round, u_cat, out, code):
+def vc_into(mu: np.ndarray, var: float, xi: np.ndarray, u_round: np.ndarray, u_cat: np.ndarray,
+            out: np.ndarray, code: np.ndarray) -> None:
     """out = Q^vc(mu, var) ((Q5)/(Q6)) with Δ_B of **mu's** block, branch per block; escapes
     re-rounded onto the result's own block (docs/quantizers.md; the rule is spelled out in
     :func:`refimpl._qkernels.vc_into`).  Flags: code[VC_FLAGS]."""
@@ -196,7 +197,7 @@ def vc_into(mu, var, xi, u_round, u_cat, out, code):
 
 
 @njit(**_JIT)
-def gap_into(mu, out, code):
+def gap_into(mu: np.ndarray, out: np.ndarray, code: np.ndarray) -> None:
     """out[i] = Δ_B of mu's block (0 for an all-zero block)."""
     found, eb = _bfp_block_exp(mu)
     d = _ldexp(1.0, eb + 2 - int(code[BFP_WL])) if found else 0.0

@@ -39,7 +39,7 @@ _TWO_M53 = 2.0**-53
 if numba.config.DISABLE_JIT:  # pure-Python integers: same bits, no overflow warnings
     _MASK = (1 << 64) - 1
 
-    def keyed_uniform(key, i):
+    def keyed_uniform(key: int | np.uint64, i: int) -> float:
         """Uniform in [0, 1) for counter ``i`` of stream ``key`` (splitmix64, 53 bits)."""
         z = (int(key) + (int(i) + 1) * 0x9E3779B97F4A7C15) & _MASK
         z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
@@ -50,7 +50,7 @@ if numba.config.DISABLE_JIT:  # pure-Python integers: same bits, no overflow war
 else:
 
     @njit(inline="always", **_JIT)
-    def keyed_uniform(key, i):
+    def keyed_uniform(key: int | np.uint64, i: int) -> float:
         """Uniform in [0, 1) for counter ``i`` of stream ``key`` (splitmix64, 53 bits)."""
         z = np.uint64(key) + (np.uint64(i) + _ONE) * _PHI
         z = (z ^ (z >> _S30)) * _M1
@@ -60,7 +60,7 @@ else:
 
 
 @njit(**_JIT)
-def keyed_uniforms_into(key, start, out):
+def keyed_uniforms_into(key: int | np.uint64, start: int, out: np.ndarray) -> None:
     """out[j] = keyed_uniform(key, start + j): the exact uniforms the keyed kernels use."""
     for j in range(out.size):
         out[j] = keyed_uniform(key, start + j)

@@ -52,7 +52,7 @@ def _fixed_stochastic(x0, u, delta, inv, lo, hi):
 
 
 @njit(**_JIT)
-def nearest_into(x, out, code):
+def nearest_into(x: np.ndarray, out: np.ndarray, code: np.ndarray) -> None:
     """out = Q^d(x) (Q1) = clip(round(x/Δ)·Δ, L, U), ties per code[TIES] (away from zero by default)."""
     ties = int(code[TIES])
     n = x.size
@@ -70,7 +70,7 @@ def nearest_into(x, out, code):
 
 
 @njit(**_JIT)
-def stochastic_into(x, u, out, code):
+def stochastic_into(x: np.ndarray, u: np.ndarray, out: np.ndarray, code: np.ndarray) -> None:
     """out = Q^s(x) (Q2') = clip(Δ·floor(x/Δ + u[i]), L, U)."""
     n = x.size
     delta, lo, hi = code[FIXED_DELTA], code[FIXED_LO], code[FIXED_HI]
@@ -80,7 +80,8 @@ def stochastic_into(x, u, out, code):
 
 
 @njit(**_JIT)
-def vc_into(mu, var, xi, u_round, u_cat, out, code):
+def vc_into(mu: np.ndarray, var: float, xi: np.ndarray, u_round: np.ndarray, u_cat: np.ndarray,
+            out: np.ndarray, code: np.ndarray) -> None:
     """out = Q^vc(mu, var) ((Q5)/(Q6)) on the grid Δ, branch per element, clipped to [L, U] (§2.5)."""
     ties = int(code[TIES])
     delta, lo, hi = code[FIXED_DELTA], code[FIXED_LO], code[FIXED_HI]
@@ -90,14 +91,14 @@ def vc_into(mu, var, xi, u_round, u_cat, out, code):
 
 
 @njit(**_JIT)
-def gap_into(mu, out, code):
+def gap_into(mu: np.ndarray, out: np.ndarray, code: np.ndarray) -> None:
     """out[i] = Δ, the gap Q^vc uses (the same for every element)."""
     for i in range(mu.size):
         out[i] = code[FIXED_DELTA]
 
 
 @njit(parallel=True, **_JIT)
-def fixed_nearest_f32_par(x, out, delta, lo, hi):
+def fixed_nearest_f32_par(x: np.ndarray, out: np.ndarray, delta: float, lo: float, hi: float) -> None:
     """Fixed-point Q^d (Q1), ties away from zero, for float32 x/out in float32 arithmetic.
 
     Bit-identical to ``nearest_into`` (float64 arithmetic) whenever the format has
@@ -126,7 +127,7 @@ def fixed_nearest_f32_par(x, out, delta, lo, hi):
 
 
 
-def f32_fast_path_ok(code) -> bool:
+def f32_fast_path_ok(code: np.ndarray) -> bool:
     """Whether ``fixed_nearest_f32_par`` is exact (bit-identical) for this kernel code."""
     if int(code[KIND]) != KIND_FIXED or int(code[TIES]) != TIES_AWAY or code[FIXED_WL] > 23:
         return False

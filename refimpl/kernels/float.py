@@ -106,7 +106,7 @@ def _float_params(code):
 
 
 @njit(**_JIT)
-def nearest_into(x, out, code):
+def nearest_into(x: np.ndarray, out: np.ndarray, code: np.ndarray) -> None:
     """out = Q^d(x) (Q1) on the binade grid, ties per code[TIES]; overflow per ``_float_overflow``."""
     ties = int(code[TIES])
     emin, man, maxv, has_inf, saturate = _float_params(code)
@@ -115,7 +115,7 @@ def nearest_into(x, out, code):
 
 
 @njit(**_JIT)
-def stochastic_into(x, u, out, code):
+def stochastic_into(x: np.ndarray, u: np.ndarray, out: np.ndarray, code: np.ndarray) -> None:
     """out = Q^s(x) (Q2'): ULP·floor(x/ULP + u[i]) in x's binade, then overflow handling."""
     emin, man, maxv, has_inf, saturate = _float_params(code)
     for i in range(x.size):
@@ -123,7 +123,8 @@ def stochastic_into(x, u, out, code):
 
 
 @njit(**_JIT)
-def vc_into(mu, var, xi, u_round, u_cat, out, code):
+def vc_into(mu: np.ndarray, var: float, xi: np.ndarray, u_round: np.ndarray, u_cat: np.ndarray,
+            out: np.ndarray, code: np.ndarray) -> None:
     """out = Q^vc(mu, var) ((Q5)/(Q6)), Δ_i = the ULP of mu_i's binade; escapes re-rounded (docs/quantizers.md).
 
     e_i = max(floor(log2 min(|mu_i|, max)), e_min); both branches computed on that grid
@@ -156,7 +157,7 @@ def vc_into(mu, var, xi, u_round, u_cat, out, code):
 
 
 @njit(**_JIT)
-def gap_into(mu, out, code):
+def gap_into(mu: np.ndarray, out: np.ndarray, code: np.ndarray) -> None:
     """out[i] = 2^(e_i - M), the ULP of mu_i's binade Q^vc uses (e_i = max(floor(log2 min(|mu_i|, max)), e_min))."""
     emin, man, maxv, _, _ = _float_params(code)
     for i in range(mu.size):

@@ -51,7 +51,7 @@ _E4M3_EMIN, _E4M3_MAN, _E4M3_MAX = -6, 3, 448.0
 
 
 @njit(**_JIT)
-def block_scale(x, j0, j1, code):
+def block_scale(x: np.ndarray, j0: int, j1: int, code: np.ndarray) -> tuple[int, float]:
     """(status, s) of the block x[j0:j1]: status 0 zero block, 1 scale s > 0, 2 NaN in the block."""
     m = 0.0
     for i in range(j0, j1):
@@ -112,13 +112,13 @@ def _round_row(x, u, out, code, stochastic):
 
 
 @njit(**_JIT)
-def nearest_into(x, out, code):
+def nearest_into(x: np.ndarray, out: np.ndarray, code: np.ndarray) -> None:
     """out = Q^d(x) (Q1) on the MX/NVFP4 grid: per-block scale, elements ties-to-even, saturating."""
     _round_row(x, x, out, code, False)
 
 
 @njit(**_JIT)
-def stochastic_into(x, u, out, code):
+def stochastic_into(x: np.ndarray, u: np.ndarray, out: np.ndarray, code: np.ndarray) -> None:
     """out = Q^s(x) (Q2'): elements Δ·floor(z/Δ + u[i]) with the block scale s = ``holding_scale(max|x|)``.
 
     The spec's scale 2^X can leave the block maximum above max_elem·2^X (up to
@@ -132,7 +132,7 @@ def stochastic_into(x, u, out, code):
 
 
 @njit(**_JIT)
-def gap_into(mu, out, code):
+def gap_into(mu: np.ndarray, out: np.ndarray, code: np.ndarray) -> None:
     """out[i] = the gap Δ Q^vc uses for mu[i]: s·(element ULP at min(|mu_i|/s, max)); 0 for zero/NaN blocks.
 
     s is Q^vc's block scale (``holding_scale``: the smallest scale whose range holds the block).
@@ -156,7 +156,7 @@ def gap_into(mu, out, code):
 # Q^vc
 # --------------------------------------------------------------------------------------
 @njit(**_JIT)
-def holding_scale(m, code):
+def holding_scale(m: float, code: np.ndarray) -> float:
     """The smallest block scale s whose range holds m > 0: max_elem·s >= m (saturating at the top).
 
     E8M0: s = 2^X, X = floor(log2 m) - emax_elem, plus one when m > max_elem·2^X (the spec's
@@ -327,7 +327,8 @@ def _vc_block(mu, var, xi, u_round, u_cat, out, code, j0, j1, spec_clip):
 
 
 @njit(**_JIT)
-def vc_into(mu, var, xi, u_round, u_cat, out, code):
+def vc_into(mu: np.ndarray, var: float, xi: np.ndarray, u_round: np.ndarray, u_cat: np.ndarray,
+            out: np.ndarray, code: np.ndarray) -> None:
     """out = Q^vc(mu, var) ((Q5)/(Q6)) on the MX/NVFP4 format, block by block (docs/mx.md).
 
     Per block: s = ``holding_scale(max|mu|)`` (the spec's scale, one step up if the
