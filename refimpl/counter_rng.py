@@ -33,12 +33,16 @@ computed whole.  Everything here is ``@njit`` (also correct under
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Literal
 
 import numba
 import numpy as np
+import numpy.typing as npt
 from numba import njit
 
 from refimpl import _qkernels as K
+from refimpl.formats import Format
 
 __all__ = [
     "PHI",
@@ -75,7 +79,7 @@ def _bits_py(key: int, i: int) -> int:
     return z ^ (z >> 31)
 
 
-def stream_key(seed: int, step: int, param_index: int, stream) -> int:
+def stream_key(seed: int, step: int, param_index: int, stream: str | int) -> int:
     """key(seed, step, param, stream) = bits(bits(bits(seed, step), param), stream), an int in [0, 2^64).
 
     ``stream`` is a name of :data:`STREAMS` or its integer id.  Negative or non-integer
@@ -95,7 +99,7 @@ def stream_key(seed: int, step: int, param_index: int, stream) -> int:
 
 if numba.config.DISABLE_JIT:
 
-    def counter_bits(key, i):
+    def counter_bits(key: int, i: int) -> int:
         """bits(key, i) as a Python int (pure-Python mode)."""
         return _bits_py(key, i)
 
@@ -109,7 +113,7 @@ else:
     _UM2 = np.uint64(_M2)
 
     @njit(inline="always", **_JIT)
-    def counter_bits(key, i):
+    def counter_bits(key: int | np.uint64, i: int) -> np.uint64:
         """bits(key, i) as uint64."""
         z = np.uint64(key) + (np.uint64(i) + _U1) * _UPHI
         z = (z ^ (z >> np.uint64(30))) * _UM1
@@ -234,7 +238,7 @@ def _rows(x: np.ndarray, dim):
     return np.ascontiguousarray(moved.reshape(mshape[0], -1)), lambda r: np.moveaxis(r.reshape(mshape), 0, dim)
 
 
-def sr_round(x: np.ndarray, fmt, u: np.ndarray) -> np.ndarray:
+def sr_round(x: np.ndarray, fmt: Format | None, u: np.ndarray) -> np.ndarray:
     """The fast path's stochastic rounding Δ·(⌊x/Δ⌋ + [u < frac]) in float64, given uniforms ``u``.
 
     ``fmt``: a FixedPoint, BlockFloatingPoint, FloatingPoint or IEEEFloat (or None:
@@ -285,10 +289,12 @@ def _draw(seed, step, index, name, shape, bits):
     return draw(key, n, bits=bits).reshape(shape)
 
 
-def replay_sgld_step(theta, acc, grad, *, seed: int, step: int, param_index: int, lr: float,
-                     temperature: float, num_data: float, weight_format, grad_format,
-                     accumulator: str, variance_corrected: bool, weight_decay: float = 0.0,
-                     add_noise: bool = True, ties=None, vc_published=False):
+def replay_sgld_step(theta: npt.ArrayLike, acc: np.ndarray | None, grad: npt.ArrayLike, *, seed: int, step: int,
+                     param_index: int, lr: float, temperature: float, num_data: float,
+                     weight_format: Format | None, grad_format: Format | None,
+                     accumulator: Literal["full", "low"], variance_corrected: bool, weight_decay: float = 0.0,
+                     add_noise: bool = True, ties: str | None = None,
+                     vc_published: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
     """One LP-SGLD step of :func:`torchport.fast.sgld_step` in float64 NumPy, from the counter stream.
 
     The same update as ``torchport.optim.LowPrecisionSGLD`` ((S2)-(S6)): g_q = SR(g) (stream
@@ -318,10 +324,12 @@ def replay_sgld_step(theta, acc, grad, *, seed: int, step: int, param_index: int
     return q, (mu if full else acc)
 
 
-def replay_sghmc_step(theta, acc, velocity, grad, *, seed: int, step: int, param_index: int, coeffs,
-                      weight_format, grad_format, velocity_format, accumulator: str,
-                      variance_corrected: bool, position_sign: float = -1.0, weight_decay: float = 0.0,
-                      ties=None, vc_published=False):
+def replay_sghmc_step(theta: npt.ArrayLike, acc: np.ndarray | None, velocity: npt.ArrayLike, grad: npt.ArrayLike,
+                      *, seed: int, step: int, param_index: int, coeffs: Sequence[float],
+                      weight_format: Format | None, grad_format: Format | None, velocity_format: Format | None,
+                      accumulator: Literal["full", "low"], variance_corrected: bool, position_sign: float = -1.0,
+                      weight_decay: float = 0.0, ties: str | None = None,
+                      vc_published: bool = False) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """One LP-SGHMC step of :func:`torchport.fast.sghmc_step` in float64 NumPy ((H2)-(H4)).
 
     ``coeffs`` = (a, c_v, c_xv, c_xg, Σ_v, Σ_x, Σ_xv) of (H0).  Correlated noise from two

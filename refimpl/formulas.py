@@ -29,7 +29,8 @@ __all__ = ["SGHMC_MIN_FRICTION", "qsgld_resolution", "ctld_coupling", "ctld_coup
 SGHMC_MIN_FRICTION = 2.0 ** -511
 
 
-def sghmc_coefficients(step_size, friction, inverse_mass, temperature):
+def sghmc_coefficients(step_size: float, friction: float, inverse_mass: float,
+                       temperature: float) -> tuple[float, float, float, float, float, float, float]:
     """(H0) per-step coefficients: ``(a, c_v, c_xv, c_xg, TΣ_v, TΣ_x, TΣ_xv)``.
 
     With h = γη and a = e^{−h}:  c_v = u(1 − a)/γ,  c_xv = (1 − a)/γ,
@@ -50,14 +51,14 @@ def sghmc_coefficients(step_size, friction, inverse_mass, temperature):
     return a, c_v, c_xv, c_xg, sig_v, sig_x, sig_xv
 
 
-def sghmc_velocity_sd(inverse_mass, temperature):
+def sghmc_velocity_sd(inverse_mass: float, temperature: float) -> float:
     """√(u·T): the standard deviation of each velocity coordinate under the stationary law
     ∝ exp(−U(x)/T − ‖v‖²/(2uT)) of the SGHMC dynamics (H0)/(H1); the fresh velocity of momentum
     resampling is √(uT)·z, z ~ N(0, 1) (docs/sghmc.md, "Momentum resampling")."""
     return math.sqrt(inverse_mass * temperature)
 
 
-def decay_factor(t):
+def decay_factor(t: float) -> float:
     """f(t) of (S7) at t = epoch/epochs: 1 (t ≤ 0.5), 1 − 0.99(t − 0.5)/0.4 (t ≤ 0.9), 0.01 after."""
     if t <= 0.5:
         return 1.0
@@ -66,7 +67,7 @@ def decay_factor(t):
     return 0.01
 
 
-def ctld_coupling(a, d1, d2, gmin):
+def ctld_coupling(a: float, d1: float, d2: float, gmin: float) -> float:
     """g(α) of (C4): 1 on |α| ≤ δ₁, g_min beyond δ₂, 1 − (1 − g_min)·S(s) between, S(s) = s²(3 − 2s)."""
     x = abs(a)
     if x <= d1:
@@ -77,7 +78,7 @@ def ctld_coupling(a, d1, d2, gmin):
     return 1.0 - (1.0 - gmin) * s * s * (3.0 - 2.0 * s)
 
 
-def ctld_coupling_derivative(a, d1, d2, gmin):
+def ctld_coupling_derivative(a: float, d1: float, d2: float, gmin: float) -> float:
     """g'(α) of (C4): −(1 − g_min)·6s(1 − s)/(δ₂ − δ₁)·sign(α) between δ₁ and δ₂, 0 elsewhere."""
     x = abs(a)
     if x <= d1 or x >= d2:
@@ -87,8 +88,8 @@ def ctld_coupling_derivative(a, d1, d2, gmin):
     return d if a > 0 else -d
 
 
-def qsgld_resolution(step, eta, temperature, rounding_id, q0, base, schedule_id, rate, steps_per_epoch, printed,
-                     c_q):
+def qsgld_resolution(step: int, eta: float, temperature: float, rounding_id: int, q0: float, base: float,
+                     schedule_id: int, rate: float, steps_per_epoch: int, printed: bool, c_q: float) -> float:
     """Q_p(t_k) = q0·base^{h(t)} of (QS2) for the 0-based step k [reconstruction, ALGORITHMS §3.12].
 
     ``q0 <= 0`` picks T_eff(Q_p(0)) = T: 1/√(24ηT) (nearest, uniform: ``rounding_id`` 0, 2),

@@ -22,7 +22,7 @@ is docs/crosswalk-names.md.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -197,7 +197,7 @@ def torch_optimizer(name: str) -> tuple:
     return m.torch_class, dict(m.torch_kwargs)
 
 
-def stream_entries(name: str, dim: int, *, batch_size: int = 0, grad_noise: float = 0.0, only=None) -> list:
+def stream_entries(name: str, dim: int, *, batch_size: int = 0, grad_noise: float = 0.0, only: Collection[str] | None = None) -> list:
     """Noise entries ``[(stream, "normal"|"uniform", shape), ...]`` of one chain-step of ``name``.
 
     The gradient marker expands to ``batch_u`` (``batch_size`` > 0) and ``grad_noise``

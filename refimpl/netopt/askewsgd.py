@@ -33,9 +33,10 @@ Departures from the published code, each behind a parameter:
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
+import numpy.typing as npt
 from numba import njit
 
 from .base import BaseState, check_int, check_params, check_real, check_step_args, validate_base
@@ -60,7 +61,7 @@ __all__ = [
 # (A1) the interval constraint
 
 
-def psi(w, a, b, eps):
+def psi(w: npt.ArrayLike, a: npt.ArrayLike, b: npt.ArrayLike, eps: float) -> np.ndarray:
     """psi_eps(w) = eps - (w-a)^2 (w-b)^2  -- (A1), ALGORITHMS §4.1 [code].
 
     w, a, b: arrays in scaled units (broadcastable), eps > 0 scalar.  No randomness.
@@ -72,7 +73,7 @@ def psi(w, a, b, eps):
     return eps - p * p
 
 
-def psi_prime(w, a, b):
+def psi_prime(w: npt.ArrayLike, a: npt.ArrayLike, b: npt.ArrayLike) -> np.ndarray:
     """psi'_eps(w) = -2 (w-a)(w-b)(2w-a-b)  -- (A1) [derived from the code's psi]."""
     _check_array("a", a)
     _check_array("b", b)
@@ -171,8 +172,9 @@ def _check_direction_args(w, g, levels, eps, alpha, scale, nu_clamp, midpoint_gu
     return w, g
 
 
-def askew_direction(w, g, levels: Levels, eps: float, alpha: float, *, scale: float = 1.0,
-                    nu_clamp: float | None = None, midpoint_guard: float = 1e-6):
+def askew_direction(w: npt.ArrayLike, g: npt.ArrayLike, levels: Levels, eps: float, alpha: float, *,
+                    scale: float = 1.0, nu_clamp: float | None = None,
+                    midpoint_guard: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
     """AskewSGD update direction d, per coordinate -- (A1)/(A2), ALGORITHMS §4.1 [code].
 
     Parameters
@@ -210,7 +212,9 @@ def _direction(w, g, levels, eps, alpha, scale, nu_clamp, midpoint_guard):
     return d.reshape(w.shape), sk.reshape(w.shape)
 
 
-def askew_direction_numpy(w, g, levels: Levels, eps, alpha, *, scale=1.0, nu_clamp=None, midpoint_guard=1e-6):
+def askew_direction_numpy(w: npt.ArrayLike, g: npt.ArrayLike, levels: Levels, eps: float, alpha: float, *,
+                          scale: float = 1.0, nu_clamp: float | None = None,
+                          midpoint_guard: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
     """Vectorised NumPy restatement of :func:`askew_direction` (the benchmark's baseline).
 
     Written the way the published PyTorch code computes it (masks over the whole
@@ -259,7 +263,8 @@ def epsilon_moons_notebook(epoch: int) -> float:
     return 1.0 if epoch < 20 else 0.99 ** (epoch - 20)
 
 
-def epsilon_schedule(kind="imagenet", *, eps0=1.0, start=0, rate=0.95, floor=0.0):
+def epsilon_schedule(kind: str | Callable[[int], float] = "imagenet", *, eps0: float = 1.0, start: int = 0,
+                     rate: float = 0.95, floor: float = 0.0) -> Callable[[int], float]:
     """Return a callable epoch -> eps.
 
     kind: "imagenet" (A4), "logistic" / "moons" (notebooks), "constant" (eps0),
@@ -351,11 +356,12 @@ class AskewSGD(NamedTuple):
         scales = tuple(_scale_of(p, cfg, i) for i, p in enumerate(params))
         return AskewState(params, cfg.base.init(params), scales, None, 0)
 
-    def forward_params(self, state: AskewState, rng=None):
+    def forward_params(self, state: AskewState, rng: np.random.Generator | None = None) -> list[np.ndarray]:
         """AskewSGD evaluates the loss at the (real-valued) latent weights."""
         return list(state.params)
 
-    def step(self, state: AskewState, grads, lr: float, eps: float, epoch: int = 0) -> AskewState:
+    def step(self, state: AskewState, grads: Sequence[npt.ArrayLike], lr: float, eps: float,
+             epoch: int = 0) -> AskewState:
         """One AskewSGD step: (A2) per tensor, then the base optimizer on -d.
 
         Checks first (nothing is computed on bad input): ``state`` an AskewState,
@@ -378,7 +384,7 @@ class AskewSGD(NamedTuple):
             new_params = [np.clip(p, s * cfg.levels.lo, s * cfg.levels.hi) for p, s in zip(new_params, scales)]
         return AskewState(tuple(new_params), bstate, tuple(scales), frozen, n_sk)
 
-    def final_params(self, state: AskewState):
+    def final_params(self, state: AskewState) -> list[np.ndarray]:
         """Hard quantization s*round(clip(w/s)) -- exactly on the grid."""
         cfg = self.validated()
         _check_state(state, AskewState)

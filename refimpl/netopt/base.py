@@ -25,6 +25,7 @@ from __future__ import annotations
 from typing import NamedTuple, Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 __all__ = ["BaseOptimizer", "BaseState", "validate_base", "check_real", "check_int", "check_params",
            "check_step_args"]
@@ -34,7 +35,7 @@ __all__ = ["BaseOptimizer", "BaseState", "validate_base", "check_real", "check_i
 # Argument checks shared by the netopt optimizers (validation once, at the public entry point).
 
 
-def check_real(name: str, value, *, lo: float = -np.inf, lo_open: bool = False, hi: float = np.inf,
+def check_real(name: str, value: object, *, lo: float = -np.inf, lo_open: bool = False, hi: float = np.inf,
                hi_open: bool = False, finite: bool = True) -> float:
     """``float(value)`` for a real number in the interval; TypeError/ValueError naming ``name`` and the value."""
     if isinstance(value, (bool, np.bool_, str, bytes)) or not isinstance(value, (int, float, np.integer, np.floating)):
@@ -51,7 +52,7 @@ def check_real(name: str, value, *, lo: float = -np.inf, lo_open: bool = False, 
     return v
 
 
-def check_int(name: str, value, minimum: int = 0) -> int:
+def check_int(name: str, value: object, minimum: int = 0) -> int:
     """``int(value)`` for an integer >= minimum (bool refused); TypeError/ValueError naming ``name``."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an int >= {minimum}, got {value!r}")
@@ -60,7 +61,7 @@ def check_int(name: str, value, minimum: int = 0) -> int:
     return int(value)
 
 
-def check_params(params, name: str = "params") -> tuple:
+def check_params(params: Sequence[npt.ArrayLike], name: str = "params") -> tuple[np.ndarray, ...]:
     """A non-empty list/tuple of finite float arrays, returned as float64 copies."""
     if isinstance(params, np.ndarray) or not isinstance(params, (list, tuple)):
         raise TypeError(f"{name} must be a list of arrays (one per weight tensor), got {type(params).__name__}")
@@ -78,7 +79,8 @@ def check_params(params, name: str = "params") -> tuple:
     return tuple(out)
 
 
-def check_step_args(params, grads, lr, epoch) -> list:
+def check_step_args(params: Sequence[np.ndarray], grads: Sequence[npt.ArrayLike], lr: float,
+                    epoch: int) -> list[np.ndarray]:
     """The checks every netopt ``step`` makes before it computes anything; returns the gradients as float64.
 
     ``grads``: one finite array per parameter tensor, of its shape (a non-finite
@@ -133,7 +135,8 @@ class BaseOptimizer(NamedTuple):
         z2 = tuple(np.zeros_like(p, dtype=np.float64) for p in params)
         return BaseState(z, z2, 0)
 
-    def update(self, params, grads, state: BaseState, lr: float):
+    def update(self, params: Sequence[np.ndarray], grads: Sequence[npt.ArrayLike], state: BaseState,
+               lr: float) -> tuple[list[np.ndarray], BaseState]:
         """One step; returns (new_params, new_state).  Checks grads (count, shapes, finite) and lr > 0."""
         if not isinstance(state, BaseState):
             raise TypeError(f"state must be a BaseState (from init), got {type(state).__name__}")
@@ -166,7 +169,7 @@ class BaseOptimizer(NamedTuple):
         return new_p, BaseState(tuple(new_m), tuple(new_v), t)
 
 
-def validate_base(base) -> BaseOptimizer:
+def validate_base(base: str | BaseOptimizer) -> BaseOptimizer:
     """Accept ``"sgd"``, ``"adam"`` or a BaseOptimizer; ValueError otherwise."""
     if isinstance(base, str):
         if base not in ("sgd", "adam"):

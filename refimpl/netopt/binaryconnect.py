@@ -26,6 +26,7 @@ from __future__ import annotations
 from typing import NamedTuple, Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 from .base import BaseState, check_params, check_step_args, validate_base
 from .levels import Levels, _quantize_nearest, binary_levels, check_levels, check_scale
@@ -33,7 +34,7 @@ from .levels import Levels, _quantize_nearest, binary_levels, check_levels, chec
 __all__ = ["BinaryConnect", "BinaryConnectState", "stochastic_levels"]
 
 
-def stochastic_levels(w, levels: Levels, scale: float, u):
+def stochastic_levels(w: npt.ArrayLike, levels: Levels, scale: float, u: npt.ArrayLike) -> np.ndarray:
     """Stochastic rounding of clip(w/s) between its bracketing levels, times s.
 
     P(upper) = (w/s - lower)/spacing; with u ~ U[0,1) of w's shape, the upper
@@ -73,7 +74,7 @@ class BinaryConnect(NamedTuple):
     scale: float = 1.0
     base: object = "sgd"
 
-    def validated(self):
+    def validated(self) -> BinaryConnect:
         """This configuration with ``base`` resolved; TypeError/ValueError naming the first bad field."""
         check_levels(self.levels)
         check_scale(self.scale)
@@ -87,7 +88,8 @@ class BinaryConnect(NamedTuple):
         params = tuple(np.clip(p, s * cfg.levels.lo, s * cfg.levels.hi) for p in check_params(params))
         return BinaryConnectState(params, cfg.base.init(params))
 
-    def forward_params(self, state: BinaryConnectState, rng: np.random.Generator | None = None):
+    def forward_params(self, state: BinaryConnectState,
+                       rng: np.random.Generator | None = None) -> list[np.ndarray]:
         """The quantized weights w_b the loss is evaluated at (B1 forward)."""
         cfg = self.validated()
         _check_state(state)
@@ -97,7 +99,8 @@ class BinaryConnect(NamedTuple):
             raise TypeError(f"rng must be a numpy.random.Generator for stochastic BinaryConnect, got {type(rng).__name__}")
         return [_stochastic_levels(w, cfg.levels, cfg.scale, rng.random(w.shape)) for w in state.params]
 
-    def step(self, state: BinaryConnectState, grads, lr: float, eps: float | None = None, epoch: int = 0):
+    def step(self, state: BinaryConnectState, grads: Sequence[npt.ArrayLike], lr: float, eps: float | None = None,
+             epoch: int = 0) -> BinaryConnectState:
         """STE step: latent <- clamp(base_update(latent, dL/dw_b)); eps is ignored.
 
         Checks first: ``state`` a BinaryConnectState, ``grads`` one finite array per
@@ -111,7 +114,7 @@ class BinaryConnect(NamedTuple):
         new = [np.clip(p, s * cfg.levels.lo, s * cfg.levels.hi) for p in new]
         return BinaryConnectState(tuple(new), bstate)
 
-    def final_params(self, state: BinaryConnectState):
+    def final_params(self, state: BinaryConnectState) -> list[np.ndarray]:
         """Deterministic quantization of the latent weights (sign for binary)."""
         cfg = self.validated()
         _check_state(state)

@@ -50,7 +50,7 @@ class Levels(NamedTuple):
         return float(self.values[1] - self.values[0])
 
 
-def check_levels(levels, name: str = "levels") -> Levels:
+def check_levels(levels: object, name: str = "levels") -> Levels:
     """Return ``levels`` if it is a usable level set; TypeError/ValueError naming ``name`` otherwise.
 
     Usable: a :class:`Levels` whose values are a 1-D float array of m >= 2 finite,
@@ -72,7 +72,7 @@ def check_levels(levels, name: str = "levels") -> Levels:
     return levels
 
 
-def check_scale(scale, name: str = "scale") -> float:
+def check_scale(scale: object, name: str = "scale") -> float:
     """``float(scale)`` if it is a positive finite real number; TypeError/ValueError naming ``name`` otherwise."""
     if isinstance(scale, (bool, str, bytes)) or not isinstance(scale, (int, float, np.integer, np.floating)):
         raise TypeError(f"{name} must be a positive real number, got {scale!r}")
@@ -150,7 +150,7 @@ def _bracket_kernel(w, lo, spacing, n_levels, a_out, b_out):
             b_out[i] = lower
 
 
-def bracket(w: np.ndarray, levels: Levels):
+def bracket(w: np.ndarray, levels: Levels) -> tuple[np.ndarray, np.ndarray]:
     """Nearest level a(w) and the other bracketing level b(w) (ALGORITHMS §4.1).
 
     For w in the hull [q_1, q_m]; w outside is bracketed by the end cell.  Ties

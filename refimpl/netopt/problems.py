@@ -32,12 +32,19 @@ explicit Generators.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import TYPE_CHECKING, Callable, NamedTuple, Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 from .base import check_params, check_real
+
+if TYPE_CHECKING:
+    from .askewsgd import AskewSGD
+    from .binaryconnect import BinaryConnect
+    from .proxquant import ProxQuant
 
 __all__ = [
     "NaNGradientError",
@@ -63,7 +70,7 @@ class NaNGradientError(FloatingPointError):
     kept so far for the samplers).
     """
 
-    def __init__(self, step: int, partial, what: str = "gradient"):
+    def __init__(self, step: int, partial: TrainResult | np.ndarray | None, what: str = "gradient"):
         super().__init__(f"non-finite {what} at step {step}; the results collected so far are in .partial")
         self.step = step
         self.partial = partial
@@ -87,7 +94,7 @@ def _check_pos_int(name, v):
 
 
 def make_logistic_toy(rng: np.random.Generator, *, d: int = 10, n_train: int = 6000, n_test: int = 1000,
-                      w_scale: float = 1.0):
+                      w_scale: float = 1.0) -> tuple[Dataset, np.ndarray]:
     """Binary-weight logistic toy (§6.6).  Returns (Dataset, w_star).
 
     X ~ U[-1,1]^d, w* = w_scale * (random signs), y ~ Bernoulli(sigmoid(X w*)), y in {0., 1.}.
@@ -182,7 +189,7 @@ def make_two_moons_notebook(*, n_train: int = 2000, n_test: int = 200, noise: fl
     return Dataset((Xtr - mu) / sd, ytr, (Xte - mu) / sd, yte)
 
 
-def load_mnist_subset(path, *, n_train: int = 5000, n_test: int = 1000, rng: np.random.Generator | None = None) -> Dataset:
+def load_mnist_subset(path: str | os.PathLike[str], *, n_train: int = 5000, n_test: int = 1000, rng: np.random.Generator | None = None) -> Dataset:
     """MNIST from the npz layout (x_train, y_train, x_test, y_test), scaled to [0, 1], flattened.
 
     Takes the first n_train / n_test examples, or a random subset if rng is given.
@@ -222,17 +229,18 @@ class LogisticModel:
         _check_pos_int("d", d)
         self.d = d
 
-    def init_params(self, rng):
+    def init_params(self, rng: np.random.Generator) -> list[np.ndarray]:
         """torch nn.Linear default: U(-1/sqrt(d), 1/sqrt(d)); consumes d uniforms."""
         b = 1.0 / np.sqrt(self.d)
         return [rng.uniform(-b, b, size=self.d)]
 
-    def loss_and_grads(self, params, X, y):
+    def loss_and_grads(self, params: Sequence[np.ndarray], X: np.ndarray,
+                       y: np.ndarray) -> tuple[float, list[np.ndarray]]:
         z = X @ params[0]
         loss, dz = _bce_logits(z, y)
         return loss, [X.T @ dz]
 
-    def accuracy(self, params, X, y):
+    def accuracy(self, params: Sequence[np.ndarray], X: np.ndarray, y: np.ndarray) -> float:
         return float(np.mean((X @ params[0] > 0) == (y > 0.5)))
 
 
@@ -280,17 +288,18 @@ class MoonsMLP:
         self.bn_momentum, self.bn_eps = bn_momentum, bn_eps
         self.reset()
 
-    def reset(self):
+    def reset(self) -> None:
         self.bn1 = _BN(self.hidden, self.bn_momentum, self.bn_eps)
         self.bn2 = _BN(1, self.bn_momentum, self.bn_eps)
 
-    def init_params(self, rng):
+    def init_params(self, rng: np.random.Generator) -> list[np.ndarray]:
         """torch nn.Linear default U(-1/sqrt(fan_in), 1/sqrt(fan_in)); W1 then W2."""
         W1 = rng.uniform(-1 / np.sqrt(2), 1 / np.sqrt(2), size=(self.hidden, 2))
         W2 = rng.uniform(-1 / np.sqrt(self.hidden), 1 / np.sqrt(self.hidden), size=(1, self.hidden))
         return [W1, W2]
 
-    def loss_and_grads(self, params, X, y):
+    def loss_and_grads(self, params: Sequence[np.ndarray], X: np.ndarray,
+                       y: np.ndarray) -> tuple[float, list[np.ndarray]]:
         W1, W2 = params
         h = X @ W1.T
         a, c1 = self.bn1.train_forward(h)
@@ -307,7 +316,7 @@ class MoonsMLP:
         dW1 = dh.T @ X
         return loss, [dW1, dW2]
 
-    def recalibrate(self, params, X):
+    def recalibrate(self, params: Sequence[np.ndarray], X: np.ndarray) -> None:
         """Set the BN statistics to those of ``X`` at ``params`` (full batch, unbiased var as torch).
 
         Post-quantization BN recalibration: the running statistics gathered while
@@ -322,12 +331,12 @@ class MoonsMLP:
         z = r @ W2.T
         self.bn2.mean, self.bn2.var = z.mean(0), z.var(0) * n / (n - 1)
 
-    def logits(self, params, X):
+    def logits(self, params: Sequence[np.ndarray], X: np.ndarray) -> np.ndarray:
         W1, W2 = params
         r = np.maximum(self.bn1.eval_forward(X @ W1.T), 0.0)
         return self.bn2.eval_forward(r @ W2.T)[:, 0]
 
-    def accuracy(self, params, X, y):
+    def accuracy(self, params: Sequence[np.ndarray], X: np.ndarray, y: np.ndarray) -> float:
         return float(np.mean((self.logits(params, X) > 0) == (y > 0.5)))
 
 
@@ -345,7 +354,7 @@ class MnistMLP:
         self.hidden, self.n_in, self.n_out = hidden, n_in, n_out
         self.g1, self.g2 = 1.0 / np.sqrt(n_in), 1.0 / np.sqrt(hidden)
 
-    def init_params(self, rng):
+    def init_params(self, rng: np.random.Generator) -> list[np.ndarray]:
         """Uniform U(-sqrt(3), sqrt(3)) (unit variance, gains do the fan-in scaling)."""
         b = np.sqrt(3.0)
         return [rng.uniform(-b, b, size=(self.hidden, self.n_in)), rng.uniform(-b, b, size=(self.n_out, self.hidden))]
@@ -356,7 +365,8 @@ class MnistMLP:
         r = np.maximum(h, 0.0)
         return h, r, self.g2 * (r @ W2.T)
 
-    def loss_and_grads(self, params, X, y):
+    def loss_and_grads(self, params: Sequence[np.ndarray], X: np.ndarray,
+                       y: np.ndarray) -> tuple[float, list[np.ndarray]]:
         W1, W2 = params
         h, r, z = self._forward(params, X)
         z = z - z.max(1, keepdims=True)
@@ -372,7 +382,7 @@ class MnistMLP:
         dW1 = self.g1 * (dh.T @ X)
         return loss, [dW1, dW2]
 
-    def accuracy(self, params, X, y):
+    def accuracy(self, params: Sequence[np.ndarray], X: np.ndarray, y: np.ndarray) -> float:
         return float(np.mean(np.argmax(self._forward(params, X)[2], 1) == y))
 
 
@@ -400,7 +410,7 @@ class TrainResult(NamedTuple):
     n_steps: int
 
 
-def step_lr(lr0: float, milestones=(), factor: float = 1.0) -> Callable[[int], float]:
+def step_lr(lr0: float, milestones: Sequence[int] = (), factor: float = 1.0) -> Callable[[int], float]:
     """lr(epoch) = lr0 * factor^(#milestones <= epoch)  (torch MultiStepLR semantics)."""
     check_real("lr0", lr0, lo=0.0, lo_open=True)
     check_real("factor", factor, lo=0.0, lo_open=True)
@@ -411,8 +421,10 @@ def step_lr(lr0: float, milestones=(), factor: float = 1.0) -> Callable[[int], f
     return lambda e: lr0 * factor ** sum(1 for m in ms if e >= m)
 
 
-def train(problem, optimizer, data: Dataset, *, n_epochs: int, batch_size: int, lr, rng: np.random.Generator,
-          eps_schedule=None, params0=None, bn_recalibrate: bool = False) -> TrainResult:
+def train(problem: LogisticModel | MoonsMLP | MnistMLP, optimizer: AskewSGD | BinaryConnect | ProxQuant,
+          data: Dataset, *, n_epochs: int, batch_size: int, lr: float | Callable[[int], float],
+          rng: np.random.Generator, eps_schedule: Callable[[int], float] | None = None,
+          params0: Sequence[npt.ArrayLike] | None = None, bn_recalibrate: bool = False) -> TrainResult:
     """Minibatch training of ``problem`` with a netopt optimizer.
 
     Per epoch e: eps = eps_schedule(e) (AskewSGD only), lr = lr(e) if callable;

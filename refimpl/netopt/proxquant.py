@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import NamedTuple, Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 from .base import BaseState, check_params, check_real, check_step_args, validate_base
 from .levels import Levels, _quantize_nearest, binary_levels, check_levels, check_scale
@@ -25,7 +26,7 @@ from .levels import Levels, _quantize_nearest, binary_levels, check_levels, chec
 __all__ = ["ProxQuant", "ProxQuantState", "prox_w_shaped"]
 
 
-def prox_w_shaped(theta, levels: Levels, scale: float, lam: float):
+def prox_w_shaped(theta: npt.ArrayLike, levels: Levels, scale: float, lam: float) -> np.ndarray:
     """prox_{lam R} for R = distance to the nearest grid point s*q (B2); shape-preserving."""
     check_real("lam", lam, lo=0.0)
     check_levels(levels)
@@ -54,7 +55,7 @@ class ProxQuant(NamedTuple):
     lambda_rate: float = 1e-4
     base: object = "sgd"
 
-    def validated(self):
+    def validated(self) -> ProxQuant:
         """This configuration with ``base`` resolved; TypeError/ValueError naming the first bad field."""
         check_levels(self.levels)
         check_scale(self.scale)
@@ -66,11 +67,12 @@ class ProxQuant(NamedTuple):
         params = check_params(params)
         return ProxQuantState(params, cfg.base.init(params), 0)
 
-    def forward_params(self, state, rng=None):
+    def forward_params(self, state: ProxQuantState, rng: np.random.Generator | None = None) -> list[np.ndarray]:
         _check_state(state)
         return list(state.params)
 
-    def step(self, state: ProxQuantState, grads, lr: float, eps: float | None = None, epoch: int = 0):
+    def step(self, state: ProxQuantState, grads: Sequence[npt.ArrayLike], lr: float, eps: float | None = None,
+             epoch: int = 0) -> ProxQuantState:
         """Base step then prox (B2).  Checks first: state, grads (count, shapes, finite), lr > 0, epoch >= 0."""
         cfg = self.validated()
         _check_state(state)
@@ -81,7 +83,7 @@ class ProxQuant(NamedTuple):
         new = [_prox(p, cfg.levels, float(cfg.scale), lam) for p in new]
         return ProxQuantState(tuple(new), bstate, t)
 
-    def final_params(self, state):
+    def final_params(self, state: ProxQuantState) -> list[np.ndarray]:
         cfg = self.validated()
         _check_state(state)
         return [_quantize_nearest(w, cfg.levels, float(cfg.scale)) for w in state.params]
