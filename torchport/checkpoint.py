@@ -31,8 +31,10 @@ import io
 import os
 import pickle
 from pathlib import Path
+from typing import Any
 
 import torch
+from torch.serialization import MAP_LOCATION
 
 from torchport._io import atomic_write_bytes, read_bytes_nofollow
 
@@ -46,7 +48,7 @@ class CheckpointError(ValueError):
     """A checkpoint file that is not one, is corrupted, or holds objects other than plain data."""
 
 
-def encode(obj) -> bytes:
+def encode(obj: Any) -> bytes:
     """The framed bytes of ``obj`` (magic, SHA-256 of the payload, payload)."""
     buf = io.BytesIO()
     torch.save(obj, buf)
@@ -54,12 +56,12 @@ def encode(obj) -> bytes:
     return MAGIC + hashlib.sha256(payload).hexdigest().encode("ascii") + b"\n" + payload
 
 
-def save_checkpoint(obj, path: str | os.PathLike) -> Path:
+def save_checkpoint(obj: Any, path: str | os.PathLike) -> Path:
     """Write ``obj`` (tensors and plain data) to ``path`` atomically, checksummed; returns ``path``."""
     return atomic_write_bytes(path, encode(obj))
 
 
-def decode(data: bytes, source: str = "checkpoint", *, map_location=None):
+def decode(data: bytes, source: str = "checkpoint", *, map_location: MAP_LOCATION = None) -> Any:
     """Check and unpickle framed bytes (see the module doc); ``source`` names the file in errors."""
     if not data.startswith(MAGIC):
         if data[:2] == b"PK" or data[:1] == b"\x80":
@@ -87,7 +89,7 @@ def decode(data: bytes, source: str = "checkpoint", *, map_location=None):
                               f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''})") from None
 
 
-def load_checkpoint(path: str | os.PathLike, *, map_location=None):
+def load_checkpoint(path: str | os.PathLike, *, map_location: MAP_LOCATION = None) -> Any:
     """Read, verify and unpickle ``path`` (``weights_only=True``); :class:`CheckpointError` on any refusal.
 
     ``FileNotFoundError`` if ``path`` does not exist; a symbolic link is refused.

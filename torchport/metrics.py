@@ -27,6 +27,8 @@ No randomness anywhere in this module.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import torch
 
@@ -65,13 +67,13 @@ def _check(probs, labels) -> tuple[np.ndarray, np.ndarray]:
     return p, y
 
 
-def error_rate(probs, labels) -> float:
+def error_rate(probs: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray) -> float:
     """Test error in percent: 100·mean[argmax p̂ ≠ y] (ties resolved to the first maximum)."""
     p, y = _check(probs, labels)
     return float(100.0 * np.mean(np.argmax(p, axis=1) != y))
 
 
-def nll(probs, labels, eps: float = 1e-12) -> float:
+def nll(probs: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray, eps: float = 1e-12) -> float:
     """Mean negative log predictive probability of the true label, in nats: −mean log max(p̂_iy, eps)."""
     if not (isinstance(eps, (int, float)) and not isinstance(eps, bool) and 0 < eps < 1):
         raise ValueError(f"eps={eps!r}: must be a number in (0, 1)")
@@ -79,7 +81,8 @@ def nll(probs, labels, eps: float = 1e-12) -> float:
     return float(-np.mean(np.log(np.maximum(p[np.arange(len(y)), y], eps))))
 
 
-def expected_calibration_error(probs, labels, n_bins: int = 15, variant: str = "standard") -> float:
+def expected_calibration_error(probs: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray, n_bins: int = 15,
+                               variant: Literal["standard", "published"] = "standard") -> float:
     """ECE in percent (see the module docstring for both variants).
 
     ``variant="standard"``: ``n_bins`` equal-width, right-inclusive bins on (0, 1].
@@ -109,12 +112,12 @@ def expected_calibration_error(probs, labels, n_bins: int = 15, variant: str = "
     return float(100.0 * np.sum(np.abs(sums)) / len(y))
 
 
-def ece_published(probs, labels) -> float:
+def ece_published(probs: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray) -> float:
     """The published code's ECE (bnn/ens.py, ``num_bins=10``: 9 effective bins of width 1/9), in percent."""
     return expected_calibration_error(probs, labels, n_bins=10, variant="published")
 
 
-def evaluate_probs(probs, labels) -> dict:
+def evaluate_probs(probs: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray) -> dict:
     """All metrics of a predictive distribution: error %, NLL, ECE % (15 bins) and the published 9-bin ECE %."""
     return {
         "error": error_rate(probs, labels),

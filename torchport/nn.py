@@ -26,10 +26,11 @@ exact (qtorch's CPU block/float rounding is not seedable, §7.1.4).
 
 from __future__ import annotations
 
-from typing import Iterable, Optional
+from typing import Iterable, Literal, Optional
 
 import torch
 from torch import nn
+from torch.autograd.function import FunctionCtx
 
 from torchport import quantize as tq
 from torchport.optim._base import as_format
@@ -50,14 +51,16 @@ class QuantizeFunction(torch.autograd.Function):
     """y = Q_A(x) in forward; ∂L/∂x = Q_E(∂L/∂y) in backward (spec §2.7; qtorch quant_function.quantizer)."""
 
     @staticmethod
-    def forward(ctx, x, forward_format, backward_format, forward_rounding, backward_rounding, generator):
+    def forward(ctx: FunctionCtx, x: torch.Tensor, forward_format: tq.Format | None, backward_format: tq.Format | None,
+                forward_rounding: Literal["stochastic", "nearest"], backward_rounding: Literal["stochastic", "nearest"],
+                generator: torch.Generator | None) -> torch.Tensor:
         ctx.backward_format = backward_format
         ctx.backward_rounding = backward_rounding
         ctx.generator = generator
         return _apply(x, forward_format, forward_rounding, generator)
 
     @staticmethod
-    def backward(ctx, grad_out):
+    def backward(ctx: FunctionCtx, grad_out: torch.Tensor) -> tuple[torch.Tensor, None, None, None, None, None]:
         g = _apply(grad_out, ctx.backward_format, ctx.backward_rounding, ctx.generator)
         return g, None, None, None, None, None
 
@@ -73,8 +76,10 @@ class Quantizer(nn.Module):
     float64 uniform per element per stochastic quantization, from ``generator``.
     """
 
-    def __init__(self, forward_format=None, backward_format=None, *, forward_rounding: str = "stochastic",
-                 backward_rounding: str = "stochastic", generator: Optional[torch.Generator] = None,
+    def __init__(self, forward_format: tq.Format | str | None = None, backward_format: tq.Format | str | None = None,
+                 *, forward_rounding: Literal["stochastic", "nearest"] = "stochastic",
+                 backward_rounding: Literal["stochastic", "nearest"] = "stochastic",
+                 generator: Optional[torch.Generator] = None,
                  seed: Optional[int] = None):
         super().__init__()
         for name, r in (("forward_rounding", forward_rounding), ("backward_rounding", backward_rounding)):
@@ -93,26 +98,27 @@ class Quantizer(nn.Module):
             raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
         self.generator = generator
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.forward_format is None and self.backward_format is None:
             return x
         return QuantizeFunction.apply(x, self.forward_format, self.backward_format, self.forward_rounding,
                                       self.backward_rounding, self.generator)
 
-    def get_extra_state(self):
+    def get_extra_state(self) -> dict:
         return {"generator_state": None if self.generator is None else self.generator.get_state()}
 
-    def set_extra_state(self, state):
+    def set_extra_state(self, state: dict) -> None:
         gs = state.get("generator_state") if isinstance(state, dict) else None
         if gs is not None and self.generator is not None:
             self.generator.set_state(gs)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return (f"forward_format={self.forward_format}, backward_format={self.backward_format}, "
                 f"forward_rounding={self.forward_rounding!r}, backward_rounding={self.backward_rounding!r}")
 
 
-def insert_quantizers(model: nn.Module, forward_format=None, backward_format=None, *,
+def insert_quantizers(model: nn.Module, forward_format: tq.Format | str | None = None,
+                      backward_format: tq.Format | str | None = None, *,
                       after: Iterable[type] = (nn.Conv2d, nn.Linear, nn.ReLU), exclude: Iterable[str] = ("last",),
                       generator: Optional[torch.Generator] = None, seed: Optional[int] = None,
                       forward_rounding: str = "stochastic", backward_rounding: str = "stochastic") -> nn.Module:

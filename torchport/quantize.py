@@ -39,7 +39,8 @@ from __future__ import annotations
 
 import importlib
 import math
-from typing import Optional
+from collections.abc import Sequence
+from typing import Literal, Optional
 
 import torch
 
@@ -90,6 +91,9 @@ __all__ = [
     "ROUNDINGS",
     "exact_sqrt",
 ]
+
+#: any refimpl.formats format (type hints; ``None``, where accepted, is the identity)
+Format = FixedPoint | BlockFloatingPoint | FloatingPoint | IEEEFloat | MXFormat | NVFP4
 
 _FLOAT_DTYPES = (torch.float64, torch.float32, torch.bfloat16, torch.float16)
 
@@ -203,7 +207,8 @@ def _check_bfp_dim(x, fmt):
         raise ValueError(f"fmt.axis={fmt.axis} is out of range for a tensor of shape {tuple(x.shape)}")
 
 
-def draw_quantize_noise(generator: torch.Generator, shape, *, device=None) -> torch.Tensor:
+def draw_quantize_noise(generator: torch.Generator, shape: Sequence[int], *,
+                        device: torch.device | str | None = None) -> torch.Tensor:
     """The uniforms ``quantize(..., "stochastic", generator)`` consumes: ``torch.rand(shape, float64)``.
 
     Differs from refimpl's keyed (splitmix64) uniforms in *how* they are drawn,
@@ -215,7 +220,8 @@ def draw_quantize_noise(generator: torch.Generator, shape, *, device=None) -> to
     return out if device is None else out.to(device)
 
 
-def draw_vc_noise(generator: torch.Generator, shape, *, device=None):
+def draw_vc_noise(generator: torch.Generator, shape: Sequence[int], *, device: torch.device | str | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(xi, u_round, u_cat) consumed by ``vc_quantize(..., generator)``: N(0,1), U[0,1), U[0,1), in this order."""
     g = _check_generator(generator)
     shape = tuple(shape)
@@ -227,13 +233,15 @@ def draw_vc_noise(generator: torch.Generator, shape, *, device=None):
     return xi, ur, uc
 
 
-def draw_categorical_noise(generator: torch.Generator, shape, *, device=None) -> torch.Tensor:
+def draw_categorical_noise(generator: torch.Generator, shape: Sequence[int], *,
+                           device: torch.device | str | None = None) -> torch.Tensor:
     """The uniforms ``categorical_offset(..., generator)`` consumes: ``torch.rand(shape, float64)``."""
     return draw_quantize_noise(generator, shape, device=device)
 
 
-def quantize(x: torch.Tensor, fmt, rounding: str = "nearest", generator: Optional[torch.Generator] = None, *,
-             ties: Optional[str] = None, noise=None) -> torch.Tensor:
+def quantize(x: torch.Tensor, fmt: Format | None, rounding: Literal["nearest", "stochastic"] = "nearest",
+             generator: Optional[torch.Generator] = None, *, ties: Literal["away", "even", "up"] | None = None,
+             noise: torch.Tensor | None = None) -> torch.Tensor:
     """Quantize ``x`` onto ``fmt``'s grid by nearest (Q1) or stochastic (Q2') rounding (refimpl.quantize.quantize).
 
     Nearest, (Q1) = the paper's Q^d (LP-SGLD, Zhang et al. 2022, §3)::
@@ -279,8 +287,8 @@ def quantize(x: torch.Tensor, fmt, rounding: str = "nearest", generator: Optiona
     return _round(xw, fmt, code, u).to(dt)
 
 
-def stochastic_round(x: torch.Tensor, fmt, generator: Optional[torch.Generator] = None, *,
-                     noise=None) -> torch.Tensor:
+def stochastic_round(x: torch.Tensor, fmt: Format | None, generator: Optional[torch.Generator] = None, *,
+                     noise: torch.Tensor | None = None) -> torch.Tensor:
     """Q^s (Q2'): ``quantize(x, fmt, "stochastic", generator, noise=noise)``; see :func:`quantize`."""
     return quantize(x, fmt, "stochastic", generator, noise=noise)
 
@@ -292,7 +300,8 @@ def _sr_fast(x: torch.Tensor, fmt, u: torch.Tensor) -> torch.Tensor:
     return _round(x.to(torch.float64), fmt, _code_tuple(fmt), u.to(torch.float64)).to(x.dtype)
 
 
-def categorical_probabilities(mu, var, delta):
+def categorical_probabilities(mu: torch.Tensor | float, var: torch.Tensor | float, delta: torch.Tensor | float
+                              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(P(+Δ), P(−Δ), P(0)) of Cat(μ, V) (Q4) (LP-SGHMC eq. (20)); tensors broadcast; float64."""
     mu, var, delta = (torch.as_tensor(t, dtype=torch.float64) for t in (mu, var, delta))
     h = 0.5 * delta
@@ -303,7 +312,9 @@ def categorical_probabilities(mu, var, delta):
     return p_plus, p_minus, 1.0 - p_plus - p_minus
 
 
-def categorical_offset(mu, var, delta, generator: Optional[torch.Generator] = None, *, noise=None) -> torch.Tensor:
+def categorical_offset(mu: torch.Tensor | float, var: torch.Tensor | float, delta: torch.Tensor | float,
+                       generator: Optional[torch.Generator] = None, *,
+                       noise: torch.Tensor | None = None) -> torch.Tensor:
     """Draw c ~ Cat(μ, V) on {+Δ, −Δ, 0} (Q4), elementwise; mean μ, variance V (refimpl.quantize.categorical_offset).
 
     Sampling as the official code (ruqizhang/low-precision-sgld bnn/optim.py): +Δ
@@ -334,7 +345,7 @@ def categorical_offset(mu, var, delta, generator: Optional[torch.Generator] = No
     return _cat(mu_b, var_b, d_b, u)
 
 
-def vc_gap(mu: torch.Tensor, fmt) -> torch.Tensor:
+def vc_gap(mu: torch.Tensor, fmt: Format | None) -> torch.Tensor:
     """Per-element gap Δ that :func:`vc_quantize` uses (float64, mu's shape; refimpl.quantize.vc_gap).
 
     Fixed point: Δ.  BFP: Δ_B of mu's block (0 for an all-zero block).  Float:
@@ -348,8 +359,10 @@ def vc_gap(mu: torch.Tensor, fmt) -> torch.Tensor:
     return _kernels(code).gap(mw, code, fmt)
 
 
-def vc_quantize(mu: torch.Tensor, var, fmt, generator: Optional[torch.Generator] = None, *, noise=None,
-                ties: Optional[str] = None, vc_bfp_published: bool = False) -> torch.Tensor:
+def vc_quantize(mu: torch.Tensor, var: float | torch.Tensor, fmt: Format | None,
+                generator: Optional[torch.Generator] = None, *,
+                noise: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+                ties: Literal["away", "even", "up"] | None = None, vc_bfp_published: bool = False) -> torch.Tensor:
     """Variance-corrected quantizer Q^vc(μ, V, Δ) ((Q5)/(Q6); LP-SGLD Alg. "Q^vc", LP-SGHMC Alg. 2).
 
     Elementwise with V₀ = Δ²/4 and the branch chosen per element by its own Δ

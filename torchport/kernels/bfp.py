@@ -8,9 +8,11 @@ None: the whole tensor).  The same four functions as every format module: ``near
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 
+from refimpl.formats import BlockFloatingPoint
 from refimpl.slots import BFP_WL, TIES
 from torchport.kernels.common import (
     _frexp_exp,
@@ -67,17 +69,18 @@ def _bfp_round(x, u, fmt, code, ties):
 
 
 
-def nearest(x, code, fmt):
+def nearest(x: torch.Tensor, code: Sequence[float], fmt: BlockFloatingPoint) -> torch.Tensor:
     """Q^d (Q1) with each block's Δ_B, ties per code[TIES] (refimpl ``_bfp_round_block``)."""
     return _bfp_round(x, None, fmt, code, int(code[TIES]))
 
 
-def stochastic(x, u, code, fmt):
+def stochastic(x: torch.Tensor, u: torch.Tensor, code: Sequence[float], fmt: BlockFloatingPoint) -> torch.Tensor:
     """Q^s (Q2') with each block's Δ_B."""
     return _bfp_round(x, u, fmt, code, int(code[TIES]))
 
 
-def vc(mu, var, code, fmt, xi, ur, uc):
+def vc(mu: torch.Tensor, var: float, code: Sequence[float], fmt: BlockFloatingPoint, xi: torch.Tensor,
+       ur: torch.Tensor, uc: torch.Tensor) -> torch.Tensor:
     """Q^vc with Δ_B of μ's block and the block escape rule (refimpl ``kernels.bfp.vc_into``)."""
     ties = int(code[TIES])
     published, spec_clip = _vc_flags(code)
@@ -139,7 +142,7 @@ def _vc_bfp_zero_blocks(mu, var, fmt, code, xi, ur, nan):
 
 
 
-def gap(mu, code, fmt):
+def gap(mu: torch.Tensor, code: Sequence[float], fmt: BlockFloatingPoint) -> torch.Tensor:
     """The Q^vc gap: Δ_B of μ's block (0 for an all-zero block)."""
     rows, back = _blocks(mu, fmt.dim)
     found, eb = _bfp_block_exp(rows)

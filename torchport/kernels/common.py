@@ -93,7 +93,10 @@ def _vc_flags(code):
     return (f & VC_PUBLISHED_BIT) != 0, (f & VC_SPEC_CLIP_BIT) != 0
 
 
-def vc_branches(mu, var, se, lo, hi, ties, published, spec_clip, ktop, xi, ur, uc):
+def vc_branches(mu: torch.Tensor, var: float, se: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, ties: int,
+                published: bool, spec_clip: bool, ktop: float, xi: torch.Tensor, ur: torch.Tensor,
+                uc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
+                                           torch.Tensor]:
     """Both Q^vc branches on the grid Δ = 2^se (refimpl ``_vc_elem``), float64 tensors.
 
     Returns (th1, th1c, th2, th2c, b1, nan): the branch-1 (Q5) result unclipped and clipped

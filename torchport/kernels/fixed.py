@@ -8,9 +8,11 @@ The same four functions as every format module: ``nearest(x, code, fmt)``,
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 
+from refimpl.formats import FixedPoint
 from refimpl.slots import FIXED_DELTA, FIXED_HI, FIXED_LO, TIES
 from torchport.kernels.common import _cat, _round_int
 
@@ -32,17 +34,18 @@ def _fixed_stochastic(x, u, delta, lo, hi):
 
 
 
-def nearest(x, code, fmt):
+def nearest(x: torch.Tensor, code: Sequence[float], fmt: FixedPoint) -> torch.Tensor:
     """Q^d (Q1): clip(round(x/Δ)·Δ, L, U), ties per code[TIES]."""
     return _fixed_nearest(x, code[FIXED_DELTA], code[FIXED_LO], code[FIXED_HI], int(code[TIES]))
 
 
-def stochastic(x, u, code, fmt):
+def stochastic(x: torch.Tensor, u: torch.Tensor, code: Sequence[float], fmt: FixedPoint) -> torch.Tensor:
     """Q^s (Q2'): clip(Δ·floor(x/Δ + u), L, U)."""
     return _fixed_stochastic(x, u, code[FIXED_DELTA], code[FIXED_LO], code[FIXED_HI])
 
 
-def vc(mu, var, code, fmt, xi, ur, uc):
+def vc(mu: torch.Tensor, var: float, code: Sequence[float], fmt: FixedPoint, xi: torch.Tensor, ur: torch.Tensor,
+       uc: torch.Tensor) -> torch.Tensor:
     """Q^vc for fixed point: one global Δ, so the branch is a Python-level choice (same floats as ``_vc``)."""
     ties = int(code[TIES])
     delta, lo, hi = code[FIXED_DELTA], code[FIXED_LO], code[FIXED_HI]
@@ -70,6 +73,6 @@ def vc(mu, var, code, fmt, xi, ur, uc):
     return torch.where(torch.isnan(mu), mu, th)
 
 
-def gap(mu, code, fmt):
+def gap(mu: torch.Tensor, code: Sequence[float], fmt: FixedPoint) -> torch.Tensor:
     """The Q^vc gap: Δ for every element."""
     return torch.full_like(mu, code[FIXED_DELTA])

@@ -8,9 +8,11 @@ IEEE overflow).  The same four functions as every format module: ``nearest``,
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 
+from refimpl.formats import FloatingPoint, IEEEFloat
 from refimpl.slots import (
     FLOAT_EXP,
     FLOAT_HAS_INF,
@@ -76,17 +78,18 @@ def _float_round(x, u, code, ties):
 
 
 
-def nearest(x, code, fmt):
+def nearest(x: torch.Tensor, code: Sequence[float], fmt: FloatingPoint | IEEEFloat) -> torch.Tensor:
     """Q^d (Q1) on the binade grid, ties per code[TIES] (refimpl ``_float_nearest``)."""
     return _float_round(x, None, code, int(code[TIES]))
 
 
-def stochastic(x, u, code, fmt):
+def stochastic(x: torch.Tensor, u: torch.Tensor, code: Sequence[float], fmt: FloatingPoint | IEEEFloat) -> torch.Tensor:
     """Q^s (Q2') in x's binade (refimpl ``_float_stochastic``)."""
     return _float_round(x, u, code, int(code[TIES]))
 
 
-def vc(mu, var, code, fmt, xi, ur, uc):
+def vc(mu: torch.Tensor, var: float, code: Sequence[float], fmt: FloatingPoint | IEEEFloat, xi: torch.Tensor,
+       ur: torch.Tensor, uc: torch.Tensor) -> torch.Tensor:
     """Q^vc on μ's binade grid with the escape re-rounding (refimpl ``kernels.float.vc_into``)."""
     ties = int(code[TIES])
     published, spec_clip = _vc_flags(code)
@@ -112,7 +115,7 @@ def vc(mu, var, code, fmt, xi, ur, uc):
     return torch.where(nan, mu, th)
 
 
-def gap(mu, code, fmt):
+def gap(mu: torch.Tensor, code: Sequence[float], fmt: FloatingPoint | IEEEFloat) -> torch.Tensor:
     """The Q^vc gap: 2^(max(⌊log2 min(|μ_i|, max)⌋, e_min) − M)."""
     emin, man, maxv, _, _ = _float_params(code)
     return _pow2(_vc_float_se(mu, emin, man, maxv))

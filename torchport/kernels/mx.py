@@ -14,9 +14,11 @@ Functions (the same four as every format module): ``nearest(x, code, fmt)``,
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 
 import torch
 
+from refimpl.formats import NVFP4, MXFormat
 from refimpl.slots import (
     FLOAT_EXP,
     FLOAT_MAN,
@@ -41,7 +43,8 @@ __all__ = ["nearest", "stochastic", "vc", "gap", "block_view", "block_scale", "h
 _E4M3_EMIN, _E4M3_MAN, _E4M3_MAX = -6, 3, 448.0
 
 
-def round_binade(x, u, emin, man, maxv, ties):
+def round_binade(x: torch.Tensor, u: torch.Tensor | None, emin: int, man: int, maxv: float,
+                 ties: int) -> torch.Tensor:
     """Saturating binade rounding of finite-or-inf x (refimpl ``_float_nearest``/``_float_stochastic``
     with saturate=True); ``u`` None: nearest with tie rule ``ties``; zeros and NaN pass."""
     ax = x.abs()
@@ -56,7 +59,8 @@ def round_binade(x, u, emin, man, maxv, ties):
     return torch.where(torch.isnan(x) | (x == 0.0), x, q)
 
 
-def block_view(x: torch.Tensor, fmt, block: int):
+def block_view(x: torch.Tensor, fmt: MXFormat | NVFP4, block: int
+               ) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
     """(blocks, back): x as (rows, n_blocks, block) along ``fmt.axis`` (zero-padded) and the inverse map."""
     if x.dim() == 0:
         moved = x.reshape(1)
@@ -80,7 +84,7 @@ def block_view(x: torch.Tensor, fmt, block: int):
     return blocks, back
 
 
-def block_scale(blocks: torch.Tensor, code):
+def block_scale(blocks: torch.Tensor, code: Sequence[float]) -> tuple[torch.Tensor, torch.Tensor]:
     """(status, s) per block (last dim kept, size 1): status 0 zero, 1 scale s, 2 NaN (refimpl ``block_scale``)."""
     a = blocks.abs()
     nan = torch.isnan(a)
@@ -123,17 +127,17 @@ def _round(x, u, code, fmt):
     return back(out)
 
 
-def nearest(x: torch.Tensor, code, fmt) -> torch.Tensor:
+def nearest(x: torch.Tensor, code: Sequence[float], fmt: MXFormat | NVFP4) -> torch.Tensor:
     """Q^d (Q1) on the MX/NVFP4 grid (refimpl.kernels.mx.nearest_into)."""
     return _round(x, None, code, fmt)
 
 
-def stochastic(x: torch.Tensor, u: torch.Tensor, code, fmt) -> torch.Tensor:
+def stochastic(x: torch.Tensor, u: torch.Tensor, code: Sequence[float], fmt: MXFormat | NVFP4) -> torch.Tensor:
     """Q^s (Q2') of the elements with the holding block scale (refimpl.kernels.mx.stochastic_into)."""
     return _round(x, u, code, fmt)
 
 
-def gap(mu: torch.Tensor, code, fmt) -> torch.Tensor:
+def gap(mu: torch.Tensor, code: Sequence[float], fmt: MXFormat | NVFP4) -> torch.Tensor:
     """Per-element Q^vc gap: s·(element ULP at min(|μ_i|/s, max)); 0 for zero/NaN blocks (refimpl ``gap_into``)."""
     blocks, back = block_view(mu, fmt, int(code[MX_BLOCK]))
     status, s = _vc_block_scale(blocks, code)
@@ -147,7 +151,7 @@ def gap(mu: torch.Tensor, code, fmt) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------------- Q^vc
-def holding_scale(m: torch.Tensor, code) -> torch.Tensor:
+def holding_scale(m: torch.Tensor, code: Sequence[float]) -> torch.Tensor:
     """Smallest block scale whose range holds m > 0 (refimpl.kernels.mx.holding_scale), elementwise."""
     maxv = code[FLOAT_MAX]
     if int(code[MX_SCALE]) == SCALE_E8M0:
@@ -244,7 +248,8 @@ def _sr_onto_grid(zf, u, is_int, emin, man, maxv, lo):
     return torch.where(zf == 0.0, zf, q)
 
 
-def vc(mu, var: float, code, fmt, xi, ur, uc) -> torch.Tensor:
+def vc(mu: torch.Tensor, var: float, code: Sequence[float], fmt: MXFormat | NVFP4, xi: torch.Tensor, ur: torch.Tensor,
+       uc: torch.Tensor) -> torch.Tensor:
     """Q^vc on the MX/NVFP4 format (refimpl.kernels.mx.vc_into), float64 in and out."""
     bsz = int(code[MX_BLOCK])
     blocks, back = block_view(mu, fmt, bsz)
