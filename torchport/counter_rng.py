@@ -48,7 +48,7 @@ def _lsr(z: torch.Tensor, s: int) -> torch.Tensor:
     return (z >> s) & ((1 << (64 - s)) - 1)
 
 
-def key_tensor(key: int, device=None) -> torch.Tensor:
+def key_tensor(key: int, device: torch.device | str | None = None) -> torch.Tensor:
     """A 0-d int64 tensor holding the 64 bits of ``key`` (so compiled code is not specialised on it)."""
     return torch.tensor(_signed(int(key)), dtype=torch.int64, device=device)
 
@@ -80,14 +80,14 @@ def _to_uniform(b: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 
 def uniforms(key: torch.Tensor, n: int, *, start: int = 0, dtype: torch.dtype = torch.float64,
-             device=None) -> torch.Tensor:
+             device: torch.device | str | None = None) -> torch.Tensor:
     """u_k(start), ..., u_k(start + n - 1); k = 53 for float64, 24 for float32 (exact in float32)."""
     idx = torch.arange(start, start + n, dtype=torch.int64, device=device if device is not None else key.device)
     return _to_uniform(counter_bits(key, idx), dtype)
 
 
 def normals(key: torch.Tensor, n: int, *, start: int = 0, dtype: torch.dtype = torch.float64,
-            device=None) -> torch.Tensor:
+            device: torch.device | str | None = None) -> torch.Tensor:
     """Box–Muller normals z(start), ..., z(start + n - 1), computed in ``dtype`` (float32 for narrower)."""
     cdtype = torch.float64 if dtype == torch.float64 else torch.float32
     idx = torch.arange(start, start + n, dtype=torch.int64, device=device if device is not None else key.device)

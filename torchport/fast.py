@@ -39,7 +39,8 @@ MX formats are not supported here yet (``ValueError`` naming the format).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import torch
 
@@ -67,6 +68,8 @@ __all__ = [
 ]
 
 _SUPPORTED = (FixedPoint, BlockFloatingPoint, FloatingPoint, IEEEFloat)
+#: the formats of the fast path (type hints; MX formats are not on it yet)
+FastFormat = FixedPoint | BlockFloatingPoint | FloatingPoint | IEEEFloat
 
 
 class NonFiniteGradientError(FloatingPointError):
@@ -382,14 +385,14 @@ def _code(fmt, ties=None, vc_published=False):
     return tuple(float(c) for c in with_options(format_code(fmt), ties=ties, vc_published=vc_published))
 
 
-def quantize_fast(x: torch.Tensor, fmt, *, ties: str | None = None) -> torch.Tensor:
+def quantize_fast(x: torch.Tensor, fmt: FastFormat, *, ties: str | None = None) -> torch.Tensor:
     """Q^d(x) (Q1) in x's dtype (float32 for half types); equals refimpl's ``quantize`` for float32/64 input."""
     _check_format(fmt)
     xc = _compute_dtype(x)
     return _round_tensor(xc, fmt, _code(fmt, ties), None).to(x.dtype)
 
 
-def stochastic_round_fast(x: torch.Tensor, fmt, *, seed: int, step: int = 0, param_index: int = 0,
+def stochastic_round_fast(x: torch.Tensor, fmt: FastFormat, *, seed: int, step: int = 0, param_index: int = 0,
                           stream: str = "u_weight", start: int = 0) -> torch.Tensor:
     """Q^s(x) = Δ·(⌊x/Δ⌋ + [u_k < frac]) with counter uniforms (key(seed, step, param, stream), element start+i).
 
@@ -403,8 +406,8 @@ def stochastic_round_fast(x: torch.Tensor, fmt, *, seed: int, step: int = 0, par
     return _round_tensor(xc, fmt, _code(fmt), u).to(x.dtype)
 
 
-def vc_quantize_fast(mu: torch.Tensor, var: float, fmt, *, seed: int, step: int = 0, param_index: int = 0,
-                     streams=("xi", "u_round", "u_cat"), ties: str | None = None,
+def vc_quantize_fast(mu: torch.Tensor, var: float, fmt: FastFormat, *, seed: int, step: int = 0, param_index: int = 0,
+                     streams: Sequence[str] = ("xi", "u_round", "u_cat"), ties: str | None = None,
                      vc_published: bool = False) -> torch.Tensor:
     """Q^vc(μ, V) ((Q5)/(Q6); refimpl ``vc_into``) in μ's dtype with counter noise (ξ, u_round, u_cat)."""
     _check_format(fmt)
@@ -421,8 +424,10 @@ def vc_quantize_fast(mu: torch.Tensor, var: float, fmt, *, seed: int, step: int 
 
 # ----------------------------------------------------------------------------- fused steps
 def sgld_step(p: torch.Tensor, g: torch.Tensor, acc: torch.Tensor | None, pkey: torch.Tensor, *,
-              lr: float, var: float, weight_fmt, weight_code, grad_fmt, grad_code, accumulator: str,
-              variance_corrected: bool, weight_decay: float, add_noise: bool):
+              lr: float, var: float, weight_fmt: FastFormat | None, weight_code: tuple[float, ...] | None,
+              grad_fmt: FastFormat | None, grad_code: tuple[float, ...] | None, accumulator: str,
+              variance_corrected: bool, weight_decay: float, add_noise: bool
+              ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
     """One LP-SGLD update of one parameter ((S2)-(S6)); returns (θ', acc', finite flag).
 
     Pure function (no in-place writes): g_q = SR(g) (stream u_grad), d = g_q + wd·x,
@@ -450,9 +455,12 @@ def sgld_step(p: torch.Tensor, g: torch.Tensor, acc: torch.Tensor | None, pkey: 
     return q, (mu if full else acc), finite
 
 
-def sghmc_step(p, g, acc, v, pkey, *, coeffs, position_sign: float, weight_fmt, weight_code, grad_fmt,
-               grad_code, velocity_fmt, velocity_code, accumulator: str, variance_corrected: bool,
-               weight_decay: float):
+def sghmc_step(p: torch.Tensor, g: torch.Tensor, acc: torch.Tensor | None, v: torch.Tensor, pkey: torch.Tensor, *,
+               coeffs: Sequence[float], position_sign: float, weight_fmt: FastFormat | None,
+               weight_code: tuple[float, ...] | None, grad_fmt: FastFormat | None, grad_code: tuple[float, ...] | None,
+               velocity_fmt: FastFormat | None, velocity_code: tuple[float, ...] | None,
+               accumulator: str, variance_corrected: bool, weight_decay: float
+               ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor]:
     """One LP-SGHMC update of one parameter ((H2)-(H4)); returns (θ', acc', v', finite flag).
 
     μ_v = a·v - c_v·g, μ_x = x + c_xv·v + s_x·c_xg·g (g = SR(∇) + wd·x); VC: two Q^vc
@@ -495,7 +503,7 @@ def sghmc_step(p, g, acc, v, pkey, *, coeffs, position_sign: float, weight_fmt, 
     return x2, acc, v2, finite
 
 
-def maybe_compile(fn, enabled: bool = True):
+def maybe_compile(fn: Callable[..., Any], enabled: bool = True) -> Callable[..., Any]:
     """``torch.compile(fn, dynamic=True)`` when enabled and available, else ``fn`` (eager).
 
     Compilation happens lazily at the first call (keep that call out of timed regions).
@@ -643,11 +651,13 @@ class FastLowPrecisionSGLD(_FastBase):
     step ``INIT_STEP`` and stream u_weight.  Computes in the parameter's dtype.
     """
 
-    def __init__(self, params, lr: float, temperature: float = 1.0, num_data: float = 1, *,
-                 weight_format=None, grad_format="same", accumulator: str = "full",
+    def __init__(self, params: Iterable[torch.nn.Parameter] | Iterable[dict], lr: float, temperature: float = 1.0,
+                 num_data: float = 1, *, weight_format: FastFormat | str | None = None,
+                 grad_format: FastFormat | str | None = "same", accumulator: str = "full",
                  variance_corrected: bool = False, ties: str | None = None, vc_bfp_published: bool = False,
                  weight_decay: float = 0.0, add_noise: bool = True, quantize_initial: bool = True,
-                 seed: int = 0, compile: bool = False, check_every: int = 0, param_names=None):
+                 seed: int = 0, compile: bool = False, check_every: int = 0,
+                 param_names: Sequence[str] | None = None):
         from torchport.optim._base import as_format
 
         for name, v in (("lr", lr), ("temperature", temperature), ("num_data", num_data),
@@ -690,7 +700,7 @@ class FastLowPrecisionSGLD(_FastBase):
                         p.copy_(_round_tensor(p.detach(), wf, self._wcode, None))
 
     @torch.no_grad()
-    def step(self, closure=None):
+    def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -731,12 +741,14 @@ class FastLowPrecisionSGHMC(_FastBase):
     :class:`FastLowPrecisionSGLD`.
     """
 
-    def __init__(self, params, lr: float, friction: float = 1.0, inverse_mass: float = 1.0,
-                 temperature: float = 1.0, num_data: float = 1, *, weight_format=None, grad_format="same",
-                 velocity_format="same", accumulator: str = "full", variance_corrected: bool = False,
+    def __init__(self, params: Iterable[torch.nn.Parameter] | Iterable[dict], lr: float, friction: float = 1.0,
+                 inverse_mass: float = 1.0, temperature: float = 1.0, num_data: float = 1, *,
+                 weight_format: FastFormat | str | None = None, grad_format: FastFormat | str | None = "same",
+                 velocity_format: FastFormat | str | None = "same", accumulator: str = "full",
+                 variance_corrected: bool = False,
                  ties: str | None = None, vc_bfp_published: bool = False, position_sign: str = "correct",
                  weight_decay: float = 0.0, quantize_initial: bool = True, seed: int = 0,
-                 compile: bool = False, check_every: int = 0, param_names=None):
+                 compile: bool = False, check_every: int = 0, param_names: Sequence[str] | None = None):
         from torchport.optim._base import as_format
         from torchport.optim.sghmc import _sign, sghmc_coefficients
 
@@ -780,7 +792,7 @@ class FastLowPrecisionSGHMC(_FastBase):
                         p.copy_(_round_tensor(p.detach(), wf, self._wcode, None))
 
     @torch.no_grad()
-    def step(self, closure=None):
+    def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
         loss = None
         if closure is not None:
             with torch.enable_grad():
