@@ -19,7 +19,7 @@ gives the same bits as the whole.
 The uniforms are bit-identical to refimpl's.  The normals use ``torch.log``/``torch.cos``/
 ``torch.sqrt``, which may differ from libm (NumPy/Numba) in the last bit: measured and
 tested bound |z_torch - z_refimpl| <= 4 ulp(|z|) + 4·2^-53 in float64 (documented in
-docs/fast_path.md; tests/torchport/test_counter_rng.py).
+docs/fast_path.md; tests/torchport/test_torch_counter_rng.py).
 """
 
 from __future__ import annotations
