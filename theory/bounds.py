@@ -25,6 +25,7 @@ import math
 from typing import NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 
 __all__ = [
     "SGLDBound",
@@ -83,7 +84,7 @@ class SGLDBound(NamedTuple):
     low_precision: np.ndarray | float
 
     @property
-    def total(self):
+    def total(self) -> float | np.ndarray:
         """Sum of the five terms (the theorem's bound)."""
         return _out(
             np.asarray(self.contraction)
@@ -109,7 +110,8 @@ def _sgld_common(m, M, eta, K, d, W2_0):
     return m, M, eta, K, d, W2_0
 
 
-def lpsgld_base(m, M, eta, K, d, W2_0):
+def lpsgld_base(m: npt.ArrayLike, M: npt.ArrayLike, eta: npt.ArrayLike, K: npt.ArrayLike, d: npt.ArrayLike,
+                W2_0: npt.ArrayLike) -> float | np.ndarray:
     """(T0) ``B(η, K) = (1 − ηm)^K·W2(μ_0, π) + 1.65·(M/m)·(ηd)^{1/2}``.
 
     Source: Zhang, Wilson & De Sa (ICML 2022), shared term of Theorems 1–3
@@ -123,7 +125,9 @@ def lpsgld_base(m, M, eta, K, d, W2_0):
     return _out(contraction), _out(disc)
 
 
-def lpsgld_thm1(m, M, Psi, kappa, d, eta, K, W2_0, Delta_W, Delta_G) -> SGLDBound:
+def lpsgld_thm1(m: npt.ArrayLike, M: npt.ArrayLike, Psi: npt.ArrayLike, kappa: npt.ArrayLike, d: npt.ArrayLike,
+                eta: npt.ArrayLike, K: npt.ArrayLike, W2_0: npt.ArrayLike, Delta_W: npt.ArrayLike,
+                Delta_G: npt.ArrayLike) -> SGLDBound:
     """Theorem 1 (SGLDLP-F, (S4)): W2 bound of spec (T1).
 
     ``W2(μ_K, π) ≤ B + min(ΨΔ_W²d/(4m), MΔ_W√d/(2m)) + √(((Δ_G² + M²Δ_W²)ηd + 4ηκ²)/(4m))``
@@ -146,7 +150,9 @@ def lpsgld_thm1(m, M, Psi, kappa, d, eta, K, W2_0, Delta_W, Delta_G) -> SGLDBoun
     return SGLDBound(_out(c + zero), _out(disc + zero), _out(bias + zero), _out(var + zero), _out(zero))
 
 
-def lpsgld_thm2(m, M, Psi, kappa, d, eta, K, W2_0, Delta_W, Delta_G) -> SGLDBound:
+def lpsgld_thm2(m: npt.ArrayLike, M: npt.ArrayLike, Psi: npt.ArrayLike, kappa: npt.ArrayLike, d: npt.ArrayLike,
+                eta: npt.ArrayLike, K: npt.ArrayLike, W2_0: npt.ArrayLike, Delta_W: npt.ArrayLike,
+                Delta_G: npt.ArrayLike) -> SGLDBound:
     """Theorem 2 (naive SGLDLP-L, (S5)): W2 bound of spec (T2).
 
     ``W2 ≤ B + min(ΨΔ_W²d/(4m), MΔ_W√d/(2m)) + √(((ηΔ_G² + η⁻¹Δ_W²)d + 4ηκ²)/(4m))
@@ -167,7 +173,7 @@ def lpsgld_thm2(m, M, Psi, kappa, d, eta, K, W2_0, Delta_W, Delta_G) -> SGLDBoun
     return SGLDBound(_out(c + z), _out(disc + z), _out(bias + z), _out(var + z), _out(lp + z))
 
 
-def lpsgld_thm3_A(d, eta, Delta_W, G):
+def lpsgld_thm3_A(d: npt.ArrayLike, eta: npt.ArrayLike, Delta_W: npt.ArrayLike, G: npt.ArrayLike) -> float | np.ndarray:
     """The quantity A of Theorem 3 (spec (T3)); V_0 = Δ_W²/4.
 
     ``A = 5·V_0·d`` if 2η > V_0 (Q^vc branch 1), else ``max(2Δ_W·η·G, 4ηd)``.
@@ -181,7 +187,9 @@ def lpsgld_thm3_A(d, eta, Delta_W, G):
     return _out(np.where(2 * eta > V0, 5 * V0 * d, np.maximum(2 * Dw * eta * G, 4 * eta * d)))
 
 
-def lpsgld_thm3(m, M, Psi, kappa, G, d, eta, K, W2_0, Delta_W, Delta_G) -> SGLDBound:
+def lpsgld_thm3(m: npt.ArrayLike, M: npt.ArrayLike, Psi: npt.ArrayLike, kappa: npt.ArrayLike, G: npt.ArrayLike,
+                d: npt.ArrayLike, eta: npt.ArrayLike, K: npt.ArrayLike, W2_0: npt.ArrayLike, Delta_W: npt.ArrayLike,
+                Delta_G: npt.ArrayLike) -> SGLDBound:
     """Theorem 3 (VC SGLDLP-L, (S6)): W2 bound of spec (T3).
 
     ``W2 ≤ B + min(Ψ·A/m, M·√A/m) + √((ηΔ_G²d + 4ηκ²)/(4m) + A/(ηm)) + ((1 − ηm)^K + 1)·√A``
@@ -235,7 +243,8 @@ def _k_thm4(eps, kappa1, eta, m1, d, D):
     return kappa1 / eta * np.log(36 * (d / m1 + D**2) / eps)
 
 
-def lpsghmc_thm4(eps, m1, M, u, d, D, Delta, sigma) -> StepAndIterations:
+def lpsghmc_thm4(eps: npt.ArrayLike, m1: npt.ArrayLike, M: npt.ArrayLike, u: npt.ArrayLike, d: npt.ArrayLike,
+                 D: npt.ArrayLike, Delta: npt.ArrayLike, sigma: npt.ArrayLike) -> StepAndIterations:
     """Theorem 4 (SGHMCLP-F, (H2)), strongly log-concave: step size and iterations.
 
     ``η = min{ εκ1⁻¹/√((479232/5)(d/m1 + D²)), ε²/(1440κ1u²[(M² + 1)Δ²d/4 + σ²]) }``,
@@ -256,7 +265,8 @@ def lpsghmc_thm4(eps, m1, M, u, d, D, Delta, sigma) -> StepAndIterations:
     return StepAndIterations(_out(eta), _out(_k_thm4(eps, k1, eta, m1, d, D)), "O~(eps + Delta)")
 
 
-def lpsghmc_thm5(eps, m1, M, u, d, D, Delta, sigma) -> StepAndIterations:
+def lpsghmc_thm5(eps: npt.ArrayLike, m1: npt.ArrayLike, M: npt.ArrayLike, u: npt.ArrayLike, d: npt.ArrayLike,
+                 D: npt.ArrayLike, Delta: npt.ArrayLike, sigma: npt.ArrayLike) -> StepAndIterations:
     """Theorem 5 (naive SGHMCLP-L, (H3)), strongly log-concave.
 
     ``η = min{ εκ1⁻¹/√((663552/5)(d/m1 + D²)), ε²/(2880κ1u(Δ²d/4 + σ²)) }``, K as in
@@ -272,7 +282,8 @@ def lpsghmc_thm5(eps, m1, M, u, d, D, Delta, sigma) -> StepAndIterations:
     return StepAndIterations(_out(eta), _out(_k_thm4(eps, k1, eta, m1, d, D)), "O~(eps + Delta/eps)")
 
 
-def lpsghmc_thm6(eps, m1, M, u, d, D, Delta, sigma) -> StepAndIterations:
+def lpsghmc_thm6(eps: npt.ArrayLike, m1: npt.ArrayLike, M: npt.ArrayLike, u: npt.ArrayLike, d: npt.ArrayLike,
+                 D: npt.ArrayLike, Delta: npt.ArrayLike, sigma: npt.ArrayLike) -> StepAndIterations:
     """Theorem 6 (VC SGHMCLP-L, (H4)), strongly log-concave.
 
     ``η = min{ ε/((479232/5)(d/m1 + D²)κ1), ε²/(90u²Δ²dκ1 + 360u²σ²κ1) }`` (note: no
@@ -384,7 +395,8 @@ def tuned_delta_exponent(power_of_log: float, eps_power: float, k: float = 0.5) 
     return k * _E / (_E * (1 + eps_power) + power_of_log)
 
 
-def sghmc_step_size_condition(M, u, gamma, b, m2, d):
+def sghmc_step_size_condition(M: npt.ArrayLike, u: npt.ArrayLike, gamma: npt.ArrayLike, b: npt.ArrayLike,
+                              m2: npt.ArrayLike, d: npt.ArrayLike) -> float | np.ndarray:
     """Largest η allowed by the non-log-concave step-size condition (spec §5.3).
 
     ``η ≤ min{ γ/(4(8Mu + uγ + 22γ²)), √(4u²/(4Mu + 3γ²)), 6γbu/((4Mu + 3γ²)d),

@@ -19,16 +19,24 @@ same seed whatever the worker count.  ``--mutate NAME`` runs with a named bug
 
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
 import os
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+    from theory.claims import Claim
 
 __all__ = ["add_arguments", "run", "verify"]
 
 
-def add_arguments(parser) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``verify`` options to an argparse (sub)parser (contract of qlangevin/cli.py)."""
     from theory.mutations import MUTATIONS
 
@@ -49,15 +57,17 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def argparse_suppress():
+def argparse_suppress() -> str:
     """``argparse.SUPPRESS`` (hides the tests' ``--tiny`` size from ``--help``)."""
     import argparse
 
     return argparse.SUPPRESS
 
 
-def verify(claims, *, mode="quick", seed=20240601, out_dir="verify-report", workers=1, sampler=None, progress=True,
-           scheduler=None, mutation=None) -> dict:
+def verify(claims: Sequence[Claim], *, mode: Literal["tiny", "quick", "full"] = "quick", seed: int = 20240601,
+           out_dir: str | os.PathLike[str] = "verify-report", workers: int = 1,
+           sampler: Callable[..., Any] | None = None, progress: bool = True, scheduler: str | Client | None = None,
+           mutation: str | None = None) -> dict:
     """Run ``claims`` and write the report; returns the report dict.
 
     With ``sampler`` given (tests inject broken samplers) the tasks run in this
@@ -114,7 +124,7 @@ def verify(claims, *, mode="quick", seed=20240601, out_dir="verify-report", work
     return report
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     """Entry point of ``qlangevin verify``: 0 if every claim passes, 1 if any fails or errors, 2 on bad arguments."""
     from theory.claims import CLAIMS, get_claims
 

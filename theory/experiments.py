@@ -20,10 +20,15 @@ from __future__ import annotations
 
 import inspect
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, Literal, NamedTuple
 
 import numpy as np
+import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from refimpl.targets import Target
 
 __all__ = [
     "Sampler",
@@ -133,14 +138,14 @@ def _accepts(fn, name: str) -> bool:
 def law_at_step(
     sampler: Sampler,
     method: str,
-    target,
+    target: str | Target,
     *,
     n_chains: int,
     n_steps: int,
     step_size: float,
     seed: int,
     dim: int = 1,
-    **kwargs,
+    **kwargs: Any,
 ) -> np.ndarray:
     """Draws from μ_k, the law of the chain at step k = ``n_steps``: array (n_chains, dim).
 
@@ -176,15 +181,15 @@ def law_at_step(
 def law_path(
     sampler: Sampler,
     method: str,
-    target,
+    target: str | Target,
     *,
-    steps,
+    steps: Sequence[int],
     n_chains: int,
     step_size: float,
     seed: int,
     dim: int = 1,
     max_bytes: float = 4e8,
-    **kwargs,
+    **kwargs: Any,
 ) -> np.ndarray:
     """Draws from μ_k for several k in one run: array (len(steps), n_chains, dim).
 
@@ -229,7 +234,7 @@ def law_path(
 def final_state(
     sampler: Sampler,
     method: str,
-    target,
+    target: str | Target,
     *,
     n_chains: int,
     n_steps: int,
@@ -237,7 +242,7 @@ def final_state(
     seed: int,
     dim: int = 1,
     state_width: int,
-    **kwargs,
+    **kwargs: Any,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Draws at step ``n_steps`` and the packed final sampler state (e.g. CTLD's α and histogram).
 
@@ -268,7 +273,7 @@ class Estimate(NamedTuple):
     hi: float
 
 
-def variance_estimate(x, center: float | None = 0.0) -> Estimate:
+def variance_estimate(x: npt.ArrayLike, center: float | None = 0.0) -> Estimate:
     """Second central moment about ``center`` (None: about the sample mean), pooled over columns.
 
     ``x``: (n,) or (n, d) i.i.d. rows; with d > 1 the d coordinates are pooled
@@ -284,7 +289,7 @@ def variance_estimate(x, center: float | None = 0.0) -> Estimate:
     return Estimate(m2, se, m2 - 1.96 * se, m2 + 1.96 * se)
 
 
-def mean_estimate(x) -> Estimate:
+def mean_estimate(x: npt.ArrayLike) -> Estimate:
     """Sample mean with SE = s/√n and a normal 95% interval (rows i.i.d.)."""
     a = np.asarray(x, dtype=np.float64).ravel()
     m = float(a.mean())
@@ -292,7 +297,8 @@ def mean_estimate(x) -> Estimate:
     return Estimate(m, se, m - 1.96 * se, m + 1.96 * se)
 
 
-def bootstrap(stat: Callable[[np.ndarray], float], x, rng: np.random.Generator, n_boot: int = 200) -> np.ndarray:
+def bootstrap(stat: Callable[[np.ndarray], float], x: npt.ArrayLike, rng: np.random.Generator,
+              n_boot: int = 200) -> np.ndarray:
     """``n_boot`` bootstrap replicates of ``stat`` over the rows of ``x`` (rows resampled with replacement)."""
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
@@ -301,7 +307,8 @@ def bootstrap(stat: Callable[[np.ndarray], float], x, rng: np.random.Generator, 
     return np.array([stat(a[rng.integers(0, n, n)]) for _ in range(int(n_boot))])
 
 
-def bootstrap_ci(stat, x, rng, n_boot: int = 200, level: float = 0.95, kind: str = "percentile") -> Estimate:
+def bootstrap_ci(stat: Callable[[np.ndarray], float], x: npt.ArrayLike, rng: np.random.Generator, n_boot: int = 200,
+                 level: float = 0.95, kind: Literal["percentile", "normal"] = "percentile") -> Estimate:
     """Point estimate ``stat(x)`` with a percentile bootstrap interval and bootstrap SE.
 
     The interval is widened to contain the point estimate if needed: for W2
@@ -338,7 +345,8 @@ class SlopeFit(NamedTuple):
     se: float = float("nan")
 
 
-def loglog_slope(xs, ys, replicates=None, level: float = 0.95) -> SlopeFit:
+def loglog_slope(xs: npt.ArrayLike, ys: npt.ArrayLike, replicates: npt.ArrayLike | None = None,
+                 level: float = 0.95) -> SlopeFit:
     """Least-squares slope of log y on log x, with a CI from per-point bootstrap replicates.
 
     ``replicates``: array (n_boot, len(xs)) of bootstrap replicates of each y
@@ -418,7 +426,8 @@ class Measurement:
         }
 
 
-def within_prediction(value: float, se: float, prediction: float, model_error: float = 0.0, z: float = Z_PASS):
+def within_prediction(value: float, se: float, prediction: float, model_error: float = 0.0,
+                      z: float = Z_PASS) -> tuple[bool, float]:
     """Pass rule "agrees with the prediction": ``|value − prediction| ≤ z·se + model_error``.
 
     Returns ``(passed, tolerance)``.  ``model_error`` is the stated accuracy of an

@@ -26,6 +26,7 @@ name                              the bug it imitates
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from typing import Callable
 
 __all__ = ["MUTATIONS", "MutatedSampler", "mutate_sampler", "mutation_context"]
@@ -111,7 +112,7 @@ def mutate_sampler(sampler: Callable | None, name: str) -> Callable:
 
 
 @contextlib.contextmanager
-def mutation_context(name: str):
+def mutation_context(name: str) -> Iterator[None]:
     """Patch the code for mutations that are not sampler arguments (``w2-biased-low``, ``askew-nu-x2``) inside the block."""
     if name not in MUTATIONS:
         raise ValueError(f"unknown mutation {name!r}; known: {', '.join(MUTATIONS)}")

@@ -17,9 +17,10 @@ scalars.  Step size η is written ``eta`` (the LP-SGLD paper's α).
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 from scipy.linalg import solve_discrete_lyapunov
 from scipy.stats import norm
 
@@ -83,7 +84,7 @@ def _out(x):
 # --------------------------------------------------------------------------- P0
 
 
-def stationary_second_moment(mean_w, eta):
+def stationary_second_moment(mean_w: npt.ArrayLike, eta: npt.ArrayLike) -> float | np.ndarray:
     """(P0) Stationary second moment of θ' = (1 − η)θ + e with E[e|θ] = 0.
 
     ``E[θ²] = E[w] / (η(2 − η))`` where ``w(θ) = E[e²|θ]`` is the conditional
@@ -101,7 +102,7 @@ def stationary_second_moment(mean_w, eta):
 # --------------------------------------------------------------------------- P1
 
 
-def sgld_variance(eta, s=0.0, temperature=1.0):
+def sgld_variance(eta: npt.ArrayLike, s: npt.ArrayLike = 0.0, temperature: npt.ArrayLike = 1.0) -> float | np.ndarray:
     """(P1) Stationary variance of full-precision SGLD (S1) on U = θ²/2.
 
     ``Var = (2T + η s²)/(2 − η)`` (T = 1 in the spec: ``(2 + ηs²)/(2 − η)``),
@@ -114,7 +115,7 @@ def sgld_variance(eta, s=0.0, temperature=1.0):
     return _out((2.0 * t + e * s**2) / (2.0 - e))
 
 
-def sgld_variance_expansion(eta, s=0.0):
+def sgld_variance_expansion(eta: npt.ArrayLike, s: npt.ArrayLike = 0.0) -> float | np.ndarray:
     """(P1) Leading-order expansion ``1 + η(1 + s²)/2`` of the SGLD variance (T = 1)."""
     e = _pos("eta", eta)
     s = _pos("s", s, allow_zero=True)
@@ -124,7 +125,8 @@ def sgld_variance_expansion(eta, s=0.0):
 # --------------------------------------------------------------------------- SR variance
 
 
-def mean_sr_variance(delta, s, center=0.0, *, n_terms: int = 64):
+def mean_sr_variance(delta: npt.ArrayLike, s: npt.ArrayLike, center: npt.ArrayLike = 0.0, *,
+                     n_terms: int = 64) -> float | np.ndarray:
     """``E σ²_SR(c + sζ; Δ)`` for ζ ~ N(0, 1): mean stochastic-rounding variance of a Gaussian.
 
     σ²_SR(z; Δ) = p(1 − p)Δ² with p = frac(z/Δ) (spec §1).  Exact through the
@@ -150,7 +152,8 @@ def mean_sr_variance(delta, s, center=0.0, *, n_terms: int = 64):
 # --------------------------------------------------------------------------- P2 / P4
 
 
-def sgld_lp_f_variance(eta, s=0.0, mean_sr_var_w=0.0, mean_sr_var_g=0.0, temperature=1.0):
+def sgld_lp_f_variance(eta: npt.ArrayLike, s: npt.ArrayLike = 0.0, mean_sr_var_w: npt.ArrayLike = 0.0,
+                       mean_sr_var_g: npt.ArrayLike = 0.0, temperature: npt.ArrayLike = 1.0) -> float | np.ndarray:
     """(P2) Stationary variance of SGLDLP-F (S4) on U = θ²/2.
 
     ``Var = (2T + η(s² + E σ²_SR(θ; Δ_W) + E σ²_SR(Q_W(θ) + sζ; Δ_G)))/(2 − η)``.
@@ -167,7 +170,9 @@ def sgld_lp_f_variance(eta, s=0.0, mean_sr_var_w=0.0, mean_sr_var_g=0.0, tempera
     return _out((2.0 * t + e * (s**2 + qw + qg)) / (2.0 - e))
 
 
-def sgld_lp_f_variance_approx(eta, delta_w, s=0.0, mean_sr_var_g=0.0, temperature=1.0):
+def sgld_lp_f_variance_approx(eta: npt.ArrayLike, delta_w: npt.ArrayLike, s: npt.ArrayLike = 0.0,
+                              mean_sr_var_g: npt.ArrayLike = 0.0,
+                              temperature: npt.ArrayLike = 1.0) -> float | np.ndarray:
     """(P2) SGLDLP-F variance with ``E σ²_SR(θ; Δ_W) ≈ Δ_W²/6`` (θ spread over many cells).
 
     → 1 as η → 0 (the LP-F bias vanishes on a quadratic target, Theorem 1 at Ψ = 0).
@@ -176,7 +181,8 @@ def sgld_lp_f_variance_approx(eta, delta_w, s=0.0, mean_sr_var_g=0.0, temperatur
     return sgld_lp_f_variance(eta, s, dw**2 / 6.0, mean_sr_var_g, temperature)
 
 
-def sgld_lp_f_variance_selfconsistent(eta, delta_w, delta_g, s=0.0, temperature=1.0, *, n_iter: int = 50):
+def sgld_lp_f_variance_selfconsistent(eta: float, delta_w: float, delta_g: float, s: float = 0.0,
+                                      temperature: float = 1.0, *, n_iter: int = 50) -> float:
     """(P2) SGLDLP-F variance with the SR variances computed, not approximated.
 
     Solves ``V = (2T + η(s² + q_W(V) + q_G))/(2 − η)`` by fixed-point iteration, with
@@ -199,7 +205,8 @@ def sgld_lp_f_variance_selfconsistent(eta, delta_w, delta_g, s=0.0, temperature=
     return float(v)
 
 
-def sgld_vc_variance(eta, s=0.0, mean_sr_var_g=0.0, mean_excess=0.0, temperature=1.0):
+def sgld_vc_variance(eta: npt.ArrayLike, s: npt.ArrayLike = 0.0, mean_sr_var_g: npt.ArrayLike = 0.0,
+                     mean_excess: npt.ArrayLike = 0.0, temperature: npt.ArrayLike = 1.0) -> float | np.ndarray:
     """(P4) Stationary variance of VC SGLDLP-L (S6) on U = θ²/2.
 
     ``Var = (2T + η(s² + E σ²_G))/(2 − η) + E[(σ²_SR(μ) − 2ηT)_+]/(η(2 − η))``.
@@ -220,7 +227,9 @@ def sgld_vc_variance(eta, s=0.0, mean_sr_var_g=0.0, mean_excess=0.0, temperature
 # --------------------------------------------------------------------------- P3
 
 
-def sgld_lp_l_variance_exact(eta, mean_sr_var_pre, s=0.0, mean_sr_var_g=0.0, temperature=1.0):
+def sgld_lp_l_variance_exact(eta: npt.ArrayLike, mean_sr_var_pre: npt.ArrayLike, s: npt.ArrayLike = 0.0,
+                             mean_sr_var_g: npt.ArrayLike = 0.0,
+                             temperature: npt.ArrayLike = 1.0) -> float | np.ndarray:
     """(P3) Exact identity for naive SGLDLP-L (S5) given the measured mean SR variance.
 
     ``Var = [2ηT + η²(s² + E σ²_G) + E σ²_SR(pre; Δ_W)] / (η(2 − η))`` where
@@ -235,7 +244,7 @@ def sgld_lp_l_variance_exact(eta, mean_sr_var_pre, s=0.0, mean_sr_var_g=0.0, tem
     return _out((2.0 * e * t + e**2 * (s**2 + qg) + qp) / (e * (2.0 - e)))
 
 
-def sgld_lp_l_variance_regime_a(eta, delta):
+def sgld_lp_l_variance_regime_a(eta: npt.ArrayLike, delta: npt.ArrayLike) -> float | np.ndarray:
     """(P3, regime A: η ≥ Δ²/8) ``Var ≈ (1 + Δ²/(12η))/(1 − η/2)`` (E χ ≈ 2/3, T = 1).
 
     Accurate to about 1% in its regime (spec §5.8 P3).  Vectorised.
@@ -245,7 +254,7 @@ def sgld_lp_l_variance_regime_a(eta, delta):
     return _out((1.0 + d**2 / (12.0 * e)) / (1.0 - e / 2.0))
 
 
-def sgld_lp_l_variance_regime_b(eta, delta):
+def sgld_lp_l_variance_regime_b(eta: npt.ArrayLike, delta: npt.ArrayLike) -> float | np.ndarray:
     """(P3, regime B: η ≤ Δ²/16) ``Var ≈ Δ/√(πη)`` (steps stay within one cell, T = 1).
 
     Accurate to about 1% in its regime (spec §5.8 P3).  Vectorised.
@@ -255,7 +264,7 @@ def sgld_lp_l_variance_regime_b(eta, delta):
     return _out(d / np.sqrt(np.pi * e))
 
 
-def sgld_lp_l_regime(eta, delta) -> str:
+def sgld_lp_l_regime(eta: float, delta: float) -> str:
     """Which (P3) regime ``(eta, delta)`` lies in: ``"A"`` (η ≥ Δ²/8), ``"B"`` (η ≤ Δ²/16) or ``"between"``."""
     e = float(_eta(eta))
     d = float(_pos("delta", delta))
@@ -266,7 +275,7 @@ def sgld_lp_l_regime(eta, delta) -> str:
     return "between"
 
 
-def sgld_lp_l_variance(eta, delta, *, boundary_slack: float = 0.0):
+def sgld_lp_l_variance(eta: float, delta: float, *, boundary_slack: float = 0.0) -> float:
     """(P3) Naive SGLDLP-L variance from the regime approximation that applies.
 
     Regime A formula for η ≥ Δ²/8, regime B for η ≤ Δ²/16.  Between the two
@@ -292,7 +301,8 @@ def sgld_lp_l_variance(eta, delta, *, boundary_slack: float = 0.0):
 # --------------------------------------------------------------------------- P5 / P6
 
 
-def sgd_lp_f_variance(eta, s, mean_sr_var_w=0.0, mean_sr_var_g=0.0):
+def sgd_lp_f_variance(eta: npt.ArrayLike, s: npt.ArrayLike, mean_sr_var_w: npt.ArrayLike = 0.0,
+                      mean_sr_var_g: npt.ArrayLike = 0.0) -> float | np.ndarray:
     """(P5) Stationary variance of noise-free SGDLP-F (S2) with gradient noise s > 0.
 
     ``Var = η(s² + E σ²_W + E σ²_G)/(2 − η)`` → 0 as η → 0.  With s = 0 the
@@ -313,7 +323,7 @@ def _h(x, s):
     return x * norm.cdf(x / s) + s * norm.pdf(x / s)
 
 
-def sgd_lp_l_stationary_law(delta, s, *, tol: float = 1e-300):
+def sgd_lp_l_stationary_law(delta: float, s: float, *, tol: float = 1e-300) -> tuple[np.ndarray, np.ndarray]:
     """(P6) Stationary law of SGDLP-L (S3) on U = θ²/2: a birth–death chain on the grid.
 
     θ = kΔ moves one cell toward −sign(g) with probability η|g|/Δ (when
@@ -349,7 +359,7 @@ def sgd_lp_l_stationary_law(delta, s, *, tol: float = 1e-300):
     return grid, p / p.sum()
 
 
-def sgd_lp_l_second_moment(delta, s):
+def sgd_lp_l_second_moment(delta: npt.ArrayLike, s: npt.ArrayLike) -> float | np.ndarray:
     """(P6) ``E θ²`` of the SGDLP-L (S3) stationary law; independent of η.
 
     Check value (spec): Δ = 1/8, s = 0.1 gives 0.00637.  Limits: s ≪ Δ gives
@@ -363,7 +373,8 @@ def sgd_lp_l_second_moment(delta, s):
     return _out(out)
 
 
-def sgd_lp_l_second_moment_at_step(delta, s, eta, n_steps, *, half_width: int | None = None) -> float:
+def sgd_lp_l_second_moment_at_step(delta: float, s: float, eta: float, n_steps: int, *,
+                                   half_width: int | None = None) -> float:
     """(P6 chain, transient) ``E θ_k²`` of SGDLP-L (S3) started at θ_0 = 0, after k = ``n_steps`` steps.
 
     Propagates the birth–death chain of P6 exactly: from θ = jΔ one cell up with
@@ -418,7 +429,7 @@ class SGHMCCoefficients(NamedTuple):
     sigma_xv: float
 
 
-def sghmc_coefficients(eta, u, gamma) -> SGHMCCoefficients:
+def sghmc_coefficients(eta: float, u: float, gamma: float) -> SGHMCCoefficients:
     """(H0) Coefficients of the SGHMC step, LP-SGHMC paper eq. (3)/(10) (Wang et al. TMLR 2024).
 
     ``a = e^{−γη}``, ``c_v = u(1−a)/γ``, ``c_xv = (1−a)/γ``,
@@ -448,19 +459,11 @@ def _sign(position_sign) -> float:
     raise ValueError(f"position_sign must be 'correct' (s_x=-1) or 'paper' (s_x=+1), got {position_sign!r}")
 
 
-def sghmc_stationary_covariance(
-    eta,
-    u,
-    gamma,
-    *,
-    position_sign="correct",
-    temperature=1.0,
-    drop_cross_covariance: bool = False,
-    extra_variance=(0.0, 0.0),
-    curvature=1.0,
-    grad_noise_var=0.0,
-    n_steps=None,
-):
+def sghmc_stationary_covariance(eta: float, u: float, gamma: float, *,
+                                position_sign: Literal["correct", "paper"] | float = "correct",
+                                temperature: float = 1.0, drop_cross_covariance: bool = False,
+                                extra_variance: tuple[float, float] = (0.0, 0.0), curvature: float = 1.0,
+                                grad_noise_var: float = 0.0, n_steps: int | None = None) -> np.ndarray:
     """(P7–P9) Stationary 2×2 covariance of (x, v) for the SGHMC integrator (H1) on U = c·x²/2.
 
     Solves the discrete Lyapunov equation ``Σ = AΣAᵀ + Q`` with
@@ -518,7 +521,9 @@ def sghmc_stationary_covariance(
     return 0.5 * (S + S.T)
 
 
-def sghmc_spectral_radius(eta, u, gamma, *, position_sign="correct", curvature=1.0) -> float:
+def sghmc_spectral_radius(eta: float, u: float, gamma: float, *,
+                          position_sign: Literal["correct", "paper"] | float = "correct",
+                          curvature: float = 1.0) -> float:
     """Spectral radius ρ of the (H1) iteration matrix A on U = c·x²/2; memory decays like ρ^k."""
     co = sghmc_coefficients(eta, u, gamma)
     sx = _sign(position_sign)
@@ -534,7 +539,9 @@ class SGHMCVariance(NamedTuple):
     var_v: float
 
 
-def sghmc_variance(eta, u, gamma, *, position_sign="correct", temperature=1.0) -> SGHMCVariance:
+def sghmc_variance(eta: float, u: float, gamma: float, *,
+                   position_sign: Literal["correct", "paper"] | float = "correct",
+                   temperature: float = 1.0) -> SGHMCVariance:
     """(P7) Stationary (Var_x, Var_v) of full-precision SGHMC (H1), exact gradient, U = x²/2.
 
     Check: (0.09, 2, 3) gives (1.0309, 2.0614) correct sign, (1.4400, 2.2227) paper sign.
@@ -544,7 +551,8 @@ def sghmc_variance(eta, u, gamma, *, position_sign="correct", temperature=1.0) -
     return SGHMCVariance(float(S[0, 0]), float(S[1, 1]))
 
 
-def sghmc_variance_expansion(eta, u, gamma, *, position_sign="correct") -> SGHMCVariance:
+def sghmc_variance_expansion(eta: float, u: float, gamma: float, *,
+                             position_sign: Literal["correct", "paper"] | float = "correct") -> SGHMCVariance:
     """(P7) Leading-order η expansions (T = 1).
 
     correct sign: Var_x = 1 + uη/(2γ), Var_v = u(1 + uη/(2γ));
@@ -556,7 +564,9 @@ def sghmc_variance_expansion(eta, u, gamma, *, position_sign="correct") -> SGHMC
     return SGHMCVariance(1 + e * (g + 1.5 * u / g), u * (1 + 1.5 * u * e / g))
 
 
-def sghmc_vc_variance(eta, u, gamma, *, position_sign="correct", temperature=1.0) -> SGHMCVariance:
+def sghmc_vc_variance(eta: float, u: float, gamma: float, *,
+                      position_sign: Literal["correct", "paper"] | float = "correct",
+                      temperature: float = 1.0) -> SGHMCVariance:
     """(P8) VC SGHMCLP-L (H4) with both Q^vc calls in branch 1: (H1) with Σ_xv dropped.
 
     Valid when Σ_x > Δ²/4 and Σ_v > Δ²/4.  Check: (0.09, 2, 3) gives
@@ -568,7 +578,8 @@ def sghmc_vc_variance(eta, u, gamma, *, position_sign="correct", temperature=1.0
     return SGHMCVariance(float(S[0, 0]), float(S[1, 1]))
 
 
-def sghmc_vc_variance_expansion(eta, u, gamma, *, position_sign="correct") -> float:
+def sghmc_vc_variance_expansion(eta: float, u: float, gamma: float, *,
+                                position_sign: Literal["correct", "paper"] | float = "correct") -> float:
     """(P8) Leading order Var_x: correct 1 + η(u/(2γ) − γ); paper 1 + 3uη/(2γ)."""
     e, u, g = float(eta), float(u), float(gamma)
     if _sign(position_sign) < 0:
@@ -576,9 +587,9 @@ def sghmc_vc_variance_expansion(eta, u, gamma, *, position_sign="correct") -> fl
     return 1 + 1.5 * u * e / g
 
 
-def sghmc_lp_l_variance(
-    eta, u, gamma, *, q_x=None, q_v=None, delta=None, position_sign="correct", temperature=1.0
-) -> SGHMCVariance:
+def sghmc_lp_l_variance(eta: float, u: float, gamma: float, *, q_x: float | None = None, q_v: float | None = None,
+                        delta: float | None = None, position_sign: Literal["correct", "paper"] | float = "correct",
+                        temperature: float = 1.0) -> SGHMCVariance:
     """(P9) Naive SGHMCLP-L (H3): Lyapunov solution with Q + diag(q_x, q_v).
 
     Give the measured mean SR variances ``q_x``, ``q_v`` or ``delta`` to use
@@ -597,7 +608,7 @@ def sghmc_lp_l_variance(
     return SGHMCVariance(float(S[0, 0]), float(S[1, 1]))
 
 
-def sghmc_lp_l_variance_sensitivity(eta, u, gamma) -> tuple[float, float]:
+def sghmc_lp_l_variance_sensitivity(eta: float, u: float, gamma: float) -> tuple[float, float]:
     """(P9) Leading-order sensitivities (∂Var_x/∂q_x, ∂Var_x/∂q_v) = ((γ/(2u) + 1/(2γ))/η, 1/(2γuη))."""
     e, u, g = float(eta), float(u), float(gamma)
     return ((g / (2 * u) + 1 / (2 * g)) / e, 1 / (2 * g * u * e))
@@ -606,14 +617,14 @@ def sghmc_lp_l_variance_sensitivity(eta, u, gamma) -> tuple[float, float]:
 # --------------------------------------------------------------------------- utilities
 
 
-def gaussian_w2_1d(var, target_var=1.0):
+def gaussian_w2_1d(var: npt.ArrayLike, target_var: npt.ArrayLike = 1.0) -> float | np.ndarray:
     """W2 between N(0, var) and N(0, target_var): ``|√var − √target_var|`` (spec §5.7). Vectorised."""
     v = _pos("var", var, allow_zero=True)
     t = _pos("target_var", target_var, allow_zero=True)
     return _out(np.abs(np.sqrt(v) - np.sqrt(t)))
 
 
-def peak_density(var):
+def peak_density(var: npt.ArrayLike) -> float | np.ndarray:
     """Peak density ``1/√(2π·Var)`` of a centred Gaussian approximation (spec §5.8 P3). Vectorised."""
     v = _pos("var", var)
     return _out(1.0 / np.sqrt(2 * np.pi * v))

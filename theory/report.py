@@ -63,7 +63,9 @@ import math
 import os
 import time
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from theory.claims import Claim, Context
 from theory.claims._common import PUBLICATION_VERDICTS, verdict_line
@@ -99,7 +101,7 @@ def run_claim(claim: Claim, ctx: Context) -> dict:
     return entry
 
 
-def statistics_summary(entries, mode: str) -> dict:
+def statistics_summary(entries: Sequence[dict[str, Any]], mode: str) -> dict:
     """The run's multiple-testing bookkeeping: threshold, budget, actual number of judged checks, realised α."""
     z = family_z(FAMILY_SIZE[mode])
     n = sum(1 for e in entries for m in e["measurements"] if m["passed"] is not None)
@@ -175,7 +177,7 @@ def _jsonable(obj):
     return v if math.isfinite(v) else None
 
 
-def overall_verdict(entries) -> str:
+def overall_verdict(entries: Sequence[dict[str, Any]]) -> str:
     """"pass" iff there is at least one claim and every claim passed."""
     return "pass" if entries and all(e["verdict"] == "pass" for e in entries) else "fail"
 

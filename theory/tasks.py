@@ -19,11 +19,19 @@ replay and is counted in the report (``tasks.inline``).
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+    from refimpl.targets import Target
+    from theory.claims import Claim
 
 __all__ = ["Task", "PlanningSampler", "ReplaySampler", "execute_task", "run_claims"]
 
@@ -68,15 +76,15 @@ class PlanningSampler:
     def _record(self, task: Task):
         self.tasks.setdefault(task.key, task)
 
-    def task_law_at_step(self, method, target, **kw):
+    def task_law_at_step(self, method: str, target: str | Target, **kw: Any) -> np.ndarray:
         self._record(_make_task("law_at_step", method, target, kw))
         return self._rng.standard_normal((min(int(kw["n_chains"]), _SURROGATE_ROWS), int(kw.get("dim", 1))))
 
-    def task_law_path(self, method, target, **kw):
+    def task_law_path(self, method: str, target: str | Target, **kw: Any) -> np.ndarray:
         self._record(_make_task("law_path", method, target, kw))
         return self._rng.standard_normal((len(kw["steps"]), min(int(kw["n_chains"]), _SURROGATE_ROWS), int(kw.get("dim", 1))))
 
-    def task_final_state(self, method, target, **kw):
+    def task_final_state(self, method: str, target: str | Target, **kw: Any) -> tuple[np.ndarray, np.ndarray]:
         self._record(_make_task("final_state", method, target, kw))
         rows = min(int(kw["n_chains"]), _SURROGATE_ROWS)
         return self._rng.standard_normal((rows, int(kw.get("dim", 1)))), np.zeros((rows, int(kw["state_width"])))
@@ -105,20 +113,21 @@ class ReplaySampler:
             return tuple(np.array(r, copy=True) for r in res)
         return np.array(res, copy=True)
 
-    def task_law_at_step(self, method, target, **kw):
+    def task_law_at_step(self, method: str, target: str | Target, **kw: Any) -> np.ndarray:
         return self._get(_make_task("law_at_step", method, target, kw))
 
-    def task_law_path(self, method, target, **kw):
+    def task_law_path(self, method: str, target: str | Target, **kw: Any) -> np.ndarray:
         return self._get(_make_task("law_path", method, target, kw))
 
-    def task_final_state(self, method, target, **kw):
+    def task_final_state(self, method: str, target: str | Target, **kw: Any) -> tuple[np.ndarray, np.ndarray]:
         return self._get(_make_task("final_state", method, target, kw))
 
     def __call__(self, *args, **kwargs):
         return self.fallback(*args, **kwargs)
 
 
-def execute_task(task: Task, sampler: Callable | None = None):
+def execute_task(task: Task,
+                 sampler: Callable | None = None) -> np.ndarray | tuple[np.ndarray, np.ndarray] | Exception:
     """Run one task with ``sampler`` (default ``refimpl.sample``); returns the draws or the exception raised."""
     from theory import experiments as E
 
@@ -139,8 +148,9 @@ class _ClaimState:
     plan_error: str | None = None
 
 
-def run_claims(claims, *, mode: str, seed: int, figures_dir, sampler: Callable | None = None, workers: int = 1,
-               scheduler=None, progress: bool = False, log: Callable[[str], None] | None = None) -> tuple[list, dict]:
+def run_claims(claims: Sequence[Claim], *, mode: str, seed: int, figures_dir: str | os.PathLike[str],
+               sampler: Callable | None = None, workers: int = 1, scheduler: str | Client | None = None,
+               progress: bool = False, log: Callable[[str], None] | None = None) -> tuple[list, dict]:
     """Plan, execute and replay ``claims``; returns (report entries in claim order, task statistics).
 
     ``sampler``: None for ``refimpl.sample``; an injected sampler (tests) runs in this

@@ -32,12 +32,17 @@ comes only from an explicit ``numpy.random.Generator``.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 from scipy import linalg
 from scipy.stats import norm
+
+if TYPE_CHECKING:
+    from scipy.stats._distn_infrastructure import rv_continuous_frozen
 
 __all__ = [
     "GaussianMixture1D",
@@ -103,19 +108,19 @@ class GaussianMixture1D:
     def _arrays(self):
         return (np.asarray(self.means, float), np.asarray(self.sds, float), np.asarray(self.weights, float))
 
-    def cdf(self, x):
+    def cdf(self, x: npt.ArrayLike) -> float | np.ndarray:
         """Mixture CDF, vectorised."""
         m, s, w = self._arrays()
         x = np.asarray(x, float)[..., None]
         return np.sum(w * norm.cdf((x - m) / s), axis=-1)
 
-    def pdf(self, x):
+    def pdf(self, x: npt.ArrayLike) -> float | np.ndarray:
         """Mixture density, vectorised."""
         m, s, w = self._arrays()
         x = np.asarray(x, float)[..., None]
         return np.sum(w * norm.pdf((x - m) / s) / s, axis=-1)
 
-    def partial_first_moment(self, q):
+    def partial_first_moment(self, q: npt.ArrayLike) -> float | np.ndarray:
         """∫_{−∞}^{q} x dF(x), vectorised over q (±inf allowed)."""
         m, s, w = self._arrays()
         q = np.asarray(q, float)[..., None]
@@ -124,12 +129,12 @@ class GaussianMixture1D:
             val = w * (m * norm.cdf(z) - s * norm.pdf(z))
         return np.sum(np.nan_to_num(val), axis=-1)
 
-    def second_moment(self):
+    def second_moment(self) -> float:
         """E X² = Σ_j w_j(μ_j² + s_j²)."""
         m, s, w = self._arrays()
         return float(np.sum(w * (m**2 + s**2)))
 
-    def ppf(self, p, tol: float = 1e-13):
+    def ppf(self, p: npt.ArrayLike, tol: float = 1e-13) -> np.ndarray:
         """Quantile function by bisection (vectorised)."""
         m, s, _ = self._arrays()
         p = np.asarray(p, float)
@@ -144,7 +149,7 @@ class GaussianMixture1D:
                 break
         return 0.5 * (lo + hi)
 
-    def rvs(self, size, rng):
+    def rvs(self, size: int | tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
         """``size`` draws using ``rng`` (numpy Generator): one categorical choice and one normal per draw."""
         _check_rng(rng)
         m, s, w = self._arrays()
@@ -185,7 +190,7 @@ def _mixture_ppf_grid(dist: "GaussianMixture1D", n: int) -> np.ndarray:
     return q
 
 
-def w2_1d_to_dist(x, dist) -> float:
+def w2_1d_to_dist(x: npt.ArrayLike, dist: rv_continuous_frozen | GaussianMixture1D) -> float:
     """Exact W2 between the empirical law of a 1-D sample and a known 1-D law.
 
     ``W2² = ∫_0^1 (F_n^{−1}(t) − G^{−1}(t))² dt`` (spec §5.7), evaluated exactly
@@ -209,7 +214,7 @@ def w2_1d_to_dist(x, dist) -> float:
     return float(np.sqrt(max(w2sq, 0.0)))
 
 
-def w2_1d_samples(x, y) -> float:
+def w2_1d_samples(x: npt.ArrayLike, y: npt.ArrayLike) -> float:
     """Exact W2 between the empirical laws of two 1-D samples (any sizes).
 
     Equal sizes: ``√(mean((x_(i) − y_(i))²))``.  Otherwise the two piecewise-constant
@@ -228,7 +233,7 @@ def w2_1d_samples(x, y) -> float:
     return float(np.sqrt(np.sum(dt * (xs[ix] - ys[iy]) ** 2)))
 
 
-def w2_product_to_dist(x, dist) -> float:
+def w2_product_to_dist(x: npt.ArrayLike, dist: rv_continuous_frozen | GaussianMixture1D) -> float:
     """W2 between a sample with independent coordinates and a product target π = dist^{⊗d}.
 
     ``W2² = Σ_j W2²(law of coordinate j, dist)``: exact for product laws (a
@@ -254,7 +259,7 @@ def _as_mean_cov(mean, cov):
     return m, c
 
 
-def w2_gaussians(mean1, cov1, mean2, cov2) -> float:
+def w2_gaussians(mean1: npt.ArrayLike, cov1: npt.ArrayLike, mean2: npt.ArrayLike, cov2: npt.ArrayLike) -> float:
     """Closed-form W2 between N(m1, S1) and N(m2, S2) (Bures–Wasserstein), any d.
 
     ``W2² = ‖m1 − m2‖² + tr(S1 + S2 − 2(S2^{1/2} S1 S2^{1/2})^{1/2})``.  Scalars are
@@ -270,7 +275,7 @@ def w2_gaussians(mean1, cov1, mean2, cov2) -> float:
     return float(np.sqrt(max(val, 0.0)))
 
 
-def w2_bures_to_gaussian(x, mean, cov) -> float:
+def w2_bures_to_gaussian(x: npt.ArrayLike, mean: npt.ArrayLike, cov: npt.ArrayLike) -> float:
     """Moment-matched W2: the Gaussian W2 between N(mean(x), cov(x)) and the target N(mean, cov).
 
     By Gelbrich's inequality this is a **lower bound** on W2 between any law with
@@ -284,7 +289,7 @@ def w2_bures_to_gaussian(x, mean, cov) -> float:
     return w2_gaussians(a.mean(0), np.atleast_2d(np.cov(a, rowvar=False)), mean, cov)
 
 
-def w2_emd(x, y) -> float:
+def w2_emd(x: npt.ArrayLike, y: npt.ArrayLike) -> float:
     """W2 between two samples by exact optimal transport (POT ``ot.emd2``), uniform weights.
 
     Squared Euclidean ground cost; returns √(cost).  Cost O(n³ log n) time and
@@ -309,7 +314,8 @@ class EMDResult(NamedTuple):
     null: float
 
 
-def w2_emd_with_null(x, target_sampler, rng) -> EMDResult:
+def w2_emd_with_null(x: npt.ArrayLike, target_sampler: Callable[[int, np.random.Generator], npt.ArrayLike],
+                     rng: np.random.Generator) -> EMDResult:
     """emd W2 between a sample and the target, with the null baseline beside it.
 
     ``target_sampler(n, rng) -> (n, d)`` draws from the target.  Draws two target
@@ -324,7 +330,7 @@ def w2_emd_with_null(x, target_sampler, rng) -> EMDResult:
     return EMDResult(w2_emd(a, y1), w2_emd(y2, y1))
 
 
-def sliced_w2(x, y, rng, n_projections: int = 200) -> float:
+def sliced_w2(x: npt.ArrayLike, y: npt.ArrayLike, rng: np.random.Generator, n_projections: int = 200) -> float:
     """Sliced W2 through POT's ``ot.sliced_wasserstein_distance`` (p = 2).
 
     ``SW2² = E_θ W2²(θᵀx, θᵀy)`` over uniform directions θ on the sphere, estimated
@@ -346,7 +352,8 @@ def sliced_w2(x, y, rng, n_projections: int = 200) -> float:
     return float(ot.sliced_wasserstein_distance(a, b, projections=proj, p=2))
 
 
-def w2sq_1d_null_mean(dist, n: int, *, grid: int = 1501, chunk: int = 256) -> float:
+def w2sq_1d_null_mean(dist: rv_continuous_frozen | GaussianMixture1D, n: int, *, grid: int = 1501,
+                      chunk: int = 256) -> float:
     """The known null of :func:`w2_1d_to_dist`: E[W2²(empirical law of n i.i.d. draws from dist, dist)].
 
     With sorted draws x_(i) and the cells of :func:`w2_1d_to_dist`,

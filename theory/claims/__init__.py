@@ -42,6 +42,7 @@ experiment, and one line in ``_MODULES`` below.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 
 from theory.claims._common import MODES, Claim, Context, Outcome, fixed_point
 
@@ -78,7 +79,7 @@ for _name in _MODULES:
 del _name, _mod, _claim
 
 
-def get_claims(only=None) -> list[Claim]:
+def get_claims(only: Sequence[str] | None = None) -> list[Claim]:
     """Claims in registry order; ``only``: ids (exact) or prefixes ending in ``*``.  Unknown ids raise ``ValueError``."""
     if not only:
         return list(CLAIMS.values())
