@@ -21,7 +21,8 @@ noise -- hence θ -- stay identical on all ranks.
 from __future__ import annotations
 
 import math
-from typing import Mapping, Optional
+from collections.abc import Callable, Iterable
+from typing import Any, Mapping, Optional
 
 import torch
 
@@ -85,8 +86,9 @@ class CTLD(NoisyOptimizer):
     says whether g(α) = 1, i.e. whether θ is a sample of the target (C1).
     """
 
-    def __init__(self, params, lr: float, temperature: float = 1.0, *, seed: Optional[int] = None,
-                 generator: Optional[torch.Generator] = None, **options):
+    def __init__(self, params: Iterable[torch.nn.Parameter] | Iterable[dict], lr: float, temperature: float = 1.0, *,
+                 seed: Optional[int] = None,
+                 generator: Optional[torch.Generator] = None, **options: Any):
         unknown = set(options) - set(DEFAULTS)
         if unknown:
             raise ValueError(f"unknown CTLD options {sorted(unknown)}; known: {sorted(DEFAULTS)}")
@@ -157,7 +159,7 @@ class CTLD(NoisyOptimizer):
     def _load_extra_state(self, extra):
         self.ct = {k: (list(v) if isinstance(v, list) else v) for k, v in extra.items()}
 
-    def add_param_group(self, param_group):
+    def add_param_group(self, param_group: dict) -> None:
         """As NoisyOptimizer's; a group whose temperature differs from the first group's is refused by name."""
         if (self.param_groups and isinstance(param_group, Mapping) and "temperature" in param_group
                 and param_group["temperature"] != self.param_groups[0]["temperature"]):
@@ -191,7 +193,9 @@ class CTLD(NoisyOptimizer):
         return U
 
     @torch.no_grad()
-    def step(self, closure=None, *, noise=None, potential: Optional[float] = None):
+    def step(self, closure: Callable[[], torch.Tensor] | None = None, *,
+             noise: Mapping[str, torch.Tensor] | None = None,
+             potential: Optional[float] = None) -> torch.Tensor | None:
         """One CTLD step; the potential Ũ(θ_t) comes from ``closure()`` or ``potential=``."""
         loss = None
         if closure is not None:

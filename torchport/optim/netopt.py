@@ -14,7 +14,8 @@ The base step is the restated torch.optim SGD / Adam of ``refimpl.netopt.base``
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Union
+from collections.abc import Iterable, Mapping
+from typing import Callable, Literal, Optional, Union
 
 import torch
 
@@ -100,8 +101,10 @@ def sawb_scale(w: torch.Tensor, bits: int = 4) -> float:
     return float(2.0 * clip_val / (2 ** (bits - 1) + 2 ** (bits - 1)))
 
 
-def askew_direction(w, g, levels: Levels, eps: float, alpha: float, *, scale: float = 1.0,
-                    nu_clamp: Optional[float] = None, midpoint_guard: float = 1e-6):
+def askew_direction(w: torch.Tensor, g: torch.Tensor, levels: Levels, eps: float, alpha: float, *,
+                    scale: float = 1.0,
+                    nu_clamp: Optional[float] = None, midpoint_guard: float = 1e-6
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """AskewSGD direction d and the skew mask -- (A1)/(A2), AISTATS 2023 (aistats2023/537 ``Trainer._step``).
 
     ψ = ε − ((w−a)(w−b))², ν = s·α·ψ / (2(w−a)(w−b)(guard + (w−a) + (w−b)));
@@ -207,8 +210,10 @@ class AskewSGD(_NetOptimizer):
     used for binary levels too (as refimpl).
     """
 
-    def __init__(self, params, lr: float, *, eps: Union[float, Callable] = 1.0, alpha: float = 1.0,
-                 levels: Levels = None, base="sgd", scale="fixed", fixed_scale: float = 1.0,
+    def __init__(self, params: Iterable[torch.nn.Parameter] | Iterable[dict], lr: float, *,
+                 eps: Union[float, Callable] = 1.0, alpha: float = 1.0,
+                 levels: Levels = None, base: Literal["sgd", "adam"] | BaseOptimizer = "sgd",
+                 scale: Literal["fixed", "sawb"] = "fixed", fixed_scale: float = 1.0,
                  sawb_bits: int = 4, scale_freeze_epoch: Optional[int] = None, clamp_nu: bool = False,
                  midpoint_guard: float = 1e-6, clamp_after_step: bool = True,
                  seed: Optional[int] = None, generator: Optional[torch.Generator] = None):
@@ -234,7 +239,7 @@ class AskewSGD(_NetOptimizer):
 
     noise_layout = ()
 
-    def set_epoch(self, epoch: int):
+    def set_epoch(self, epoch: int) -> None:
         self.epoch = _integer("epoch", epoch, 0)
 
     def _scale(self, p, name):
@@ -288,7 +293,7 @@ class AskewSGD(_NetOptimizer):
         self.n_skewed = n_sk
 
     @torch.no_grad()
-    def quantized(self):
+    def quantized(self) -> list[torch.Tensor]:
         """Hard-quantized copies s·round(clip(w/s)) of every parameter, exactly on the grid."""
         out = []
         for group in self.param_groups:
@@ -310,8 +315,9 @@ class BinaryConnect(_NetOptimizer):
     Departure: sign(0) := +1 (on the grid), as refimpl.
     """
 
-    def __init__(self, params, lr: float, *, stochastic: bool = False, levels: Levels = None,
-                 scale: float = 1.0, base="sgd", seed: Optional[int] = None,
+    def __init__(self, params: Iterable[torch.nn.Parameter] | Iterable[dict], lr: float, *,
+                 stochastic: bool = False, levels: Levels = None,
+                 scale: float = 1.0, base: Literal["sgd", "adam"] | BaseOptimizer = "sgd", seed: Optional[int] = None,
                  generator: Optional[torch.Generator] = None):
         _positive("scale", scale)
         if not isinstance(stochastic, bool):
@@ -327,7 +333,7 @@ class BinaryConnect(_NetOptimizer):
         self.binarize_()
 
     @property
-    def noise_layout(self):
+    def noise_layout(self) -> tuple[tuple[str, str], ...]:
         return (("u_binarize", "uniform"),) if self.stochastic else ()
 
     def _init_group(self, group):
@@ -339,7 +345,8 @@ class BinaryConnect(_NetOptimizer):
         self.binarize_(params=params)
 
     @torch.no_grad()
-    def binarize_(self, noise=None, params=None):
+    def binarize_(self, noise: Mapping[str, torch.Tensor] | None = None,
+                  params: list[torch.nn.Parameter] | None = None) -> None:
         """p ← w_b(latent) for every parameter (or ``params``) (stream ``"u_binarize"`` when stochastic)."""
         if params is None:
             params = [p for g in self.param_groups for p in g["params"]]
@@ -372,8 +379,9 @@ class ProxQuant(_NetOptimizer):
     quantization: :meth:`quantized`.  No randomness.
     """
 
-    def __init__(self, params, lr: float, *, lambda_rate: float = 1e-4, levels: Levels = None,
-                 scale: float = 1.0, base="sgd", seed: Optional[int] = None,
+    def __init__(self, params: Iterable[torch.nn.Parameter] | Iterable[dict], lr: float, *,
+                 lambda_rate: float = 1e-4, levels: Levels = None,
+                 scale: float = 1.0, base: Literal["sgd", "adam"] | BaseOptimizer = "sgd", seed: Optional[int] = None,
                  generator: Optional[torch.Generator] = None):
         _positive("lambda_rate", lambda_rate, allow_zero=True)
         _positive("scale", scale)
@@ -389,5 +397,5 @@ class ProxQuant(_NetOptimizer):
             p.copy_(_prox_w_shaped(self._base_update(p, p, g, group["lr"], t), self.levels, self.scale, lam))
 
     @torch.no_grad()
-    def quantized(self):
+    def quantized(self) -> list[torch.Tensor]:
         return [_quantize_nearest(p, self.levels, self.scale) for g in self.param_groups for p in g["params"]]

@@ -9,7 +9,8 @@ parameter and none is presented as the paper's algorithm).
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from collections.abc import Iterable
+from typing import Literal, Optional, Sequence
 
 import torch
 
@@ -23,8 +24,12 @@ __all__ = ["QSGLD", "qsgld_resolution"]
 ROUNDINGS = QSGLD_CHOICES["rounding"]
 
 
-def qsgld_resolution(step: int, lr: float, temperature: float, *, rounding="nearest", q0=None, base=2.0,
-                     schedule="constant", rate=0.0, steps_per_epoch=100, time_index="fractional", c_q=2.0,
+def qsgld_resolution(step: int, lr: float, temperature: float, *,
+                     rounding: Literal["nearest", "stochastic", "uniform", "surrogate"] = "nearest",
+                     q0: float | None = None, base: float = 2.0,
+                     schedule: Literal["constant", "linear", "log"] = "constant", rate: float = 0.0,
+                     steps_per_epoch: int = 100, time_index: Literal["fractional", "printed"] = "fractional",
+                     c_q: float = 2.0,
                      resolutions: Optional[Sequence[float]] = None) -> float:
     """Q_p(t_k) of (QS2) for the 0-based step k: :func:`refimpl.formulas.qsgld_resolution`, which refimpl jits.
 
@@ -61,10 +66,12 @@ class QSGLD(NoisyOptimizer):
     q0, base, the schedule or lr (documented in refimpl.qsgld).
     """
 
-    def __init__(self, params, lr: float, temperature: float = 1.0, *, rounding: str = "nearest",
+    def __init__(self, params: Iterable[torch.nn.Parameter] | Iterable[dict], lr: float, temperature: float = 1.0, *,
+                 rounding: str = "nearest",
                  quantize: str = "params", q0: Optional[float] = None, base: float = 2.0,
                  schedule: str = "constant", rate: float = 0.0, steps_per_epoch: int = 100,
-                 time_index: str = "fractional", optimizer: str = "sgd", adam_betas=(0.9, 0.999),
+                 time_index: str = "fractional", optimizer: str = "sgd",
+                 adam_betas: tuple[float, float] = (0.9, 0.999),
                  adam_eps: float = 1e-8, langevin_noise: bool = False, c_q: float = 2.0,
                  resolutions: Optional[Sequence[float]] = None, seed: Optional[int] = None,
                  generator: Optional[torch.Generator] = None):
@@ -115,7 +122,7 @@ class QSGLD(NoisyOptimizer):
         return out
 
     @property
-    def noise_layout(self):
+    def noise_layout(self) -> tuple[tuple[str, str], ...]:
         lay = [("xi", "normal")] if self.langevin_noise else []
         r = self.cfg["rounding"]
         if r in ("stochastic", "uniform"):

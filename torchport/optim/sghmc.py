@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Optional
+from collections.abc import Iterable
+from typing import Literal, Optional
 
 import torch
 
 from torchport import quantize as tq
+from torchport.quantize import Format
 from refimpl import formulas
 from refimpl.formats import FixedPoint
 from torchport.optim._base import LowPrecisionWeightsMixin, NoisyOptimizer, _positive, as_format
@@ -35,7 +37,8 @@ from torchport.optim._base import LowPrecisionWeightsMixin, NoisyOptimizer, _pos
 __all__ = ["SGHMC", "LowPrecisionSGHMC", "sghmc_coefficients"]
 
 
-def sghmc_coefficients(step_size: float, friction: float, inverse_mass: float, temperature: float = 1.0):
+def sghmc_coefficients(step_size: float, friction: float, inverse_mass: float, temperature: float = 1.0
+                       ) -> tuple[float, float, float, float, float, float, float]:
     """Per-step coefficients of (H0): a, c_v, c_xv, c_xg, TΣ_v, TΣ_x, TΣ_xv.
 
     a = e^{−γη}; c_v = u(1−a)/γ; c_xv = (1−a)/γ; c_xg = u(γη+a−1)/γ²;
@@ -135,15 +138,16 @@ class SGHMC(_SGHMCBase):
     s_x = −1 by default (the code and paper use +1; ``position_sign="paper"``).
     """
 
-    def __init__(self, params, lr: float, friction: float = 1.0, inverse_mass: float = 1.0,
-                 temperature: float = 1.0, num_data: float = 1, *, position_sign: str = "correct",
+    def __init__(self, params: Iterable[torch.nn.Parameter] | Iterable[dict], lr: float, friction: float = 1.0,
+                 inverse_mass: float = 1.0, temperature: float = 1.0, num_data: float = 1, *,
+                 position_sign: str = "correct",
                  resample_momentum_every: int = 0, weight_decay: float = 0.0, seed: Optional[int] = None,
                  generator: Optional[torch.Generator] = None, foreach: Optional[bool] = None):
         super().__init__(params, lr, friction, inverse_mass, temperature, num_data, position_sign,
                          weight_decay, {}, seed, generator, foreach, resample_momentum_every)
 
     @property
-    def noise_layout(self):
+    def noise_layout(self) -> tuple[tuple[str, str], ...]:
         refresh = (("v_refresh", "normal"),) if self.resample_momentum_every > 0 else ()
         return (("z1", "normal"), ("z2", "normal")) + refresh
 
@@ -194,10 +198,12 @@ class LowPrecisionSGHMC(LowPrecisionWeightsMixin, _SGHMCBase):
     not reproduced).
     """
 
-    def __init__(self, params, lr: float, friction: float = 1.0, inverse_mass: float = 1.0,
-                 temperature: float = 1.0, num_data: float = 1, *, weight_format=None, grad_format="same",
-                 velocity_format="same", accumulator: str = "full", variance_corrected: bool = False,
-                 ties: Optional[str] = None, vc_bfp_published: bool = False, position_sign: str = "correct",
+    def __init__(self, params: Iterable[torch.nn.Parameter] | Iterable[dict], lr: float, friction: float = 1.0,
+                 inverse_mass: float = 1.0, temperature: float = 1.0, num_data: float = 1, *,
+                 weight_format: Format | str | None = None, grad_format: Format | str | None = "same",
+                 velocity_format: Format | str | None = "same", accumulator: Literal["full", "low"] = "full",
+                 variance_corrected: bool = False, ties: Literal["away", "even", "up"] | None = None,
+                 vc_bfp_published: bool = False, position_sign: str = "correct",
                  resample_momentum_every: int = 0,
                  velocity_rescaling: Optional[str] = None, velocity_rescaling_constant: float = 1.0,
                  weight_decay: float = 0.0, quantize_initial: bool = True,
@@ -238,7 +244,7 @@ class LowPrecisionSGHMC(LowPrecisionWeightsMixin, _SGHMCBase):
             self.quantize_weights_()
 
     @property
-    def noise_layout(self):
+    def noise_layout(self) -> tuple[tuple[str, str], ...]:
         lay = [("u_grad", "uniform")] if self.grad_format is not None else []
         if self.variance_corrected:
             lay += [("xi_v", "normal"), ("u_round_v", "uniform"), ("u_cat_v", "uniform"),

@@ -23,11 +23,13 @@ trajectories equal refimpl's bit for bit when fed the same noise.
 from __future__ import annotations
 
 import math
-from typing import Optional
+from collections.abc import Iterable
+from typing import Literal, Optional
 
 import torch
 
 from torchport import quantize as tq
+from torchport.quantize import Format
 from torchport.optim._base import LowPrecisionWeightsMixin, NoisyOptimizer, _positive, as_format
 
 __all__ = ["SGLD", "LowPrecisionSGLD"]
@@ -59,8 +61,8 @@ class SGLD(NoisyOptimizer):
     global RNG.
     """
 
-    def __init__(self, params, lr: float, temperature: float = 1.0, num_data: float = 1, *,
-                 weight_decay: float = 0.0, add_noise: bool = True, seed: Optional[int] = None,
+    def __init__(self, params: Iterable[torch.nn.Parameter] | Iterable[dict], lr: float, temperature: float = 1.0,
+                 num_data: float = 1, *, weight_decay: float = 0.0, add_noise: bool = True, seed: Optional[int] = None,
                  generator: Optional[torch.Generator] = None, foreach: Optional[bool] = None):
         _positive("lr", lr)
         _positive("temperature", temperature, allow_zero=True)
@@ -72,7 +74,7 @@ class SGLD(NoisyOptimizer):
         super().__init__(params, defaults, seed=seed, generator=generator, foreach=foreach)
 
     @property
-    def noise_layout(self):
+    def noise_layout(self) -> tuple[tuple[str, str], ...]:
         return (("xi", "normal"),) if self.add_noise else ()
 
     def _update_group(self, group, params, grads, noise):
@@ -129,9 +131,11 @@ class LowPrecisionSGLD(LowPrecisionWeightsMixin, NoisyOptimizer):
     rounding that refimpl's step k+1 performs before its gradient.
     """
 
-    def __init__(self, params, lr: float, temperature: float = 1.0, num_data: float = 1, *,
-                 weight_format=None, grad_format="same", accumulator: str = "full",
-                 variance_corrected: bool = False, ties: Optional[str] = None, vc_bfp_published: bool = False,
+    def __init__(self, params: Iterable[torch.nn.Parameter] | Iterable[dict], lr: float, temperature: float = 1.0,
+                 num_data: float = 1, *, weight_format: Format | str | None = None,
+                 grad_format: Format | str | None = "same", accumulator: Literal["full", "low"] = "full",
+                 variance_corrected: bool = False, ties: Literal["away", "even", "up"] | None = None,
+                 vc_bfp_published: bool = False,
                  weight_decay: float = 0.0, add_noise: bool = True,
                  quantize_initial: bool = True, seed: Optional[int] = None,
                  generator: Optional[torch.Generator] = None, foreach: Optional[bool] = None):
@@ -166,7 +170,7 @@ class LowPrecisionSGLD(LowPrecisionWeightsMixin, NoisyOptimizer):
             self.quantize_weights_()
 
     @property
-    def noise_layout(self):
+    def noise_layout(self) -> tuple[tuple[str, str], ...]:
         lay = []
         if self.grad_format is not None:
             lay.append(("u_grad", "uniform"))
