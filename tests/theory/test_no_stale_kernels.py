@@ -87,7 +87,7 @@ def test_edited_kernel_source_is_recompiled(tmp_path):
     assert abs(before - 1 / (1 - 0.1 / 2)) < 0.1  # SGLD on N(0,1): Var = 1/(1 − η/2)
     targets = root / "refimpl" / "targets.py"
     src = targets.read_text()
-    edited, n = re.subn(r"(def grad1\(kind, params, x\):.*?if kind == 0:\n\s+return) x\n", r"\1 2.0 * x\n", src, count=1, flags=re.S)
+    edited, n = re.subn(r"(def grad1\(kind[^)]*\)[^:]*:.*?if kind == 0:\n\s+return) x\n", r"\1 2.0 * x\n", src, count=1, flags=re.S)
     if n != 1:
         pytest.fail("refimpl/targets.py: grad1's Gaussian branch not found; update this test's edit")
     edited = edited.replace("out[j] = x[j]\n", "out[j] = 2.0 * x[j]\n", 1)
