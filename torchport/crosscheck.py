@@ -45,8 +45,9 @@ from __future__ import annotations
 import copy
 import importlib
 import math
+from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -54,8 +55,8 @@ import torch
 import refimpl
 from refimpl.formats import BlockFloatingPoint, FixedPoint, FloatingPoint
 from refimpl.methods import METHODS
+from refimpl.targets import Target, resolve_target
 from refimpl.targets import grad as target_grad
-from refimpl.targets import resolve_target
 
 __all__ = ["Case", "CASES", "NETOPT_CASES", "run_trajectory", "run_netopt_trajectory", "run_distribution",
            "run_crosscheck", "format_table", "FLOAT32_ULPS", "FLOAT32_MAX_FLIP_RATE"]
@@ -198,7 +199,7 @@ def _qsgld_ctld_cases():
     return cases
 
 
-def all_cases():
+def all_cases() -> list[Case]:
     """Every sampler case (SGLD, SGHMC, QSGLD, CTLD families)."""
     return _sgld_cases() + _sghmc_cases() + _qsgld_ctld_cases()
 
@@ -245,8 +246,10 @@ def _state_of(opt, p, case):
     return p
 
 
-def run_trajectory(case: Case, *, n_steps=100, dim=3, seed=0, eta=0.01, temperature=1.0, grad_noise=0.1,
-                   target="mixture", device="cpu", dtype=torch.float64, mutate: Optional[Callable] = None):
+def run_trajectory(case: Case, *, n_steps: int = 100, dim: int = 3, seed: int = 0, eta: float = 0.01,
+                   temperature: float = 1.0, grad_noise: float = 0.1, target: str | Target = "mixture",
+                   device: torch.device | str = "cpu", dtype: torch.dtype = torch.float64,
+                   mutate: Optional[Callable] = None) -> dict:
     """Run ``case`` in both packages from refimpl's noise; return a result row (dict).
 
     ``mutate(opt)``, if given, is called on the torch optimizer before the run (the
@@ -378,8 +381,9 @@ def _netopt_cases():
 NETOPT_CASES = None
 
 
-def run_netopt_trajectory(case, *, n_steps=100, dim=64, seed=0, lr=0.05, device="cpu",
-                          mutate: Optional[Callable] = None):
+def run_netopt_trajectory(case: tuple[str, Any, dict, Callable[[list[torch.Tensor], float], torch.optim.Optimizer]],
+                          *, n_steps: int = 100, dim: int = 64, seed: int = 0, lr: float = 0.05,
+                          device: torch.device | str = "cpu", mutate: Optional[Callable] = None) -> dict:
     """AskewSGD / BinaryConnect / ProxQuant on L(w) = ½‖w − c‖² from identical noise; float64 bit parity."""
     from refimpl.netopt.binaryconnect import stochastic_levels
     name, ref_cfg, step_kw, make = case
@@ -414,8 +418,9 @@ def run_netopt_trajectory(case, *, n_steps=100, dim=64, seed=0, lr=0.05, device=
 
 
 # -------------------------------------------------------------------------------- distribution
-def run_distribution(case: Case, *, n_chains=2000, n_steps=300, seed=0, eta=0.05, temperature=1.0,
-                     grad_noise=0.1, device="cpu", mutate: Optional[Callable] = None):
+def run_distribution(case: Case, *, n_chains: int = 2000, n_steps: int = 300, seed: int = 0, eta: float = 0.05,
+                     temperature: float = 1.0, grad_noise: float = 0.1, device: torch.device | str = "cpu",
+                     mutate: Optional[Callable] = None) -> dict:
     """Final states of independent chains, refimpl vs torchport, on the 1-D standard Gaussian.
 
     Returns a row with the KS two-sample p-value and the variance z-test p-value.
@@ -463,8 +468,10 @@ def _var_se2(x):
 
 
 # ------------------------------------------------------------------------------------ driver
-def run_crosscheck(*, device="cpu", dtype=torch.float64, n_steps=100, dim=3, n_chains=2000, dist_steps=300,
-                   alpha=1e-3, seed=0, distribution=True, names=None, progress=None):
+def run_crosscheck(*, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float64, n_steps: int = 100,
+                   dim: int = 3, n_chains: int = 2000, dist_steps: int = 300, alpha: float = 1e-3, seed: int = 0,
+                   distribution: bool = True, names: Collection[str] | None = None,
+                   progress: Callable[[dict], object] | None = None) -> list[dict]:
     """All cases; returns the list of rows (each with ``ok``)."""
     rows = []
     cases = [c for c in all_cases() if names is None or c.name in names]
@@ -493,7 +500,7 @@ def run_crosscheck(*, device="cpu", dtype=torch.float64, n_steps=100, dim=3, n_c
     return rows
 
 
-def format_table(rows) -> str:
+def format_table(rows: list[dict]) -> str:
     """A plain-text table of the rows."""
     width = max([42] + [len(r["name"]) for r in rows])
     head = f"{'algorithm':{width}s} {'check':12s} {'result':6s}  detail"
