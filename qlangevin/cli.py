@@ -29,7 +29,7 @@ from qlangevin import __version__
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "quantize": ("refimpl.cli_quantize", "show the number formats and quantizers at work on a default input"),
     "sample": ("refimpl.cli_sample", "run a reference sampler; print moments and convergence diagnostics"),
-    "verify": ("theory.cli_verify", "check each published convergence claim; writes a report with plots"),
+    "verify": ("theory.cli_verify", "run 12 claims on 5 methods against their derivations; two verdicts each (implementation, publication); report with plots"),
     "crosscheck": ("torchport.cli_crosscheck", "run torchport against refimpl from identical noise"),
     "train": ("torchport.cli_train", "train/sample a network on MNIST with any optimizer"),
     "bench": ("qlangevin.bench", "run the benchmarks and print ratios"),

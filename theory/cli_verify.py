@@ -1,4 +1,4 @@
-"""``qlangevin verify``: check each published convergence claim; write a report with plots.
+"""``qlangevin verify``: run the claims of theory.claims (12 claims, all five methods) and give each an implementation and a publication verdict; write a report with plots.
 
     qlangevin verify [--quick | --full] [--out DIR] [--only ID ...] [--seed N] [--workers N]
                      [--scheduler ADDRESS] [--mutate NAME] [--list]
