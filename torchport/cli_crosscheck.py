@@ -6,10 +6,11 @@ comparison) and exits 1 if any check fails (see :mod:`torchport.crosscheck`).
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 
-def add_arguments(parser) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     from qlangevin.cli import float_range, int_range
 
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="torch device (default cpu)")
@@ -31,7 +32,7 @@ def _progress(row) -> None:
     print(f"  {row['name']} ({row['check']}): {'ok' if row['ok'] else 'FAIL'}", file=sys.stderr, flush=True)
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     import torch
 
     from torchport.crosscheck import format_table, run_crosscheck

@@ -145,7 +145,7 @@ def _error(message: str) -> int:
     return 2
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     import dataclasses  # noqa: PLC0415
 
     try:

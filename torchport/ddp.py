@@ -40,7 +40,9 @@ def _ddp_worker(rank: int, world_size: int, port: int, jobs: list, out_dir: str,
         tdist.dist.destroy_process_group()
 
 
-def run_ddp(configs, world_size: int, out_dir: str, *, sync_noise=True, threads: int = 1,
+def run_ddp(configs: ttrain.TrainConfig | list[ttrain.TrainConfig] | tuple[ttrain.TrainConfig, ...],
+            world_size: int, out_dir: str, *, sync_noise: bool | list[bool] | tuple[bool, ...] = True,
+            threads: int = 1,
             port: Optional[int] = None) -> list[list[dict]]:
     """Run each config under DDP with ``world_size`` local CPU processes (gloo, 127.0.0.1).
 

@@ -64,6 +64,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -363,7 +364,8 @@ def _optim_class(name: str):
     return None
 
 
-def build_optimizer(config: TrainConfig, params, num_data: int):
+def build_optimizer(config: TrainConfig, params: Iterable[torch.nn.Parameter] | Iterable[dict],
+                    num_data: int) -> torch.optim.Optimizer:
     """The optimizer of ``config.method`` (see :data:`METHODS`) under the scaling contract (S0).
 
     SGLD/SGHMC families: built with ``lr = config.lr``, ``temperature = T``, ``num_data = N``
@@ -427,7 +429,8 @@ def build_optimizer(config: TrainConfig, params, num_data: int):
     return cls(params, **kwargs)
 
 
-def wrap_activation_quantizers(model, config: TrainConfig, generator: torch.Generator):
+def wrap_activation_quantizers(model: torch.nn.Module, config: TrainConfig, generator: torch.Generator
+                               ) -> torch.nn.Module:
     """Quantize activations (forward, Q_A) and errors (backward, Q_E) with torchport.nn, if asked.
 
     Uses :func:`torchport.nn.insert_quantizers`: a quantizer after every Conv2d, Linear and
@@ -800,7 +803,7 @@ def _checkpoint_interval(run: Run) -> int:
 
 
 def run_steps(run: Run, progress: Progress, *, run_dir: Optional[Path] = None, signals: Optional[_Signals] = None,
-              on_step=None) -> None:
+              on_step: Callable[[int, float], object] | None = None) -> None:
     """The step loop from ``progress.step`` to ``run.stop_step``: step, epoch evaluation, sample
     collection, periodic checkpoints; stops after the step during which a signal arrived."""
     every = _checkpoint_interval(run)
@@ -1001,7 +1004,7 @@ def _train_loop(run: Run, progress: Progress, run_dir: Optional[Path]) -> dict:
     return result
 
 
-def parameters_vector(model_or_state) -> torch.Tensor:
+def parameters_vector(model_or_state: torch.nn.Module | dict[str, torch.Tensor]) -> torch.Tensor:
     """All parameters (or state-dict tensors) concatenated in order, for comparisons in tests."""
     if isinstance(model_or_state, dict):
         tensors = [v for v in model_or_state.values() if torch.is_floating_point(v)]
