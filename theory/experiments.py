@@ -46,6 +46,9 @@ __all__ = [
     "Measurement",
     "within_prediction",
     "derive_seed",
+    "chain_diagnostics",
+    "MIN_DRAWS_FOR_ESS",
+    "INDEPENDENT_DRAWS_NOTE",
     "Z_PASS",
     "FAMILY_ALPHA",
     "FAMILY_SIZE",
@@ -262,6 +265,47 @@ def final_state(
     if packed.shape != (int(n_chains), int(state_width)):
         raise ValueError(f"sampler returned a packed state of shape {packed.shape}, expected ({n_chains}, {state_width})")
     return draws, packed
+
+
+#: what the report says for rows built from one draw per independent chain (R-hat does not apply)
+INDEPENDENT_DRAWS_NOTE = ("one draw per chain from independent chains: the draws are independent, ESS = number of chains "
+                          "(n_chains of each row); R-hat, which compares draws within and between chains, does not apply")
+
+
+#: fewest draws per chain for which the ESS (Geyer's sequence on split chains of half that length) is reported;
+#: with fewer the autocorrelation cannot be estimated (at 9 draws the split chains have 4 and the estimator
+#: returns its cap N·log10(N), far above the N draws), so ESS and its MCSE are left out (null)
+MIN_DRAWS_FOR_ESS = 20
+
+
+def chain_diagnostics(label: str, draws: npt.ArrayLike, quantity: str = "x") -> dict[str, Any]:
+    """Convergence diagnostics of one series kept with several draws per chain (for the verify report).
+
+    ``draws``: chain-first ``(n_chains, n_draws)`` (one scalar quantity) from independent chains.
+    Returns a dict with ``label``, ``quantity``, ``n_chains``, ``n_draws``, ``mean`` and, from
+    :mod:`refimpl.diagnostics` (Vehtari et al., Bayesian Analysis 16(2), 2021): ``rhat``
+    (rank-normalised split R-hat, §4.1-4.2; needs ≥ 4 draws per chain), ``ess_bulk`` and
+    ``ess_tail`` (§4.3) and ``mcse_mean`` (sd/√ESS_mean, §4.4), these three only with at least
+    :data:`MIN_DRAWS_FOR_ESS` draws per chain.  ``mcse_chain_means``: sd of the chain means /
+    √n_chains, valid for independent chains however the draws within a chain are correlated.
+    NaN where undefined or not reported (the report writes null).  Diagnostic only: nothing is judged.
+    """
+    from refimpl import diagnostics as D
+
+    x = np.asarray(draws, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] < 2 or x.shape[1] < 1:
+        raise ValueError(f"draws must have shape (n_chains >= 2, n_draws >= 1), got shape {x.shape}")
+    n_chains, n_draws = x.shape
+    nan = float("nan")
+    means = x.mean(axis=1)
+    out: dict[str, Any] = {"label": str(label), "quantity": str(quantity), "n_chains": int(n_chains), "n_draws": int(n_draws),
+                           "rhat": nan, "ess_bulk": nan, "ess_tail": nan, "mean": float(x.mean()), "mcse_mean": nan,
+                           "mcse_chain_means": float(means.std(ddof=1) / math.sqrt(n_chains))}
+    if n_draws >= 4:
+        out["rhat"] = D.rhat(x)
+    if n_draws >= MIN_DRAWS_FOR_ESS:
+        out.update(ess_bulk=D.ess_bulk(x), ess_tail=D.ess_tail(x), mcse_mean=D.mcse_mean(x))
+    return out
 
 
 class Estimate(NamedTuple):

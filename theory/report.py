@@ -32,6 +32,16 @@
           "error": str | null,                # traceback summary when verdict == "error"
           "figures": [str, ...],              # paths relative to DIR
           "info": {...},                      # claim-specific extras (e.g. which SGHMC sign reproduces Fig. 4)
+          "diagnostics": {                    # convergence diagnostics (theory.report.diagnostics_entry); nothing judged
+            "draws": "independent" | "chains" | null,   # one draw per independent chain, or series with several per chain
+            "note": str,                      # how the rows' draws relate to the chains
+            "max_rhat": float | null, "min_ess_bulk": float | null, "min_ess_tail": float | null,
+            "series": [{"label": str, "quantity": str, "n_chains": int, "n_draws": int, "rhat": float | null,
+                        "ess_bulk": float | null, "ess_tail": float | null, "mean": float | null,
+                        "mcse_mean": float | null,       # sd/sqrt(ESS); ESS and this need >= 20 draws per chain
+                        "mcse_chain_means": float | null # sd of the chain means / sqrt(n_chains)
+                       }, ...]
+          },
           "measurements": [
             {
               "label": str,
@@ -71,9 +81,37 @@ from theory.claims import Claim, Context
 from theory.claims._common import PUBLICATION_VERDICTS, verdict_line
 from theory.experiments import FAMILY_ALPHA, FAMILY_SIZE, POWER, family_alpha, family_z
 
-__all__ = ["SCHEMA", "overall_verdict", "provenance", "render_markdown", "run_claim", "statistics_summary", "write_report"]
+__all__ = ["SCHEMA", "diagnostics_entry", "overall_verdict", "provenance", "render_markdown", "run_claim", "statistics_summary", "write_report"]
 
 SCHEMA = "qlangevin.verify/2"
+
+
+def diagnostics_entry(outcome: Any) -> dict:
+    """The ``diagnostics`` entry of a claim from its :class:`~theory.claims.Outcome` (JSON-ready; non-finite -> null).
+
+    Claims that keep several draws per chain list one series each (R-hat, bulk/tail ESS and
+    MCSE of the mean, :func:`theory.experiments.chain_diagnostics`); claims whose rows use one
+    draw per independent chain say so (ESS = number of chains) instead of printing an R-hat.
+    """
+    from theory.experiments import INDEPENDENT_DRAWS_NOTE
+
+    series = list(getattr(outcome, "diagnostics", None) or [])
+    note = getattr(outcome, "draws_note", None)
+    if not series:
+        return {"draws": "independent", "note": note or INDEPENDENT_DRAWS_NOTE, "max_rhat": None, "min_ess_bulk": None,
+                "min_ess_tail": None, "series": []}
+
+    def extreme(key, fn):
+        vals = [float(d[key]) for d in series if d.get(key) is not None and math.isfinite(float(d[key]))]
+        return fn(vals) if vals else None
+
+    return _jsonable({
+        "draws": "chains",
+        "note": note or ("the series below keep several draws per chain (diagnostics only, nothing judged); "
+                         "every other row uses one draw per independent chain (ESS = number of chains)"),
+        "max_rhat": extreme("rhat", max), "min_ess_bulk": extreme("ess_bulk", min), "min_ess_tail": extreme("ess_tail", min),
+        "series": series,
+    })
 
 
 def run_claim(claim: Claim, ctx: Context) -> dict:
@@ -92,11 +130,14 @@ def run_claim(claim: Claim, ctx: Context) -> dict:
                 raise ValueError(f"{claim.id}: publication verdict must be one of {PUBLICATION_VERDICTS}, got {pv!r}")
             pub = {"verdict": pv, "reason": reason}
         entry.update(verdict=verdict, implementation=verdict, publication=pub, error=None, figures=list(outcome.figures),
-                     info=_jsonable(outcome.info), measurements=rows)
+                     info=_jsonable(outcome.info), diagnostics=diagnostics_entry(outcome), measurements=rows)
     except Exception as exc:  # reported as a claim error, so one broken claim does not hide the others
         tb = traceback.format_exc(limit=6)
         entry.update(verdict="error", implementation="error", publication={"verdict": "not checkable here", "reason": "the experiment raised"},
-                     error=f"{type(exc).__name__}: {exc}\n{tb}", figures=[], info={}, measurements=[])
+                     error=f"{type(exc).__name__}: {exc}\n{tb}", figures=[], info={},
+                     diagnostics={"draws": None, "note": "the experiment raised", "max_rhat": None, "min_ess_bulk": None,
+                                  "min_ess_tail": None, "series": []},
+                     measurements=[])
     entry["duration_s"] = round(time.perf_counter() - t0, 3)
     return entry
 
@@ -201,6 +242,30 @@ def _mde_text(m) -> str:
     return _fmt(m["mde"], 3) + (f" ({100 * rel:.1f}%)" if rel is not None else "")
 
 
+def _fmt_ess(v) -> str:
+    return "–" if v is None else (f"{v:.0f}" if isinstance(v, float) and math.isfinite(v) else _fmt(v))
+
+
+def _diagnostics_lines(diag: dict | None) -> list[str]:
+    """report.md lines for a claim's ``diagnostics`` entry: one line, or a table of the series."""
+    if not diag or diag.get("draws") is None:
+        return []
+    if diag["draws"] == "independent":
+        return ["", f"*Convergence diagnostics:* {diag['note']}."]
+    lines = ["", f"*Convergence diagnostics* (max R-hat {_fmt(diag.get('max_rhat'))}, min bulk ESS {_fmt_ess(diag.get('min_ess_bulk'))}, "
+                 f"min tail ESS {_fmt_ess(diag.get('min_ess_tail'))}; R-hat > 1.01: the chains have not mixed): {diag['note']}.", "",
+             "| series | quantity | chains × draws | R-hat | bulk ESS | tail ESS | mean | MCSE (ESS) | MCSE (chain means) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for d in diag["series"]:
+        lines.append(f"| {d['label']} | {d['quantity']} | {d['n_chains']} × {d['n_draws']} | {_fmt(d['rhat'])} | "
+                     f"{_fmt_ess(d['ess_bulk'])} | {_fmt_ess(d['ess_tail'])} | {_fmt(d['mean'])} | {_fmt(d['mcse_mean'], 2)} | "
+                     f"{_fmt(d.get('mcse_chain_means'), 2)} |")
+    if any(d["ess_bulk"] is None for d in diag["series"]):
+        lines += ["", "ESS and MCSE (ESS): – where a chain keeps fewer than 20 draws (too few to estimate the autocorrelation); "
+                      "MCSE (chain means) holds for independent chains however the draws within a chain are correlated."]
+    return lines
+
+
 def render_markdown(report: dict) -> str:
     """The readable table: both verdicts per claim, then one section per claim, one row per measurement."""
     st = report.get("statistics", {})
@@ -263,6 +328,7 @@ def render_markdown(report: dict) -> str:
                     f"| {m['label']} | {_fmt(m['value'])} | {ci} | {_fmt(m['prediction'])} | {_fmt(m['bound'])} | "
                     f"{_fmt(m['tolerance'], 3)} | {_mde_text(m)} | {res} | {m['note']} |"
                 )
+        lines += _diagnostics_lines(c.get("diagnostics"))
         if c.get("info"):
             lines += ["", "Info: " + json.dumps(c["info"], ensure_ascii=False)]
         for fig in c.get("figures", []):

@@ -17,7 +17,7 @@ from theory.report import SCHEMA
 MEASUREMENT_KEYS = {"label", "parameters", "quantity", "value", "ci", "se", "prediction", "bound", "tolerance", "passed",
                     "mde", "mde_relative", "note"}
 CLAIM_KEYS = {"id", "source", "statement", "experiment", "measured", "prediction", "pass_rule", "published", "verdict",
-              "implementation", "publication", "duration_s", "error", "figures", "info", "measurements"}
+              "implementation", "publication", "duration_s", "error", "figures", "info", "diagnostics", "measurements"}
 PUBLICATION_VERDICTS = {"yes", "partly", "no", "not checkable here"}
 
 

@@ -68,6 +68,11 @@ class Outcome:
     info: dict = field(default_factory=dict)
     #: the publication verdict: (one of PUBLICATION_VERDICTS, the reason), decided by the experiment
     publication: tuple[str, str] | None = None
+    #: convergence diagnostics (theory.experiments.chain_diagnostics) of the series kept with several
+    #: draws per chain; empty when every row uses one draw per independent chain
+    diagnostics: list = field(default_factory=list)
+    #: how the rows' draws relate to the chains (None: the default note of theory.report.diagnostics_entry)
+    draws_note: str | None = None
 
     def implementation_verdict(self) -> str:
         """"pass" iff at least one measurement is judged and every judged one passed."""

@@ -20,7 +20,7 @@ from scipy.stats import chi2, norm
 
 from theory import wasserstein as W
 from theory.claims._common import Claim, Context, Outcome, _plt, _save, _var_row
-from theory.experiments import Measurement, derive_seed, final_state, law_path
+from theory.experiments import Measurement, chain_diagnostics, derive_seed, final_state, law_path
 
 SRC_CTLD = "Ye, Zhu & Mantiuk, Langevin dynamics with continuous tempering, NeurIPS 2017 (reconstruction: docs/ctld.md)"
 _ETA, _C_THETA, _DELTA1, _NB = 0.01, 0.1, 0.2, 50
@@ -86,6 +86,13 @@ def _run(ctx: Context) -> Outcome:
     xc = law_path(ctx.sampler, "ctld", tg, steps=steps, n_chains=nh, step_size=_ETA, seed=derive_seed(ctx.seed, cid, "ctld-hops"),
                   x0=-2.0)[..., 0]
     hs, hc = _hops(xs), _hops(xc)
+    if not ctx.planning:  # diagnostics only: θ paths of the hop runs, chain-first (chains, steps 1..kh)
+        out.diagnostics.append(chain_diagnostics(f"SGHMC θ path, steps 1..{kh}", xs.T, "θ (from x0 = −2)"))
+        out.diagnostics.append(chain_diagnostics(f"CTLD θ path, steps 1..{kh}", xc.T, "θ (from x0 = −2)"))
+    out.draws_note = ("the α-marginal and g = 1 band rows use the final state of independent chains (ESS = number of chains); "
+                      "the hop row counts hops on each chain's whole path, one count per independent chain (its SE treats the "
+                      f"{nh} counts as independent); the θ paths of the hop runs are diagnosed below (every step from "
+                      "x0 = −2, so R-hat also sees the start; nothing judged)")
     diff = float(hc.mean() - hs.mean())
     se = math.sqrt(hs.var() / hs.size + hc.var() / hc.size + 1.0 / hs.size)
     out.measurements.append(Measurement(

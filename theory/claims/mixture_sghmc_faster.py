@@ -20,6 +20,7 @@ from theory.claims._common import (
 from theory.experiments import (
     Measurement,
     bootstrap_ci,
+    chain_diagnostics,
     derive_seed,
     law_path,
 )
@@ -58,8 +59,14 @@ def _run_mixture(ctx: Context) -> Outcome:
             paths[method] = [bootstrap_ci(w2mix, path[i], rng, n_boot, kind="normal") for i in range(len(ks))]
             win = path[len(ks):].T  # (n_chains, len(window))
             pooled[method] = bootstrap_ci(lambda a: w2mix(a) ** 2, win, rng, n_boot, kind="normal")
+            if not ctx.planning:  # diagnostics only (no random numbers drawn): have the chains mixed over the window?
+                out.diagnostics.append(chain_diagnostics(f"{method}, k = {window[0]}..{window[-1]}", win, "x (position)"))
         ctx.log(f"{cid}: {pair} done")
     null = W.w2_1d_to_dist(mix.rvs(n_chains, np.random.default_rng(derive_seed(ctx.seed, cid, "null"))), mix)  # one-k sample size
+    out.draws_note = ("the stationary-window rows pool several draws per chain (k = window); their SE resamples whole chains, so "
+                      "it is valid however the draws within a chain are correlated; the series below say how well the chains mix "
+                      "over the window (diagnostics only, nothing judged). The W2-vs-k points and the null check use one draw "
+                      "per independent chain (ESS = number of chains)")
     out.info["null_w2_exact_target_sample"] = null
     out.measurements.append(_w2_null_row(
         ctx, f"W2 estimator null check (exact 1-D against the mixture, n={n_chains})", lambda a: W.w2_1d_to_dist(a, mix),

@@ -64,6 +64,8 @@ def _run_sghmc_moments(ctx: Context) -> Outcome:
                 f"(A^{LAG} Σ_K)_xx with Σ_K from {src}: the dynamics, which the stationary variance barely sees (γ ±10% moves "
                 "Var_x by 0.3% but this by ~15%)" + ("" if judged else "; reported: Σ_K for naive LP-L is approximate")))
         ctx.log(f"{cid}: {sign} sign done")
+    out.draws_note = (f"one value per independent chain in every row: x_K, or the product x_K·x_(K+{LAG}) of the same chain "
+                      "(the pair is one observation); ESS = number of chains; R-hat (needs several draws per chain) does not apply")
     out.info["P7 Var_x correct/paper"] = [1.0309, 1.4400]
     if "correct" in vc_var:
         v = vc_var["correct"]
