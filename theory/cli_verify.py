@@ -165,6 +165,12 @@ def run(args: argparse.Namespace) -> int:
             print("    " + c["error"].splitlines()[0])
         elif pub != "yes":
             print(f"    publication {pub}: {c['publication']['reason']}")
+        diag = c.get("diagnostics") or {}
+        if diag.get("draws") == "chains":
+            ess = diag.get("min_ess_bulk")
+            print(f"    diagnostics (not judged): max R-hat {diag['max_rhat']:.3f} over {len(diag['series'])} series with several "
+                  f"draws per chain" + (f", min bulk ESS {ess:.0f}" if ess is not None else "") + " (report.md)"
+                  if diag.get("max_rhat") is not None else "    diagnostics: R-hat undefined (report.md)")
     st = report["statistics"]
     pc = report["publication"]
     print(f"judged {st['judged_checks']} checks at |z| <= {st['z_threshold']:.2f} (family-wise alpha {st['family_alpha_actual']:.3g}); "
