@@ -19,54 +19,9 @@ import pytest
 
 PACKAGES = ("refimpl", "theory", "torchport", "qlangevin")
 
-#: Why the torchport entries below are allowed: at the time this test was written (15:15 UTC) their
-#: hints were written in the working tree by the helper that owns torchport but not yet committed,
-#: so the committed tree still lacks them.  Remove the entries once they are committed
-#: (test_allow_list_is_not_stale names the ones that are hinted by then).
-_TORCHPORT_PENDING = "torchport hints in progress (another helper's files; uncommitted at 15:15 UTC)"
-
-#: (module, qualified name) still allowed to lack hints, each with the reason.  An entry here should
-#: name a function that really lacks hints (test_allow_list_is_not_stale warns about the rest).
-ALLOWED_MISSING: dict[tuple[str, str], str] = {
-    ("torchport.cli_crosscheck", "add_arguments"): _TORCHPORT_PENDING,
-    ("torchport.cli_crosscheck", "run"): _TORCHPORT_PENDING,
-    ("torchport.cli_train", "run"): _TORCHPORT_PENDING,
-    ("torchport.crosscheck", "all_cases"): _TORCHPORT_PENDING,
-    ("torchport.crosscheck", "run_trajectory"): _TORCHPORT_PENDING,
-    ("torchport.crosscheck", "run_netopt_trajectory"): _TORCHPORT_PENDING,
-    ("torchport.crosscheck", "run_distribution"): _TORCHPORT_PENDING,
-    ("torchport.crosscheck", "run_crosscheck"): _TORCHPORT_PENDING,
-    ("torchport.crosscheck", "format_table"): _TORCHPORT_PENDING,
-    ("torchport.ddp", "run_ddp"): _TORCHPORT_PENDING,
-    ("torchport.optim.ctld", "CTLD.__init__"): _TORCHPORT_PENDING,
-    ("torchport.optim.ctld", "CTLD.add_param_group"): _TORCHPORT_PENDING,
-    ("torchport.optim.ctld", "CTLD.step"): _TORCHPORT_PENDING,
-    ("torchport.optim.netopt", "askew_direction"): _TORCHPORT_PENDING,
-    ("torchport.optim.netopt", "AskewSGD.__init__"): _TORCHPORT_PENDING,
-    ("torchport.optim.netopt", "AskewSGD.set_epoch"): _TORCHPORT_PENDING,
-    ("torchport.optim.netopt", "AskewSGD.quantized"): _TORCHPORT_PENDING,
-    ("torchport.optim.netopt", "BinaryConnect.__init__"): _TORCHPORT_PENDING,
-    ("torchport.optim.netopt", "BinaryConnect.noise_layout"): _TORCHPORT_PENDING,
-    ("torchport.optim.netopt", "BinaryConnect.binarize_"): _TORCHPORT_PENDING,
-    ("torchport.optim.netopt", "ProxQuant.__init__"): _TORCHPORT_PENDING,
-    ("torchport.optim.netopt", "ProxQuant.quantized"): _TORCHPORT_PENDING,
-    ("torchport.optim.qsgld", "qsgld_resolution"): _TORCHPORT_PENDING,
-    ("torchport.optim.qsgld", "QSGLD.__init__"): _TORCHPORT_PENDING,
-    ("torchport.optim.qsgld", "QSGLD.noise_layout"): _TORCHPORT_PENDING,
-    ("torchport.optim.sghmc", "sghmc_coefficients"): _TORCHPORT_PENDING,
-    ("torchport.optim.sghmc", "SGHMC.__init__"): _TORCHPORT_PENDING,
-    ("torchport.optim.sghmc", "SGHMC.noise_layout"): _TORCHPORT_PENDING,
-    ("torchport.optim.sghmc", "LowPrecisionSGHMC.__init__"): _TORCHPORT_PENDING,
-    ("torchport.optim.sghmc", "LowPrecisionSGHMC.noise_layout"): _TORCHPORT_PENDING,
-    ("torchport.optim.sgld", "SGLD.__init__"): _TORCHPORT_PENDING,
-    ("torchport.optim.sgld", "SGLD.noise_layout"): _TORCHPORT_PENDING,
-    ("torchport.optim.sgld", "LowPrecisionSGLD.__init__"): _TORCHPORT_PENDING,
-    ("torchport.optim.sgld", "LowPrecisionSGLD.noise_layout"): _TORCHPORT_PENDING,
-    ("torchport.train", "build_optimizer"): _TORCHPORT_PENDING,
-    ("torchport.train", "wrap_activation_quantizers"): _TORCHPORT_PENDING,
-    ("torchport.train", "run_steps"): _TORCHPORT_PENDING,
-    ("torchport.train", "parameters_vector"): _TORCHPORT_PENDING,
-}
+#: (module, qualified name) still allowed to lack hints, each with the reason.  Empty: every public
+#: function is hinted.  test_allow_list_is_not_stale warns about entries that are hinted by now.
+ALLOWED_MISSING: dict[tuple[str, str], str] = {}
 
 
 def _public_modules(pkg: str) -> list[str]:
