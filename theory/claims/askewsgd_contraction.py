@@ -40,6 +40,7 @@ def _contraction(levels, eps, alpha, lr, s=1.0):
 
 def _run(ctx: Context) -> Outcome:
     out = Outcome()
+    out.draws_note = "AskewSGD is an optimizer: no MCMC draws and no chains to diagnose (R-hat and ESS do not apply)"
     if ctx.planning:  # no sampler work: nothing to plan
         return out
     from refimpl.netopt import AskewSGD, BinaryConnect, train
