@@ -29,4 +29,12 @@ from refimpl.quantize import (
     vc_gap,
     vc_quantize,
 )
-from refimpl.driver import draw_noise, noise_spec, sample  # noqa: E402,F401  (sampler driver, docs/architecture.md)
+from refimpl.driver import draw_noise, noise_spec, sample  # sampler driver, docs/architecture.md
+
+__all__ = [
+    "BlockFloatingPoint", "FixedPoint", "FloatingPoint", "IEEEFloat", "MXFormat", "NVFP4",
+    "format_code", "parse_format", "qtorch_float",
+    "categorical_offset", "categorical_probabilities", "draw_categorical_noise", "draw_quantize_noise",
+    "draw_vc_noise", "quantize", "stochastic_round", "vc_gap", "vc_quantize",
+    "draw_noise", "noise_spec", "sample",
+]

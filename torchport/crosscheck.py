@@ -101,12 +101,12 @@ class Case:
 
 
 def _sgld_cases():
-    O = _optim()
+    optim_mod = _optim()
     fx = FixedPoint(8, 5)
-    cases = [Case("sgld", "sgld", lambda p, e, T, f, g: O.SGLD(p, lr=e, temperature=T, seed=0))]
+    cases = [Case("sgld", "sgld", lambda p, e, T, f, g: optim_mod.SGLD(p, lr=e, temperature=T, seed=0))]
 
     def lp(acc, vc=False, noise=True, **vc_opts):
-        return lambda p, e, T, f, g: O.LowPrecisionSGLD(p, lr=e, temperature=T, weight_format=f, grad_format=g,
+        return lambda p, e, T, f, g: optim_mod.LowPrecisionSGLD(p, lr=e, temperature=T, weight_format=f, grad_format=g,
                                                         accumulator=acc, variance_corrected=vc, add_noise=noise,
                                                         quantize_initial=False, seed=0, **vc_opts)
     for f, tag in ((fx, "fixed"), (BlockFloatingPoint(8), "bfp"), (FloatingPoint(5, 4), "float")):
@@ -131,15 +131,15 @@ def _sgld_cases():
 
 
 def _sghmc_cases():
-    O = _optim()
+    optim_mod = _optim()
     fx = FixedPoint(8, 5)
 
     def full(sign, **kw):
-        return lambda p, e, T, f, g: O.SGHMC(p, lr=e, friction=2.0, inverse_mass=2.0, temperature=T,
+        return lambda p, e, T, f, g: optim_mod.SGHMC(p, lr=e, friction=2.0, inverse_mass=2.0, temperature=T,
                                              position_sign=sign, seed=0, **kw)
 
     def lp(acc, vc=False, **kw):
-        return lambda p, e, T, f, g: O.LowPrecisionSGHMC(p, lr=e, friction=2.0, inverse_mass=2.0, temperature=T,
+        return lambda p, e, T, f, g: optim_mod.LowPrecisionSGHMC(p, lr=e, friction=2.0, inverse_mass=2.0, temperature=T,
                                                          weight_format=f, grad_format=g, accumulator=acc,
                                                          variance_corrected=vc, quantize_initial=False, seed=0,
                                                          **kw)
@@ -180,7 +180,7 @@ def _sghmc_resample_cases(full, lp, fx):
 
 
 def _qsgld_ctld_cases():
-    O = _optim()
+    optim_mod = _optim()
     cases = []
     for opts in ({"rounding": "nearest"}, {"rounding": "stochastic"}, {"rounding": "uniform"},
                  {"rounding": "surrogate"},
@@ -190,10 +190,10 @@ def _qsgld_ctld_cases():
                  "rate": lambda v: f"rate={v}", "steps_per_epoch": lambda v: f"B={v}"}
         tag = ",".join(short[k](v) for k, v in opts.items() if k != "rounding")
         name = f"qsgld[{opts['rounding']}{',' + tag if tag else ''}]"
-        cases.append(Case(name, "qsgld", (lambda o: lambda p, e, T, f, g: O.QSGLD(p, lr=e, temperature=T, seed=0,
+        cases.append(Case(name, "qsgld", (lambda o: lambda p, e, T, f, g: optim_mod.QSGLD(p, lr=e, temperature=T, seed=0,
                                                                                **o))(dict(opts)),
                           options=dict(opts), distribution=opts["rounding"] != "nearest"))
-    cases.append(Case("ctld", "ctld", lambda p, e, T, f, g: O.CTLD(p, lr=e, temperature=T, seed=0,
+    cases.append(Case("ctld", "ctld", lambda p, e, T, f, g: optim_mod.CTLD(p, lr=e, temperature=T, seed=0,
                                                                    eta_alpha=4e-2, switch_after=150),
                       options={"eta_alpha": 4e-2, "switch_after": 150}, ctld=True, distribution=False))
     return cases
@@ -360,21 +360,21 @@ def _netopt_cases():
     from refimpl.netopt.binaryconnect import BinaryConnect as RB
     from refimpl.netopt.levels import binary_levels, uniform_levels
     from refimpl.netopt.proxquant import ProxQuant as RP
-    O = _optim()
+    optim_mod = _optim()
     mom = BaseOptimizer(kind="sgd", momentum=0.9, weight_decay=1e-4)
     return [
         ("askewsgd[binary]", RA(levels=binary_levels(), alpha=1.0), dict(eps=0.05),
-         lambda p, lr: O.AskewSGD(p, lr, eps=0.05, alpha=1.0)),
+         lambda p, lr: optim_mod.AskewSGD(p, lr, eps=0.05, alpha=1.0)),
         ("askewsgd[17 levels,sawb,momentum]",
          RA(levels=uniform_levels(17), alpha=1.0, base=mom, scale="sawb", clamp_nu=True), dict(eps=0.01),
-         lambda p, lr: O.AskewSGD(p, lr, eps=0.01, alpha=1.0, levels=uniform_levels(17), base=mom,
+         lambda p, lr: optim_mod.AskewSGD(p, lr, eps=0.01, alpha=1.0, levels=uniform_levels(17), base=mom,
                                   scale="sawb", clamp_nu=True)),
-        ("binaryconnect", RB(), {}, lambda p, lr: O.BinaryConnect(p, lr)),
+        ("binaryconnect", RB(), {}, lambda p, lr: optim_mod.BinaryConnect(p, lr)),
         ("binaryconnect[stochastic,adam]", RB(stochastic=True, base="adam"), {},
-         lambda p, lr: O.BinaryConnect(p, lr, stochastic=True, base="adam", seed=0)),
-        ("proxquant", RP(lambda_rate=1e-3), {}, lambda p, lr: O.ProxQuant(p, lr, lambda_rate=1e-3)),
+         lambda p, lr: optim_mod.BinaryConnect(p, lr, stochastic=True, base="adam", seed=0)),
+        ("proxquant", RP(lambda_rate=1e-3), {}, lambda p, lr: optim_mod.ProxQuant(p, lr, lambda_rate=1e-3)),
         ("proxquant[adam]", RP(lambda_rate=1e-3, base="adam"), {},
-         lambda p, lr: O.ProxQuant(p, lr, lambda_rate=1e-3, base="adam")),
+         lambda p, lr: optim_mod.ProxQuant(p, lr, lambda_rate=1e-3, base="adam")),
     ]
 
 

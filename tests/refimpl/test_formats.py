@@ -75,7 +75,7 @@ def test_qtorch_float_ranges():
 
 def test_ieee_ranges_match_ml_dtypes():
     ml_dtypes = pytest.importorskip("ml_dtypes")
-    for name, (exp, man, mx, has_inf) in IEEE_FORMATS.items():
+    for name, (_exp, man, mx, _has_inf) in IEEE_FORMATS.items():
         dt = np.float16 if name == "float16" else getattr(ml_dtypes, name)
         info = ml_dtypes.finfo(dt)
         assert float(info.max) == mx, name

@@ -50,7 +50,7 @@ def test_sgld_step_equations_from_noise(fmt):
             kw["fmt"] = fmt
         start = x if method in ("sgld", "sgd_lp_f", "sgld_lp_f") else xq
         got = sgld.step(sgld.init(start), z, **kw).position
-        c = lambda name: _cols(spec, z, name)  # noqa: E731
+        c = lambda name, spec=spec, z=z: _cols(spec, z, name)  # noqa: E731
         if method in ("sgd_lp_f", "sgld_lp_f"):
             g = Q(Q(start, c("u_weight")) + s * c("grad_noise"), c("u_grad"))
         elif method == "sgld":

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy import special
 
 import refimpl
 from refimpl import BlockFloatingPoint, FloatingPoint, IEEEFloat, quantize, vc_quantize

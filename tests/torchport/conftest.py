@@ -13,8 +13,9 @@ import torch
 
 import importlib
 
+# `import refimpl.quantize as rq` would bind the function refimpl.quantize (re-exported by refimpl)
 rq = importlib.import_module("refimpl.quantize")
-import torchport.quantize as tq
+import torchport.quantize as tq  # noqa: E402
 
 
 class RefimplBackend:

@@ -13,9 +13,10 @@ from hypothesis import strategies as st
 
 import importlib
 
+# `import refimpl.quantize as rq` would bind the function refimpl.quantize (re-exported by refimpl)
 rq = importlib.import_module("refimpl.quantize")
-import torchport.quantize as tq
-from refimpl.formats import BlockFloatingPoint, FixedPoint, FloatingPoint, IEEEFloat
+import torchport.quantize as tq  # noqa: E402
+from refimpl.formats import BlockFloatingPoint, FixedPoint, FloatingPoint, IEEEFloat  # noqa: E402
 
 FORMATS = [
     FixedPoint(8, 6),

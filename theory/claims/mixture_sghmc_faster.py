@@ -46,7 +46,9 @@ def _run_mixture(ctx: Context) -> Outcome:
     n_boot = ctx.pick(tiny=40, quick=60, full=200)
     rng = np.random.default_rng(derive_seed(ctx.seed, cid, "bootstrap"))
     paths, pooled = {}, {}
-    w2mix = lambda a: W.w2_1d_to_dist(np.ravel(a), mix)
+    def w2mix(a: np.ndarray) -> float:
+        return W.w2_1d_to_dist(np.ravel(a), mix)
+
     for pair in pairs:
         for method in pair:
             kw = dict(x0=x0)

@@ -39,7 +39,9 @@ def _run_sghmc_fig4(ctx: Context) -> Outcome:
     K = _sghmc_steps()
     co = P.sghmc_coefficients(**_SGHMC_SETTING)
     rng = np.random.default_rng(derive_seed(ctx.seed, cid, "bootstrap"))
-    w2g = lambda a: abs(math.sqrt(float(np.mean(a**2))) - 1.0)
+    def w2g(a: np.ndarray) -> float:
+        return abs(math.sqrt(float(np.mean(a**2))) - 1.0)
+
     curves = {}
     for sign in ("correct", "paper"):
         for fl in fls:

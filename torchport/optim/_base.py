@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from typing import Iterable, Mapping, Optional
+from typing import Mapping, Optional
 
 import torch
 from torch.optim import Optimizer
