@@ -42,6 +42,7 @@ import numpy.typing as npt
 from numba import njit
 
 from refimpl import _qkernels as K
+from refimpl import slots as S
 from refimpl.formats import Format
 
 __all__ = [
@@ -167,12 +168,12 @@ def normals(key: int, n: int, *, start: int = 0, bits: int = 53) -> np.ndarray:
 # --------------------------------------------------------------------------------------
 @njit(**_JIT)
 def _sr_elementwise(x, u, out, code):
-    """Fixed point (kind 1) and qtorch/IEEE floats (kinds 3, 4), element by element."""
-    kind = int(code[0])
+    """Fixed point and qtorch/IEEE floats, element by element."""
+    kind = int(code[S.KIND])
     for i in range(x.size):
         v = np.float64(x[i])
-        if kind == 1:
-            delta, lo, hi = code[1], code[2], code[3]
+        if kind == S.KIND_FIXED:
+            delta, lo, hi = code[S.FIXED_DELTA], code[S.FIXED_LO], code[S.FIXED_HI]
             if v != v:
                 out[i] = v
                 continue
@@ -181,11 +182,11 @@ def _sr_elementwise(x, u, out, code):
             q = (f0 + (1.0 if u[i] < z - f0 else 0.0)) * delta + 0.0
             out[i] = min(max(q, lo), hi)
         else:
-            emin = 2 - (1 << (int(code[1]) - 1))
-            man = int(code[2])
-            maxv = code[3]
-            has_inf = code[4] != 0.0
-            saturate = kind == 3 or code[6] != 0.0
+            emin = 2 - (1 << (int(code[S.FLOAT_EXP]) - 1))
+            man = int(code[S.FLOAT_MAN])
+            maxv = code[S.FLOAT_MAX]
+            has_inf = code[S.FLOAT_HAS_INF] != 0.0
+            saturate = kind == S.KIND_FLOAT or code[S.SATURATE] != 0.0
             if v != v or v == 0.0:
                 out[i] = v
                 continue
@@ -248,15 +249,15 @@ def sr_round(x: np.ndarray, fmt: Format | None, u: np.ndarray) -> np.ndarray:
     if fmt is None:
         return x.copy()
     code = fmt.code
-    kind = int(code[0])
+    kind = int(code[S.KIND])
     u = np.asarray(u, dtype=np.float64).reshape(x.shape)
-    if kind == 2:
+    if kind == S.KIND_BFP:
         rows, back = _rows(x, fmt.dim)
         urows, _ = _rows(u, fmt.dim)
         out = np.empty_like(rows)
-        _sr_bfp_rows(rows, urows, out, int(code[1]))
+        _sr_bfp_rows(rows, urows, out, int(code[S.BFP_WL]))
         return np.ascontiguousarray(back(out))
-    if kind in (1, 3, 4):
+    if kind in (S.KIND_FIXED, S.KIND_FLOAT, S.KIND_IEEE):
         flat = np.ascontiguousarray(x.reshape(-1))
         out = np.empty_like(flat)
         _sr_elementwise(flat, np.ascontiguousarray(u.reshape(-1)), out, code)
@@ -269,7 +270,7 @@ def _vc(mu: np.ndarray, var: float, fmt, xi, ur, uc, ties=None, vc_published=Fal
     from refimpl.formats import with_options
 
     code = with_options(fmt.code, ties=ties, vc_published=vc_published)
-    if int(code[0]) == 2:
+    if int(code[S.KIND]) == S.KIND_BFP:
         rows, back = _rows(mu, fmt.dim)
         r = [_rows(a.reshape(mu.shape), fmt.dim)[0] for a in (xi, ur, uc)]
         out = np.empty_like(rows)

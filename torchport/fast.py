@@ -150,9 +150,10 @@ def _rows(x: torch.Tensor, dim):
 
 
 def _float_params(code):
-    emin = 2 - (1 << (int(code[1]) - 1))
-    man = int(code[2])
-    return emin, man, float(code[3]), code[4] != 0.0, int(code[0]) == S.KIND_FLOAT or code[6] != 0.0
+    emin = 2 - (1 << (int(code[S.FLOAT_EXP]) - 1))
+    man = int(code[S.FLOAT_MAN])
+    return (emin, man, float(code[S.FLOAT_MAX]), code[S.FLOAT_HAS_INF] != 0.0,
+            int(code[S.KIND]) == S.KIND_FLOAT or code[S.SATURATE] != 0.0)
 
 
 def _float_overflow(x, maxv, has_inf, saturate):
@@ -166,17 +167,17 @@ def _float_overflow(x, maxv, has_inf, saturate):
 # ----------------------------------------------------------------------------- rounding kernels
 def _round_tensor(x: torch.Tensor, fmt, code, u: torch.Tensor | None) -> torch.Tensor:
     """Q^d (u None) or the k-bit Q^s of x, computed in x's dtype; u has x's shape."""
-    kind = int(code[0])
+    kind = int(code[S.KIND])
     ties = int(code[S.TIES])
     dt = x.dtype
     if kind == S.KIND_FIXED:
-        delta, lo, hi = float(code[1]), float(code[2]), float(code[3])
+        delta, lo, hi = float(code[S.FIXED_DELTA]), float(code[S.FIXED_LO]), float(code[S.FIXED_HI])
         z = torch.clamp(x, lo - delta, hi + delta) * (1.0 / delta)
         k = _round_int(z, ties) if u is None else _sr_int(z, u)
         q = torch.clamp(k * delta + 0.0, lo, hi)
         return torch.where(torch.isnan(x), x, q)
     if kind == S.KIND_BFP:
-        wl = int(code[1])
+        wl = int(code[S.BFP_WL])
         rows, back = _rows(x, fmt.dim)
         urows = None if u is None else _rows(u, fmt.dim)[0]
         a = rows.abs()
@@ -283,7 +284,7 @@ def _escape_uniform(branch1, xi, ur):
 
 def _vc_tensor(mu, var: float, fmt, code, xi, ur, uc) -> torch.Tensor:
     """Q^vc (Q5)/(Q6) of refimpl's ``vc_into`` in mu's dtype, noise tensors of mu's shape."""
-    kind = int(code[0])
+    kind = int(code[S.KIND])
     ties = int(code[S.TIES])
     flags = int(code[S.VC_FLAGS])
     if flags & S.VC_SPEC_CLIP_BIT:
@@ -291,11 +292,11 @@ def _vc_tensor(mu, var: float, fmt, code, xi, ur, uc) -> torch.Tensor:
     published = bool(flags & S.VC_PUBLISHED_BIT) and kind != S.KIND_FIXED
     dt = mu.dtype
     if kind == S.KIND_FIXED:
-        delta, lo, hi = float(code[1]), float(code[2]), float(code[3])
+        delta, lo, hi = float(code[S.FIXED_DELTA]), float(code[S.FIXED_LO]), float(code[S.FIXED_HI])
         se = torch.tensor(math.frexp(delta)[1] - 1, dtype=torch.int64, device=mu.device)
         return _vc_units(mu, var, xi, ur, uc, se, lo, hi, ties, False, True, None)[0]
     if kind == S.KIND_BFP:
-        wl = int(code[1])
+        wl = int(code[S.BFP_WL])
         rows, back = _rows(mu, fmt.dim)
         xr, urr, ucr = (_rows(t, fmt.dim)[0] for t in (xi, ur, uc))
         a = rows.abs()
