@@ -37,7 +37,6 @@ agree on how far the run got (the driver reads it after an interrupt).
 from __future__ import annotations
 
 import hashlib
-import math
 import types
 from pathlib import Path
 
@@ -66,6 +65,7 @@ _JIT = dict(cache=True, error_model="numpy")
 REC_MODE, REC_FIRST, REC_THIN, REC_N, REC_DIM, REC_NEXT = range(6)
 
 _decay_factor = njit(**_JIT)(formulas.decay_factor)
+_cyclical_step_size = njit(**_JIT)(formulas.cyclical_step_size)
 
 
 @njit(**_JIT)
@@ -99,7 +99,7 @@ def schedule_at(sched, k):
     if kind == SCHED_CYCLICAL:
         period = int(sched[2])
         r = (k % period) / period
-        eta = 0.5 * sched[1] * (math.cos(math.pi * r) + 1.0)
+        eta = _cyclical_step_size(k, period, sched[1])
         sampling = r >= sched[3]
         scale = 1.0 if (sampling or sched[4] != 0.0) else 0.0
         return eta, scale, sampling

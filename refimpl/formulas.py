@@ -58,6 +58,15 @@ def sghmc_velocity_sd(inverse_mass: float, temperature: float) -> float:
     return math.sqrt(inverse_mass * temperature)
 
 
+def cyclical_step_size(k: int, period: int, eta0: float) -> float:
+    """η_k of the cyclical schedule (S8): (η₀/2)(cos(π·r) + 1), r = (k mod P)/P, P steps per cycle.
+
+    Zhang et al., "Cyclical stochastic gradient MCMC for Bayesian deep learning", ICLR 2020,
+    eq. (1); the one definition refimpl's schedules and loop and torchport's CyclicalSchedule use."""
+    r = (k % period) / period
+    return 0.5 * eta0 * (math.cos(math.pi * r) + 1.0)
+
+
 def decay_factor(t: float) -> float:
     """f(t) of (S7) at t = epoch/epochs: 1 (t ≤ 0.5), 1 − 0.99(t − 0.5)/0.4 (t ≤ 0.9), 0.01 after."""
     if t <= 0.5:

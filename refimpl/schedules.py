@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from refimpl import formulas
 from refimpl.formulas import decay_factor
 
 __all__ = ["Constant", "Cyclical", "Decay", "as_schedule"]
@@ -100,8 +101,7 @@ class Cyclical:
         return int(self.code[2])
 
     def eta(self, k: int) -> float:
-        r = (k % self.period) / self.period
-        return 0.5 * self.code[1] * (math.cos(math.pi * r) + 1.0)
+        return formulas.cyclical_step_size(k, self.period, float(self.code[1]))
 
     def sampling(self, k: int) -> bool:
         return (k % self.period) / self.period >= self.code[3]

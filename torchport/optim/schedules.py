@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import numbers
 
+from refimpl import formulas
 from refimpl.formulas import decay_factor
 
 __all__ = ["CyclicalSchedule", "decay_schedule_factor"]
@@ -64,7 +65,7 @@ class CyclicalSchedule:
         """lr_k of (S8)."""
         _step_index("k", k)
         c = self.cycle_length
-        return self.lr0 / 2.0 * (math.cos(math.pi * (k % c) / c) + 1.0)
+        return formulas.cyclical_step_size(k, c, self.lr0)
 
     def position_in_cycle(self, k: int) -> float:
         """(k mod C)/C ∈ [0, 1)."""
