@@ -54,6 +54,7 @@ from refimpl.formats import (
     with_options,
 )
 from torchport import counter_rng as cr
+from torchport.kernels.bfp import _blocks  # BFP blocks as rows and the map back
 
 __all__ = [
     "FastLowPrecisionSGHMC",
@@ -137,18 +138,6 @@ def _check_format(fmt, name="fmt"):
     return fmt
 
 
-def _rows(x: torch.Tensor, dim):
-    """BFP blocks as rows (a view when possible) and the map back; ``dim=None``: one block."""
-    if dim is None or x.dim() == 0:
-        shape = x.shape
-        return x.reshape(1, -1), lambda r: r.reshape(shape)
-    if dim >= x.dim():
-        raise ValueError(f"BlockFloatingPoint dim={dim} is out of range for a tensor of {x.dim()} dims")
-    moved = x.movedim(dim, 0)
-    mshape = moved.shape
-    return moved.reshape(mshape[0], -1), lambda r: r.reshape(mshape).movedim(0, dim)
-
-
 def _float_params(code):
     emin = 2 - (1 << (int(code[S.FLOAT_EXP]) - 1))
     man = int(code[S.FLOAT_MAN])
@@ -178,8 +167,8 @@ def _round_tensor(x: torch.Tensor, fmt, code, u: torch.Tensor | None) -> torch.T
         return torch.where(torch.isnan(x), x, q)
     if kind == S.KIND_BFP:
         wl = int(code[S.BFP_WL])
-        rows, back = _rows(x, fmt.dim)
-        urows = None if u is None else _rows(u, fmt.dim)[0]
+        rows, back = _blocks(x, fmt.dim)
+        urows = None if u is None else _blocks(u, fmt.dim)[0]
         a = rows.abs()
         a = torch.where(torch.isfinite(a), a, torch.zeros_like(a))
         m = a.amax(dim=1, keepdim=True)
@@ -297,8 +286,8 @@ def _vc_tensor(mu, var: float, fmt, code, xi, ur, uc) -> torch.Tensor:
         return _vc_units(mu, var, xi, ur, uc, se, lo, hi, ties, False, True, None)[0]
     if kind == S.KIND_BFP:
         wl = int(code[S.BFP_WL])
-        rows, back = _rows(mu, fmt.dim)
-        xr, urr, ucr = (_rows(t, fmt.dim)[0] for t in (xi, ur, uc))
+        rows, back = _blocks(mu, fmt.dim)
+        xr, urr, ucr = (_blocks(t, fmt.dim)[0] for t in (xi, ur, uc))
         a = rows.abs()
         a = torch.where(torch.isfinite(a), a, torch.zeros_like(a))
         m = a.amax(dim=1, keepdim=True)
@@ -637,6 +626,21 @@ class _FastBase(torch.optim.Optimizer):
         if self.check_every and self.steps % self.check_every == 0:
             self.check_finite()
 
+    def _init_weights(self, i: int, p: torch.Tensor, wf, accumulator: str, quantize_initial: bool,
+                      seed: int) -> None:
+        """Initial state of parameter i: the full-precision accumulator (LP-F, a copy of p) and, with
+        quantize_initial, p <- Q_W(p): stochastic from the ``u_weight`` stream at INIT_STEP (LP-F),
+        nearest (LP-L)."""
+        if accumulator == "full":
+            self.state[p]["accumulator"] = p.detach().clone()
+        if quantize_initial and wf is not None:
+            if accumulator == "full":
+                key = cr.counter_bits(_param_key(seed, INIT_STEP, i, p.device),
+                                      torch.tensor(cr.STREAMS["u_weight"], device=p.device))
+                p.copy_(_round_tensor(p.detach(), wf, self._wcode, _noise_like(key, p, "uniform")))
+            else:
+                p.copy_(_round_tensor(p.detach(), wf, self._wcode, None))
+
 
 class FastLowPrecisionSGLD(_FastBase):
     """LP-SGLD / LP-SGD on the fast path -- spec (S2)-(S6), the update of ``torchport.optim.LowPrecisionSGLD``.
@@ -690,15 +694,7 @@ class FastLowPrecisionSGLD(_FastBase):
         self._fn = maybe_compile(sgld_step, self._compile)
         with torch.no_grad():
             for i, p in enumerate(self._params):
-                if accumulator == "full":
-                    self.state[p]["accumulator"] = p.detach().clone()
-                if quantize_initial and wf is not None:
-                    if accumulator == "full":
-                        key = cr.counter_bits(_param_key(seed, INIT_STEP, i, p.device),
-                                              torch.tensor(cr.STREAMS["u_weight"], device=p.device))
-                        p.copy_(_round_tensor(p.detach(), wf, self._wcode, _noise_like(key, p, "uniform")))
-                    else:
-                        p.copy_(_round_tensor(p.detach(), wf, self._wcode, None))
+                self._init_weights(i, p, wf, accumulator, quantize_initial, seed)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
@@ -782,15 +778,7 @@ class FastLowPrecisionSGHMC(_FastBase):
         with torch.no_grad():
             for i, p in enumerate(self._params):
                 self.state[p]["velocity"] = torch.zeros_like(p)
-                if accumulator == "full":
-                    self.state[p]["accumulator"] = p.detach().clone()
-                if quantize_initial and wf is not None:
-                    if accumulator == "full":
-                        key = cr.counter_bits(_param_key(seed, INIT_STEP, i, p.device),
-                                              torch.tensor(cr.STREAMS["u_weight"], device=p.device))
-                        p.copy_(_round_tensor(p.detach(), wf, self._wcode, _noise_like(key, p, "uniform")))
-                    else:
-                        p.copy_(_round_tensor(p.detach(), wf, self._wcode, None))
+                self._init_weights(i, p, wf, accumulator, quantize_initial, seed)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
