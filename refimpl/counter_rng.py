@@ -23,6 +23,8 @@ z = x/Δ (exact), ⌊z⌋ and the fraction f = z - ⌊z⌋ (both exact), and
 ``Q(x) = Δ·(⌊z⌋ + [u_k < f])``.  P(up) = ⌈f·2^k⌉/2^k, so the bias is in [0, 2^-k·Δ):
 the resolution of the k-bit random integer (tests/refimpl/test_counter_rng.py checks it
 with MCSE tolerances and a too-few-bits mutation).  Then saturation as the format does.
+MX / NVFP4 (docs/mx.md): the rule acts on the element grid, z = x/s with s the block's
+holding scale (that of refimpl's MX Q^s, so the block maximum is not clipped).
 
 Because every number is a function of the element index, a tensor computed in
 shards (any split of the index range, any number of DDP ranks) has the same bits as
@@ -44,6 +46,7 @@ from numba import njit
 from refimpl import _qkernels as K
 from refimpl import slots as S
 from refimpl.formats import Format
+from refimpl.kernels import mx as MX
 
 __all__ = [
     "PHI",
@@ -229,6 +232,47 @@ def _sr_bfp_rows(x, u, out, wl):
             out[r, j] = K._ldexp(k, se) + 0.0
 
 
+@njit(**_JIT)
+def _sr_mx_row(x, u, out, code):
+    """MX / NVFP4 (kind 5), one row of blocks (docs/mx.md): per block the holding scale s of
+    refimpl's Q^s (``refimpl.kernels.mx._vc_block_scale``), z = x/s, then the k-bit rule on the
+    element grid at z -- Δ·(⌊z/Δ⌋ + [u < frac]) -- saturated at the element range, times s.
+    A NaN makes its block NaN; an all-zero block keeps the signs of its zeros."""
+    is_int, emin, man, maxv, lo, _ = MX._elem_params(code)
+    delta = K._ldexp(1.0, -man)
+    inv = 1.0 / delta
+    b = int(code[S.MX_BLOCK])
+    n = x.size
+    for j0 in range(0, n, b):
+        j1 = min(j0 + b, n)
+        status, s = MX._vc_block_scale(x, j0, j1, code)
+        for i in range(j0, j1):
+            v = np.float64(x[i])
+            if status == 2:
+                out[i] = np.nan
+                continue
+            if status == 0:
+                out[i] = v * 0.0
+                continue
+            z = v / s
+            if is_int:
+                zz = min(max(z, lo - delta), maxv + delta) * inv
+                f0 = np.floor(zz)
+                q = min(max((f0 + (1.0 if u[i] < zz - f0 else 0.0)) * delta + 0.0, lo), maxv)
+            elif z == 0.0:
+                q = z
+            elif abs(z) == np.inf:
+                q = math.copysign(maxv, z)
+            else:
+                ue = max(math.frexp(abs(z))[1] - 1, emin) - man
+                zz = K._ldexp(z, -ue)
+                f0 = np.floor(zz)
+                q = math.copysign(K._ldexp(f0 + (1.0 if u[i] < zz - f0 else 0.0), ue), z)
+                if abs(q) > maxv:
+                    q = math.copysign(maxv, z)
+            out[i] = q * s
+
+
 def _rows(x: np.ndarray, dim):
     """BFP blocks as rows (``dim=None``: one block), and the inverse map (as torchport's ``_blocks``)."""
     if dim is None or x.ndim == 0:
@@ -239,11 +283,22 @@ def _rows(x: np.ndarray, dim):
     return np.ascontiguousarray(moved.reshape(mshape[0], -1)), lambda r: np.moveaxis(r.reshape(mshape), 0, dim)
 
 
+def _mx_rows(x: np.ndarray, axis: int):
+    """Rows along ``axis`` (MX: each row a line of blocks), and the inverse map (refimpl.quantize's)."""
+    if x.ndim == 0:
+        return np.ascontiguousarray(x.reshape(1, 1)), lambda r: r.reshape(())
+    moved = np.moveaxis(x, axis, -1)
+    mshape = moved.shape
+    return np.ascontiguousarray(moved.reshape(-1, mshape[-1])), lambda r: np.moveaxis(r.reshape(mshape), -1, axis)
+
+
 def sr_round(x: np.ndarray, fmt: Format | None, u: np.ndarray) -> np.ndarray:
     """The fast path's stochastic rounding Δ·(⌊x/Δ⌋ + [u < frac]) in float64, given uniforms ``u``.
 
-    ``fmt``: a FixedPoint, BlockFloatingPoint, FloatingPoint or IEEEFloat (or None:
-    the identity).  ``u`` has ``x``'s shape (element order C).  Returns float64.
+    ``fmt``: a FixedPoint, BlockFloatingPoint, FloatingPoint, IEEEFloat, MXFormat or NVFP4
+    (or None: the identity).  MX: the block scale is refimpl's Q^s holding scale and the
+    rule acts on the element grid (``_sr_mx_row``).  ``u`` has ``x``'s shape (element
+    order C).  Returns float64.
     """
     x = np.asarray(x, dtype=np.float64)
     if fmt is None:
@@ -257,22 +312,31 @@ def sr_round(x: np.ndarray, fmt: Format | None, u: np.ndarray) -> np.ndarray:
         out = np.empty_like(rows)
         _sr_bfp_rows(rows, urows, out, int(code[S.BFP_WL]))
         return np.ascontiguousarray(back(out))
+    if kind == S.KIND_MX:
+        rows, back = _mx_rows(x, fmt.axis)
+        urows, _ = _mx_rows(u, fmt.axis)
+        out = np.empty_like(rows)
+        for r in range(rows.shape[0]):
+            _sr_mx_row(rows[r], urows[r], out[r], code)
+        return np.ascontiguousarray(back(out))
     if kind in (S.KIND_FIXED, S.KIND_FLOAT, S.KIND_IEEE):
         flat = np.ascontiguousarray(x.reshape(-1))
         out = np.empty_like(flat)
         _sr_elementwise(flat, np.ascontiguousarray(u.reshape(-1)), out, code)
         return out.reshape(x.shape)
-    raise ValueError(f"fmt must be a fixed, BFP, qtorch float or IEEE format, got {fmt!r}")
+    raise ValueError(f"fmt must be a fixed, BFP, qtorch float, IEEE or MX format, got {fmt!r}")
 
 
 def _vc(mu: np.ndarray, var: float, fmt, xi, ur, uc, ties=None, vc_published=False) -> np.ndarray:
-    """refimpl's Q^vc (vc_into, per BFP block) fed the counter noise."""
+    """refimpl's Q^vc (vc_into, per BFP block, per row of MX blocks) fed the counter noise."""
     from refimpl.formats import with_options
 
     code = with_options(fmt.code, ties=ties, vc_published=vc_published)
-    if int(code[S.KIND]) == S.KIND_BFP:
-        rows, back = _rows(mu, fmt.dim)
-        r = [_rows(a.reshape(mu.shape), fmt.dim)[0] for a in (xi, ur, uc)]
+    kind = int(code[S.KIND])
+    if kind in (S.KIND_BFP, S.KIND_MX):
+        split = (lambda a: _rows(a, fmt.dim)) if kind == S.KIND_BFP else (lambda a: _mx_rows(a, fmt.axis))
+        rows, back = split(mu)
+        r = [split(a.reshape(mu.shape))[0] for a in (xi, ur, uc)]
         out = np.empty_like(rows)
         for j in range(rows.shape[0]):
             K.vc_into(rows[j], float(var), r[0][j], r[1][j], r[2][j], out[j], code)

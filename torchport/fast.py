@@ -27,13 +27,18 @@ all-zero BFP block rule) written as vectorised tensor ops; its inner Q^s is
 
 Parity (tests/torchport/test_fast.py): in float64 and eager mode the fast path equals
 :func:`refimpl.counter_rng.replay_sgld_step` / ``replay_sghmc_step`` bit for bit for
-fixed point, BFP, qtorch float and IEEE formats, except where a normal deviate enters
+fixed point, BFP, qtorch float, IEEE and MX/NVFP4 formats, except where a normal deviate enters
 (Box–Muller: torch's log/cos may differ from libm by a few ulp, so the pre-rounding
 value differs by <= 4 ulp and the grid value may flip only if it lands within that
 distance of a rounding threshold -- counted and asserted zero on the test problems).
 Float32 is within a documented bound of the float64 result (docs/fast_path.md).
 
-MX formats are not supported here yet (``ValueError`` naming the format).
+MX / NVFP4 (docs/mx.md): Q^d with the specification's block scale, the k-bit Q^s above on
+the element grid under refimpl's holding scale, and refimpl's MX Q^vc; the blocks are
+computed in float64 whatever the parameter's dtype (the NVFP4 scale s_B·s_T is not a
+power of two, and Q^vc's recycled uniform divides), so float32 MX equals the replay of
+the float32 values bit for bit.  The optimizers view each parameter as (rows, last axis)
+for MX formats with ``axis=-1`` (the blocks of the original shape).
 """
 
 from __future__ import annotations
@@ -46,14 +51,17 @@ import torch
 
 from refimpl import slots as S
 from refimpl.formats import (
+    NVFP4,
     BlockFloatingPoint,
     FixedPoint,
     FloatingPoint,
     IEEEFloat,
+    MXFormat,
     format_code,
     with_options,
 )
 from torchport import counter_rng as cr
+from torchport.kernels import mx as mxk
 from torchport.kernels.bfp import _blocks  # BFP blocks as rows and the map back
 
 __all__ = [
@@ -68,9 +76,9 @@ __all__ = [
     "vc_quantize_fast",
 ]
 
-_SUPPORTED = (FixedPoint, BlockFloatingPoint, FloatingPoint, IEEEFloat)
-#: the formats of the fast path (type hints; MX formats are not on it yet)
-FastFormat = FixedPoint | BlockFloatingPoint | FloatingPoint | IEEEFloat
+_SUPPORTED = (FixedPoint, BlockFloatingPoint, FloatingPoint, IEEEFloat, MXFormat, NVFP4)
+#: the formats of the fast path (type hints)
+FastFormat = FixedPoint | BlockFloatingPoint | FloatingPoint | IEEEFloat | MXFormat | NVFP4
 
 
 class NonFiniteGradientError(FloatingPointError):
@@ -133,8 +141,8 @@ def _sr_int(z: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
 
 def _check_format(fmt, name="fmt"):
     if fmt is None or not isinstance(fmt, _SUPPORTED):
-        raise ValueError(f"{name} must be a FixedPoint, BlockFloatingPoint, FloatingPoint or IEEEFloat "
-                         f"(MX formats are not on the fast path yet), got {fmt!r}")
+        raise ValueError(f"{name} must be a FixedPoint, BlockFloatingPoint, FloatingPoint, IEEEFloat, MXFormat "
+                         f"or NVFP4, got {fmt!r}")
     return fmt
 
 
@@ -153,12 +161,58 @@ def _float_overflow(x, maxv, has_inf, saturate):
     return torch.full_like(x, math.nan)
 
 
+# ----------------------------------------------------------------------------- MX / NVFP4
+def _mx_round(x: torch.Tensor, fmt, code, u: torch.Tensor | None) -> torch.Tensor:
+    """MX/NVFP4 Q^d (u None: the spec's scale, ``torchport.kernels.mx.nearest``) or the k-bit Q^s.
+
+    Q^s: per block the holding scale s of refimpl's Q^s (docs/mx.md), z = x/s, and on the
+    element grid at z (ULP Δ of z's binade; INT8: 2^-6) Δ·(⌊z/Δ⌋ + [u_k < frac]),
+    saturated at the element range, times s (replay: ``refimpl.counter_rng._sr_mx_row``).
+    Computed in float64 whatever x's dtype: the NVFP4 scale s_B·s_T is not a power of two,
+    so x/s is not exact in float32; the result is cast back (exact: few significant bits).
+    """
+    bsz = int(code[S.MX_BLOCK])
+    xd = x.to(torch.float64)
+    if u is None:
+        return mxk.nearest(xd, code, fmt).to(x.dtype)
+    blocks, back = mxk.block_view(xd, fmt, bsz)
+    ub = mxk.block_view(u.to(torch.float64), fmt, bsz)[0]
+    status, s = mxk._vc_block_scale(blocks, code)
+    z = blocks / s
+    man = int(code[S.FLOAT_MAN])
+    maxv = float(code[S.FLOAT_MAX])
+    if code[S.MX_INT] != 0.0:
+        delta, lo = 2.0 ** -man, float(code[S.MX_LO])
+        zz = torch.clamp(z, lo - delta, maxv + delta) * (1.0 / delta)
+        q = torch.clamp(_sr_int(zz, ub) * delta + 0.0, lo, maxv)
+    else:
+        emin = 2 - (1 << (int(code[S.FLOAT_EXP]) - 1))
+        ok = torch.isfinite(z) & (z != 0.0)
+        zs = torch.where(ok, z, torch.ones_like(z))
+        ue = torch.clamp(_exponent(zs.abs()), min=emin) - man
+        q = torch.copysign(_sr_int(zs * _pow2(-ue, torch.float64), ub) * _pow2(ue, torch.float64), zs)
+        q = torch.where((q.abs() > maxv) | torch.isinf(z), torch.copysign(torch.full_like(z, maxv), z), q)
+        q = torch.where(z == 0.0, z, q)
+    out = q * s
+    out = torch.where(status == 0, blocks * 0.0, out)
+    out = torch.where(status == 2, torch.full_like(out, math.nan), out)
+    return back(out).to(x.dtype)
+
+
+def _mx_vc(mu: torch.Tensor, var: float, fmt, code, xi, ur, uc) -> torch.Tensor:
+    """Q^vc on MX/NVFP4: ``torchport.kernels.mx.vc`` (refimpl's ``vc_into``, bit for bit) in float64."""
+    f64 = torch.float64
+    return mxk.vc(mu.to(f64), var, code, fmt, xi.to(f64), ur.to(f64), uc.to(f64)).to(mu.dtype)
+
+
 # ----------------------------------------------------------------------------- rounding kernels
 def _round_tensor(x: torch.Tensor, fmt, code, u: torch.Tensor | None) -> torch.Tensor:
     """Q^d (u None) or the k-bit Q^s of x, computed in x's dtype; u has x's shape."""
     kind = int(code[S.KIND])
     ties = int(code[S.TIES])
     dt = x.dtype
+    if kind == S.KIND_MX:
+        return _mx_round(x, fmt, code, u)
     if kind == S.KIND_FIXED:
         delta, lo, hi = float(code[S.FIXED_DELTA]), float(code[S.FIXED_LO]), float(code[S.FIXED_HI])
         z = torch.clamp(x, lo - delta, hi + delta) * (1.0 / delta)
@@ -280,6 +334,8 @@ def _vc_tensor(mu, var: float, fmt, code, xi, ur, uc) -> torch.Tensor:
         raise ValueError("the spec-clip test hook (VC_SPEC_CLIP_BIT) is not supported on the fast path")
     published = bool(flags & S.VC_PUBLISHED_BIT) and kind != S.KIND_FIXED
     dt = mu.dtype
+    if kind == S.KIND_MX:
+        return _mx_vc(mu, var, fmt, code, xi, ur, uc)
     if kind == S.KIND_FIXED:
         delta, lo, hi = float(code[S.FIXED_DELTA]), float(code[S.FIXED_LO]), float(code[S.FIXED_HI])
         se = torch.tensor(math.frexp(delta)[1] - 1, dtype=torch.int64, device=mu.device)
@@ -526,13 +582,20 @@ def _layout(formats):
     """(view mode, formats for the views): the optimizers' one-graph layout.
 
     Every parameter is passed to the fused step as a 2-D view: (shape[0], rest) when a
-    BFP format has ``dim=0`` (mode "first"), (1, numel) otherwise (mode "one": element-wise
-    formats, and BFP ``dim=None`` as ``dim=0`` of that single row -- one block).  Views keep
-    the blocks and the C-order element indices, so the bits are those of the original
-    shapes, and one compiled graph serves all parameters.  BFP with ``dim > 0``, or BFP
-    ``dim=0`` mixed with ``dim=None``, keeps the parameters' shapes (mode None).
+    BFP format has ``dim=0`` (mode "first"), (rest, shape[-1]) when an MX/NVFP4 format
+    has ``axis=-1`` (mode "last": its rows of blocks), (1, numel) otherwise (mode "one":
+    element-wise formats, and BFP ``dim=None`` as ``dim=0`` of that single row -- one
+    block).  Views keep the blocks and the C-order element indices, so the bits are those
+    of the original shapes, and one compiled graph serves all parameters.  BFP with
+    ``dim > 0``, BFP ``dim=0`` mixed with ``dim=None``, MX with another axis, or BFP mixed
+    with MX keeps the parameters' shapes (mode None).
     """
     dims = {f.dim for f in formats if isinstance(f, BlockFloatingPoint)}
+    axes = {f.axis for f in formats if isinstance(f, (MXFormat, NVFP4))}
+    if axes:
+        if dims or axes != {-1}:
+            return None, list(formats)
+        return "last", list(formats)
     if any(d not in (None, 0) for d in dims) or dims == {None, 0}:
         return None, list(formats)
     if dims == {0}:
@@ -545,7 +608,20 @@ def _view(t, mode):
         return t
     if mode == "first" and t.dim() > 0:
         return t.reshape(t.shape[0], -1)
+    if mode == "last" and t.dim() > 0:
+        return t.reshape(-1, t.shape[-1])
     return t.reshape(1, -1)
+
+
+def _check_axes(params, formats) -> None:
+    """ValueError naming the format and the parameter when an MX format's axis does not fit a parameter."""
+    for name, f in formats:
+        if isinstance(f, (MXFormat, NVFP4)):
+            for i, p in enumerate(params):
+                if p.dim() > 0 and not -p.dim() <= f.axis < p.dim():
+                    raise ValueError(f"{name}={f!r}: axis {f.axis} is out of range for parameter {i} of shape "
+                                     f"{tuple(p.shape)}")
+
 
 # ----------------------------------------------------------------------------- optimizers
 #: the step index of the initial weight rounding (θ_0 = SR(acc_0), "full" accumulator)
@@ -688,6 +764,7 @@ class FastLowPrecisionSGLD(_FastBase):
                          seed=seed, compile=compile, check_every=check_every, param_names=param_names)
         self.weight_format, self.grad_format = wf, gf
         self.accumulator, self.variance_corrected, self.add_noise = accumulator, bool(variance_corrected), add_noise
+        _check_axes(self._params, [("weight_format", wf), ("grad_format", gf)])
         self._wcode = None if wf is None else _code(wf, ties, vc_bfp_published)
         self._gcode = None if gf is None else _code(gf)
         self._mode, (self._wf_view, self._gf_view) = _layout([wf, gf])
@@ -770,6 +847,7 @@ class FastLowPrecisionSGHMC(_FastBase):
                          compile=compile, check_every=check_every, param_names=param_names)
         self.weight_format, self.grad_format, self.velocity_format = wf, gf, vf
         self.accumulator, self.variance_corrected = accumulator, bool(variance_corrected)
+        _check_axes(self._params, [("weight_format", wf), ("grad_format", gf), ("velocity_format", vf)])
         self._wcode = None if wf is None else _code(wf, ties, vc_bfp_published)
         self._gcode = None if gf is None else _code(gf)
         self._vcode = None if vf is None else _code(vf, ties, vc_bfp_published)

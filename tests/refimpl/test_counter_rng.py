@@ -120,6 +120,64 @@ def test_sr_is_unbiased_to_its_resolution_and_a_coarse_mutation_fails(fmt_text, 
     assert not ok_mut, info
 
 
+def _mx_sr_mean_check(fmt_text, x0, bits, mutate_u=None, clip=None):
+    """MX: |E[SR(x0)] - x0| within 4 MCSE + 2^-k·Δ over n elements (blocks of equal values)."""
+    fmt = parse_format(fmt_text)
+    n = 32 * 1250
+    u = C.uniforms(C.stream_key(4, 0, 0, "u_weight"), n, bits=bits)
+    if mutate_u is not None:
+        u = mutate_u(u)
+    q = C.sr_round(np.full(n, x0), fmt, u)
+    if clip is not None:
+        q = np.minimum(q, clip)
+    delta = max(np.max(q) - np.min(q), 1e-300)
+    se = np.std(q, ddof=1) / np.sqrt(n)
+    return abs(q.mean() - x0) <= 4 * se + 2.0**-bits * delta, (q.mean(), x0, delta)
+
+
+# x0 above the spec scale's range (MXFP4: 7.3 > 6·2^0; MXFP8 E4M3: 470 > 448; NVFP4: 7.0 -> s_B = 1.25 holds 7.5):
+# the holding scale keeps the maximum unbiased; MXINT8 and an interior MXFP6 value as ordinary cases
+MX_CASES = [("mxfp4", 7.3, 6.0), ("mxfp8_e4m3", 470.0, 448.0), ("nvfp4", 7.0, 6.0 * 1.125),
+            ("mxint8", 0.3 + 1e-3, None), ("mxfp6_e2m3", 1.0 / 3.0, None)]
+
+
+@pytest.mark.parametrize("fmt_text,x0,spec_max", MX_CASES)
+@pytest.mark.parametrize("bits", [24, 53])
+def test_mx_sr_is_unbiased_and_coarse_or_spec_scale_mutations_fail(fmt_text, x0, spec_max, bits):
+    ok, info = _mx_sr_mean_check(fmt_text, x0, bits)
+    assert ok, info
+    ok_mut, info = _mx_sr_mean_check(fmt_text, x0, bits, mutate_u=lambda u: np.floor(u * 8) / 8)
+    assert not ok_mut, info
+    if spec_max is not None:  # mutation: the spec's scale saturates the block maximum at max_elem·2^X
+        ok_mut, info = _mx_sr_mean_check(fmt_text, x0, bits, clip=spec_max)
+        assert not ok_mut, info
+
+
+def _mx_vc_moments_ok(xi):
+    """Q^vc on MXINT8 (μ = 0.3, V = 1e-4, branch 1, no block crossing) from counter noise: mean μ and
+    variance V within 4 MCSE (the variance's from the fourth central moment)."""
+    fmt = parse_format("mxint8")
+    n = 32 * 1250
+    mu, var = 0.3, 1e-4
+    ur, uc = (C.uniforms(C.stream_key(6, 0, 0, s), n) for s in ("u_round", "u_cat"))
+    q = C._vc(np.full(n, mu), var, fmt, xi, ur, uc)
+    d = q - q.mean()
+    se_var = np.sqrt((np.mean(d**4) - np.mean(d**2) ** 2) / n)
+    return (abs(q.mean() - mu) <= 4 * np.std(q) / np.sqrt(n) and abs(np.var(q) - var) <= 4 * se_var,
+            (q.mean(), np.var(q)))
+
+
+def test_mx_vc_on_the_counter_noise_has_mean_mu_and_variance_v_and_a_mutation_fails():
+    key = C.stream_key(6, 0, 0, "xi")
+    n = 32 * 1250
+    ok, info = _mx_vc_moments_ok(C.normals(key, n))
+    assert ok, info
+    # mutation: Box-Muller without the factor 2 (normals of variance 1/2)
+    u = C.uniforms(key, 2 * n)
+    ok_mut, info = _mx_vc_moments_ok(np.sqrt(-np.log(1.0 - u[0::2])) * np.cos(2 * np.pi * u[1::2]))
+    assert not ok_mut, info
+
+
 def test_sr_matches_the_exact_path_in_distribution():
     """Fast-path SR (k-bit rule, counter uniforms) vs refimpl's exact Q^s (Generator): two-sample z-test."""
     import importlib
@@ -155,7 +213,8 @@ def test_same_bits_without_jit():
         "x = np.linspace(-1.3, 1.3, 37).reshape(37, 1)\n"
         "u = C.uniforms(k, 37)\n"
         "print(C.uniforms(k, 5).tobytes().hex(), C.normals(k, 5).tobytes().hex(), C.uniforms(k, 3, bits=24).tobytes().hex(),\n"
-        "      C.sr_round(x, parse_format('bfp:6:0'), u).tobytes().hex(), C.sr_round(x, parse_format('float:4:3'), u).tobytes().hex())\n"
+        "      C.sr_round(x, parse_format('bfp:6:0'), u).tobytes().hex(), C.sr_round(x, parse_format('float:4:3'), u).tobytes().hex(),\n"
+        "      C.sr_round(x.reshape(1, 37), parse_format('mxfp4'), u).tobytes().hex())\n"
     )
     env = dict(os.environ)
     outs = []

@@ -18,12 +18,17 @@ import torch
 
 from refimpl import counter_rng as C
 from refimpl.formats import parse_format
+from torchport import counter_rng as cr
 from torchport import fast as F
 
 rq = importlib.import_module("refimpl.quantize")
 
 FORMATS = ["fixed:8:6", "fixed:4:2", "bfp:8", "bfp:8:0", "bfp:6:1", "float:5:2", "float:4:3", "ieee:bfloat16",
-           "ieee:float8_e4m3fn", "ieee:float8_e5m2"]
+           "ieee:float8_e4m3fn", "ieee:float8_e5m2", "mxfp8_e4m3", "mxfp4", "mxint8", "nvfp4", "mxfp6_e2m3:0"]
+#: MX / NVFP4 on wide rows (several blocks, a partial last one); NVFP4 with a tensor scale that is not
+#: a power of two (x/s inexact: the fast path computes MX blocks in float64)
+MX_FORMATS = ["mxfp8_e4m3", "mxfp8_e5m2", "mxfp6_e3m2", "mxfp6_e2m3", "mxfp4", "mxint8", "nvfp4",
+              "nvfp4:-1:0.30000001192092896", "mxfp4:0"]
 
 
 def _x(shape=(24, 7), scale=0.6, seed=0):
@@ -76,6 +81,56 @@ def test_vc_equals_refimpl_vc_into_on_the_counter_noise(fmt_text, var):
     assert np.mean(got32 != want.astype(np.float32)) <= 1e-2  # float32 arithmetic + 24-bit noise: documented bound
 
 
+def _x_mx(seed=0):
+    """Rows of 70 (blocks of 32/16 and a partial one), an all-zero block, a NaN block, ±inf, a spike."""
+    x = np.random.default_rng(seed).normal(0.0, 0.6, size=(6, 70))
+    x[0, :40] = 0.0
+    x[1, 5] = np.nan
+    x[2, 3], x[3, 66] = np.inf, -np.inf
+    x[4, 10] = 1e6
+    x[5, :32] *= 1e-30
+    return x
+
+
+@pytest.mark.parametrize("fmt_text", MX_FORMATS)
+def test_mx_nearest_sr_and_vc_equal_refimpl_bit_for_bit(fmt_text):
+    """MX on the fast path: Q^d = refimpl.quantize, Q^s = the replay's k-bit rule, Q^vc = refimpl's vc_into on the
+    counter noise (zero flips), in float64 and -- since MX blocks are computed in float64 -- float32 as well."""
+    fmt = parse_format(fmt_text)
+    x = _x_mx()
+    assert np.array_equal(F.quantize_fast(torch.tensor(x), fmt).numpy(), rq.quantize(x, fmt), equal_nan=True)
+    key = C.stream_key(5, 3, 2, "u_weight")
+    for bits, dtype in ((53, torch.float64), (24, torch.float32)):
+        xin = x.astype(np.float32).astype(np.float64) if bits == 24 else x
+        want = C.sr_round(xin, fmt, C.uniforms(key, x.size, bits=bits).reshape(x.shape))
+        got = F.stochastic_round_fast(torch.tensor(xin, dtype=dtype), fmt, seed=5, step=3, param_index=2)
+        assert got.dtype == dtype
+        with np.errstate(over="ignore"):  # ±inf saturates to ±max·2^127, which is inf in float32 (as refimpl)
+            assert np.array_equal(got.double().numpy(), want.astype(got.numpy().dtype), equal_nan=True)
+    for var in (0.0, 1e-4, 0.5):
+        want = C._vc(x, var, fmt, *_vc_noise(7, 0, 0, x.shape))
+        got = F.vc_quantize_fast(torch.tensor(x), var, fmt, seed=7).numpy()
+        assert np.array_equal(got, want, equal_nan=True), var
+        # float32: the same float64 kernel fed the float32 counter noise (24-bit uniforms, float32 normals)
+        x32 = torch.tensor(x, dtype=torch.float32)
+        keys = [cr.key_tensor(C.stream_key(7, 0, 0, s)) for s in ("xi", "u_round", "u_cat")]
+        noise = [F._noise_like(k, x32, kind).double().numpy() for k, kind in zip(keys, ("normal", "uniform", "uniform"))]
+        want32 = C._vc(x32.double().numpy(), var, fmt, *noise)
+        got32 = F.vc_quantize_fast(x32, var, fmt, seed=7)
+        with np.errstate(over="ignore"):
+            assert np.array_equal(got32.double().numpy(), want32.astype(np.float32), equal_nan=True), var
+
+
+def test_mx_sr_keeps_zero_signs_nan_blocks_and_saturates_inf():
+    fmt = parse_format("mxfp8_e4m3")
+    x = torch.zeros(2, 40, dtype=torch.float64)
+    x[0, 1] = -0.0
+    x[1, 0], x[1, 33] = float("nan"), float("inf")
+    q = F.stochastic_round_fast(x, fmt, seed=1)
+    assert torch.signbit(q[0, 1]) and not torch.signbit(q[0, 0]) and torch.all(q[0] == 0)
+    assert torch.all(torch.isnan(q[1, :32])) and q[1, 33] == 448.0 * 2.0**127
+
+
 def test_vc_all_zero_bfp_block_and_nan_and_published_flag():
     fmt = parse_format("bfp:8:0")
     x = np.zeros((3, 5))
@@ -109,7 +164,7 @@ def _run_sgld(fmt_text, mode, dtype=torch.float64, steps=4, compile=False):
     return fmt, acc, states
 
 
-@pytest.mark.parametrize("fmt_text", ["fixed:8:6", "bfp:8:0", "float:5:2", "ieee:bfloat16"])
+@pytest.mark.parametrize("fmt_text", ["fixed:8:6", "bfp:8:0", "float:5:2", "ieee:bfloat16", "mxfp8_e4m3", "nvfp4"])
 @pytest.mark.parametrize("mode", ["full", "low", "vc"])
 def test_sgld_step_replays_in_refimpl(fmt_text, mode):
     fmt, acc, states = _run_sgld(fmt_text, mode)
@@ -133,7 +188,7 @@ def test_sgld_float32_within_bound_of_float64(mode):
     assert np.max(np.abs(th64 - th32)) <= 2 * 2.0**-6 + 1e-6
 
 
-@pytest.mark.parametrize("fmt_text", ["fixed:8:6", "bfp:8:0"])
+@pytest.mark.parametrize("fmt_text", ["fixed:8:6", "bfp:8:0", "mxint8"])
 @pytest.mark.parametrize("mode", ["full", "low", "vc"])
 def test_sghmc_step_replays_in_refimpl(fmt_text, mode):
     fmt = parse_format(fmt_text)
@@ -223,6 +278,28 @@ def test_bad_inputs_name_the_argument():
         F.vc_quantize_fast(torch.zeros(3), -1.0, parse_format("fixed:8:6"), seed=0)
     with pytest.raises(ValueError, match="fmt"):
         F.quantize_fast(torch.zeros(3), None)
+    with pytest.raises(ValueError, match=r"weight_format=.*axis 1 is out of range for parameter 0 of shape \(3,\)"):
+        F.FastLowPrecisionSGLD([w], lr=0.1, weight_format=parse_format("mxfp4:1"))
+
+
+def test_optimizer_views_keep_the_mx_blocks_of_each_parameter():
+    """A (5, 40) weight with blocks of 32 along its last axis: the fused step's view is (rows, 40), so the
+    step equals the replay on the original shape; axis 0 keeps the shapes (mode None)."""
+    assert F._layout([parse_format("mxfp4"), parse_format("fixed:8:6")])[0] == "last"
+    assert F._layout([parse_format("mxfp4:0")])[0] is None
+    assert F._layout([parse_format("mxfp4"), parse_format("bfp:8:0")])[0] is None
+    for fmt_text in ("mxfp4", "mxfp4:0"):
+        fmt = parse_format(fmt_text)
+        gen = torch.Generator().manual_seed(3)
+        w = torch.nn.Parameter(torch.randn(5, 40, generator=gen, dtype=torch.float64) * 0.5)
+        opt = F.FastLowPrecisionSGLD([w], lr=0.01, num_data=10, weight_format=fmt, accumulator="low", seed=2)
+        th0, g = w.detach().numpy().copy(), torch.randn(5, 40, generator=gen, dtype=torch.float64)
+        w.grad = g.clone()
+        opt.step()
+        th, _ = C.replay_sgld_step(th0, None, g.numpy(), seed=2, step=0, param_index=0, lr=0.01, temperature=1.0,
+                                   num_data=10, weight_format=fmt, grad_format=fmt, accumulator="low",
+                                   variance_corrected=False)
+        assert np.array_equal(th, w.detach().numpy())
 
 
 def test_same_seed_same_bits_and_different_seed_differs():
