@@ -117,7 +117,7 @@ def verify(claims: Sequence[Claim], *, mode: Literal["tiny", "quick", "full"] = 
         "mutation": mutation,
         "verdict": overall_verdict(ordered),
         "publication": {v: pubs.count(v) for v in ("yes", "partly", "no", "not checkable here")},
-        "statistics": statistics_summary(ordered, mode),
+        "statistics": statistics_summary(ordered, task_stats["family_size"], task_stats["planned_checks"]),
         "claims": ordered,
     }
     write_report(report, out_dir)
@@ -173,7 +173,8 @@ def run(args: argparse.Namespace) -> int:
                   if diag.get("max_rhat") is not None else "    diagnostics: R-hat undefined (report.md)")
     st = report["statistics"]
     pc = report["publication"]
-    print(f"judged {st['judged_checks']} checks at |z| <= {st['z_threshold']:.2f} (family-wise alpha {st['family_alpha_actual']:.3g}); "
+    print(f"judged {st['judged_checks']} checks; the {st['family_size']} with Monte Carlo error (counted before judging) at "
+          f"|z| <= {st['z_threshold']:.2f} (Sidak, family-wise alpha {st['family_alpha_actual']:.3g}); "
           f"publication: {pc['yes']} yes, {pc['partly']} partly, {pc['no']} no, {pc['not checkable here']} not checkable here")
     print(f"implementation verdict: {report['verdict'].upper()}  ({report['duration_s']:.1f}s, {args.mode}, seed {args.seed}); "
           f"report: {Path(args.out) / 'report.md'}")

@@ -65,8 +65,9 @@ Z_PASS = 5.0
 #: Family-wise false-alarm rate of one ``verify`` run: a correct sampler fails at least
 #: one judged check of the run with probability ≤ FAMILY_ALPHA.
 FAMILY_ALPHA = 0.01
-#: The number of judged checks each mode is budgeted for (the family of the Šidák correction).
-#: The report states the actual count; tests/theory checks that it stays within the budget.
+#: The Šidák family of a claim run on its own (tests calling ``claim.run`` directly), per mode.
+#: ``qlangevin verify`` does not use it: theory.tasks counts the run's judged checks before
+#: judging and the claims judge over that exact number (``Context.family_size``).
 FAMILY_SIZE = {"tiny": 60, "quick": 300, "full": 1000}
 #: Power at which the minimum detectable effect (MDE) of a judged statistic is stated.
 POWER = 0.9

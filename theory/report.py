@@ -1,9 +1,9 @@
 """Running claims and writing the ``qlangevin verify`` report.
 
-``DIR/report.json`` schema (``"schema": "qlangevin.verify/2"``)::
+``DIR/report.json`` schema (``"schema": "qlangevin.verify/3"``)::
 
     {
-      "schema": "qlangevin.verify/2",
+      "schema": "qlangevin.verify/3",
       "qlangevin_version": str,
       "provenance": {                          # what produced the report (theory.report.provenance)
         "qlangevin_version": str, "git_commit": str | null, "git_dirty": bool | null,
@@ -17,8 +17,15 @@
       "verdict": "pass" | "fail",            # implementation verdict of the run: fail if any claim is not "pass"
       "publication": {"yes": int, "partly": int, "no": int, "not checkable here": int},
       "statistics": {                          # multiple-testing bookkeeping (theory.report.statistics_summary)
-        "family_alpha_target": float, "z_threshold": float, "family_size_budget": int,
-        "judged_checks": int, "family_alpha_actual": float, "power_for_mde": float, "note": str
+        "family_alpha_target": float,          # family-wise false-alarm rate aimed at (0.01)
+        "family_size": int,                    # judged checks counted before judging (theory.tasks' planning pass)
+        "z_threshold": float,                  # two-sided Šidák threshold for family_alpha_target over family_size
+        "judged_checks": int,                  # all judged checks, counted after judging
+        "family_checks": int,                  # those with Monte Carlo error (= family_size unless a claim errored)
+        "deterministic_checks": int,           # judged without Monte Carlo error (Claim.monte_carlo False): no false alarm
+        "family_alpha_actual": float,          # the family-wise α of family_checks checks at z_threshold
+        "count_mismatch": {claim id: [planned, judged]},   # claims whose judged count differs from the plan ({} normally)
+        "power_for_mde": float, "note": str
       },
       "claims": [
         {
@@ -79,11 +86,11 @@ from typing import Any
 
 from theory.claims import Claim, Context
 from theory.claims._common import PUBLICATION_VERDICTS, verdict_line
-from theory.experiments import FAMILY_ALPHA, FAMILY_SIZE, POWER, family_alpha, family_z
+from theory.experiments import FAMILY_ALPHA, POWER, family_alpha, family_z
 
 __all__ = ["SCHEMA", "diagnostics_entry", "overall_verdict", "provenance", "render_markdown", "run_claim", "statistics_summary", "write_report"]
 
-SCHEMA = "qlangevin.verify/2"
+SCHEMA = "qlangevin.verify/3"
 
 
 def diagnostics_entry(outcome: Any) -> dict:
@@ -142,19 +149,35 @@ def run_claim(claim: Claim, ctx: Context) -> dict:
     return entry
 
 
-def statistics_summary(entries: Sequence[dict[str, Any]], mode: str) -> dict:
-    """The run's multiple-testing bookkeeping: threshold, budget, actual number of judged checks, realised α."""
-    z = family_z(FAMILY_SIZE[mode])
-    n = sum(1 for e in entries for m in e["measurements"] if m["passed"] is not None)
+def statistics_summary(entries: Sequence[dict[str, Any]], family_size: int,
+                       planned_checks: dict[str, int] | None = None) -> dict:
+    """The run's multiple-testing bookkeeping: the Šidák family, its threshold, the judged count, the realised α.
+
+    ``family_size``: the number of judged checks with Monte Carlo error, counted before
+    judging (theory.tasks' planning pass), over which the claims were judged at
+    z = family_z(family_size).  ``planned_checks``: that count per claim of the family (None:
+    every entry is in it); claims not in it judge deterministically.  The counts after
+    judging are compared with the plan (a claim that errored judges nothing: then fewer
+    checks ran and the realised α is lower).
+    """
+    z = family_z(family_size)
+    judged = {e["id"]: sum(1 for m in e["measurements"] if m["passed"] is not None) for e in entries}
+    planned = planned_checks if planned_checks is not None else dict(judged)
+    in_family = sum(n for cid, n in judged.items() if cid in planned)
+    mismatch = {cid: [int(planned[cid]), judged[cid]] for cid in judged if cid in planned and planned[cid] != judged[cid]}
     return {
         "family_alpha_target": FAMILY_ALPHA,
+        "family_size": int(family_size),
         "z_threshold": z,
-        "family_size_budget": FAMILY_SIZE[mode],
-        "judged_checks": n,
-        "family_alpha_actual": family_alpha(z, n) if n else 0.0,
+        "judged_checks": sum(judged.values()),
+        "family_checks": in_family,
+        "deterministic_checks": sum(judged.values()) - in_family,
+        "family_alpha_actual": family_alpha(z, in_family) if in_family else 0.0,
+        "count_mismatch": mismatch,
         "power_for_mde": POWER,
         "note": "each judged check allows |measured − predicted| ≤ z·SE + stated model error (one-sided checks: z·SE); "
-                "z is the two-sided Šidák threshold for family-wise α over the mode's budget of checks; "
+                "z is the two-sided Šidák threshold for family-wise α over the run's judged checks with Monte Carlo error, "
+                "counted before judging (family_size; deterministic checks cannot raise a false alarm and are not in it); "
                 "mde: the smallest true deviation detected with probability ≥ power",
     }
 
@@ -281,9 +304,14 @@ def render_markdown(report: dict) -> str:
         "",
     ]
     if st:
-        lines += [f"Judging: {st['judged_checks']} judged checks at |z| ≤ {st['z_threshold']:.2f} (Šidák, family-wise α ≤ "
-                  f"{st['family_alpha_target']:g} over a budget of {st['family_size_budget']}; realised {st['family_alpha_actual']:.4f}); "
-                  f"MDE = smallest true deviation caught with probability ≥ {st['power_for_mde']:g}.", ""]
+        lines += [f"Judging: {st['judged_checks']} judged checks, {st['family_checks']} of them with Monte Carlo error at |z| ≤ "
+                  f"{st['z_threshold']:.2f} (Šidák: family-wise α = {st['family_alpha_target']:g} over the {st['family_size']} "
+                  f"such checks counted before judging; realised {st['family_alpha_actual']:.4f}; "
+                  f"{st['deterministic_checks']} deterministic); MDE = smallest true deviation caught with probability ≥ "
+                  f"{st['power_for_mde']:g}.", ""]
+        if st.get("count_mismatch"):
+            lines += ["Judged counts that differ from the plan (claim: planned, judged): "
+                      + ", ".join(f"{k}: {v[0]}, {v[1]}" for k, v in st["count_mismatch"].items()), ""]
     if prov:
         v = prov.get("versions", {})
         lines += [f"Provenance: qlangevin {prov.get('qlangevin_version')}, commit {prov.get('git_commit') or 'none'}"

@@ -6,10 +6,14 @@ or :func:`~theory.experiments.law_path`; each such call is one *grid-point task*
 
 1. **plan** -- each claim runs with a :class:`PlanningSampler`, which records the
    tasks and hands back small surrogate arrays so the claim's code runs through;
+   its judged rows are counted, so the number of judged checks of the whole run
+   (the family of the Šidák correction, ``Context.family_size``) is known before
+   anything is judged;
 2. **execute** -- the distinct tasks run in this process, on a local process pool
    (``workers > 1``) or on a Dask cluster (``scheduler``), longest first;
 3. **replay** -- as soon as all tasks of a claim are done, the claim runs again in
-   this process with a :class:`ReplaySampler` that returns the tasks' results.
+   this process with a :class:`ReplaySampler` that returns the tasks' results, and
+   judges at the threshold of family-wise α over that exact count.
 
 A task's result depends only on its arguments (its seed is one of them), so the
 numbers are identical whatever the worker count or scheduler.  A call the plan did
@@ -146,12 +150,18 @@ class _ClaimState:
     keys: set = field(default_factory=set)
     tasks: dict = field(default_factory=dict)
     plan_error: str | None = None
+    #: judged rows of the planning pass (0 when planning raised)
+    planned_checks: int = 0
 
 
 def run_claims(claims: Sequence[Claim], *, mode: str, seed: int, figures_dir: str | os.PathLike[str],
                sampler: Callable | None = None, workers: int = 1, scheduler: str | Client | None = None,
                progress: bool = False, log: Callable[[str], None] | None = None) -> tuple[list, dict]:
     """Plan, execute and replay ``claims``; returns (report entries in claim order, task statistics).
+
+    The statistics include ``family_size`` (judged checks counted while planning: the
+    Šidák family every claim is judged over) and ``planned_checks`` per Monte Carlo claim
+    (claims with ``monte_carlo=False`` judge deterministically and are not in the family).
 
     ``sampler``: None for ``refimpl.sample``; an injected sampler (tests) runs in this
     process unless a ``scheduler`` is given.  ``workers``: local processes (1: this
@@ -165,12 +175,16 @@ def run_claims(claims: Sequence[Claim], *, mode: str, seed: int, figures_dir: st
         plan = PlanningSampler()
         st = _ClaimState(c)
         try:
-            c.run(Context(sampler=plan, mode=mode, seed=seed, figures_dir=None, planning=True))
+            planned = c.run(Context(sampler=plan, mode=mode, seed=seed, figures_dir=None, planning=True))
+            st.planned_checks = sum(1 for m in planned.measurements if m.passed is not None)
         except Exception as exc:  # the replay reports it; tasks recorded so far still run
             st.plan_error = f"{type(exc).__name__}: {exc}"
         st.keys = set(plan.tasks)
         st.tasks = plan.tasks
         states.append(st)
+    # the Šidák family: every judged check with Monte Carlo error in the run, counted before any is judged
+    # (deterministic claims, Claim.monte_carlo False, cannot raise a false alarm; ≥ 1 so the threshold is defined)
+    family_size = max(1, sum(st.planned_checks for st in states if st.claim.monte_carlo))
     tasks: dict[str, Task] = {}
     for st in states:
         tasks.update(st.tasks)
@@ -197,7 +211,8 @@ def run_claims(claims: Sequence[Claim], *, mode: str, seed: int, figures_dir: st
             if st.claim.id in entries or not st.keys <= results.keys():
                 continue
             rs = ReplaySampler(results, fallback)
-            entries[st.claim.id] = run_claim(st.claim, Context(sampler=rs, mode=mode, seed=seed, figures_dir=figures_dir))
+            entries[st.claim.id] = run_claim(st.claim, Context(sampler=rs, mode=mode, seed=seed, figures_dir=figures_dir,
+                                                               family_size=family_size))
             inline += rs.inline
             for k in st.keys:  # free what no other claim needs
                 users[k] -= 1
@@ -242,5 +257,6 @@ def run_claims(claims: Sequence[Claim], *, mode: str, seed: int, figures_dir: st
         bar.close()
     replay_ready()
     stats = {"tasks": len(order), "inline": inline, "workers": int(workers),
-             "scheduler": "dask" if scheduler is not None else ("process-pool" if (pool_ok and workers > 1) else "in-process")}
+             "scheduler": "dask" if scheduler is not None else ("process-pool" if (pool_ok and workers > 1) else "in-process"),
+             "family_size": family_size, "planned_checks": {st.claim.id: st.planned_checks for st in states if st.claim.monte_carlo}}
     return [entries[c.id] for c in claims], stats

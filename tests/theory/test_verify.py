@@ -12,6 +12,7 @@ from theory_toy_sampler import (
 from qlangevin.cli import main
 from theory import cli_verify
 from theory.claims import get_claims
+from theory.experiments import family_z
 from theory.report import SCHEMA
 
 MEASUREMENT_KEYS = {"label", "parameters", "quantity", "value", "ci", "se", "prediction", "bound", "tolerance", "passed",
@@ -43,7 +44,10 @@ def test_verify_writes_report_with_schema(tmp_path):
         if m["passed"] is not None and m["se"] is not None:
             assert m["mde"] is not None and m["mde"] > m["tolerance"]
     st = data["statistics"]
-    assert st["judged_checks"] <= st["family_size_budget"] and st["family_alpha_actual"] <= 0.01 + 1e-12
+    # the Šidák family is the exact count of judged checks, known before judging: realised α = target
+    n = sum(m["passed"] is not None for m in claim["measurements"])
+    assert st["family_size"] == st["family_checks"] == st["judged_checks"] == n and st["count_mismatch"] == {}
+    assert abs(st["family_alpha_actual"] - 0.01) < 1e-9 and abs(st["z_threshold"] - family_z(n)) < 1e-12
     # provenance, and no "nan" strings anywhere
     prov = data["provenance"]
     assert set(prov["versions"]) >= {"numpy", "numba", "scipy", "POT", "torch"}

@@ -44,10 +44,19 @@ class Context:
     log: Callable[[str], None] = field(default=lambda msg: None)
     #: True while theory.tasks plans the run (surrogate draws): skip costly work that draws no samples
     planning: bool = False
+    #: the number of judged checks of the whole run (the Šidák family), counted by theory.tasks while planning;
+    #: None when a claim runs on its own (tests): then the mode's fixed budget FAMILY_SIZE[mode] is used
+    family_size: int | None = None
 
     def __post_init__(self):
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        fs = self.family_size
+        if fs is not None:
+            if isinstance(fs, bool) or not isinstance(fs, (int, np.integer)):
+                raise TypeError(f"family_size must be an int or None, got {fs!r}")
+            if fs < 1:
+                raise ValueError(f"family_size must be >= 1, got {fs!r}")
 
     def pick(self, **by_mode):
         """The value for the current mode: ``ctx.pick(tiny=..., quick=..., full=...)``."""
@@ -55,8 +64,12 @@ class Context:
 
     @property
     def z(self) -> float:
-        """The judging threshold of this mode: family-wise α = 1% over the mode's check budget (Šidák)."""
-        return family_z(FAMILY_SIZE[self.mode])
+        """The judging threshold: family-wise α = 1% (Šidák) over the run's judged checks.
+
+        ``family_size`` (the exact count of the run, from theory.tasks' planning pass) when set,
+        else the mode's budget ``FAMILY_SIZE[mode]`` (a claim run on its own).
+        """
+        return family_z(self.family_size if self.family_size is not None else FAMILY_SIZE[self.mode])
 
 
 @dataclass
@@ -109,6 +122,11 @@ class Claim:
     #: relative cost of the quick run (CPU seconds measured on the 2-core dev machine); the
     #: process pool starts the most expensive claims first
     weight: float = field(default=1.0, compare=False)
+    #: False when every judged check of the claim is deterministic (no Monte Carlo error, e.g. AskewSGD's
+    #: contraction): such checks cannot raise a false alarm, so they are not in the run's Šidák family
+    monte_carlo: bool = field(default=True, compare=False)
+    #: True for a slow claim that runs only when asked for (``qlangevin verify --mnist`` or ``--only ID``)
+    slow: bool = field(default=False, compare=False)
 
     def record(self) -> dict:
         """The declarative part of the claim (everything but ``run``), as written into report.json."""

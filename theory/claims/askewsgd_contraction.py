@@ -129,4 +129,5 @@ CLAIM = Claim(
     published="ImageNet/CIFAR accuracies (not available here): publication verdict 'not checkable here'.",
     run=_run,
     weight=0.5,
+    monte_carlo=False,
 )

@@ -52,14 +52,23 @@ def _run_lpf_bias(ctx: Context) -> Outcome:
         preds.append(pred - 1.0)
     ctx.log(f"{cid}: sgld_lp_f done")
     reps = np.array(reps).T
-    if len(etas) >= 2 and min(excess) > 0:
+    # the slope row is judged whatever the draws (the Šidák family is counted before judging): a non-positive
+    # excess variance has no logarithm and contradicts P2 (excess > 0 at every η), so it fails the row
+    pfit = loglog_slope(etas, preds)
+    slope_label = "sgld_lp_f: slope of log(Var − 1) vs log η"
+    slope_note = "prediction: slope of the P2 values over the same η grid (→ 1 as η → 0: the bias vanishes); judged at z bootstrap SE"
+    if min(excess) > 0:
         fit = loglog_slope(etas, excess, reps)
-        pfit = loglog_slope(etas, preds)
         out.measurements.append(Measurement(
-            "sgld_lp_f: slope of log(Var − 1) vs log η", {"etas": etas}, "log-log slope (bootstrap 95% CI)",
+            slope_label, {"etas": etas}, "log-log slope (bootstrap 95% CI)",
             fit.slope, (fit.lo, fit.hi), fit.se, pfit.slope, None, ctx.z * fit.se, bool(abs(fit.slope - pfit.slope) <= ctx.z * fit.se),
-            "prediction: slope of the P2 values over the same η grid (→ 1 as η → 0: the bias vanishes); judged at z bootstrap SE"))
+            slope_note))
         out.info["lpf_slope"] = [fit.slope, fit.lo, fit.hi, pfit.slope]
+    else:
+        nan = float("nan")
+        out.measurements.append(Measurement(
+            slope_label, {"etas": etas}, "log-log slope (bootstrap 95% CI)", nan, (nan, nan), None, pfit.slope, None, None, False,
+            slope_note + f"; FAIL: a measured excess Var − 1 ≤ 0 (min {min(excess):.3g}; P2 predicts > 0 at every η), slope undefined"))
     # (a') the LP-F mechanism where it is resolvable: Δ = 1, η = 0.5, s = 0, Q_G = identity (as tests/refimpl use).  P2 exact form:
     # V = (2 + η·E σ²_SR(θ; Δ))/(2 − η), with E σ²_SR taken over the draws themselves; evaluating the gradient at θ
     # instead of Q_W(θ) drops the η·σ²_SR term (−4% in Var), visible at this size.
@@ -149,7 +158,7 @@ CLAIM = Claim(
                "resolvable, full-precision gradient format); SGDLP-L with s = 0.1 at two η (Δ = 1/8) and a Δ sweep.",
     measured="E θ² at step K; log–log slopes of (Var − 1) vs η and of the RMS floor vs Δ with bootstrap CIs.",
     prediction="P2 (with the rounding variances computed exactly) and P6 (birth–death law, independent of η).",
-    pass_rule="every E θ² within z SE of its prediction (z: the mode's family-wise threshold, 4.15 in --quick); each measured "
+    pass_rule="every E θ² within z SE of its prediction (z: the run's family-wise threshold, 3.93 in --quick); each measured "
               "log–log slope within z bootstrap SE of the slope of the predictions over the same grid (not a 95% CI rule); "
               "at Δ = 1, η = 0.5, s = 0 the SGLDLP-F E θ² within z SE of the exact P2 value (gradient at Q_W(θ)).",
     published="LP-SGLD Theorem 1 (SGLDLP-F: no floor for quadratic U) and §2 (SGD-LP keeps an O(√Δ) floor); 'yes' when "

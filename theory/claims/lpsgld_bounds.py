@@ -157,7 +157,7 @@ for _d in (1, 10):
                  "bootstrap SE and 95% normal interval.",
         prediction="theory.bounds.lpsgld_thm1/2/3 total (G = d·√(2 + s² + Δ²/4) for Thm 3, checked against the draws).",
         pass_rule="no significant violation at any grid point: measured W2 − z bootstrap SE ≤ bound, z the family-wise threshold "
-                  "of the mode (4.15 in --quick; the estimator is biased upward, so a violation is never hidden by its bias); and the "
+                  "of the run (3.93 in --quick; the estimator is biased upward, so a violation is never hidden by its bias); and the "
                   "estimator's mean W2² over exact N(0, I) samples of the same size agrees with the independently computed null "
                   "expectation within z SE (two-sided)" + (", as does the bias-corrected closed-form Gaussian W2 of the isotropic fit"
                   if _d > 1 else "") + ". The bound check is one-sided with ≥ 2× slack, so it cannot detect small errors: the MDE "
