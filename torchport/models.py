@@ -205,7 +205,8 @@ def resnet50(num_classes: int = 10, stem: str = "imagenet", use_torchvision: boo
 
 
 @torch.no_grad()
-def init_parameters(model: nn.Module, generator: int | torch.Generator) -> nn.Module:
+def init_parameters(model: nn.Module, generator: int | torch.Generator, *,
+                    zero_init_residual: bool = False) -> nn.Module:
     """Initialise every parameter and buffer of ``model`` from ``generator`` (in module order).
 
     ``generator``: a ``torch.Generator`` or an int seed (a fresh CPU generator).
@@ -215,7 +216,18 @@ def init_parameters(model: nn.Module, generator: int | torch.Generator) -> nn.Mo
     ResNet use He-normal fan-out initialisation as torchvision's ResNet does; BatchNorm:
     weight 1, bias 0, running statistics reset.  Consumes uniforms/normals from
     ``generator`` only.
+
+    ``zero_init_residual`` (default False, the behaviour above): set the weight γ of the
+    last BatchNorm of every residual block to 0 (``bn3`` of a Bottleneck, ``bn2`` of a
+    BasicBlock), so that each block starts as the identity -- Goyal et al. 2017, "Accurate,
+    Large Minibatch SGD: Training ImageNet in 1 Hour", §5.1, and torchvision's
+    ``ResNet(zero_init_residual=True)``.  It consumes no random numbers, so every other
+    parameter has the same bits as without it.  Measured effect on the local ResNet-50
+    (10 classes, MNIST padded to 32×32×3, batch 32, seed 0): the gradient norm at the first
+    step falls from about 820 to about 40 (docs/results/resnet50_cpu.md).
     """
+    if not isinstance(zero_init_residual, bool):
+        raise TypeError(f"zero_init_residual must be a bool, got {zero_init_residual!r}")
     generator = as_generator(generator, "generator")
     resnet = isinstance(model, ResNet) or type(model).__name__ == "ResNet"
     for module in model.modules():
@@ -236,6 +248,11 @@ def init_parameters(model: nn.Module, generator: int | torch.Generator) -> nn.Mo
             if module.affine:
                 module.weight.fill_(1.0)
                 module.bias.zero_()
+    if zero_init_residual:
+        for module in model.modules():
+            last_bn = {"Bottleneck": "bn3", "BasicBlock": "bn2"}.get(type(module).__name__)
+            if last_bn is not None and getattr(module, last_bn, None) is not None:
+                getattr(module, last_bn).weight.zero_()
     return model
 
 
@@ -256,6 +273,7 @@ def build_model(
     dtype: torch.dtype = torch.float32,
     stem: str = "imagenet",
     use_torchvision: bool | None = None,
+    zero_init_residual: bool = False,
 ) -> nn.Module:
     """Build model ``name`` (one of :data:`MODELS`) on ``device`` and initialise it from ``seed``.
 
@@ -263,7 +281,8 @@ def build_model(
     a generator only); exactly one of the two.  The model is constructed on the ``meta``
     device (so PyTorch's default initialisers, which use the global generator, never run)
     and then materialised and initialised by :func:`init_parameters`.  Same seed (or
-    generator state) → same bits.
+    generator state) → same bits.  ``zero_init_residual``: see :func:`init_parameters`
+    (ResNets only; default False).
     """
     if name not in MODELS:
         raise ValueError(f"model={name!r}: expected one of {MODELS}")
@@ -288,7 +307,7 @@ def build_model(
         else:
             model = resnet50(num_classes, stem=stem, use_torchvision=use_torchvision)
     model = model.to_empty(device="cpu").to(dtype)
-    init_parameters(model, generator)
+    init_parameters(model, generator, zero_init_residual=zero_init_residual)
     return model.to(device)
 
 

@@ -122,3 +122,31 @@ def test_build_model_bad_arguments():
         tm.build_model("mlp", seed=0, num_classes=0)
     with pytest.raises(TypeError, match="dtype='float32'"):
         tm.build_model("mlp", seed=0, dtype="float32")
+
+
+@pytest.mark.parametrize("name, block, last_bn", [("resnet18", tm.BasicBlock, "bn2"), ("resnet50", tm.Bottleneck, "bn3")])
+def test_zero_init_residual(name, block, last_bn):
+    """``zero_init_residual`` (Goyal et al. 2017 §5.1) zeroes γ of each block's last BatchNorm, consumes no
+    random numbers (every other parameter keeps its bits), and makes every block without a projection
+    shortcut the identity on non-negative input (the output of the previous block's ReLU)."""
+    plain = tm.build_model(name, seed=3, use_torchvision=False)
+    zeroed = tm.build_model(name, seed=3, use_torchvision=False, zero_init_residual=True)
+    blocks = [m for m in zeroed.modules() if isinstance(m, block)]
+    assert len(blocks) == (8 if name == "resnet18" else 16)
+    last = {id(getattr(m, last_bn).weight) for m in blocks}
+    for (pn, a), b in zip(plain.named_parameters(), zeroed.parameters()):
+        if id(b) in last:
+            assert torch.equal(b, torch.zeros_like(b)) and torch.equal(a, torch.ones_like(a)), pn
+        else:
+            assert torch.equal(a, b), pn
+    identity_block = [m for m in blocks if m.downsample is None][-1].eval()
+    x = torch.rand(2, identity_block.conv1.in_channels, 4, 4, generator=_gen(1))
+    with torch.no_grad():
+        assert torch.equal(identity_block(x), x)
+        getattr(identity_block, last_bn).weight.fill_(1.0)  # mutation: the default γ = 1 is not the identity
+        assert not torch.allclose(identity_block(x), x)
+
+
+def test_zero_init_residual_rejects_non_bool():
+    with pytest.raises(TypeError, match="zero_init_residual"):
+        tm.init_parameters(tm.resnet18(10, use_torchvision=False), 0, zero_init_residual=1)
