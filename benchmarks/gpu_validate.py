@@ -226,7 +226,7 @@ def _runs(args, device, out, resnet):
         n = xtr.shape[0]
         lr = 0.05 if resnet else 0.1
         if kw is None:
-            opt = SGLD(model.parameters(), lr=lr, temperature=1e-3, num_data=n, seed=0, foreach=True)
+            opt = SGLD(model.parameters(), lr=lr, temperature=1e-3, num_data=n, seed=0, foreach=True, exact=True)
         else:
             opt = F.FastLowPrecisionSGLD(list(model.parameters()), lr=lr, temperature=1e-3, num_data=n, seed=0,
                                          compile=compile_, **kw)

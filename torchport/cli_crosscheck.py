@@ -1,7 +1,9 @@
 """``qlangevin crosscheck``: run every algorithm in refimpl and torchport from identical noise.
 
-Prints one table row per check (trajectory parity, then the distributional
-comparison) and exits 1 if any check fails (see :mod:`torchport.crosscheck`).
+Prints one table row per check (the default fast path against refimpl's counter replay,
+then the exact path's trajectory parity and the distributional comparison) and exits 1 if
+any check fails (see :mod:`torchport.crosscheck`).  ``--path exact|fast|both`` (default
+both) selects the optimizer path checked.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-distribution", action="store_true", help="skip the distributional comparison")
     parser.add_argument("--seed", type=int_range(0), default=0)
     parser.add_argument("--only", nargs="*", default=None, metavar="NAME", help="run only these algorithms")
+    parser.add_argument("--path", default="both", choices=["exact", "fast", "both"],
+                        help="exact: float64 exact path vs refimpl (bit for bit); fast: the default optimizers "
+                             "vs refimpl's counter replay; both (default)")
 
 
 def _progress(row) -> None:
@@ -46,11 +51,12 @@ def run(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return 2
     dtype = torch.float64 if args.dtype == "float64" else torch.float32
-    print(f"crosscheck: device={args.device} dtype={args.dtype} steps={args.steps} dim={args.dim} "
+    print(f"crosscheck: path={args.path} device={args.device} dtype={args.dtype} steps={args.steps} dim={args.dim} "
           f"chains={args.chains}x{args.dist_steps} seed={args.seed}", flush=True)
     rows = run_crosscheck(device=args.device, dtype=dtype, n_steps=args.steps, dim=args.dim,
                           n_chains=args.chains, dist_steps=args.dist_steps, alpha=args.alpha, seed=args.seed,
-                          distribution=not args.no_distribution, names=args.only, progress=_progress)
+                          distribution=not args.no_distribution, names=args.only, progress=_progress,
+                          path=args.path)
     if not rows:
         print(f"qlangevin crosscheck: no algorithm matches --only {args.only}", file=sys.stderr)
         return 2

@@ -10,6 +10,10 @@ Formats are parsed with :func:`refimpl.formats.parse_format` (``fixed:W:F``, ``b
 ``bfp:W:dim``, ``float:E:M``, ``ieee:bfloat16``, ``none``).  See docs/training.md for the
 scaling convention (lr = η·N, noise variance 2·lr·T/N) and the run-directory layout.
 
+The SGLD/SGHMC samplers run the default (fast) counter-stream path; ``--exact`` selects the
+float64 exact path (bit-identical to refimpl, and the numbers of runs made before the fast
+path became the default).  ``--resume`` keeps the path the run was started with.
+
 A checkpoint is written at the end of every epoch by default (``--checkpoint-every K``:
 every K steps; 0: only at the end).  Ctrl-C (SIGINT) or SIGTERM finishes the current step,
 writes a checkpoint and prints the command that resumes the run; the exit status is then
@@ -82,6 +86,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default=None, help="torch device (default: cpu; on --resume: the run's)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    parser.add_argument("--exact", action="store_true",
+                        help="SGLD/SGHMC samplers: run the float64 exact path (torch.Generator noise, bit-identical "
+                             "to refimpl) instead of the default fast counter-stream path")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: leave)")
     parser.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (resumable)")
     parser.add_argument("--checkpoint-every", type=int, default=None,
@@ -122,7 +129,7 @@ def _config_from_args(args):
         inverse_mass=args.inverse_mass, level_scale=args.level_scale, schedule=args.schedule, cycles=args.cycles,
         burn_in=args.burn_in, num_samples=args.num_samples, subset=args.subset, init_rounding=args.init_rounding,
         seed=args.seed, device=args.device or "cpu", dtype=args.dtype, max_steps=args.max_steps,
-        checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
+        checkpoint_every=args.checkpoint_every, progress=not args.no_progress, exact=args.exact,
         optimizer_options=_optimizer_options(args.opt),
     )
 

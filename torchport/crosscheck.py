@@ -36,6 +36,25 @@ Two checks per algorithm (docs/torchport.md, "Crosscheck"):
    parameter group, while refimpl's chains each have their own) and the
    deterministic netopt methods are covered by the trajectory check only.
 
+3. **The default (fast) path against refimpl's counter replay.**  The optimizers users
+   construct (``SGLD``, ``LowPrecisionSGLD``, ``SGHMC``, ``LowPrecisionSGHMC`` with the
+   default ``exact=False``) run the fused counter-stream update of :mod:`torchport.fast`.
+   For every SGLD/SGHMC method of the table and every format the fast path supports
+   (fixed point, BFP, qtorch float, IEEE; MX when :mod:`torchport.fast` takes it), each
+   step k of a torch run is replayed from the torch state before the step by
+   :func:`refimpl.counter_rng.replay_sgld_step` / ``replay_sghmc_step`` (float64 NumPy, the
+   same counter stream, refimpl's own ``vc_into``), and the torch state after the step is
+   compared with the replay.  Grid values (θ of a quantized method, the quantized
+   velocity) must be equal: a *flip* is a grid value that differs.  Continuous values
+   (accumulator, unquantized velocity, θ of SGLD/SGHMC) may differ where a Box–Muller
+   normal enters: torch's log/cos against libm (docs/fast_path.md).
+
+   * float64: "bit-identical", or "within N ulp, 0 grid flips" with N <= ``FAST_ULPS``
+     (ulps of the larger magnitude of the value before and after the step) and no flip.
+   * float32: the torch run is float32 (24-bit uniforms, float32 arithmetic), the replay
+     float64 from the same state: N <= ``FLOAT32_ULPS`` float32 ulps, flips counted and at
+     most ``FLOAT32_MAX_FLIP_RATE`` of the grid values.
+
 ``run_crosscheck(...)`` returns the rows; ``format_table(rows)`` prints them;
 the command ``qlangevin crosscheck`` exits non-zero on any mismatch.
 """
@@ -58,14 +77,18 @@ from refimpl.methods import METHODS
 from refimpl.targets import Target, resolve_target
 from refimpl.targets import grad as target_grad
 
-__all__ = ["Case", "CASES", "NETOPT_CASES", "run_trajectory", "run_netopt_trajectory", "run_distribution",
-           "run_crosscheck", "format_table", "FLOAT32_ULPS", "FLOAT32_MAX_FLIP_RATE"]
+__all__ = ["Case", "CASES", "NETOPT_CASES", "FastCase", "fast_cases", "run_trajectory", "run_netopt_trajectory",
+           "run_fast_trajectory", "run_distribution", "run_crosscheck", "format_table", "FLOAT32_ULPS",
+           "FLOAT32_MAX_FLIP_RATE", "FAST_ULPS"]
 
 #: float32 per-step tolerance in ulps (float32 spacing of the larger magnitude of the two values):
 #: one step is a handful of float32 roundings (products and sums), each ≤ ½ ulp of its result.
 FLOAT32_ULPS = 8
 #: largest admissible fraction of elements that flip to a neighbouring grid value in float32
 FLOAT32_MAX_FLIP_RATE = 1e-2
+#: float64 fast path: bound on continuous values in ulps -- the Box–Muller normal's documented
+#: 4 ulp (torch log/cos vs libm, docs/fast_path.md) times its coefficient, plus the rounding of the sum
+FAST_ULPS = 4
 
 GRADIENT_STREAMS = ("batch_u", "grad_noise")
 
@@ -103,12 +126,12 @@ class Case:
 def _sgld_cases():
     optim_mod = _optim()
     fx = FixedPoint(8, 5)
-    cases = [Case("sgld", "sgld", lambda p, e, T, f, g: optim_mod.SGLD(p, lr=e, temperature=T, seed=0))]
+    cases = [Case("sgld", "sgld", lambda p, e, T, f, g: optim_mod.SGLD(p, lr=e, temperature=T, seed=0, exact=True))]
 
     def lp(acc, vc=False, noise=True, **vc_opts):
         return lambda p, e, T, f, g: optim_mod.LowPrecisionSGLD(p, lr=e, temperature=T, weight_format=f, grad_format=g,
                                                         accumulator=acc, variance_corrected=vc, add_noise=noise,
-                                                        quantize_initial=False, seed=0, **vc_opts)
+                                                        quantize_initial=False, seed=0, **vc_opts, exact=True)
     for f, tag in ((fx, "fixed"), (BlockFloatingPoint(8), "bfp"), (FloatingPoint(5, 4), "float")):
         g = fx if tag == "fixed" else f
         sfx = "" if tag == "fixed" else f"[{tag}]"
@@ -136,13 +159,13 @@ def _sghmc_cases():
 
     def full(sign, **kw):
         return lambda p, e, T, f, g: optim_mod.SGHMC(p, lr=e, friction=2.0, inverse_mass=2.0, temperature=T,
-                                             position_sign=sign, seed=0, **kw)
+                                             position_sign=sign, seed=0, **kw, exact=True)
 
     def lp(acc, vc=False, **kw):
         return lambda p, e, T, f, g: optim_mod.LowPrecisionSGHMC(p, lr=e, friction=2.0, inverse_mass=2.0, temperature=T,
                                                          weight_format=f, grad_format=g, accumulator=acc,
                                                          variance_corrected=vc, quantize_initial=False, seed=0,
-                                                         **kw)
+                                                         **kw, exact=True)
     return [Case("sghmc", "sghmc", full("correct"), momentum=True),
             Case("sghmc[paper sign]", "sghmc", full("paper"), options={"position_sign": "paper"}, momentum=True),
             Case("sghmc_lp_f", "sghmc_lp_f", lp("full"), fx, fx, momentum=True, lp_f=True),
@@ -417,6 +440,164 @@ def run_netopt_trajectory(case: tuple[str, Any, dict, Callable[[list[torch.Tenso
                 max_abs_diff=maxdiff, detail="bit-identical" if ok else f"differs from step {first_bad}")
 
 
+# ------------------------------------------------------------------------- the default (fast) path
+@dataclass
+class FastCase:
+    """One method and format on the default path: ``method`` of the table, ``fmt`` (None: full precision)."""
+
+    name: str
+    method: str
+    fmt: object = None
+
+
+def _fast_formats() -> list:
+    """(tag, format) of every format kind the fast path supports: fixed, BFP, float, IEEE, and MX if it is on it."""
+    from refimpl.formats import parse_format
+    from torchport.optim._fastpath import check_fast_format
+
+    out = [("fixed", FixedPoint(8, 5)), ("bfp", BlockFloatingPoint(8)), ("float", FloatingPoint(5, 4)),
+           ("ieee", parse_format("ieee:bfloat16"))]
+    for text in ("mxfp8_e4m3", "mxint8"):
+        try:
+            out.append((text, check_fast_format(parse_format(text), "weight_format")))
+        except ValueError:  # not on the fast path (yet)
+            pass
+    return out
+
+
+def fast_cases() -> list[FastCase]:
+    """Every SGLD/SGHMC method of the table, at every format the fast path supports (named as the exact
+    path's cases: no suffix for fixed point, ``[bfp]``, ``[float]``, ``[ieee]``, ``[mxfp8_e4m3]``, ...)."""
+    cases = [FastCase("sgld", "sgld"), FastCase("sghmc", "sghmc")]
+    for tag, fmt in _fast_formats():
+        for method in ("sgd_lp_f", "sgd_lp_l", "sgld_lp_f", "sgld_lp_l", "sgld_vc", "sghmc_lp_f", "sghmc_lp_l",
+                       "sghmc_vc"):
+            cases.append(FastCase(method if tag == "fixed" else f"{method}[{tag}]", method, fmt))
+    return cases
+
+
+def _fast_optimizer(case: FastCase, p, eta, temperature, seed):
+    """The optimizer users construct for ``case.method`` (default path), from the method table."""
+    cls_name, kwargs = METHODS[case.method].torch_class, dict(METHODS[case.method].torch_kwargs)
+    cls = getattr(_optim(), cls_name)
+    if case.fmt is not None:
+        kwargs.update(weight_format=case.fmt, grad_format=case.fmt)
+    if METHODS[case.method].momentum:
+        kwargs.update(friction=2.0, inverse_mass=2.0)
+    return cls([p], lr=eta, temperature=temperature, seed=seed, **kwargs)
+
+
+def _np(t):
+    return None if t is None else t.detach().cpu().to(torch.float64).numpy().copy()
+
+
+def _fast_state(opt, p):
+    st = opt.state[p]
+    vel = st.get("velocity")
+    if vel is None and hasattr(opt, "velocity_format"):  # SGHMC creates its zero velocity at the first step
+        vel = torch.zeros_like(p)
+    return _np(p), _np(st.get("accumulator")), _np(vel)
+
+
+def _replay(case: FastCase, before, grad, seed, step, eta, temperature):
+    """refimpl's counter replay of step ``step`` from ``before``, with the case's own settings (the method table,
+    ``eta``, ``temperature``, N = 1, no weight decay; SGHMC γ = u = 2, s_x = -1) -- not read from the optimizer."""
+    from refimpl import counter_rng as rc
+    from torchport.optim import sghmc_coefficients
+
+    theta, acc, vel = before
+    kw = dict(METHODS[case.method].torch_kwargs)
+    common = dict(seed=seed, step=step, param_index=0, weight_format=case.fmt, grad_format=case.fmt,
+                  accumulator=kw.get("accumulator", "low"), variance_corrected=kw.get("variance_corrected", False))
+    if not METHODS[case.method].momentum:
+        th, ac = rc.replay_sgld_step(theta, acc, grad, lr=eta, temperature=temperature, num_data=1.0,
+                                     add_noise=kw.get("add_noise", True), **common)
+        return th, ac, None
+    return rc.replay_sghmc_step(theta, acc, vel, grad, coeffs=sghmc_coefficients(eta, 2.0, 2.0, temperature),
+                                velocity_format=case.fmt, position_sign=-1.0, **common)
+
+
+def _noise_sd(case: FastCase, eta, temperature) -> float:
+    """The largest standard deviation of the Gaussian noise one step injects."""
+    from torchport.optim import sghmc_coefficients
+
+    if METHODS[case.method].momentum:
+        coeffs = sghmc_coefficients(eta, 2.0, 2.0, temperature)
+        return math.sqrt(max(coeffs[4], coeffs[5]))
+    return math.sqrt(2.0 * eta * temperature) if METHODS[case.method].torch_kwargs.get("add_noise", True) else 0.0
+
+
+#: float32 default path: the normals come from 24-bit uniforms in float32 arithmetic, the replay's
+#: from 53-bit uniforms in float64: |z32 - z64| <= 2^-18(1 + |z|) for the same uniforms
+#: (docs/fast_path.md) plus the 24-bit truncation; allowed: FLOAT32_NOISE_REL times the step's noise sd
+FLOAT32_NOISE_REL = 2.0 ** -14
+
+
+def _compare(got, want, prev, fmt, dtype, sd):
+    """(max ulps of the continuous values, flips, grid values, equal) for one array; fmt None: continuous.
+
+    float32: the ulps counted are those beyond FLOAT32_NOISE_REL·sd (the normals' own error)."""
+    if got is None:
+        return 0.0, 0, 0, True
+    equal = bool(np.array_equal(got, want))
+    if fmt is not None:  # grid values: equal or a flip
+        flips = int(np.sum(got != want))
+        return 0.0, flips, got.size, equal
+    big = np.maximum(np.maximum(np.abs(got), np.abs(want)), np.abs(prev))
+    err = np.abs(got - want)
+    if dtype == torch.float64:
+        scale = np.spacing(np.maximum(big, np.finfo(np.float64).tiny))
+    else:
+        scale = _ulp32(big)
+        err = np.maximum(err - FLOAT32_NOISE_REL * sd, 0.0)
+    return float(np.max(err / scale)) if got.size else 0.0, 0, 0, equal
+
+
+def run_fast_trajectory(case: FastCase, *, n_steps: int = 100, dim: int = 3, seed: int = 0, eta: float = 0.01,
+                        temperature: float = 1.0, grad_noise: float = 0.1, target: str | Target = "mixture",
+                        device: torch.device | str = "cpu", dtype: torch.dtype = torch.float64,
+                        mutate: Optional[Callable] = None) -> dict:
+    """The default-path optimizer of ``case``, each step replayed by refimpl's counter replay; a result row.
+
+    ``mutate(opt)``, if given, is called on the torch optimizer before the run (the mutation
+    tests perturb the torch step with it).
+    """
+    tgt = resolve_target(target, dim)
+    rng = np.random.default_rng(seed + 3)
+    x0 = rng.standard_normal(dim) * 0.5
+    p = torch.tensor(x0, dtype=dtype, device=device, requires_grad=True)
+    opt = _fast_optimizer(case, p, eta, temperature, seed)
+    if mutate is not None:
+        mutate(opt)
+    grid = (case.fmt, opt.accumulator == "low" and getattr(opt, "velocity_format", None) is not None and case.fmt)
+    ulps, flips, n_grid, equal = 0.0, 0, 0, True
+    for k in range(n_steps):
+        before = _fast_state(opt, p)
+        g = target_grad(tgt, before[0]) + grad_noise * rng.standard_normal(dim)
+        p.grad = torch.as_tensor(g, dtype=dtype, device=device)
+        grad_used = p.grad.detach().cpu().to(torch.float64).numpy()  # the float32 run's gradient, exactly
+        opt.step()
+        after = _fast_state(opt, p)
+        want = _replay(case, before, grad_used, seed, k, eta, temperature)
+        fmts = (grid[0], None, grid[1] or None)
+        sd = _noise_sd(case, eta, temperature)
+        for got, w, prev, f in zip(after, want, before, fmts):
+            u, fl, n, eq = _compare(got, w, prev, f, dtype, sd)
+            ulps, flips, n_grid, equal = max(ulps, u), flips + fl, n_grid + n, equal and eq
+    opt.check_finite()
+    res = dict(name=f"{case.name} [fast]", check="fast-replay", steps=n_steps, dim=dim, bitwise=equal,
+               max_ulps=ulps, flips=flips)
+    if dtype == torch.float64:
+        res["ok"] = bool(equal or (ulps <= FAST_ULPS and flips == 0))
+        res["detail"] = "bit-identical" if equal else f"within {ulps:.1f} ulp, {flips} grid flips"
+    else:
+        rate = flips / max(n_grid, 1)
+        res["ok"] = bool(ulps <= FLOAT32_ULPS and rate <= FLOAT32_MAX_FLIP_RATE)
+        res["detail"] = ("bit-identical" if equal else
+                         f"within {ulps:.1f} float32 ulp (+ 2^-14 noise sd), {flips} grid flips / {n_grid}")
+    return res
+
+
 # -------------------------------------------------------------------------------- distribution
 def run_distribution(case: Case, *, n_chains: int = 2000, n_steps: int = 300, seed: int = 0, eta: float = 0.05,
                      temperature: float = 1.0, grad_noise: float = 0.1, device: torch.device | str = "cpu",
@@ -471,9 +652,24 @@ def _var_se2(x):
 def run_crosscheck(*, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float64, n_steps: int = 100,
                    dim: int = 3, n_chains: int = 2000, dist_steps: int = 300, alpha: float = 1e-3, seed: int = 0,
                    distribution: bool = True, names: Collection[str] | None = None,
-                   progress: Callable[[dict], object] | None = None) -> list[dict]:
-    """All cases; returns the list of rows (each with ``ok``)."""
+                   progress: Callable[[dict], object] | None = None, path: str = "both") -> list[dict]:
+    """All cases; returns the list of rows (each with ``ok``).
+
+    ``path``: "exact" (the exact path's trajectory and distribution rows), "fast" (the
+    default path against refimpl's counter replay, rows named "<case> [fast]") or "both".
+    ``names`` selects cases by name (a fast case by its name without " [fast]").
+    """
+    if path not in ("exact", "fast", "both"):
+        raise ValueError(f"path must be 'exact', 'fast' or 'both', got {path!r}")
     rows = []
+    if path in ("fast", "both"):
+        for c in fast_cases():
+            if names is None or c.name in names:
+                rows.append(run_fast_trajectory(c, n_steps=n_steps, dim=dim, seed=seed, device=device, dtype=dtype))
+                if progress:
+                    progress(rows[-1])
+    if path == "fast":
+        return rows
     cases = [c for c in all_cases() if names is None or c.name in names]
     for c in cases:
         rows.append(run_trajectory(c, n_steps=n_steps, dim=dim, seed=seed, device=device, dtype=dtype))

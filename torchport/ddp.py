@@ -4,7 +4,9 @@ The launcher of the DDP tests and of multi-process runs on one machine.  It impo
 :mod:`torchport.train` and :mod:`torchport.distributed`; neither imports it (no cycle).
 Each rank's result (final parameter vector, the collective replica check, the step) is
 written by the rank as a checksummed file (:mod:`torchport.checkpoint`) and read back with
-``weights_only=True``.  Why every rank must draw the same noise: :mod:`torchport.distributed`.
+``weights_only=True``.  Why every rank must draw the same noise, and how each optimizer path
+(default counter stream: same keys everywhere; exact: identical generators) ensures it:
+:mod:`torchport.distributed`.
 """
 
 from __future__ import annotations

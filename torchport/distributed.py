@@ -9,7 +9,17 @@ follow a chain whose gradient comes from the other replicas' positions — not t
 (S1)–(S6).  Averaging the noise instead is also wrong: the mean of W independent ξ_r has
 variance 1/W, so the chain would be too cold by a factor W.
 
-Mechanism used here (identical generators, identical draw order).
+Default (fast) path: nothing to synchronise.  The SGLD/SGHMC optimizers' default path
+(``exact=False``, :mod:`torchport.fast`) draws every random number from the counter stream,
+a pure function of (seed, step, parameter index, stream, element index).  Every rank builds
+its optimizer with the same integer seed (:mod:`torchport.train` derives it from the run
+seed), counts the same steps and sees the same parameters, so every rank computes the same
+keys and the same noise: no generator state exists and none is broadcast.  The broken
+scheme (each rank its own noise) is a per-rank seed (``optimizer.reseed``), kept to test the
+replica check.  Tested: 1 and 2 gloo ranks give bitwise-identical parameters
+(tests/torchport/test_distributed.py, tests/torchport/test_default_path.py).
+
+Mechanism of the exact path (``exact=True``; identical generators, identical draw order).
 
 1. Every rank builds its optimizer with the same seed (:mod:`torchport.train` derives it from
    the run seed, not from the rank), so every rank's ``torch.Generator`` starts in the same

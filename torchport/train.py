@@ -31,12 +31,24 @@ collected sample is the parameter vector the network uses (for LP-F: the quantiz
 Q_W(acc)); it is saved under ``samples/`` and its test-set softmax is added to a running
 Bayesian model average (:class:`torchport.metrics.BMA`).
 
+Optimizer path (docs/training.md).  The SGLD/SGHMC samplers run their default (fast) path:
+the fused counter-stream update of :mod:`torchport.fast`, in the model's dtype, whose
+random numbers are a pure function of (seed, step, parameter, stream, element).
+``TrainConfig.exact = True`` (``qlangevin train --exact``) selects the float64 exact path
+with a ``torch.Generator`` (bit-identical to refimpl; the numbers of runs made before the
+fast path became the default).  A ``config.json`` written before the field existed reads
+as ``exact = True``, so old runs resume on the path they were started with.  On the fast
+path the driver checks the optimizer's lazy finite-gradient flags after every step (it reads
+the loss every step anyway), so a NaN/inf gradient stops the run with an error naming the
+parameter, as on the exact path (where the step itself raises).
+
 Determinism and resume.  All randomness comes from explicit generators derived from
-``seed``: model initialisation, the optimizer's generator, the activation/error
-quantizers' generator, and the minibatch order (:func:`torchport.data.epoch_permutation`,
-a pure function of (seed, epoch)).  A checkpoint stores the step, model, optimizer state
-(including its generator), the quantizers' generator state, the BMA and the history, so
-that N steps straight and N/2 + resume N/2 give identical bits.
+``seed``: model initialisation, the optimizer's generator (exact path) or counter-stream
+seed (fast path), the activation/error quantizers' generator, and the minibatch order
+(:func:`torchport.data.epoch_permutation`, a pure function of (seed, epoch)).  A checkpoint
+stores the step, model, optimizer state (including its generator state or counter seed and
+step count), the quantizers' generator state, the BMA and the history, so that N steps
+straight and N/2 + resume N/2 give identical bits on either path.
 
 Files and interrupts.  Checkpoints and samples are checksummed frames loaded with
 ``weights_only=True`` (:mod:`torchport.checkpoint`), written atomically without following
@@ -48,7 +60,8 @@ epoch; on SIGINT or SIGTERM the current step finishes, a checkpoint is written a
 Multi-process (DDP; see :mod:`torchport.distributed` and :mod:`torchport.ddp`).  With
 ``world_size`` W > 1 each rank takes a contiguous 1/W shard of every global minibatch, DDP
 averages the gradients, and every rank's optimizer is seeded identically, so all ranks
-draw identical noise and the replicas stay identical.  ``grad_shards`` = W in a single
+draw identical noise and the replicas stay identical (fast path: every rank computes the
+same counter keys, no broadcast needed).  ``grad_shards`` = W in a single
 process reproduces the same arithmetic (shard-wise backward, gradient summed then divided
 by W) bit for bit.
 """
@@ -116,7 +129,7 @@ DRIVER_SET_OPTIONS = {
     "lr": "lr", "temperature": "temperature", "num_data": "subset", "weight_decay": "weight_decay",
     "seed": "seed", "generator": "seed", "weight_format": "weight_format", "grad_format": "grad_format",
     "friction": "friction", "inverse_mass": "inverse_mass", "base": "weight_decay", "scale": "level_scale",
-    "fixed_scale": "level_scale", "params": "model",
+    "fixed_scale": "level_scale", "params": "model", "exact": "exact",
 }
 
 #: Fields that may differ between a run and its resumption.
@@ -165,6 +178,8 @@ class TrainConfig:
     dtype: str = "float32"
     grad_shards: int = 1
     init_rounding: str = "optimizer"  # LP-L only: "stochastic" puts θ_0 on the grid by Q^s first
+    #: SGLD/SGHMC samplers: False (default) runs the fast counter-stream path, True the float64 exact path
+    exact: bool = False
     max_steps: Optional[int] = None
     checkpoint_every: Optional[int] = None  # steps; None: every epoch; 0: only at the end (and on a signal)
     progress: bool = True
@@ -191,6 +206,8 @@ class TrainConfig:
                 bad(name, "must be a string or None")
         if not isinstance(self.progress, bool):
             bad("progress", "must be True or False")
+        if not isinstance(self.exact, bool):
+            bad("exact", "must be True or False")
         if self.dataset != "mnist":
             bad("dataset", "only 'mnist' is available")
         if self.model not in tmodels.MODELS:
@@ -284,7 +301,12 @@ class TrainConfig:
         unknown = set(d) - names
         if unknown:
             raise ValueError(f"config has unknown fields {sorted(unknown)}")
-        return cls(**d)
+        return cls(**_with_path_default(d))
+
+
+def _with_path_default(config_json: dict) -> dict:
+    """A saved config without ``exact`` was written before the fast path existed: its run used the exact path."""
+    return config_json if "exact" in config_json else dict(config_json, exact=True)
 
 
 def derived_seed(seed: int, stream: int) -> int:
@@ -381,9 +403,11 @@ def build_optimizer(config: TrainConfig, params: Iterable[torch.nn.Parameter] | 
     * AskewSGD, BinaryConnect, ProxQuant: ``lr``, an SGD base step with weight decay wd,
       binary levels scaled by ``level_scale``.
 
-    The optimizer's generator is seeded with ``derived_seed(config.seed, STREAM_OPTIM)`` --
-    the same on every DDP rank.  Randomness: none here (the low-precision optimizers
-    quantize the initial weights from their own generator when constructed).
+    The optimizer's generator (exact path) or counter stream (fast path, the default of the
+    SGLD/SGHMC samplers; ``config.exact`` selects the exact path) is seeded with
+    ``derived_seed(config.seed, STREAM_OPTIM)`` -- the same on every DDP rank.  Randomness:
+    none here (the low-precision optimizers quantize the initial weights from their own
+    stream when constructed).
     """
     cls_name, extra = METHODS[config.method]
     seed = derived_seed(config.seed, STREAM_OPTIM)
@@ -419,8 +443,10 @@ def build_optimizer(config: TrainConfig, params: Iterable[torch.nn.Parameter] | 
     if driver_set:
         raise ValueError(f"optimizer_options={config.optimizer_options!r}: {sorted(driver_set)} are set by the "
                          "driver from the config")
-    kwargs.update(config.optimizer_options)  # after the method's own arguments: may override those
     accepted = inspect.signature(cls.__init__).parameters
+    if "exact" in accepted:
+        kwargs["exact"] = config.exact
+    kwargs.update(config.optimizer_options)  # after the method's own arguments: may override those
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
     missing = [k for k in kwargs if k not in accepted]
     if missing and not takes_any:
@@ -574,11 +600,14 @@ def build_run(config: TrainConfig, *, rank: int = 0, world_size: int = 1, sync_n
         from torch.nn.parallel import DistributedDataParallel as DDP  # noqa: PLC0415
 
         forward = DDP(model)
-        if hasattr(optimizer, "generator"):
+        if getattr(optimizer, "generator", None) is not None:
             if sync_noise:
                 tdist.broadcast_generator_state(optimizer.generator)  # same noise on every rank
             else:  # the broken scheme (each rank its own noise), kept to test the replica check
                 optimizer.generator.manual_seed(derived_seed(config.seed, STREAM_OPTIM) + rank)
+        elif not sync_noise and getattr(optimizer, "counter", None) is not None:
+            # fast path: every rank computes the same keys from the same seed; the broken scheme reseeds per rank
+            optimizer.reseed(derived_seed(config.seed, STREAM_OPTIM) + rank)
     return Run(config=config, device=device, data=ds, model=model, forward=forward, optimizer=optimizer,
                act_generator=act_gen, params=params, base_lrs=[g["lr"] for g in optimizer.param_groups],
                steps_per_epoch=steps_per_epoch, total_steps=total_steps, stop_step=stop_step,
@@ -627,7 +656,7 @@ def restore_checkpoint(run: Run, run_dir: Path) -> Progress:
     if not isinstance(ck, dict) or any(k not in ck for k in _CHECKPOINT_KEYS):
         missing = [k for k in _CHECKPOINT_KEYS if not isinstance(ck, dict) or k not in ck]
         raise CheckpointError(f"{str(path)!r}: not a train checkpoint (missing {missing})")
-    saved = ck["config"]
+    saved = _with_path_default(ck["config"]) if isinstance(ck["config"], dict) else ck["config"]
     mine = run.config.to_json()
     diffs = {k: (saved.get(k), mine[k]) for k in mine if k not in RESUMABLE_OVERRIDES and saved.get(k) != mine[k]}
     if diffs:
@@ -676,6 +705,8 @@ def _optimizer_step(run: Run, loss_val: float) -> None:
         opt.step(potential=n * (loss_val + prior))
         return
     opt.step()
+    if getattr(opt, "counter", None) is not None:  # fast path: read its lazy finite flags (loss is read anyway)
+        opt.check_finite()
 
 
 def train_step(run: Run, progress: Progress, perm: torch.Tensor) -> float:

@@ -119,21 +119,21 @@ def _ctld_step(opt):
 # name -> (constructor, required kwargs, {hyperparameter: rule}, per-group keys, step)
 # rules: "pos" (> 0 finite), "nonneg" (>= 0 finite), "unit" ([0, 1)), "int1" (int >= 1), "int0" (int >= 0)
 OPTIMIZERS = {
-    "SGLD": (O.SGLD, dict(lr=0.05, seed=0),
+    "SGLD": (O.SGLD, dict(lr=0.05, seed=0, exact=True),
              dict(lr="pos", temperature="nonneg", num_data="pos", weight_decay="nonneg"),
              ("lr", "temperature", "num_data", "weight_decay"), None),
-    "LowPrecisionSGLD": (O.LowPrecisionSGLD, dict(lr=0.05, weight_format="fixed:8:6", seed=0),
+    "LowPrecisionSGLD": (O.LowPrecisionSGLD, dict(lr=0.05, weight_format="fixed:8:6", seed=0, exact=True),
                          dict(lr="pos", temperature="nonneg", num_data="pos", weight_decay="nonneg"),
                          ("lr", "temperature", "num_data", "weight_decay"), None),
     "LowPrecisionSGLD-low-vc": (O.LowPrecisionSGLD, dict(lr=0.05, weight_format="fixed:8:6", accumulator="low",
-                                                         variance_corrected=True, seed=0),
+                                                         variance_corrected=True, seed=0, exact=True),
                                 dict(lr="pos", temperature="nonneg", num_data="pos"),
                                 ("lr", "temperature", "num_data"), None),
-    "SGHMC": (O.SGHMC, dict(lr=0.05, seed=0),
+    "SGHMC": (O.SGHMC, dict(lr=0.05, seed=0, exact=True),
               dict(lr="pos", friction="pos", inverse_mass="pos", temperature="nonneg", num_data="pos",
                    weight_decay="nonneg"),
               ("lr", "friction", "inverse_mass", "temperature", "num_data", "weight_decay"), None),
-    "LowPrecisionSGHMC": (O.LowPrecisionSGHMC, dict(lr=0.05, weight_format="fixed:8:6", seed=0),
+    "LowPrecisionSGHMC": (O.LowPrecisionSGHMC, dict(lr=0.05, weight_format="fixed:8:6", seed=0, exact=True),
                           dict(lr="pos", friction="pos", inverse_mass="pos", temperature="nonneg", num_data="pos",
                                weight_decay="nonneg", velocity_rescaling_constant="pos"),
                           ("lr", "friction", "inverse_mass", "temperature", "num_data", "weight_decay"), None),
@@ -154,6 +154,11 @@ OPTIMIZERS = {
     "BinaryConnect": (O.BinaryConnect, dict(lr=0.05), dict(lr="pos", scale="pos"), ("lr",), None),
     "ProxQuant": (O.ProxQuant, dict(lr=0.05), dict(lr="pos", lambda_rate="nonneg", scale="pos"), ("lr",), None),
 }
+
+# the default (fast) path of the SGLD/SGHMC family: the same battery, with the same rules, minus exact=True
+FAST = {f"{name}[fast]": (cls, {k: v for k, v in kw.items() if k != "exact"}, rules, gkeys, stepper)
+        for name, (cls, kw, rules, gkeys, stepper) in OPTIMIZERS.items() if kw.get("exact") is True}
+OPTIMIZERS.update(FAST)
 
 BAD = {
     "pos": (NAN, INF, -1.0, 0.0, "x"),
@@ -227,6 +232,21 @@ def _constructor_cases():
         ("AskewSGD", dict(eps="x"), ("eps", "'x'")),
         ("BinaryConnect", dict(stochastic=True), ("seed",)),
         ("ProxQuant", dict(base=dict(kind="sgd")), ("base",)),
+        ("SGLD", dict(exact="yes"), ("exact", "'yes'")),
+        ("SGLD", dict(compile=True), ("compile", "exact=True")),
+        ("SGLD", dict(check_every=5), ("check_every", "exact=True")),
+        ("SGLD[fast]", dict(seed=-1), ("seed", "-1")),
+        ("SGLD[fast]", dict(seed=2**64), ("seed", str(2**64))),
+        ("SGLD[fast]", dict(seed=1.5), ("seed", "1.5")),
+        ("SGLD[fast]", dict(seed=None), ("seed",)),
+        ("SGLD[fast]", dict(generator="g"), ("generator",)),
+        ("SGLD[fast]", dict(foreach=True), ("foreach", "exact=True")),
+        ("SGLD[fast]", dict(compile="yes"), ("compile", "'yes'")),
+        ("SGLD[fast]", dict(check_every=-1), ("check_every", "-1")),
+        ("LowPrecisionSGHMC[fast]", dict(velocity_rescaling="paper", accumulator="low"),
+         ("velocity_rescaling", "exact=True")),
+        ("LowPrecisionSGHMC[fast]", dict(resample_momentum_every=2), ("resample_momentum_every", "exact=True")),
+        ("SGHMC[fast]", dict(resample_momentum_every=2), ("resample_momentum_every", "exact=True")),
     ]
     for name, over, needles in extra:
         cls, kw, _, _, _ = OPTIMIZERS[name]
@@ -344,8 +364,26 @@ def _load_cases():
                 (extra_group, ("param_groups", "2")), (not_a_dict, ("state_dict", "list")),
                 (state_shape, ("shape", "(7,)")), (state_nan, ("state", "non-finite"))]
 
+    def fast_corrupters():
+        def seed_neg(sd):
+            sd["counter_seed"] = -1
+
+        def seed_str(sd):
+            sd["counter_seed"] = "x"
+
+        def seed_missing(sd):
+            del sd["counter_seed"]
+
+        def exact_dict(sd):
+            del sd["counter_seed"]
+            sd["generator_state"] = torch.Generator().get_state()
+
+        rest = [(fn, needles) for fn, needles in corrupters() if "generator_state" not in needles]
+        return [(seed_neg, ("counter_seed", "-1")), (seed_str, ("counter_seed", "'x'")),
+                (seed_missing, ("counter_seed",)), (exact_dict, ("exact path", "exact=True"))] + rest
+
     for name in OPTIMIZERS:
-        for fn, needles in corrupters():
+        for fn, needles in (fast_corrupters() if name in FAST else corrupters()):
             def load(opt, ps, name=name, fn=fn):
                 sd = _stepped(name, seed=1)[0].state_dict()
                 r = fn(sd)
@@ -380,6 +418,12 @@ def _step_cases():
 
         def nan_grad(opt, ps, stepper=stepper):
             (stepper or (lambda o: o.step()))(opt)
+        if name in FAST:  # the fast path checks gradients lazily (tests/torchport/test_default_path.py)
+            def noise_given(opt, ps):
+                opt.step(noise={n: torch.zeros(8, dtype=F64) for n, _ in opt.noise_layout})
+            out.append(Case(f"{name}.step(noise=...)", lambda name=name: _stepped(name), noise_given,
+                            ("noise=", "exact=True")))
+            continue
         out.append(Case(f"{name}.step() with a NaN gradient", nan_grad_opt, nan_grad,
                         ("non-finite gradient", "param_groups[0]['params'][1]"), exc=(FloatingPointError,)))
         if name in ("CTLD", "AskewSGD", "BinaryConnect", "ProxQuant"):
@@ -461,6 +505,21 @@ def _step_cases():
         opt.quantize_weights_(noise={"u_weight": torch.zeros(3)})
     out.append(Case("LowPrecisionSGLD.quantize_weights_(noise too short)", lambda: _stepped("LowPrecisionSGLD"),
                     lp_qw_noise, ("u_weight", "(3,)")))
+    out.append(Case("LowPrecisionSGLD[fast].quantize_weights_(noise=...)", lambda: _stepped("LowPrecisionSGLD[fast]"),
+                    lp_qw_noise, ("noise=", "exact=True")))
+
+    def reseed_exact(opt, ps):
+        opt.reseed(3)
+    out.append(Case("SGLD.reseed(3) on the exact path", lambda: _stepped("SGLD"), reseed_exact, ("reseed", "exact")))
+
+    def reseed_bad(opt, ps):
+        opt.reseed(-2)
+    out.append(Case("SGLD[fast].reseed(-2)", lambda: _stepped("SGLD[fast]"), reseed_bad, ("seed", "-2")))
+
+    def half_group(opt, ps):
+        opt.add_param_group({"params": [torch.nn.Parameter(torch.zeros(3, dtype=torch.float16))]})
+    out.append(Case("SGLD[fast].add_param_group(float16 parameter)", lambda: _stepped("SGLD[fast]"), half_group,
+                    ("float16", "exact=True"), exc=(TypeError,)))
     return out
 
 
@@ -560,7 +619,7 @@ def test_battery_detects_each_outcome():
     """The classifier itself: a silent, an unclear and a half-changing call are each recognised."""
     def make():
         ps = _params(1)
-        return O.SGLD(ps, lr=0.1, seed=0), ps
+        return O.SGLD(ps, lr=0.1, seed=0, exact=True), ps
     assert outcome(Case("silent", make, lambda o, ps: None, ("lr",)))[0] == "silent"
     assert outcome(Case("keyerror", make, lambda o, ps: {}["lr"], ("lr",)))[0] == "unclear"
     assert outcome(Case("unnamed", make, lambda o, ps: (_ for _ in ()).throw(ValueError("bad")), ("lr",)))[0] \
@@ -622,6 +681,14 @@ def test_every_per_group_value_is_honoured(name):
         b_alone = torch.nn.Parameter(b.detach().clone())
         b_alone.grad = b.grad.clone()
         two = cls([{"params": [a]}, {"params": [b], key: GROUP_VALUES[key]}], **kw)
+        if name in FAST:  # the counter stream is keyed by the parameter index: keep b at index 1 (a gradient-free
+            # parameter at index 0 takes no step)
+            idle = torch.nn.Parameter(a.detach().clone())
+            one = cls([{"params": [idle]}, {"params": [b_alone]}], **dict(kw, **{key: GROUP_VALUES[key]}))
+            two.step()
+            one.step()
+            assert torch.equal(b.detach(), b_alone.detach()), f"{name}: per-group {key} not honoured"
+            continue
         one = cls([b_alone], **dict(kw, **{key: GROUP_VALUES[key]}))
         if two.noise_layout:
             na, nb = _noise_for(two, [a], 1), _noise_for(two, [b], 2)
@@ -648,10 +715,10 @@ def test_ctld_rejects_differing_group_temperatures():
 
 
 @pytest.mark.parametrize("make", [
-    lambda ps: O.LowPrecisionSGLD(ps, lr=0.05, weight_format="fixed:8:6", accumulator="full", seed=0),
-    lambda ps: O.LowPrecisionSGLD(ps, lr=0.05, weight_format="fixed:8:6", accumulator="low", seed=0),
-    lambda ps: O.LowPrecisionSGHMC(ps, lr=0.05, weight_format="fixed:8:6", accumulator="full", seed=0),
-    lambda ps: O.LowPrecisionSGHMC(ps, lr=0.05, weight_format="fixed:8:6", accumulator="low", seed=0),
+    lambda ps: O.LowPrecisionSGLD(ps, lr=0.05, weight_format="fixed:8:6", accumulator="full", seed=0, exact=True),
+    lambda ps: O.LowPrecisionSGLD(ps, lr=0.05, weight_format="fixed:8:6", accumulator="low", seed=0, exact=True),
+    lambda ps: O.LowPrecisionSGHMC(ps, lr=0.05, weight_format="fixed:8:6", accumulator="full", seed=0, exact=True),
+    lambda ps: O.LowPrecisionSGHMC(ps, lr=0.05, weight_format="fixed:8:6", accumulator="low", seed=0, exact=True),
 ], ids=["LPSGLD-full", "LPSGLD-low", "LPSGHMC-full", "LPSGHMC-low"])
 def test_added_group_is_initialised_and_steps(make):
     """add_param_group then step(): no KeyError, and the new group is quantized at once, as the first ones."""
@@ -670,7 +737,7 @@ def test_added_group_is_initialised_and_steps(make):
 
 def test_added_group_respects_quantize_initial_false():
     ps = _params(1)
-    opt = O.LowPrecisionSGLD(ps, lr=0.05, weight_format="fixed:8:6", quantize_initial=False, seed=0)
+    opt = O.LowPrecisionSGLD(ps, lr=0.05, weight_format="fixed:8:6", quantize_initial=False, seed=0, exact=True)
     new = _params(1, seed=9)[0]
     raw = new.detach().clone()
     opt.add_param_group({"params": [new]})
@@ -695,8 +762,8 @@ def test_nan_lr_group_would_have_poisoned_every_parameter():
     """The issue's case: a group with lr=nan is refused before any parameter becomes NaN."""
     a, b = _params(2)
     with pytest.raises(ValueError, match=r"param group 1: lr must be > 0 and finite, got nan"):
-        O.SGLD([{"params": [a]}, {"params": [b], "lr": NAN}], lr=0.1, seed=0)
-    opt = O.SGHMC([a, b], lr=0.1, seed=0)
+        O.SGLD([{"params": [a]}, {"params": [b], "lr": NAN}], lr=0.1, seed=0, exact=True)
+    opt = O.SGHMC([a, b], lr=0.1, seed=0, exact=True)
     with pytest.raises(ValueError, match=r"friction must be > 0 and finite, got 0.0"):
         opt.add_param_group({"params": _params(1, seed=4), "friction": 0.0})
     assert len(opt.param_groups) == 1

@@ -197,3 +197,76 @@ def test_resampling_distribution_agrees():
     r = X.run_distribution(CASES["sghmc_lp_l[resample=4]"], n_chains=1500, n_steps=200, seed=1)
     thr = 1e-3 / (2 * (len(DIST) + 1))
     assert r["ks_p"] >= thr and r["var_p"] >= thr, r
+
+
+# ------------------------------------------------------------------ the default (fast) path vs refimpl's counter replay
+FAST = {c.name: c for c in X.fast_cases()}
+
+
+def test_fast_cases_cover_every_sgld_sghmc_method_and_format_kind():
+    from refimpl.formats import BlockFloatingPoint, FixedPoint, FloatingPoint, IEEEFloat
+    from refimpl.methods import METHODS
+
+    methods = {m for m, row in METHODS.items() if row.family in ("sgld", "sghmc")}
+    assert {c.method for c in FAST.values()} == methods
+    kinds = {type(c.fmt) for c in FAST.values() if c.fmt is not None}
+    assert {FixedPoint, BlockFloatingPoint, FloatingPoint, IEEEFloat} <= kinds
+    for m in methods - {"sgld", "sghmc"}:
+        assert {type(c.fmt) for c in FAST.values() if c.method == m} == kinds, m
+
+
+@pytest.mark.parametrize("name", sorted(FAST))
+def test_fast_path_float64_equals_the_counter_replay(name):
+    """Grid values bit for bit (0 flips), continuous values within FAST_ULPS (Box-Muller's log/cos)."""
+    r = X.run_fast_trajectory(FAST[name], n_steps=15, dim=3)
+    assert r["ok"] and r["flips"] == 0 and r["max_ulps"] <= X.FAST_ULPS, r
+    if FAST[name].fmt is not None and FAST[name].method in ("sgd_lp_l", "sgld_lp_l", "sgld_vc", "sghmc_lp_l",
+                                                              "sghmc_vc"):
+        assert r["bitwise"], r  # no normal enters a stored continuous value: bit-identical
+
+
+@pytest.mark.parametrize("name", ["sgld", "sghmc", "sgld_lp_f", "sgld_vc", "sghmc_lp_f", "sghmc_vc[bfp]",
+                                  "sgld_vc[float]", "sgld_lp_l[ieee]"])
+def test_fast_path_float32_within_tolerance(name):
+    r = X.run_fast_trajectory(FAST[name], n_steps=15, dim=3, dtype=torch.float32)
+    assert r["ok"], r
+
+
+def _reseed(opt):
+    """Mutation: another counter seed (the replay keeps the run's seed)."""
+    opt.reseed(opt.seed + 1)
+
+
+def _shift_step(opt):
+    """Mutation: the stream one step ahead (keys of step k+1 at step k)."""
+    opt.counter.reset(opt.seed, 1)
+
+
+@pytest.mark.parametrize("name, mutate", [("sgld", _perturb_noise_scale), ("sgld_lp_f", _perturb_noise_scale),
+                                          ("sghmc", _flip_sign), ("sgld_vc", _reseed), ("sghmc_vc[bfp]", _reseed),
+                                          ("sgld_lp_l[float]", _shift_step)])
+def test_fast_check_catches_perturbed_step(name, mutate):
+    r = X.run_fast_trajectory(FAST[name], n_steps=15, dim=3, mutate=mutate)
+    assert not r["ok"] and not r["bitwise"], r
+
+
+def test_fast_float32_check_catches_wrong_temperature():
+    """Mutation for the float32 tolerance: temperature × 1.001 changes the noise by 5e-4 of its sd, far above
+    the allowed 2^-14 sd."""
+    def mutate(opt):
+        for g in opt.param_groups:
+            g["temperature"] *= 1.001
+    r = X.run_fast_trajectory(FAST["sgld"], n_steps=15, dim=3, dtype=torch.float32, mutate=mutate)
+    assert not r["ok"], r
+
+
+def test_cli_path_option(capsys):
+    rc = main(["crosscheck", "--steps", "5", "--no-distribution", "--path", "fast", "--only", "sgld_vc"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "sgld_vc [fast]" in out and "fast-replay" in out and "trajectory" not in out
+    rc = main(["crosscheck", "--steps", "5", "--no-distribution", "--path", "exact", "--only", "sgld_vc"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "[fast]" not in out and "trajectory" in out, out
+    with pytest.raises(ValueError, match="path"):
+        X.run_crosscheck(path="quick")

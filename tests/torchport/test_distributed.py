@@ -43,15 +43,18 @@ def _single(config):
 
 def test_ddp_two_ranks_identical_and_equal_to_single_process(tiny_npz, tmp_path):
     # VC SGLDLP-L at 8-bit fixed point: stochastic rounding and categorical draws make any
-    # rank-to-rank difference in the noise visible at once.  12 steps, global batch 64.
+    # rank-to-rank difference in the noise visible at once.  12 steps, global batch 64.  The
+    # default (fast) path: every rank computes the same counter keys (no broadcast); and the
+    # exact path (``exact``): identical generators.
     good = tt.TrainConfig(data_dir=tiny_npz, model="mlp", method="sgld_vc", weight_format="fixed:8:6",
                           epochs=2, batch_size=64, max_steps=12, num_samples=2, progress=False, seed=11)
     sgld = dataclasses.replace(good, model="logreg", method="sgld", weight_format=None)
-    records = tddp.run_ddp([good, sgld, good], 2, str(tmp_path), sync_noise=[True, True, False])
-    (g0, g1), (s0, s1), (b0, b1) = records
+    exact = dataclasses.replace(good, exact=True)
+    records = tddp.run_ddp([good, sgld, good, exact], 2, str(tmp_path), sync_noise=[True, True, False, True])
+    (g0, g1), (s0, s1), (b0, b1), (e0, e1) = records
 
     # 1. replicas identical, bit for bit, after 12 steps (collective check and direct comparison)
-    for r0, r1 in ((g0, g1), (s0, s1)):
+    for r0, r1 in ((g0, g1), (s0, s1), (e0, e1)):
         assert r0["step"] == r1["step"] == 12
         assert r0["identical"] and r1["identical"]
         assert torch.equal(r0["params"], r1["params"])
@@ -60,6 +63,8 @@ def test_ddp_two_ranks_identical_and_equal_to_single_process(tiny_npz, tmp_path)
     #    two ranks' shards (gradient (g0 + g1)/2 -- the same IEEE operations as DDP's
     #    g0/2 + g1/2 for two ranks): bitwise.
     assert torch.equal(_single(dataclasses.replace(good, grad_shards=2)), g0["params"])
+    assert torch.equal(_single(dataclasses.replace(exact, grad_shards=2)), e0["params"])
+    assert not torch.equal(e0["params"], g0["params"])  # the two paths draw different numbers
     assert torch.equal(_single(dataclasses.replace(sgld, grad_shards=2)), s0["params"])
     # ... and, for full-precision SGLD, equal to the plain single-batch run up to float32
     #    rounding of the gradient's summation order (a few ulp of |θ| ~ 0.05 per step).

@@ -18,18 +18,18 @@ F64 = torch.float64
 
 # every optimizer, as a factory (params) -> optimizer, with stochastic parts switched on
 FACTORIES = {
-    "SGLD": lambda p: SGLD(p, lr=0.01, temperature=0.5, num_data=3, weight_decay=0.1, seed=1),
-    "SGHMC": lambda p: SGHMC(p, lr=0.05, friction=2.0, inverse_mass=2.0, seed=1),
+    "SGLD": lambda p: SGLD(p, lr=0.01, temperature=0.5, num_data=3, weight_decay=0.1, seed=1, exact=True),
+    "SGHMC": lambda p: SGHMC(p, lr=0.05, friction=2.0, inverse_mass=2.0, seed=1, exact=True),
     "LP-SGLD-full": lambda p: LowPrecisionSGLD(p, lr=0.01, weight_format="fixed:8:5", grad_format="fixed:8:5",
-                                               seed=1),
-    "LP-SGLD-low": lambda p: LowPrecisionSGLD(p, lr=0.01, weight_format="fixed:8:5", accumulator="low", seed=1),
+                                               seed=1, exact=True),
+    "LP-SGLD-low": lambda p: LowPrecisionSGLD(p, lr=0.01, weight_format="fixed:8:5", accumulator="low", seed=1, exact=True),
     "LP-SGLD-vc": lambda p: LowPrecisionSGLD(p, lr=0.01, weight_format="bfp:8:0", grad_format="bfp:8:0",
-                                             accumulator="low", variance_corrected=True, seed=1),
+                                             accumulator="low", variance_corrected=True, seed=1, exact=True),
     "LP-SGHMC-full": lambda p: LowPrecisionSGHMC(p, lr=0.05, weight_format="fixed:8:5", grad_format="fixed:8:5",
-                                                 seed=1),
-    "LP-SGHMC-low": lambda p: LowPrecisionSGHMC(p, lr=0.05, weight_format="fixed:8:5", accumulator="low", seed=1),
+                                                 seed=1, exact=True),
+    "LP-SGHMC-low": lambda p: LowPrecisionSGHMC(p, lr=0.05, weight_format="fixed:8:5", accumulator="low", seed=1, exact=True),
     "LP-SGHMC-vc": lambda p: LowPrecisionSGHMC(p, lr=0.05, weight_format="float:5:4", accumulator="low",
-                                               variance_corrected=True, seed=1),
+                                               variance_corrected=True, seed=1, exact=True),
     "QSGLD": lambda p: QSGLD(p, lr=0.01, rounding="stochastic", optimizer="adam", langevin_noise=True, seed=1),
     "AskewSGD": lambda p: AskewSGD(p, lr=0.05, eps=0.05, base="adam"),
     "BinaryConnect": lambda p: BinaryConnect(p, lr=0.05, stochastic=True, seed=1),
@@ -67,7 +67,7 @@ def test_sgld_scaling_contract_exact():
     theta.grad = torch.tensor([0.1, 0.2, -0.3], dtype=F64)
     xi = torch.tensor([1.0, -0.5, 0.25], dtype=F64)
     expected = theta.detach() - lr * theta.grad + math.sqrt(2 * lr * T / N) * xi
-    SGLD([theta], lr=lr, temperature=T, num_data=N, seed=0).step(noise={"xi": xi})
+    SGLD([theta], lr=lr, temperature=T, num_data=N, seed=0, exact=True).step(noise={"xi": xi})
     assert torch.equal(theta.detach(), expected)
 
 
@@ -79,9 +79,9 @@ def test_sgld_scaling_worked_example():
     grad_U = torch.tensor([2500.0, -1200.0], dtype=F64)  # ∇U; the mean loss has ∇U/N
     xi = torch.tensor([0.7, -1.1], dtype=F64)
     theta_a.grad = grad_U / N
-    SGLD([theta_a], lr=lr, temperature=1e-3, num_data=N, seed=0).step(noise={"xi": xi})
+    SGLD([theta_a], lr=lr, temperature=1e-3, num_data=N, seed=0, exact=True).step(noise={"xi": xi})
     theta_b.grad = grad_U
-    SGLD([theta_b], lr=lr / N, temperature=1e-3, num_data=1, seed=0).step(noise={"xi": xi})
+    SGLD([theta_b], lr=lr / N, temperature=1e-3, num_data=1, seed=0, exact=True).step(noise={"xi": xi})
     assert torch.allclose(theta_a, theta_b, rtol=1e-14, atol=1e-16)
     # injected variance 2·lr·T/N = 2e-8 (the CIFAR worked example of spec §3.1)
     assert math.isclose(2 * lr * 1e-3 / N, 2e-8)
@@ -113,7 +113,7 @@ def test_save_resume_is_bit_for_bit(name):
 
 def test_state_dict_without_generator_is_rejected():
     p = torch.zeros(2, dtype=F64, requires_grad=True)
-    opt = SGLD([p], lr=0.1, seed=0)
+    opt = SGLD([p], lr=0.1, seed=0, exact=True)
     sd = opt.state_dict()
     del sd["generator_state"]
     with pytest.raises(ValueError, match="generator_state"):
@@ -127,7 +127,7 @@ def test_foreach_equals_per_tensor(cls):
     outs = []
     for fe in (True, False):
         model = _model()
-        opt = cls(model.parameters(), lr=0.02, seed=4, foreach=fe)
+        opt = cls(model.parameters(), lr=0.02, seed=4, foreach=fe, exact=True)
         _train(model, opt, 6, x, y)
         outs.append([p.detach().clone() for p in model.parameters()])
     for a, b in zip(*outs):
@@ -141,7 +141,7 @@ def test_param_groups_closure_frozen_and_gradless_params():
     frozen.requires_grad_(False)
     spare = torch.nn.Parameter(torch.ones(3, dtype=F64))  # never receives a gradient
     opt = SGLD([{"params": [model[0].weight, frozen], "lr": 1e-3},
-                {"params": list(model[2].parameters()) + [spare], "lr": 1e-2, "temperature": 0.0}], lr=0.5, seed=0)
+                {"params": list(model[2].parameters()) + [spare], "lr": 1e-2, "temperature": 0.0}], lr=0.5, seed=0, exact=True)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
 
     def closure():
@@ -165,10 +165,10 @@ def test_noise_layout_skips_gradless_parameters():
     a = torch.zeros(3, dtype=F64, requires_grad=True)
     b = torch.zeros(4, dtype=F64, requires_grad=True)
     a.grad = torch.zeros(3, dtype=F64)
-    SGLD([b, a], lr=0.5, seed=7).step()
+    SGLD([b, a], lr=0.5, seed=7, exact=True).step()
     a2 = torch.zeros(3, dtype=F64, requires_grad=True)
     a2.grad = torch.zeros(3, dtype=F64)
-    SGLD([a2], lr=0.5, seed=7).step()
+    SGLD([a2], lr=0.5, seed=7, exact=True).step()
     assert torch.equal(a, a2)
 
 
@@ -177,7 +177,7 @@ def test_generator_reproducibility_and_independence_from_global_rng():
         p = torch.zeros(5, dtype=F64, requires_grad=True)
         p.grad = torch.zeros(5, dtype=F64)
         torch.manual_seed(seed * 13)  # must not matter
-        SGLD([p], lr=0.1, seed=seed).step()
+        SGLD([p], lr=0.1, seed=seed, exact=True).step()
         return p.detach()
 
     assert torch.equal(run(3), run(3))
@@ -186,13 +186,13 @@ def test_generator_reproducibility_and_independence_from_global_rng():
 
 def test_nonfinite_gradient_names_the_parameter():
     model = _model()
-    opt = SGLD(model.named_parameters(), lr=0.1, seed=0)
+    opt = SGLD(model.named_parameters(), lr=0.1, seed=0, exact=True)
     for p in model.parameters():
         p.grad = torch.zeros_like(p)
     model[2].bias.grad[1] = float("nan")
     with pytest.raises(FloatingPointError, match=r"2\.bias"):
         opt.step()
-    opt2 = LowPrecisionSGLD(list(model.parameters()), lr=0.1, weight_format="fixed:8:4", seed=0)
+    opt2 = LowPrecisionSGLD(list(model.parameters()), lr=0.1, weight_format="fixed:8:4", seed=0, exact=True)
     model[2].bias.grad[1] = float("inf")
     with pytest.raises(FloatingPointError, match=r"param_groups\[0\]\['params'\]\[3\]"):
         opt2.step()
@@ -204,30 +204,30 @@ def test_nonfinite_gradient_names_the_parameter():
 ])
 def test_bad_hyperparameters(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        SGLD([torch.zeros(1, requires_grad=True)], seed=0, **kwargs)
+        SGLD([torch.zeros(1, requires_grad=True)], seed=0, **kwargs, exact=True)
 
 
 def test_bad_options():
     p = [torch.zeros(2, requires_grad=True)]
     with pytest.raises(ValueError, match="seed"):
-        SGLD(p, lr=0.1)
+        SGLD(p, lr=0.1, exact=True)
     with pytest.raises(ValueError, match="accumulator"):
-        LowPrecisionSGLD(p, lr=0.1, accumulator="half", seed=0)
+        LowPrecisionSGLD(p, lr=0.1, accumulator="half", seed=0, exact=True)
     with pytest.raises(ValueError, match="variance_corrected"):
-        LowPrecisionSGLD(p, lr=0.1, weight_format="fixed:8:4", variance_corrected=True, seed=0)
+        LowPrecisionSGLD(p, lr=0.1, weight_format="fixed:8:4", variance_corrected=True, seed=0, exact=True)
     with pytest.raises(ValueError, match="weight_format"):
-        LowPrecisionSGLD(p, lr=0.1, weight_format="fixed:8", seed=0)
+        LowPrecisionSGLD(p, lr=0.1, weight_format="fixed:8", seed=0, exact=True)
     with pytest.raises(ValueError, match="position_sign"):
-        SGHMC(p, lr=0.1, position_sign="plus", seed=0)
+        SGHMC(p, lr=0.1, position_sign="plus", seed=0, exact=True)
     with pytest.raises(ValueError, match="rounding"):
         QSGLD(p, lr=0.1, rounding="up")
     with pytest.raises(ValueError, match="velocity_rescaling"):
-        LowPrecisionSGHMC(p, lr=0.1, weight_format="fixed:8:4", velocity_rescaling="paper", seed=0)
+        LowPrecisionSGHMC(p, lr=0.1, weight_format="fixed:8:4", velocity_rescaling="paper", seed=0, exact=True)
     with pytest.raises(ValueError, match="velocity_rescaling"):
-        LowPrecisionSGHMC(p, lr=0.1, weight_format="bfp:8", accumulator="low", velocity_rescaling="code", seed=0)
+        LowPrecisionSGHMC(p, lr=0.1, weight_format="bfp:8", accumulator="low", velocity_rescaling="code", seed=0, exact=True)
     with pytest.raises(ValueError, match="ties"):
         LowPrecisionSGLD(p, lr=0.1, weight_format="fixed:8:4", accumulator="low", variance_corrected=True,
-                         ties="odd", seed=0)
+                         ties="odd", seed=0, exact=True)
     with pytest.raises(ValueError, match="unknown CTLD options"):
         CTLD(p, lr=0.1, seed=0, n_bin=3)
 
@@ -235,7 +235,7 @@ def test_bad_options():
 def test_noise_in_validation():
     p = torch.zeros(3, dtype=F64, requires_grad=True)
     p.grad = torch.zeros(3, dtype=F64)
-    opt = SGLD([p], lr=0.1, seed=0)
+    opt = SGLD([p], lr=0.1, seed=0, exact=True)
     with pytest.raises(ValueError, match="missing stream 'xi'"):
         opt.step(noise={})
     with pytest.raises(ValueError, match="unknown streams"):
@@ -247,7 +247,7 @@ def test_noise_in_validation():
 def test_noise_in_does_not_advance_generator():
     p = torch.zeros(3, dtype=F64, requires_grad=True)
     p.grad = torch.zeros(3, dtype=F64)
-    opt = SGLD([p], lr=0.1, seed=0)
+    opt = SGLD([p], lr=0.1, seed=0, exact=True)
     state = opt.generator.get_state()
     opt.step(noise={"xi": torch.ones(3)})
     assert torch.equal(state, opt.generator.get_state())
@@ -256,9 +256,9 @@ def test_noise_in_does_not_advance_generator():
 def test_low_precision_weights_stay_on_grid():
     fmt = FixedPoint(8, 5)
     p = torch.linspace(-1, 1, 50, dtype=F64).requires_grad_(True)
-    for opt in (LowPrecisionSGLD([p], lr=0.01, weight_format=fmt, accumulator="low", seed=0),
-                LowPrecisionSGLD([p], lr=0.01, weight_format=fmt, accumulator="low", variance_corrected=True, seed=0),
-                LowPrecisionSGLD([p], lr=0.01, weight_format=fmt, seed=0)):
+    for opt in (LowPrecisionSGLD([p], lr=0.01, weight_format=fmt, accumulator="low", seed=0, exact=True),
+                LowPrecisionSGLD([p], lr=0.01, weight_format=fmt, accumulator="low", variance_corrected=True, seed=0, exact=True),
+                LowPrecisionSGLD([p], lr=0.01, weight_format=fmt, seed=0, exact=True)):
         for _ in range(5):
             p.grad = p.detach().clone()
             opt.step()
@@ -311,20 +311,20 @@ SGLD_TARGET = 2.0 / (2.0 - 0.1)  # (P1) with s = 0: (2 + ηs²)/(2 − η)
 
 
 def test_sgld_stationary_variance():
-    assert _close(_stationary_var(lambda p, e: SGLD(p, lr=e, seed=3)), SGLD_TARGET)
+    assert _close(_stationary_var(lambda p, e: SGLD(p, lr=e, seed=3, exact=True)), SGLD_TARGET)
 
 
 def test_sgld_variance_check_rejects_wrong_noise_scale():
     """Mutation: √(lr·T/N) instead of √(2·lr·T/N) (half the variance) must fail."""
-    assert not _close(_stationary_var(lambda p, e: SGLD(p, lr=e, temperature=0.5, seed=3)), SGLD_TARGET)
+    assert not _close(_stationary_var(lambda p, e: SGLD(p, lr=e, temperature=0.5, seed=3, exact=True)), SGLD_TARGET)
 
 
 def test_vc_sgld_matches_sgld_variance_naive_does_not():
     """(P4): VC SGLDLP-L keeps Var = 2/(2−η) (Δ = 0.5, branch Q5); (P3): naive LP-L inflates it (≈1.27)."""
     vc = _stationary_var(lambda p, e: LowPrecisionSGLD(p, lr=e, weight_format=FixedPoint(8, 1), accumulator="low",
-                                                       variance_corrected=True, seed=5))
+                                                       variance_corrected=True, seed=5, exact=True))
     naive = _stationary_var(lambda p, e: LowPrecisionSGLD(p, lr=e, weight_format=FixedPoint(8, 1),
-                                                          accumulator="low", seed=5))
+                                                          accumulator="low", seed=5, exact=True))
     assert _close(vc, SGLD_TARGET)
     assert not _close(naive, SGLD_TARGET) and naive > SGLD_TARGET
 
@@ -343,21 +343,21 @@ def _sghmc_var_x(sign):
 @pytest.mark.parametrize("sign", ["correct", "paper"])
 def test_sghmc_stationary_variance_both_signs(sign):
     target = _sghmc_var_x(-1.0 if sign == "correct" else 1.0)
-    v = _stationary_var(lambda p, e: SGHMC(p, lr=e, friction=2.0, position_sign=sign, seed=9), steps=300)
+    v = _stationary_var(lambda p, e: SGHMC(p, lr=e, friction=2.0, position_sign=sign, seed=9, exact=True), steps=300)
     assert _close(v, target)
 
 
 def test_sghmc_variance_check_rejects_wrong_sign():
     """Mutation: the published '+' sign against the correct-sign prediction must fail."""
     target = _sghmc_var_x(-1.0)
-    v = _stationary_var(lambda p, e: SGHMC(p, lr=e, friction=2.0, position_sign="paper", seed=9), steps=300)
+    v = _stationary_var(lambda p, e: SGHMC(p, lr=e, friction=2.0, position_sign="paper", seed=9, exact=True), steps=300)
     assert not _close(v, target)
 
 
 def test_float32_parameters_work():
     p = torch.zeros(1000, dtype=torch.float32, requires_grad=True)
     opt = LowPrecisionSGHMC([p], lr=0.05, weight_format="fixed:8:5", accumulator="low", variance_corrected=True,
-                            seed=0)
+                            seed=0, exact=True)
     for _ in range(20):
         p.grad = p.detach().clone()
         opt.step()
@@ -367,9 +367,9 @@ def test_float32_parameters_work():
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_half_precision_parameters(dtype):
     ps = [torch.zeros(5, dtype=dtype, requires_grad=True), torch.zeros(3, dtype=dtype, requires_grad=True)]
-    for opt in (SGLD(ps, lr=0.1, seed=0),
+    for opt in (SGLD(ps, lr=0.1, seed=0, exact=True),
                 LowPrecisionSGLD(ps, lr=0.1, weight_format="fixed:8:4", accumulator="low", variance_corrected=True,
-                                 seed=0)):
+                                 seed=0, exact=True)):
         for p in ps:
             p.grad = torch.ones_like(p)
         opt.step()
@@ -490,7 +490,7 @@ def _sghmc_pair(every, **kw):
     p = torch.tensor([0.3, -1.2, 0.5], dtype=torch.float64, requires_grad=True)
     return p, LowPrecisionSGHMC([p], lr=0.05, friction=2.0, inverse_mass=1.5, temperature=0.8,
                                 weight_format="fixed:8:5", accumulator="low", resample_momentum_every=every,
-                                seed=3, **kw)
+                                seed=3, **kw, exact=True)
 
 
 @pytest.mark.parametrize("cls", ["SGHMC", "LowPrecisionSGHMC"])
@@ -501,7 +501,7 @@ def test_resample_momentum_every_validated(cls, bad):
     p = torch.zeros(2, dtype=torch.float64, requires_grad=True)
     kw = {"weight_format": "fixed:8:5"} if cls != "SGHMC" else {}
     with pytest.raises(ValueError, match="resample_momentum_every .*got " + repr(bad).replace(".", r"\.")):
-        getattr(O, cls)([p], lr=0.1, resample_momentum_every=bad, seed=0, **kw)
+        getattr(O, cls)([p], lr=0.1, resample_momentum_every=bad, seed=0, **kw, exact=True)
 
 
 def test_resample_momentum_every_is_optimizer_wide():
@@ -552,7 +552,7 @@ def test_resampling_resume_is_bit_for_bit(make):
         p = torch.tensor([0.3, -1.2, 0.5], dtype=torch.float64, requires_grad=True)
         kw = {"weight_format": "fixed:8:5", "accumulator": "low"} if make != "SGHMC" else {}
         return p, getattr(O, make)([p], lr=0.05, friction=2.0, inverse_mass=1.5, resample_momentum_every=3,
-                                   seed=5, **kw)
+                                   seed=5, **kw, exact=True)
 
     def run(p, opt, n):
         for _ in range(n):
@@ -584,8 +584,8 @@ def test_friction_below_the_coefficient_range_is_refused(cls):
     kw = {"weight_format": "fixed:8:5"} if cls != "SGHMC" else {}
     p = torch.zeros(2, dtype=torch.float64, requires_grad=True)
     with pytest.raises(ValueError, match=r"friction must be >= .*got friction=1e-300"):
-        getattr(O, cls)([p], lr=0.1, friction=1e-300, seed=0, **kw)
-    opt = getattr(O, cls)([p], lr=0.1, friction=SGHMC_MIN_FRICTION, seed=0, **kw)
+        getattr(O, cls)([p], lr=0.1, friction=1e-300, seed=0, **kw, exact=True)
+    opt = getattr(O, cls)([p], lr=0.1, friction=SGHMC_MIN_FRICTION, seed=0, **kw, exact=True)
     p.grad = torch.ones(2, dtype=torch.float64)
     opt.step()
     assert torch.isfinite(p).all()

@@ -33,7 +33,7 @@ def _run_torch(fmt, seed):
 
     p = torch.nn.Parameter(torch.full((N_CHAINS, 1), X0, dtype=torch.float64))
     opt = LowPrecisionSGLD([p], lr=ETA, weight_format=fmt, accumulator="low", variance_corrected=True,
-                           quantize_initial=True, seed=seed)
+                           quantize_initial=True, seed=seed, exact=True)
     q0 = float(quantize(torch.tensor([[X0]], dtype=torch.float64), fmt)[0, 0])
     g = torch.Generator().manual_seed(seed + 1)
     for _ in range(N_STEPS):

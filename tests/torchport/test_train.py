@@ -65,6 +65,7 @@ def _params(run_dir):
         ({"dataset": "cifar10"}, "dataset='cifar10'"),
         ({"method": "sgld", "weight_format": "fixed:8:6"}, "full precision"),
         ({"init_rounding": "zero"}, "init_rounding='zero'"),
+        ({"exact": "yes"}, "exact='yes'"),
     ],
 )
 def test_config_validation(tiny_npz, kw, match):
@@ -227,11 +228,14 @@ def test_learning_happens(tiny_npz):
 # ---------------------------------------------------------------------------- resume
 
 
-@pytest.mark.parametrize("method, fmt", [("sgld_vc", "fixed:8:4"), ("sghmc_lp_f", "fixed:8:6"), ("sgld", None),
-                                         ("qsgld", None), ("ctld", None), ("askewsgd", None)])
-def test_resume_is_bit_for_bit(tiny_npz, tmp_path, method, fmt):
-    """N steps straight == N/2 steps, save, resume N/2 (checkpoint includes the generator)."""
-    c = _cfg(tiny_npz, method=method, weight_format=fmt)  # 40 steps, samples at 25, 30, 35, 40
+@pytest.mark.parametrize("method, fmt, exact", [
+    ("sgld_vc", "fixed:8:4", False), ("sghmc_lp_f", "fixed:8:6", False), ("sgld", None, False),
+    ("sgld_vc", "fixed:8:4", True), ("sghmc_lp_f", "fixed:8:6", True), ("sgld", None, True),
+    ("qsgld", None, False), ("ctld", None, False), ("askewsgd", None, False)])
+def test_resume_is_bit_for_bit(tiny_npz, tmp_path, method, fmt, exact):
+    """N steps straight == N/2 steps, save, resume N/2 (checkpoint includes the generator state, or on the
+    default path the counter seed and step count)."""
+    c = _cfg(tiny_npz, method=method, weight_format=fmt, exact=exact)  # 40 steps, samples at 25, 30, 35, 40
     straight = tt.train(c, tmp_path / "a")
     tt.train(dataclasses.replace(c, max_steps=20), tmp_path / "b")
     assert _params(tmp_path / "b")[0] == 20
@@ -248,14 +252,19 @@ def test_resume_is_bit_for_bit(tiny_npz, tmp_path, method, fmt):
         assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_resume_detects_a_lost_generator_state(tiny_npz, tmp_path):
+@pytest.mark.parametrize("exact", [True, False])
+def test_resume_detects_a_lost_generator_state(tiny_npz, tmp_path, exact):
     """Mutation for the resume test: a checkpoint whose optimizer generator was reseeded
-    (what a driver that forgot the generator would do) must NOT reproduce the straight run."""
-    c = _cfg(tiny_npz, method="sgld")
+    (what a driver that forgot the generator would do) -- on the default path, whose step
+    count was reset -- must NOT reproduce the straight run."""
+    c = _cfg(tiny_npz, method="sgld", exact=exact)
     tt.train(c, tmp_path / "a")
     tt.train(dataclasses.replace(c, max_steps=20), tmp_path / "b")
     ck = load_checkpoint(tmp_path / "b" / "checkpoint.pt")
-    ck["optimizer"]["generator_state"] = torch.Generator().manual_seed(tt.derived_seed(c.seed, 1)).get_state()
+    if exact:
+        ck["optimizer"]["generator_state"] = torch.Generator().manual_seed(tt.derived_seed(c.seed, 1)).get_state()
+    else:
+        ck["optimizer"]["num_steps"] = 0
     save_checkpoint(ck, tmp_path / "b" / "checkpoint.pt")
     tt.train(c, tmp_path / "b", resume=True)
     pa, pb = _params(tmp_path / "a")[1], _params(tmp_path / "b")[1]
@@ -290,6 +299,38 @@ def test_cli_train_and_resume(tiny_npz, tmp_path, capsys):
     assert all(torch.equal(pa[k], pb[k]) for k in pa)
     assert main(["train", "--data-dir", tiny_npz, "--method", "sgld_vc", "--format", "fixed:8"]) == 2
     assert "fixed:8" in capsys.readouterr().err
+
+
+def test_cli_exact_selects_the_exact_path_and_old_configs_read_as_exact(tiny_npz, tmp_path, capsys):
+    """--exact gives a run with exact=True (a generator in its checkpoint) whose numbers differ from the default
+    path's; --resume keeps the run's path.  A config.json written before the field existed (no "exact") reads
+    as exact=True: those runs were made by the exact path, and resume on it."""
+    from qlangevin.cli import main  # noqa: PLC0415
+
+    common = ["train", "--data-dir", tiny_npz, "--model", "logreg", "--method", "sgld_vc", "--format",
+              "fixed:8:6", "--epochs", "1", "--batch-size", "32", "--seed", "5", "--no-progress"]
+    assert main(common + ["--exact", "--out", str(tmp_path / "e")]) == 0
+    assert main(common + ["--out", str(tmp_path / "f")]) == 0
+    assert json.loads((tmp_path / "e" / "config.json").read_text())["config"]["exact"] is True
+    ck_e, ck_f = (load_checkpoint(tmp_path / d / "checkpoint.pt") for d in ("e", "f"))
+    assert "generator_state" in ck_e["optimizer"] and "counter_seed" in ck_f["optimizer"]
+    pe, pf = _params(tmp_path / "e")[1], _params(tmp_path / "f")[1]
+    assert not all(torch.equal(pe[k], pf[k]) for k in pe)
+    assert main(["train", "--resume", str(tmp_path / "e"), "--exact", "--no-progress"]) == 2
+    assert "--exact: cannot be changed" in capsys.readouterr().err
+    # an old run: config.json and the checkpoint's config without "exact", stopped at step 9
+    assert main(common + ["--exact", "--out", str(tmp_path / "old"), "--max-steps", "9"]) == 0
+    cfg_path = tmp_path / "old" / "config.json"
+    saved = json.loads(cfg_path.read_text())
+    del saved["config"]["exact"]
+    cfg_path.write_text(json.dumps(saved))
+    ck = load_checkpoint(tmp_path / "old" / "checkpoint.pt")
+    del ck["config"]["exact"]
+    save_checkpoint(ck, tmp_path / "old" / "checkpoint.pt")
+    assert tt.load_config(tmp_path / "old").exact is True
+    assert main(["train", "--resume", str(tmp_path / "old"), "--no-progress"]) == 0
+    po = _params(tmp_path / "old")[1]
+    assert all(torch.equal(po[k], pe[k]) for k in pe)
 
 
 # ---------------------------------------------------------------------------- scaling of QSGLD and CTLD
@@ -641,6 +682,7 @@ def test_optimizer_options_reach_the_optimizer(tiny_npz):
 @pytest.mark.parametrize("method, opts, match", [
     ("sgld", {"lr": 0.1}, "'lr' is set by the driver"),
     ("sgld", {"seed": 1}, "'seed' is set by the driver"),
+    ("sgld", {"exact": True}, "'exact' is set by the driver"),
     ("sgld", {"bogus": 1}, r"does not accept \['bogus'\]"),
     ("ctld", {"bogus": 1}, "unknown CTLD options"),
     ("torch_sgd", {"bogus": 1}, "bogus"),

@@ -4,6 +4,12 @@ Every optimizer in :mod:`torchport.optim` is a ``torch.optim.Optimizer`` whose
 ``step`` computes one update of a spec equation.  This base class owns what is
 common to all of them (the STYLE.md "driver" role, on the torch side):
 
+* **Two paths.**  ``SGLD``, ``LowPrecisionSGLD``, ``SGHMC`` and ``LowPrecisionSGHMC``
+  (``fast_path_available``) run by default (``exact=False``) the fused counter-stream
+  update of :mod:`torchport.fast` (:meth:`NoisyOptimizer._fast_step`; seed and step count
+  in :class:`torchport.optim._fastpath.CounterStream`, lazy finite flags read by
+  :meth:`NoisyOptimizer.check_finite`).  ``exact=True`` -- the only path of the other
+  optimizers -- is everything described below.  docs/torchport.md, "Two paths".
 * **Explicit randomness.**  One ``torch.Generator`` per optimizer (``seed=`` or
   ``generator=``; never the global RNG).  Its state is part of
   ``state_dict()``, so save + resume continues bit for bit.
@@ -162,24 +168,61 @@ class NoisyOptimizer(Optimizer):
     #: Constructor arguments that are not optimizer-wide options (never rejected in a group).
     _not_options = frozenset({"self", "params", "seed", "generator"})
 
-    def __init__(self, params, defaults: dict, *, seed: Optional[int] = None,
-                 generator: Optional[torch.Generator] = None, foreach: Optional[bool] = None):
-        if generator is None:
-            if seed is None:
-                raise ValueError("pass seed= (an int) or generator= (a torch.Generator); got neither "
-                                 "(torchport never uses the global RNG)")
-            if isinstance(seed, bool) or not isinstance(seed, int):
-                raise TypeError(f"seed must be an int, got {seed!r}")
-            generator = torch.Generator(device="cpu")
-            generator.manual_seed(seed)
-        elif not isinstance(generator, torch.Generator):
-            raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    #: whether the class has the default (fast) counter-stream path (``exact=False``); subclasses that do
+    #: implement :meth:`_fast_group_args` and :meth:`_fast_update`
+    fast_path_available = False
+
+    def __init__(self, params, defaults: dict, *, seed: Optional[int] | torch.Generator = None,
+                 generator: Optional[torch.Generator] = None, foreach: Optional[bool] = None,
+                 exact: bool = True, compile: bool = False, check_every: int = 0):
+        if not isinstance(exact, bool):
+            raise TypeError(f"exact must be True or False, got {exact!r}")
+        if not exact and not self.fast_path_available:
+            raise ValueError(f"exact=False: {type(self).__name__} has no fast path; use exact=True")
+        if not isinstance(compile, bool):
+            raise TypeError(f"compile must be True or False, got {compile!r}")
+        _integer("check_every", check_every, 0)
+        if exact and (compile or check_every):
+            bad = "compile" if compile else "check_every"
+            raise ValueError(f"{bad}={compile if compile else check_every!r} applies to the default (fast) path "
+                             "only; exact=True runs the float64 path op by op")
         if foreach is not None and not isinstance(foreach, bool):
             raise TypeError(f"foreach must be a bool or None, got {foreach!r}")
+        if not exact and foreach:
+            raise ValueError("foreach=True selects the exact path's multi-tensor kernels; the default (fast) path "
+                             "runs one fused update per parameter: pass exact=True, or drop foreach")
+        self.exact = exact
+        self.counter = None  # the fast path's CounterStream
+        if exact:
+            if generator is None and isinstance(seed, torch.Generator):
+                generator = seed
+            elif generator is None:
+                if seed is None:
+                    raise ValueError("pass seed= (an int or a torch.Generator) or generator= (a torch.Generator); "
+                                     "got neither (torchport never uses the global RNG)")
+                if isinstance(seed, bool) or not isinstance(seed, int):
+                    raise TypeError(f"seed must be an int or a torch.Generator, got {seed!r}")
+                generator = torch.Generator(device="cpu")
+                generator.manual_seed(seed)
+            elif not isinstance(generator, torch.Generator):
+                raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+            self.seed = None
+        else:
+            from torchport.optim._fastpath import counter_seed
+
+            self.seed = counter_seed(seed, generator)
+            generator = None
+        self.compile = compile
+        self.check_every = check_every
         defaults = dict(defaults, foreach=foreach)
         super().__init__(params, defaults)
         self.generator = generator
         self.num_steps = 0
+        if not exact:
+            from torchport.optim._fastpath import CounterStream
+
+            params_ = self._all_params()
+            self.counter = CounterStream(self.seed, params_[0].device if params_ else torch.device("cpu"))
         self._constructor_groups_added = True  # later add_param_group calls initialise their group's state
 
     # -------------------------------------------------------------- validation
@@ -235,6 +278,12 @@ class NoisyOptimizer(Optimizer):
             if id(p) in seen:
                 raise ValueError(f"{where}params: a parameter of shape {tuple(p.shape)} is already in param group "
                                  f"{seen[id(p)]}")
+            if not self.exact and isinstance(p, torch.Tensor) and p.dtype not in (torch.float32, torch.float64):
+                raise TypeError(f"{where}params: a parameter of shape {tuple(p.shape)} has dtype {p.dtype}; the "
+                                "default (fast) path computes in float32 or float64 (exact=True runs other "
+                                "floating dtypes)")
+        if not self.exact:
+            self._fast_check_params([p[1] if isinstance(p, tuple) else p for p in params], where)
         merged = dict(self.defaults, **{k: v for k, v in param_group.items() if k != "params"})
         coerced = self._validate_group(merged, where)
         super().add_param_group(dict(param_group, **{k: v for k, v in coerced.items() if k in param_group}))
@@ -330,7 +379,12 @@ class NoisyOptimizer(Optimizer):
     # -------------------------------------------------------------------- step
     @torch.no_grad()
     def step(self, closure=None, *, noise: Optional[Mapping] = None):
-        """One update.  ``closure`` re-evaluates the loss (returned); ``noise`` feeds pre-drawn noise."""
+        """One update.  ``closure`` re-evaluates the loss (returned); ``noise`` feeds pre-drawn noise (exact path)."""
+        if not self.exact:
+            if noise is not None:
+                raise ValueError("noise= feeds the exact path's streams; the default (fast) path draws every number "
+                                 "from the counter stream: construct the optimizer with exact=True to pass noise")
+            return self._fast_step(closure)
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -355,6 +409,97 @@ class NoisyOptimizer(Optimizer):
         self.num_steps += 1
         return loss
 
+    # ------------------------------------------------------- the fast path
+    def _all_params(self) -> list:
+        """Every parameter, over the groups in order: position i is the counter stream's parameter index."""
+        return [p for g in self.param_groups for p in g["params"]]
+
+    def _all_names(self) -> list:
+        """The name of every parameter (as the exact path's error messages name them)."""
+        out = []
+        for gi, group in enumerate(self.param_groups):
+            names = group.get("param_names")
+            for pi, p in enumerate(group["params"]):
+                out.append(names[pi] if names is not None else
+                           f"param_groups[{gi}]['params'][{pi}] (shape {tuple(p.shape)})")
+        return out
+
+    def _fast_step(self, closure):
+        """One step of the default path: validation first (nothing is written if it raises), then one fused
+        update per parameter with a gradient (keys on the device), then the device flags and step counter."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        self._check_groups()
+        todo = []
+        index = 0
+        for group in self.param_groups:
+            members = []
+            for p in group["params"]:
+                if p.grad is not None and p.requires_grad:
+                    if p.grad.is_sparse:
+                        raise TypeError("torchport optimizers do not support sparse gradients")
+                    members.append((index, p))
+                index += 1
+            if members:
+                todo.append((self._fast_group_args(group), members))
+        n = index
+        keys = self.counter.keys(n)
+        flags, indices = [], []
+        for args, members in todo:
+            for i, p in members:
+                key = keys[i] if keys.device == p.device else keys[i].to(p.device)
+                flags.append(self._fast_update(p, key, args))
+                indices.append(i)
+        self.counter.advance(flags, indices, n)
+        self.num_steps += 1
+        if self.check_every and self.num_steps % self.check_every == 0:
+            self.check_finite()
+        return loss
+
+    def _fast_check_params(self, params, where: str) -> None:
+        """Default path: ValueError when an MX format's block axis does not fit a new parameter (torchport.fast)."""
+        from torchport import fast as F
+
+        formats = [(name, getattr(self, name, None)) for name in ("weight_format", "grad_format", "velocity_format")]
+        check_axes = getattr(F, "_check_axes", None)
+        if check_axes is not None:
+            try:
+                check_axes(params, [(n, f) for n, f in formats if f is not None])
+            except ValueError as exc:
+                raise ValueError(f"{where}{exc}") from None
+
+    def _fast_group_args(self, group) -> dict:  # pragma: no cover - abstract
+        """Per-group values of the fused update (Python floats), computed once per step."""
+        raise NotImplementedError
+
+    def _fast_update(self, p, key, args) -> torch.Tensor:  # pragma: no cover - abstract
+        """Update parameter ``p`` (and its state) in place from its key; return its finite-gradient flag."""
+        raise NotImplementedError
+
+    def check_finite(self) -> None:
+        """Default path: raise ``NonFiniteGradientError`` (a FloatingPointError) naming the first parameter
+        that had a NaN/inf gradient since the last check.
+
+        The one host synchronisation of the default path: ``step()`` only ORs a device flag per
+        parameter.  Called every ``check_every`` steps (0: only when you call it).  On the exact path
+        ``step()`` itself raises before writing anything, and this is a no-op.
+        """
+        if self.exact:
+            return
+        self.counter.check(self._all_names(), self.num_steps)
+
+    def reseed(self, seed: int) -> None:
+        """Default path: continue with the counter stream of another int ``seed`` (the step count is kept)."""
+        if self.exact:
+            raise ValueError("reseed() is for the default (fast) path; on the exact path seed the generator "
+                             "(optimizer.generator.manual_seed)")
+        from torchport.optim._fastpath import counter_seed
+
+        self.seed = counter_seed(seed)
+        self.counter.reset(self.seed, self.num_steps)
+
     def _prepare_step(self, active, loss):
         """Hook: checks and computations that may raise; it must not change anything (default no-op)."""
 
@@ -373,9 +518,13 @@ class NoisyOptimizer(Optimizer):
 
     # ------------------------------------------------------------- checkpoints
     def state_dict(self):
-        """``torch.optim`` state plus the generator state and the step counter (bit-for-bit resume)."""
+        """``torch.optim`` state plus the generator state (exact path) or the counter stream's seed
+        (``counter_seed``, default path) and the step counter (bit-for-bit resume)."""
         sd = super().state_dict()
-        sd["generator_state"] = self.generator.get_state().clone()
+        if self.exact:
+            sd["generator_state"] = self.generator.get_state().clone()
+        else:
+            sd["counter_seed"] = self.seed
         sd["num_steps"] = self.num_steps
         extra = self._extra_state()
         if extra is not None:
@@ -393,14 +542,28 @@ class NoisyOptimizer(Optimizer):
         if not isinstance(state_dict, Mapping):
             raise TypeError(f"state_dict must be a dict returned by state_dict(), got {type(state_dict).__name__}")
         sd = dict(state_dict)
-        for key in ("generator_state", "state", "param_groups"):
+        rng_key = "generator_state" if self.exact else "counter_seed"
+        other = "counter_seed" if self.exact else "generator_state"
+        if rng_key not in sd and other in sd:
+            raise ValueError(f"state_dict was saved by the {'default (fast)' if self.exact else 'exact'} path "
+                             f"(it has {other!r}); this optimizer runs the {'exact' if self.exact else 'default'} "
+                             f"path: construct it with exact={not self.exact}")
+        for key in (rng_key, "state", "param_groups"):
             if key not in sd:
                 raise ValueError(f"state_dict has no {key!r}; it was not saved by a torchport optimizer "
                                  f"(keys: {sorted(sd)})")
-        gen = sd.pop("generator_state")
+        gen = sd.pop(rng_key)
         steps = sd.pop("num_steps", 0)
         extra = sd.pop("extra_state", None)
-        self._check_generator_state(gen)
+        if self.exact:
+            self._check_generator_state(gen)
+        else:
+            from torchport.optim._fastpath import counter_seed
+
+            try:
+                gen = counter_seed(gen)
+            except (TypeError, ValueError):
+                raise ValueError(f"state_dict['counter_seed'] must be an int in [0, 2**64), got {gen!r}") from None
         _integer("num_steps", steps, 0, "state_dict: ")
         self._check_saved_groups(sd["param_groups"])
         self._check_saved_state(sd["state"])
@@ -409,7 +572,11 @@ class NoisyOptimizer(Optimizer):
                 raise ValueError(f"state_dict has no 'extra_state'; {type(self).__name__} saves one")
             self._check_extra_state(extra)
         super().load_state_dict(sd)
-        self.generator.set_state(gen.clone())
+        if self.exact:
+            self.generator.set_state(gen.clone())
+        else:
+            self.seed = gen
+            self.counter.reset(gen, steps)
         self.num_steps = steps
         if extra is not None:
             self._load_extra_state(extra)
@@ -513,6 +680,9 @@ class LowPrecisionWeightsMixin:
             return
         if params is None:
             params = [p for g in self.param_groups for p in g["params"]]
+        if not self.exact:
+            self._fast_quantize_weights(noise, params)
+            return
         if self.accumulator == "low":
             for p in params:
                 p.copy_(tq.quantize(p.detach(), self.weight_format, "nearest"))
@@ -521,3 +691,19 @@ class LowPrecisionWeightsMixin:
         for p, u in zip(params, self._split(flat, params)["u_weight"]):
             src = self.state[p]["accumulator"] if self.accumulator == "full" else p
             p.copy_(tq._sr_fast(src, self.weight_format, u))
+
+    def _fast_quantize_weights(self, noise, params):
+        """Default path: θ ← SR(acc) from the counter stream u_weight at step ``torchport.fast.INIT_STEP``
+        ("full"), θ ← Q^d(θ) ("low"), each parameter with its own index (as FastLowPrecisionSGLD does)."""
+        if noise is not None:
+            raise ValueError("noise= feeds the exact path's streams; on the default (fast) path the initial "
+                             "rounding uses the counter stream (construct with exact=True to pass noise)")
+        from torchport import fast as F
+
+        index = {id(p): i for i, p in enumerate(self._all_params())}
+        for p in params:
+            if self.accumulator == "full":
+                p.copy_(F.stochastic_round_fast(self.state[p]["accumulator"], self.weight_format, seed=self.seed,
+                                                step=F.INIT_STEP, param_index=index[id(p)], stream="u_weight"))
+            else:
+                p.copy_(F.quantize_fast(p.detach(), self.weight_format, ties=self.vc_options["ties"]))

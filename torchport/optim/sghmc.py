@@ -28,11 +28,13 @@ from typing import Literal, Optional
 
 import torch
 
+from torchport import fast as F
 from torchport import quantize as tq
 from torchport.quantize import Format
 from refimpl import formulas
 from refimpl.formats import FixedPoint
 from torchport.optim._base import LowPrecisionWeightsMixin, NoisyOptimizer, _positive, as_format
+from torchport.optim._fastpath import check_fast_format
 
 __all__ = ["SGHMC", "LowPrecisionSGHMC", "sghmc_coefficients"]
 
@@ -80,13 +82,25 @@ def _sign(position_sign):
 
 
 class _SGHMCBase(NoisyOptimizer):
+    """Shared SGHMC machinery; the default (fast) path runs :func:`torchport.fast.sghmc_step` per parameter.
+
+    The fast path needs ``weight_format``, ``grad_format``, ``velocity_format``,
+    ``accumulator``, ``variance_corrected`` and ``vc_options`` (SGHMC: no formats,
+    accumulator "low").
+    """
+
     group_rules = {**NoisyOptimizer.group_rules, "friction": _friction}
+    fast_path_available = True
 
     def __init__(self, params, lr, friction, inverse_mass, temperature, num_data, position_sign,
-                 weight_decay, defaults_extra, seed, generator, foreach, resample_momentum_every=0):
+                 weight_decay, defaults_extra, seed, generator, foreach, resample_momentum_every=0,
+                 exact=True, compile=False, check_every=0):
         _positive("lr", lr)
         _friction("friction", friction)
         self.resample_momentum_every = _resample_every(resample_momentum_every)
+        if exact is False and self.resample_momentum_every:
+            raise ValueError(f"resample_momentum_every={resample_momentum_every!r} is not on the default (fast) "
+                             "path (no v_refresh stream there); exact=True runs it")
         _positive("inverse_mass", inverse_mass)
         _positive("temperature", temperature, allow_zero=True)
         _positive("num_data", num_data)
@@ -96,7 +110,34 @@ class _SGHMCBase(NoisyOptimizer):
         defaults = dict(lr=float(lr), friction=float(friction), inverse_mass=float(inverse_mass),
                         temperature=float(temperature), num_data=float(num_data),
                         weight_decay=float(weight_decay), **defaults_extra)
-        super().__init__(params, defaults, seed=seed, generator=generator, foreach=foreach)
+        super().__init__(params, defaults, seed=seed, generator=generator, foreach=foreach, exact=exact,
+                         compile=compile, check_every=check_every)
+        if not exact:
+            wf, gf, vf = self.weight_format, self.grad_format, self.velocity_format
+            ties, pub = self.vc_options["ties"], self.vc_options["vc_published"]
+            self._fast_codes = (None if wf is None else F._code(wf, ties, pub), None if gf is None else F._code(gf),
+                                None if vf is None else F._code(vf, ties, pub))
+            self._fast_mode, self._fast_views = F._layout([wf, gf, vf])
+            self._fast_fn = F.maybe_compile(F.sghmc_step, self.compile)
+
+    def _fast_group_args(self, group) -> dict:
+        return dict(coeffs=self._coeffs(group), weight_decay=group["weight_decay"])
+
+    def _fast_update(self, p, key, args) -> torch.Tensor:
+        m = self._fast_mode
+        acc = self.state[p]["accumulator"] if self.accumulator == "full" else None
+        v = self._velocity(p, p)
+        q, acc2, v2, finite = self._fast_fn(
+            F._view(p, m), F._view(p.grad, m), F._view(acc, m), F._view(v, m), key, coeffs=args["coeffs"],
+            position_sign=self._sx, weight_fmt=self._fast_views[0], weight_code=self._fast_codes[0],
+            grad_fmt=self._fast_views[1], grad_code=self._fast_codes[1], velocity_fmt=self._fast_views[2],
+            velocity_code=self._fast_codes[2], accumulator=self.accumulator,
+            variance_corrected=self.variance_corrected, weight_decay=args["weight_decay"])
+        p.copy_(q.reshape(p.shape))
+        v.copy_(v2.reshape(p.shape))
+        if acc is not None:
+            acc.copy_(acc2.reshape(acc.shape))
+        return finite
 
     def _coeffs(self, group):
         return sghmc_coefficients(group["lr"], group["friction"], group["inverse_mass"],
@@ -136,15 +177,25 @@ class SGHMC(_SGHMCBase):
     Randomness: two standard normals per element per step, streams ``"z1"``
     (velocity) then ``"z2"`` (position), and ``"v_refresh"`` with ``resample_momentum_every`` > 0.  Departure from the published code:
     s_x = −1 by default (the code and paper use +1; ``position_sign="paper"``).
+
+    Path: by default (``exact=False``) the update is :func:`torchport.fast.sghmc_step`
+    without formats, with z1, z2 from the counter stream (``resample_momentum_every``
+    and ``foreach=True`` need ``exact=True``); ``exact=True`` is the float64-parity path.
+    docs/torchport.md, "Two paths".
     """
 
     def __init__(self, params: Iterable[torch.nn.Parameter] | Iterable[dict], lr: float, friction: float = 1.0,
                  inverse_mass: float = 1.0, temperature: float = 1.0, num_data: float = 1, *,
                  position_sign: str = "correct",
-                 resample_momentum_every: int = 0, weight_decay: float = 0.0, seed: Optional[int] = None,
-                 generator: Optional[torch.Generator] = None, foreach: Optional[bool] = None):
+                 resample_momentum_every: int = 0, weight_decay: float = 0.0,
+                 seed: Optional[int] | torch.Generator = None, generator: Optional[torch.Generator] = None,
+                 foreach: Optional[bool] = None, exact: bool = False, compile: bool = False, check_every: int = 0):
+        self.weight_format = self.grad_format = self.velocity_format = None
+        self.accumulator, self.variance_corrected = "low", False
+        self.vc_options = dict(ties=None, vc_published=False)
         super().__init__(params, lr, friction, inverse_mass, temperature, num_data, position_sign,
-                         weight_decay, {}, seed, generator, foreach, resample_momentum_every)
+                         weight_decay, {}, seed, generator, foreach, resample_momentum_every, exact, compile,
+                         check_every)
 
     @property
     def noise_layout(self) -> tuple[tuple[str, str], ...]:
@@ -196,6 +247,14 @@ class LowPrecisionSGHMC(LowPrecisionWeightsMixin, _SGHMCBase):
     Departure from the published code: s_x = −1 by default; consistent (H0)
     covariances in the VC branch (the code's η/N-inside-exp quirk, §7.3.4, is
     not reproduced).
+
+    Path: by default (``exact=False``) each parameter's update is one call of
+    :func:`torchport.fast.sghmc_step` ((H2)-(H4) in the parameter's dtype, counter
+    stream), bit for bit ``torchport.fast.FastLowPrecisionSGHMC``; ``velocity_rescaling``
+    (H5), ``resample_momentum_every``, ``foreach=True``, a VC run without a velocity
+    format and formats ``torchport.fast`` does not take raise a ValueError naming the
+    argument (``exact=True`` runs them); seed, ``compile``, ``check_every`` and dtypes as
+    :class:`LowPrecisionSGLD`.  ``exact=True``: the float64 path above.
     """
 
     def __init__(self, params: Iterable[torch.nn.Parameter] | Iterable[dict], lr: float, friction: float = 1.0,
@@ -207,8 +266,8 @@ class LowPrecisionSGHMC(LowPrecisionWeightsMixin, _SGHMCBase):
                  resample_momentum_every: int = 0,
                  velocity_rescaling: Optional[str] = None, velocity_rescaling_constant: float = 1.0,
                  weight_decay: float = 0.0, quantize_initial: bool = True,
-                 seed: Optional[int] = None, generator: Optional[torch.Generator] = None,
-                 foreach: Optional[bool] = None):
+                 seed: Optional[int] | torch.Generator = None, generator: Optional[torch.Generator] = None,
+                 foreach: Optional[bool] = None, exact: bool = False, compile: bool = False, check_every: int = 0):
         if accumulator not in ("full", "low"):
             raise ValueError(f"accumulator must be 'full' or 'low', got {accumulator!r}")
         self.weight_format = as_format(weight_format, "weight_format")
@@ -232,8 +291,19 @@ class LowPrecisionSGHMC(LowPrecisionWeightsMixin, _SGHMCBase):
         _positive("velocity_rescaling_constant", velocity_rescaling_constant)
         self.velocity_rescaling = velocity_rescaling
         self.velocity_rescaling_constant = float(velocity_rescaling_constant)
+        if exact is False:
+            if velocity_rescaling is not None:
+                raise ValueError(f"velocity_rescaling={velocity_rescaling!r} ((H5)) is not on the default (fast) "
+                                 "path; exact=True runs it")
+            for name, f in (("weight_format", self.weight_format), ("grad_format", self.grad_format),
+                            ("velocity_format", self.velocity_format)):
+                check_fast_format(f, name)
+            if variance_corrected and self.velocity_format is None:
+                raise ValueError("variance_corrected=True on the default (fast) path needs a velocity_format "
+                                 f"(Q^vc of the velocity), got velocity_format={velocity_format!r}")
         super().__init__(params, lr, friction, inverse_mass, temperature, num_data, position_sign,
-                         weight_decay, {}, seed, generator, foreach, resample_momentum_every)
+                         weight_decay, {}, seed, generator, foreach, resample_momentum_every, exact, compile,
+                         check_every)
         for group in self.param_groups:
             for p in group["params"]:
                 self.state[p]["velocity"] = torch.zeros_like(p)

@@ -28,9 +28,11 @@ from typing import Literal, Optional
 
 import torch
 
+from torchport import fast as F
 from torchport import quantize as tq
 from torchport.quantize import Format
 from torchport.optim._base import LowPrecisionWeightsMixin, NoisyOptimizer, _positive, as_format
+from torchport.optim._fastpath import check_fast_format
 
 __all__ = ["SGLD", "LowPrecisionSGLD"]
 
@@ -45,7 +47,42 @@ def _noise_std(lr, temperature, num_data):
     return math.sqrt(_noise_var(lr, temperature, num_data))
 
 
-class SGLD(NoisyOptimizer):
+class _FastSGLD:
+    """The default (fast) path of the SGLD family: :func:`torchport.fast.sgld_step` per parameter.
+
+    Needs ``weight_format``, ``grad_format``, ``accumulator``, ``variance_corrected``,
+    ``add_noise`` and ``vc_options`` (SGLD: no formats, accumulator "low").
+    """
+
+    fast_path_available = True
+
+    def _fast_setup(self) -> None:
+        wf, gf = self.weight_format, self.grad_format
+        self._fast_codes = (None if wf is None else F._code(wf, self.vc_options["ties"], self.vc_options["vc_published"]),
+                            None if gf is None else F._code(gf))
+        self._fast_mode, self._fast_views = F._layout([wf, gf])
+        self._fast_fn = F.maybe_compile(F.sgld_step, self.compile)
+
+    def _fast_group_args(self, group) -> dict:
+        lr = group["lr"]
+        return dict(lr=lr, var=_noise_var(lr, group["temperature"], group["num_data"]),
+                    weight_decay=group["weight_decay"])
+
+    def _fast_update(self, p, key, args) -> torch.Tensor:
+        m = self._fast_mode
+        acc = self.state[p]["accumulator"] if self.accumulator == "full" else None
+        q, acc2, finite = self._fast_fn(
+            F._view(p, m), F._view(p.grad, m), F._view(acc, m), key, lr=args["lr"], var=args["var"],
+            weight_fmt=self._fast_views[0], weight_code=self._fast_codes[0], grad_fmt=self._fast_views[1],
+            grad_code=self._fast_codes[1], accumulator=self.accumulator, variance_corrected=self.variance_corrected,
+            weight_decay=args["weight_decay"], add_noise=self.add_noise)
+        p.copy_(q.reshape(p.shape))
+        if acc is not None:
+            acc.copy_(acc2.reshape(acc.shape))
+        return finite
+
+
+class SGLD(_FastSGLD, NoisyOptimizer):
     """Full-precision SGLD -- spec (S1); Welling & Teh 2011 eq. (4); LP-SGLD (Zhang et al. 2022) eq. (2).
 
     θ_{k+1} = θ_k − lr·(g_k + wd·θ_k) + √(2·lr·T/N)·ξ_k  with g_k = ``p.grad``.
@@ -59,19 +96,32 @@ class SGLD(NoisyOptimizer):
     step (stream ``"xi"``).  Departure from the published code: none in the
     update; the noise is drawn from an explicit generator rather than CUDA's
     global RNG.
+
+    Path: by default (``exact=False``) the update is :func:`torchport.fast.sgld_step`
+    without formats, in the parameter's dtype, with ξ from the counter stream (seed:
+    an int, or a ``torch.Generator`` from which one integer is drawn; ``compile``,
+    ``check_every``: docs/torchport.md, "Two paths"; ``foreach=True`` is refused there).
+    ``exact=True``: the float64-parity path described above (``foreach``, noise-in).
     """
 
     def __init__(self, params: Iterable[torch.nn.Parameter] | Iterable[dict], lr: float, temperature: float = 1.0,
-                 num_data: float = 1, *, weight_decay: float = 0.0, add_noise: bool = True, seed: Optional[int] = None,
-                 generator: Optional[torch.Generator] = None, foreach: Optional[bool] = None):
+                 num_data: float = 1, *, weight_decay: float = 0.0, add_noise: bool = True,
+                 seed: Optional[int] | torch.Generator = None, generator: Optional[torch.Generator] = None,
+                 foreach: Optional[bool] = None, exact: bool = False, compile: bool = False, check_every: int = 0):
         _positive("lr", lr)
         _positive("temperature", temperature, allow_zero=True)
         _positive("num_data", num_data)
         _positive("weight_decay", weight_decay, allow_zero=True)
         self.add_noise = bool(add_noise)
+        self.weight_format = self.grad_format = None
+        self.accumulator, self.variance_corrected = "low", False
+        self.vc_options = dict(ties=None, vc_published=False)
         defaults = dict(lr=float(lr), temperature=float(temperature), num_data=float(num_data),
                         weight_decay=float(weight_decay))
-        super().__init__(params, defaults, seed=seed, generator=generator, foreach=foreach)
+        super().__init__(params, defaults, seed=seed, generator=generator, foreach=foreach, exact=exact,
+                         compile=compile, check_every=check_every)
+        if not exact:
+            self._fast_setup()
 
     @property
     def noise_layout(self) -> tuple[tuple[str, str], ...]:
@@ -94,7 +144,7 @@ class SGLD(NoisyOptimizer):
                 p.add_(noise["xi"][i].to(p.dtype) * std)
 
 
-class LowPrecisionSGLD(LowPrecisionWeightsMixin, NoisyOptimizer):
+class LowPrecisionSGLD(_FastSGLD, LowPrecisionWeightsMixin, NoisyOptimizer):
     """Low-precision SGLD and SGD -- spec (S2)-(S6); LP-SGLD (Zhang, Wilson & De Sa 2022) eqs. 1, 14, 17.
 
     With g_q = Q_G(g) (stochastic rounding, Q2'), d = g_q + wd·θ (weight decay
@@ -129,6 +179,19 @@ class LowPrecisionSGLD(LowPrecisionWeightsMixin, NoisyOptimizer):
     ``"xi"``, ``"u_round"``, ``"u_cat"`` (refimpl's ``vc_into`` layout).
     For "full", ``"u_weight"`` at step k rounds acc_{k+1}, i.e. it is the weight
     rounding that refimpl's step k+1 performs before its gradient.
+
+    Path: by default (``exact=False``) each parameter's update is one call of
+    :func:`torchport.fast.sgld_step` (same equations, computed in the parameter's dtype,
+    k-bit stochastic rounding, every random number from the counter stream at (seed,
+    step, parameter index) with the stream names above; initial rounding at step
+    ``torchport.fast.INIT_STEP``), bit for bit ``torchport.fast.FastLowPrecisionSGLD``.
+    ``seed``: an int, or a ``torch.Generator`` from which one integer is drawn;
+    ``compile=True`` compiles the update (``torchport.fast.maybe_compile``);
+    non-finite gradients are flagged lazily (:meth:`check_finite`, ``check_every``).
+    Formats are those ``torchport.fast`` takes (others: ValueError naming the argument);
+    float16/bfloat16 parameters are refused (TypeError).  ``exact=True``: the float64
+    path op by op with a ``torch.Generator`` (bit-identical to refimpl; the numbers of
+    runs before the fast path became the default).  docs/torchport.md, "Two paths".
     """
 
     def __init__(self, params: Iterable[torch.nn.Parameter] | Iterable[dict], lr: float, temperature: float = 1.0,
@@ -137,8 +200,9 @@ class LowPrecisionSGLD(LowPrecisionWeightsMixin, NoisyOptimizer):
                  variance_corrected: bool = False, ties: Literal["away", "even", "up"] | None = None,
                  vc_bfp_published: bool = False,
                  weight_decay: float = 0.0, add_noise: bool = True,
-                 quantize_initial: bool = True, seed: Optional[int] = None,
-                 generator: Optional[torch.Generator] = None, foreach: Optional[bool] = None):
+                 quantize_initial: bool = True, seed: Optional[int] | torch.Generator = None,
+                 generator: Optional[torch.Generator] = None, foreach: Optional[bool] = None,
+                 exact: bool = False, compile: bool = False, check_every: int = 0):
         _positive("lr", lr)
         _positive("temperature", temperature, allow_zero=True)
         _positive("num_data", num_data)
@@ -158,9 +222,15 @@ class LowPrecisionSGLD(LowPrecisionWeightsMixin, NoisyOptimizer):
             raise ValueError(f"ties must be None, 'away', 'even' or 'up', got {ties!r}")
         self.vc_options = dict(ties=ties, vc_published=bool(vc_bfp_published))
         self.add_noise = bool(add_noise)
+        if exact is False:
+            check_fast_format(self.weight_format, "weight_format")
+            check_fast_format(self.grad_format, "grad_format")
         defaults = dict(lr=float(lr), temperature=float(temperature), num_data=float(num_data),
                         weight_decay=float(weight_decay))
-        super().__init__(params, defaults, seed=seed, generator=generator, foreach=foreach)
+        super().__init__(params, defaults, seed=seed, generator=generator, foreach=foreach, exact=exact,
+                         compile=compile, check_every=check_every)
+        if not exact:
+            self._fast_setup()
         if accumulator == "full":
             for group in self.param_groups:
                 for p in group["params"]:

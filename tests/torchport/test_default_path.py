@@ -1,0 +1,364 @@
+"""The default (fast) path of SGLD, LowPrecisionSGLD, SGHMC and LowPrecisionSGHMC (``exact=False``).
+
+The optimizers users construct run torchport.fast's fused counter-stream update: bit for bit
+the standalone FastLowPrecisionSGLD/SGHMC, refimpl's counter replay step by step (grid values
+exactly; continuous values within the Box–Muller bound), resume bit for bit, the seed rule,
+lazy finite-gradient flags (no host synchronisation in step()), and what the path refuses.
+``exact=True`` is the float64 path (golden numbers; tests/torchport/test_optim.py).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import torchport.optim as O
+from refimpl import counter_rng as C
+from refimpl.formats import parse_format
+from torchport import fast as F
+
+FORMATS = ["fixed:8:6", "bfp:8:0", "float:5:2", "ieee:bfloat16"]
+MODES = {"full": dict(accumulator="full"), "low": dict(accumulator="low"),
+         "vc": dict(accumulator="low", variance_corrected=True)}
+
+
+def _params(dtype=torch.float64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    w = torch.nn.Parameter(torch.randn(9, 6, generator=g, dtype=torch.float64).to(dtype) * 0.3)
+    b = torch.nn.Parameter(torch.randn(6, generator=g, dtype=torch.float64).to(dtype) * 0.3)
+    return [w, b]
+
+
+def _grads(ps, k, dtype=None):
+    g = torch.Generator().manual_seed(100 + k)
+    return [torch.randn(p.shape, generator=g, dtype=torch.float64).to(dtype or p.dtype) for p in ps]
+
+
+def _run(make, steps=4, dtype=torch.float64):
+    ps = _params(dtype)
+    opt = make(ps)
+    for k in range(steps):
+        for p, g in zip(ps, _grads(ps, k)):
+            p.grad = g
+        opt.step()
+    return [p.detach().clone() for p in ps], opt
+
+
+def _sgld_kw(fmt_text, mode):
+    return dict(lr=0.05, temperature=1.0, num_data=50, weight_format=parse_format(fmt_text), weight_decay=0.01,
+                seed=3, **MODES[mode])
+
+
+def _sghmc_kw(fmt_text, mode):
+    return dict(lr=0.05, friction=2.0, temperature=1.0, num_data=20, weight_format=parse_format(fmt_text), seed=4,
+                **MODES[mode])
+
+
+# ------------------------------------------------------------------ the same bits as torchport.fast
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("fmt_text", FORMATS)
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_default_path_equals_fast_optimizers_bit_for_bit(fmt_text, mode, dtype):
+    for ours, theirs, kw in ((O.LowPrecisionSGLD, F.FastLowPrecisionSGLD, _sgld_kw(fmt_text, mode)),
+                             (O.LowPrecisionSGHMC, F.FastLowPrecisionSGHMC, _sghmc_kw(fmt_text, mode))):
+        a, opt_a = _run(lambda ps, cls=ours, kw=kw: cls(ps, **kw), dtype=dtype)
+        b, opt_b = _run(lambda ps, cls=theirs, kw=kw: cls(ps, **kw), dtype=dtype)
+        assert all(torch.equal(x, y) for x, y in zip(a, b)), (ours.__name__, fmt_text, mode)
+        for p_a, p_b in zip(opt_a.param_groups[0]["params"], opt_b.param_groups[0]["params"]):
+            for key in ("accumulator", "velocity"):
+                if key in opt_b.state[p_b]:
+                    assert torch.equal(opt_a.state[p_a][key], opt_b.state[p_b][key]), key
+
+
+def test_full_precision_sgld_and_sghmc_equal_the_fast_update_without_formats():
+    a, _ = _run(lambda ps: O.SGLD(ps, lr=0.05, num_data=50, weight_decay=0.01, seed=3))
+    b, _ = _run(lambda ps: F.FastLowPrecisionSGLD(ps, lr=0.05, num_data=50, weight_decay=0.01, accumulator="low",
+                                                  seed=3))
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    a, _ = _run(lambda ps: O.SGHMC(ps, lr=0.05, friction=2.0, num_data=20, weight_decay=0.01, seed=4))
+    b, _ = _run(lambda ps: F.FastLowPrecisionSGHMC(ps, lr=0.05, friction=2.0, num_data=20, weight_decay=0.01,
+                                                   accumulator="low", seed=4))
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_each_parameter_replays_in_refimpl_with_its_own_index(mode):
+    """Two parameters, per-step replay with param_index 0 and 1: zero grid flips; the LP-F accumulator (a normal
+    enters) within the documented 4 ulp."""
+    fmt = parse_format("bfp:8:0")
+    ps = _params()
+    opt = O.LowPrecisionSGLD(ps, **_sgld_kw("bfp:8:0", mode))
+    full = mode == "full"
+    for k in range(3):
+        grads = _grads(ps, k)
+        before = [(p.detach().numpy().copy(), opt.state[p]["accumulator"].numpy().copy() if full else None)
+                  for p in ps]
+        for p, g in zip(ps, grads):
+            p.grad = g
+        opt.step()
+        for i, p in enumerate(ps):
+            th, ac = C.replay_sgld_step(before[i][0], before[i][1], grads[i].numpy(), seed=3, step=k, param_index=i,
+                                        lr=0.05, temperature=1.0, num_data=50, weight_format=fmt, grad_format=fmt,
+                                        variance_corrected=mode == "vc", weight_decay=0.01,
+                                        accumulator=MODES[mode]["accumulator"])
+            assert np.sum(th != p.detach().numpy()) == 0
+            if full:
+                got = opt.state[p]["accumulator"].numpy()
+                assert np.all(np.abs(ac - got) <= 4 * np.spacing(np.abs(ac)))
+
+
+def test_default_differs_from_exact_and_exact_is_the_generator_path():
+    """The behaviour change: the same seed gives other numbers on the default path; exact=True keeps the
+    torch.Generator stream (its state is in state_dict, there is no counter seed)."""
+    a, opt_a = _run(lambda ps: O.LowPrecisionSGLD(ps, **_sgld_kw("fixed:8:6", "vc")))
+    b, opt_b = _run(lambda ps: O.LowPrecisionSGLD(ps, **_sgld_kw("fixed:8:6", "vc"), exact=True))
+    assert not torch.equal(a[0], b[0])
+    assert "counter_seed" in opt_a.state_dict() and "generator_state" not in opt_a.state_dict()
+    assert "generator_state" in opt_b.state_dict() and "counter_seed" not in opt_b.state_dict()
+    assert opt_a.generator is None and opt_b.generator is not None
+
+
+# ------------------------------------------------------------------ resume, groups
+@pytest.mark.parametrize("make", [
+    lambda ps, s: O.SGLD(ps, lr=0.05, num_data=50, seed=s),
+    lambda ps, s: O.LowPrecisionSGLD(ps, lr=0.05, num_data=50, weight_format="bfp:8:0", seed=s),
+    lambda ps, s: O.LowPrecisionSGLD(ps, lr=0.05, num_data=50, weight_format="fixed:8:6", accumulator="low",
+                                     variance_corrected=True, seed=s),
+    lambda ps, s: O.SGHMC(ps, lr=0.05, friction=2.0, num_data=20, seed=s),
+    lambda ps, s: O.LowPrecisionSGHMC(ps, lr=0.05, friction=2.0, num_data=20, weight_format="fixed:8:6", seed=s),
+], ids=["SGLD", "LPSGLD-full", "LPSGLD-vc", "SGHMC", "LPSGHMC-full"])
+def test_resume_from_state_dict_is_bit_for_bit(make):
+    """6 steps straight == 3 steps, state_dict, a new optimizer (another seed: the saved one is restored), load,
+    3 steps.  Mutation: a saved step count off by one does not reproduce the run."""
+    def steps(ps, opt, ks):
+        for k in ks:
+            for p, g in zip(ps, _grads(ps, k)):
+                p.grad = g
+            opt.step()
+
+    ps = _params()
+    opt = make(ps, 5)
+    steps(ps, opt, range(6))
+    straight = [p.detach().clone() for p in ps]
+
+    results = []
+    for shift in (0, 1):
+        ps = _params()
+        opt = make(ps, 5)
+        steps(ps, opt, range(3))
+        sd = copy.deepcopy(opt.state_dict())
+        saved = [p.detach().clone() for p in ps]
+        sd["num_steps"] += shift
+        ps2 = [torch.nn.Parameter(t.clone()) for t in saved]
+        opt2 = make(ps2, 77)
+        with torch.no_grad():
+            for p, t in zip(ps2, saved):  # the constructor's initial rounding changed them: restore the weights
+                p.copy_(t)
+        opt2.load_state_dict(sd)
+        assert opt2.seed == 5 and opt2.num_steps == 3 + shift
+        steps(ps2, opt2, range(3, 6))
+        results.append(all(torch.equal(a, b.detach()) for a, b in zip(straight, ps2)))
+    assert results == [True, False]
+
+
+def test_added_group_gets_the_state_and_bits_of_a_constructor_group():
+    """add_param_group: accumulator and initial rounding of the new parameters with their own indices, so the
+    run equals one with both groups given to the constructor."""
+    def run(split):
+        ps = _params(seed=2)
+        kw = dict(lr=0.05, num_data=50, weight_format="bfp:8:0", seed=11)
+        if split:
+            opt = O.LowPrecisionSGLD([ps[0]], **kw)
+            opt.add_param_group({"params": [ps[1]], "lr": 0.02})
+        else:
+            opt = O.LowPrecisionSGLD([{"params": [ps[0]]}, {"params": [ps[1]], "lr": 0.02}], **kw)
+        for k in range(3):
+            for p, g in zip(ps, _grads(ps, k)):
+                p.grad = g
+            opt.step()
+        return [p.detach().clone() for p in ps] + [opt.state[p]["accumulator"].clone() for p in ps]
+
+    assert all(torch.equal(a, b) for a, b in zip(run(True), run(False)))
+
+
+def test_parameters_without_gradient_keep_their_index():
+    """A parameter without .grad takes no step but keeps its index: the other parameter's bits are those of a run
+    in which both stepped."""
+    both, _ = _run(lambda ps: O.LowPrecisionSGLD(ps, **_sgld_kw("fixed:8:6", "low")), steps=1)
+    ps = _params()
+    opt = O.LowPrecisionSGLD(ps, **_sgld_kw("fixed:8:6", "low"))
+    ps[1].grad = _grads(ps, 0)[1]
+    before = ps[0].detach().clone()
+    opt.step()
+    assert torch.equal(ps[1].detach(), both[1]) and torch.equal(ps[0].detach(), before)
+
+
+# ------------------------------------------------------------------ seeds
+def test_seed_from_a_generator_is_one_drawn_integer():
+    g = torch.Generator().manual_seed(123)
+    want = int(torch.randint(0, (1 << 63) - 1, (1,), generator=torch.Generator().manual_seed(123),
+                             dtype=torch.int64)[0])
+    state = g.get_state()
+    for kw in (dict(seed=g), dict(generator=g)):
+        g.set_state(state)
+        opt = O.SGLD(_params(), lr=0.1, **kw)
+        assert opt.seed == want
+        assert not torch.equal(g.get_state(), state)  # advanced by the one draw
+    a, _ = _run(lambda ps: O.LowPrecisionSGLD(ps, lr=0.05, weight_format="fixed:8:6",
+                                              generator=torch.Generator().manual_seed(123)))
+    b, _ = _run(lambda ps: O.LowPrecisionSGLD(ps, lr=0.05, weight_format="fixed:8:6", seed=want))
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+def test_same_seed_same_bits_and_another_seed_differs():
+    def run(seed):
+        return _run(lambda ps: O.LowPrecisionSGHMC(ps, **dict(_sghmc_kw("bfp:8:0", "vc"), seed=seed)))[0]
+    assert all(torch.equal(x, y) for x, y in zip(run(1), run(1)))
+    assert not torch.equal(run(1)[0], run(2)[0])
+
+
+def test_exact_path_accepts_a_generator_as_seed():
+    g = torch.Generator().manual_seed(5)
+    a, _ = _run(lambda ps: O.SGLD(ps, lr=0.05, seed=g, exact=True))
+    b, _ = _run(lambda ps: O.SGLD(ps, lr=0.05, seed=5, exact=True))
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+# ------------------------------------------------------------------ no host synchronisation; lazy finite check
+def test_step_does_not_synchronise(monkeypatch):
+    """No .item(), bool(), float(), int() or tolist() of a tensor during step() on the default path."""
+    makers = [lambda ps: O.SGLD(ps, lr=0.05, seed=1),
+              lambda ps: O.LowPrecisionSGLD(ps, lr=0.05, weight_format="bfp:8:0", accumulator="low",
+                                            variance_corrected=True, seed=1),
+              lambda ps: O.SGHMC(ps, lr=0.05, seed=1),
+              lambda ps: O.LowPrecisionSGHMC(ps, lr=0.05, weight_format="fixed:8:6", seed=1)]
+    for make in makers:
+        ps = _params()
+        opt = make(ps)
+        for p, g in zip(ps, _grads(ps, 0)):
+            p.grad = g
+        opt.step()  # any lazy first-call work outside the patched region
+
+        def refuse(*a, **k):
+            raise AssertionError("host synchronisation in step()")
+        with monkeypatch.context() as m:
+            for name in ("item", "__bool__", "__float__", "__int__", "tolist"):
+                m.setattr(torch.Tensor, name, refuse)
+            opt.step()
+            opt.step()
+        opt.check_finite()
+
+
+def test_sync_guard_catches_the_exact_path(monkeypatch):
+    """Mutation for the guard above: the exact path's eager finite check reads a flag back and is caught."""
+    ps = _params()
+    opt = O.SGLD(ps, lr=0.05, seed=1, exact=True)
+    for p, g in zip(ps, _grads(ps, 0)):
+        p.grad = g
+
+    def refuse(*a, **k):
+        raise AssertionError("host synchronisation in step()")
+    monkeypatch.setattr(torch.Tensor, "__bool__", refuse)
+    with pytest.raises(AssertionError, match="synchronisation"):
+        opt.step()
+
+
+def test_non_finite_gradient_is_flagged_lazily_and_named():
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Linear(2, 1)).double()
+    opt = O.LowPrecisionSGLD(model.named_parameters(), lr=0.05, weight_format="fixed:8:6", seed=0)
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    model[1].weight.grad[0, 1] = float("nan")
+    opt.step()  # no error here: the flag stays on the device
+    with pytest.raises(F.NonFiniteGradientError, match=r"1\.weight.*step 1"):
+        opt.check_finite()
+    opt.check_finite()  # the flags were cleared
+    assert issubclass(F.NonFiniteGradientError, FloatingPointError)
+    every = O.SGLD([torch.nn.Parameter(torch.zeros(3, dtype=torch.float64))], lr=0.1, seed=0, check_every=2)
+    p = every.param_groups[0]["params"][0]
+    p.grad = torch.tensor([0.0, float("inf"), 0.0], dtype=torch.float64)
+    every.step()
+    with pytest.raises(FloatingPointError, match=r"param_groups\[0\]\['params'\]\[0\]"):
+        every.step()
+
+
+# ------------------------------------------------------------------ what the default path refuses
+def test_unsupported_options_name_the_argument_and_exact_true():
+    ps = _params()
+    cases = [
+        (lambda: O.LowPrecisionSGHMC(ps, lr=0.1, weight_format="fixed:8:6", accumulator="low",
+                                     velocity_rescaling="paper", seed=0), "velocity_rescaling"),
+        (lambda: O.SGHMC(ps, lr=0.1, resample_momentum_every=3, seed=0), "resample_momentum_every"),
+        (lambda: O.SGLD(ps, lr=0.1, foreach=True, seed=0), "foreach"),
+    ]
+    for make, name in cases:
+        with pytest.raises(ValueError, match=name) as info:
+            make()
+        assert "exact=True" in str(info.value)
+    opt = O.SGLD(ps, lr=0.1, seed=0)
+    with pytest.raises(ValueError, match="exact=True"):
+        opt.step(noise={"xi": torch.zeros(60, dtype=torch.float64)})
+    # the same options run on the exact path
+    O.LowPrecisionSGHMC(_params(), lr=0.1, weight_format="fixed:8:6", accumulator="low", velocity_rescaling="paper",
+                        seed=0, exact=True)
+
+
+def test_a_format_the_fast_module_does_not_take_is_refused(monkeypatch):
+    """The check asks torchport.fast (formats added there are accepted without a change here)."""
+    def refuse_all(fmt, name="fmt"):
+        raise ValueError(f"{name} not supported here, got {fmt!r}")
+    monkeypatch.setattr(F, "_check_format", refuse_all)
+    with pytest.raises(ValueError, match=r"weight_format=.*exact=True"):
+        O.LowPrecisionSGLD(_params(), lr=0.1, weight_format="fixed:8:6", seed=0)
+    O.LowPrecisionSGLD(_params(), lr=0.1, weight_format="fixed:8:6", seed=0, exact=True)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_parameters_are_refused_naming_the_dtype(dtype):
+    p = torch.nn.Parameter(torch.zeros(4, dtype=dtype))
+    with pytest.raises(TypeError, match=rf"{str(dtype)[6:]}.*exact=True"):
+        O.SGLD([p], lr=0.1, seed=0)
+
+
+def test_load_state_dict_of_the_other_path_is_refused():
+    fast = O.SGLD(_params(), lr=0.1, seed=0)
+    exact = O.SGLD(_params(), lr=0.1, seed=0, exact=True)
+    with pytest.raises(ValueError, match="exact=True"):
+        fast.load_state_dict(exact.state_dict())
+    with pytest.raises(ValueError, match="exact=False"):
+        exact.load_state_dict(fast.state_dict())
+
+
+# ------------------------------------------------------------------ distributed: 1 vs 2 gloo ranks
+def _gloo_worker(rank, world, init_file, out_dir):
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        w = torch.nn.Parameter(torch.linspace(-1, 1, 120, dtype=torch.float64).reshape(40, 3))
+        opt = O.LowPrecisionSGHMC([w], lr=0.01, num_data=10, weight_format="fixed:8:6", accumulator="low",
+                                  variance_corrected=True, seed=9)
+        for _ in range(3):
+            # data items c = 1..4 split over the ranks, local gradient sums all-reduced as DDP does
+            # (w is on the 2^-6 grid, so every partial sum is exact whatever the split)
+            g = sum(w.detach() * float(c) for c in range(1, 5) if (c - 1) % world == rank)
+            dist.all_reduce(g)
+            w.grad = g / 4.0
+            opt.step()
+        torch.save({"w": w.detach()}, os.path.join(out_dir, f"r{world}_{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_one_and_two_gloo_ranks_give_the_same_bits_with_the_default_path(tmp_path):
+    import torch.multiprocessing as mp
+
+    for world in (1, 2):
+        mp.spawn(_gloo_worker, args=(world, str(tmp_path / f"init{world}"), str(tmp_path)), nprocs=world, join=True)
+    one = torch.load(tmp_path / "r1_0.pt")["w"]
+    for rank in range(2):
+        assert torch.equal(torch.load(tmp_path / f"r2_{rank}.pt")["w"], one)
