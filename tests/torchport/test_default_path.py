@@ -362,3 +362,22 @@ def test_one_and_two_gloo_ranks_give_the_same_bits_with_the_default_path(tmp_pat
     one = torch.load(tmp_path / "r1_0.pt")["w"]
     for rank in range(2):
         assert torch.equal(torch.load(tmp_path / f"r2_{rank}.pt")["w"], one)
+
+
+@pytest.mark.slow
+def test_compile_true_equals_the_compiled_fast_optimizer():
+    """compile=True runs torchport.fast.maybe_compile(sgld_step): bit for bit FastLowPrecisionSGLD(compile=True), and
+    within test_fast's compiled-vs-eager bounds of the eager default path (float32, LP-F fixed:8:6)."""
+    kw = dict(lr=0.05, num_data=50, weight_format=parse_format("fixed:8:6"), seed=3)
+    comp, opt_c = _run(lambda ps: O.LowPrecisionSGLD(ps, compile=True, **kw), steps=2, dtype=torch.float32)
+    fast, _ = _run(lambda ps: F.FastLowPrecisionSGLD(ps, compile=True, **kw), steps=2, dtype=torch.float32)
+    eager, opt_e = _run(lambda ps: O.LowPrecisionSGLD(ps, **kw), steps=2, dtype=torch.float32)
+    assert all(torch.equal(a, b) for a, b in zip(comp, fast))
+    for a, b in zip(comp, eager):
+        assert float((a != b).double().mean()) <= 1e-3
+    for p_c, p_e in zip(opt_c.param_groups[0]["params"], opt_e.param_groups[0]["params"]):
+        ac, ae = opt_c.state[p_c]["accumulator"].double(), opt_e.state[p_e]["accumulator"].double()
+        # compiled kernels may contract/reassociate: 4 ulp of the largest term of acc - lr·g + sd·z, where
+        # |lr·g| + sd·|z| < 0.5 here (lr = 0.05, |g| < 5, sd = 0.045, |z| < 6)
+        terms = (ae.abs() + 0.5).float().numpy()
+        assert torch.all((ac - ae).abs() <= 4 * torch.from_numpy(np.spacing(terms)).double())
