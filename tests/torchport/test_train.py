@@ -712,3 +712,22 @@ def test_cli_opt(tiny_npz, tmp_path, capsys):
         assert needle in err and err.count("\n") == 1, err
     assert main(["train", "--resume", str(tmp_path / "a"), "--opt", "eta_alpha=1", "--no-progress"]) == 2
     assert "--opt: cannot be changed" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("exact", [False, True])
+def test_non_finite_gradient_stops_the_run_on_both_paths(tiny_npz, exact):
+    """The driver reads the default path's lazy finite flags after every step: a NaN gradient raises a
+    FloatingPointError naming the parameter, as the exact path's step does (before writing, there)."""
+    import types  # noqa: PLC0415
+
+    c = _cfg(tiny_npz, method="sgld_vc", weight_format="fixed:8:6", exact=exact).validate()
+    model = torch.nn.Linear(4, 3)
+    params = list(model.parameters())
+    opt = tt.build_optimizer(c, params, num_data=640)
+    assert opt.exact is exact
+    for p in params:
+        p.grad = torch.zeros_like(p)
+    params[1].grad[2] = float("nan")
+    run = types.SimpleNamespace(optimizer=opt, params=params, config=c, num_data=640)
+    with pytest.raises(FloatingPointError, match=r"param_groups\[0\]\['params'\]\[1\]"):
+        tt._optimizer_step(run, 0.5)
