@@ -1,6 +1,6 @@
-"""``qlangevin verify``: run the claims of theory.claims (12 claims, all five methods) and give each an implementation and a publication verdict; write a report with plots.
+"""``qlangevin verify``: run the claims of theory.claims (12 claims, all five methods; the slow MNIST claim with ``--mnist``) and give each an implementation and a publication verdict; write a report with plots.
 
-    qlangevin verify [--quick | --full] [--out DIR] [--only ID ...] [--seed N] [--workers N]
+    qlangevin verify [--quick | --full] [--out DIR] [--only ID ...] [--mnist] [--seed N] [--workers N]
                      [--scheduler ADDRESS] [--mutate NAME] [--list]
 
 Writes ``DIR/report.json`` (schema in :mod:`theory.report`), ``DIR/report.md`` and
@@ -53,6 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run the grid-point tasks on this Dask scheduler (e.g. tcp://host:8786) instead of local processes")
     parser.add_argument("--mutate", metavar="NAME", choices=sorted(MUTATIONS), default=None,
                         help="mutation testing: run with a named bug (" + ", ".join(sorted(MUTATIONS)) + ")")
+    parser.add_argument("--mnist", action="store_true",
+                        help="also run the slow MNIST claim (mnist-lp: torchport training, a few CPU minutes; needs torch "
+                             "and the MNIST data, $QLANGEVIN_MNIST)")
     parser.add_argument("--list", action="store_true", help="list the claims and exit")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -130,13 +133,20 @@ def run(args: argparse.Namespace) -> int:
 
     if args.list:
         for c in CLAIMS.values():
-            print(f"{c.id:24s} {c.source}")
+            print(f"{c.id:24s} {c.source}" + ("  [slow: --mnist]" if c.slow else ""))
         return 0
     try:
-        claims = get_claims(args.only)
+        claims = get_claims(args.only, include_slow=getattr(args, "mnist", False))
     except ValueError as exc:
         print(f"qlangevin verify: {exc}", file=sys.stderr)
         return 2
+    if any(c.id == "mnist-lp" for c in claims):
+        from theory.claims.mnist_lp import availability
+
+        why = availability()
+        if why is not None:
+            print(f"qlangevin verify: mnist-lp is not checkable here: {why}", file=sys.stderr)
+            return 2
     workers = args.workers
     if workers is None:
         workers = max(1, os.cpu_count() or 1)

@@ -29,7 +29,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Callable
 
-__all__ = ["MUTATIONS", "MutatedSampler", "mutate_sampler", "mutation_context"]
+__all__ = ["MUTATIONS", "MutatedSampler", "active_mutation", "mutate_sampler", "mutated_method", "mutation_context"]
 
 #: name -> one-line description
 MUTATIONS: dict[str, str] = {
@@ -45,6 +45,31 @@ MUTATIONS: dict[str, str] = {
     "ctld-bias-off": "CTLD runs without its α bias",
     "askew-nu-x2": "AskewSGD skewed direction ×2",
 }
+
+#: the mutation of the enclosing :func:`mutation_context` (None outside one); read by claims that
+#: do not draw through a sampler (``mnist-lp`` trains with torchport) via :func:`active_mutation`
+_ACTIVE: str | None = None
+
+
+def active_mutation() -> str | None:
+    """The name of the mutation whose :func:`mutation_context` is open, or None."""
+    return _ACTIVE
+
+
+def mutated_method(method: str, name: str | None) -> str:
+    """The method an implementation with the bug ``name`` would really run for ``method``.
+
+    ``vc-is-naive``: ``*_vc`` → ``*_lp_l``; ``lpl-is-lpf``: ``*_lp_l`` → ``*_lp_f``; any other
+    mutation (or None) leaves the method unchanged.  Shared by :class:`MutatedSampler` and
+    the claims that train through torchport.
+    """
+    m = str(method)
+    if name == "vc-is-naive" and m.endswith("_vc"):
+        return m[: -len("_vc")] + "_lp_l"
+    if name == "lpl-is-lpf" and m.endswith("_lp_l"):
+        return m[: -len("_lp_l")] + "_lp_f"
+    return m
+
 
 _FINE = None  # a fixed-point format fine enough to be the identity at the scales used (Δ = 2^-30)
 
@@ -79,7 +104,7 @@ class MutatedSampler:
         elif name == "vc-targets-0.9V" and m.endswith("_vc"):
             kw["temperature"] = float(kw.get("temperature", 1.0) or 1.0) * 0.9
         elif name == "vc-is-naive" and m.endswith("_vc"):
-            m = m[: -len("_vc")] + "_lp_l"
+            m = mutated_method(m, name)
         elif name == "lpf-grad-at-theta" and m.endswith("_lp_f") and kw.get("fmt") is not None:
             kw.setdefault("grad_fmt", kw["fmt"])
             kw["fmt"] = _fine_format()
@@ -89,7 +114,7 @@ class MutatedSampler:
             key = "sghmc_position_sign" if "sghmc_position_sign" in kw else "position_sign"
             kw[key] = "correct" if kw.get(key, "correct") == "paper" else "paper"
         elif name == "lpl-is-lpf" and m.endswith("_lp_l"):
-            m = m[: -len("_lp_l")] + "_lp_f"
+            m = mutated_method(m, name)
         elif name == "qsgld-resolution-x1.05" and m == "qsgld":
             if kw.get("q0") is not None:
                 kw["q0"] = float(kw["q0"]) * 1.05
@@ -113,9 +138,22 @@ def mutate_sampler(sampler: Callable | None, name: str) -> Callable:
 
 @contextlib.contextmanager
 def mutation_context(name: str) -> Iterator[None]:
-    """Patch the code for mutations that are not sampler arguments (``w2-biased-low``, ``askew-nu-x2``) inside the block."""
+    """Inside the block: :func:`active_mutation` names ``name``, and the code is patched for the mutations that are not
+    sampler arguments (``w2-biased-low``, ``askew-nu-x2``)."""
+    global _ACTIVE
     if name not in MUTATIONS:
         raise ValueError(f"unknown mutation {name!r}; known: {', '.join(MUTATIONS)}")
+    outer, _ACTIVE = _ACTIVE, name
+    try:
+        with _patched(name):
+            yield
+    finally:
+        _ACTIVE = outer
+
+
+@contextlib.contextmanager
+def _patched(name: str) -> Iterator[None]:
+    """The code patches of :func:`mutation_context` (none for the sampler-argument mutations)."""
     if name == "askew-nu-x2":
         import numpy as np
 

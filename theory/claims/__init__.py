@@ -17,6 +17,7 @@ module                            claims
 :mod:`.qsgld_temperature`         ``qsgld-temperature``
 :mod:`.ctld_tempering`            ``ctld-tempering``
 :mod:`.askewsgd_contraction`      ``askewsgd-contraction``
+:mod:`.mnist_lp`                  ``mnist-lp`` (slow: only with ``--mnist`` or ``--only mnist-lp``)
 ================================  =====================================================
 
 A :class:`Claim` names its source (paper, theorem or figure), the statement, the
@@ -61,6 +62,7 @@ _MODULES = (
     "qsgld_temperature",
     "ctld_tempering",
     "askewsgd_contraction",
+    "mnist_lp",
 )
 
 CLAIMS: dict[str, Claim] = {}
@@ -79,17 +81,25 @@ for _name in _MODULES:
 del _name, _mod, _claim
 
 
-def get_claims(only: Sequence[str] | None = None) -> list[Claim]:
-    """Claims in registry order; ``only``: ids (exact) or prefixes ending in ``*``.  Unknown ids raise ``ValueError``."""
+def get_claims(only: Sequence[str] | None = None, *, include_slow: bool = False) -> list[Claim]:
+    """Claims in registry order.
+
+    ``only``: ids (exact; a slow claim is selected by its id) or prefixes ending in ``*``
+    (these match slow claims only with ``include_slow``); None: every claim that is not
+    slow, and the slow ones too with ``include_slow`` (``qlangevin verify --mnist``).
+    Unknown ids raise ``ValueError``.
+    """
     if not only:
-        return list(CLAIMS.values())
+        return [c for c in CLAIMS.values() if include_slow or not c.slow]
     chosen = []
     for key in only:
         if key.endswith("*"):
-            hits = [c for c in CLAIMS.values() if c.id.startswith(key[:-1])]
+            hits = [c for c in CLAIMS.values() if c.id.startswith(key[:-1]) and (include_slow or not c.slow)]
         else:
             hits = [CLAIMS[key]] if key in CLAIMS else []
         if not hits:
             raise ValueError(f"unknown claim id {key!r}; known: {', '.join(CLAIMS)}")
         chosen.extend(h for h in hits if h not in chosen)
+    if include_slow:
+        chosen.extend(c for c in CLAIMS.values() if c.slow and c not in chosen)
     return chosen
