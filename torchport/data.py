@@ -29,6 +29,7 @@ function of ``(seed, epoch)`` so that a resumed run (and every DDP rank) recompu
 from __future__ import annotations
 
 import hashlib
+import math
 import numbers
 import os
 import shutil
@@ -80,6 +81,30 @@ class MNISTArrays(NamedTuple):
     y_test: np.ndarray  # (10000,) uint8
 
 
+# ---------------------------------------------------------------------------- argument checks
+
+
+def _check_path(name: str, value) -> Path:
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"{name}={value!r:.80}: must be a path (str or os.PathLike)")
+    return Path(value)
+
+
+def _check_bool(name: str, value) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}={value!r}: must be True or False")
+    return bool(value)
+
+
+def _as_arrays(arrays, name: str = "arrays") -> MNISTArrays:
+    """``arrays`` (MNISTArrays or a dict of the four arrays) checked by :func:`refimpl.data.validate_mnist`."""
+    if isinstance(arrays, MNISTArrays):
+        arrays = arrays._asdict()
+    if not isinstance(arrays, dict):
+        raise TypeError(f"{name}={arrays!r:.60}: must be MNISTArrays or a dict of the four arrays")
+    return MNISTArrays(**_rdata.validate_mnist(arrays, name))
+
+
 # ---------------------------------------------------------------------------- IDX files and loading
 
 #: The IDX codec lives in :mod:`refimpl.data` (one reader for both packages); re-exported here.
@@ -89,8 +114,17 @@ write_idx = _rdata.write_idx
 
 def write_mnist_idx(arrays: MNISTArrays, directory: str | os.PathLike, *, compress: bool = True,
                     compresslevel: int = 6) -> Path:
-    """Write the four standard IDX files (``.gz`` when ``compress``) into ``directory``."""
-    directory = Path(directory)
+    """Write the four standard IDX files (``.gz`` when ``compress``) into ``directory``.
+
+    ``arrays`` is checked (shapes, uint8 pixels, labels 0..9) and so are ``compress`` (a bool)
+    and ``compresslevel`` (an int 0..9) before anything is created.
+    """
+    arrays = _as_arrays(arrays)
+    directory = _check_path("directory", directory)
+    compress = _check_bool("compress", compress)
+    if isinstance(compresslevel, bool) or not isinstance(compresslevel, numbers.Integral) \
+            or not 0 <= compresslevel <= 9:
+        raise ValueError(f"compresslevel={compresslevel!r}: must be an int 0..9")
     directory.mkdir(parents=True, exist_ok=True)
     for key, name in IDX_FILES.items():
         write_idx(directory / (name + (".gz" if compress else "")), getattr(arrays, key), compress=compress,
@@ -106,6 +140,8 @@ def load_mnist(path: str | os.PathLike | None = None) -> MNISTArrays:
     looked for, ``ValueError`` for malformed content (wrong shapes, labels outside 0..9).
     No randomness.
     """
+    if path is not None:
+        _check_path("path", path)
     return MNISTArrays(**_rdata.load_mnist(path))
 
 
@@ -117,12 +153,13 @@ def check_mnist(arrays: MNISTArrays, *, atol: float = 5e-4) -> dict:
     * training class counts equal :data:`MNIST_TRAIN_CLASS_COUNTS` and test class counts
       :data:`MNIST_TEST_CLASS_COUNTS` exactly.
 
-    Returns the measured values; raises ``ValueError`` naming the failed check.
+    Returns the measured values; raises ``ValueError`` naming the failed check (``arrays``
+    malformed -- shapes, dtypes, labels outside 0..9 -- or ``atol`` not a finite number > 0:
+    ``ValueError``/``TypeError`` naming it).
     """
-    if isinstance(arrays, dict):
-        arrays = MNISTArrays(**_rdata.validate_mnist(arrays, "arrays"))
-    if not isinstance(arrays, MNISTArrays):
-        raise TypeError(f"arrays must be MNISTArrays or a dict of the four arrays, got {type(arrays).__name__}")
+    if isinstance(atol, bool) or not isinstance(atol, numbers.Real) or not (math.isfinite(atol) and atol > 0):
+        raise ValueError(f"atol={atol!r}: must be a finite number > 0")
+    arrays = _as_arrays(arrays)
     x = arrays.x_train.astype(np.float64) / 255.0
     mean, std = float(x.mean()), float(x.std())
     counts_train = tuple(int(c) for c in np.bincount(arrays.y_train, minlength=10))
@@ -169,23 +206,37 @@ def download_mnist(
     skips the checksum (the content is still checked when ``check``).  ``check`` runs
     :func:`check_mnist` on the decoded files.  Files already present are kept unless
     ``overwrite``.  Raises ``ValueError`` on a checksum mismatch (the bad file is removed)
-    and ``OSError`` when no mirror serves a file.
+    and ``OSError`` when no mirror serves a file.  Every argument is checked before ``root``
+    is created (ValueError/TypeError naming it).
     """
-    if not (isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and timeout > 0):
-        raise ValueError(f"timeout={timeout!r}: must be a number of seconds > 0")
-    root = Path(root).expanduser()
-    root.mkdir(parents=True, exist_ok=True)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not (
+            math.isfinite(timeout) and timeout > 0):
+        raise ValueError(f"timeout={timeout!r}: must be a finite number of seconds > 0")
+    root = _check_path("root", root).expanduser()
+    check = _check_bool("check", check)
+    overwrite = _check_bool("overwrite", overwrite)
     if mirrors is None:
         env = os.environ.get("QLANGEVIN_MNIST_MIRRORS")
         mirrors = tuple(m for m in env.split(",") if m) if env else DEFAULT_MIRRORS
     if isinstance(mirrors, str):
         raise TypeError(f"mirrors must be a sequence of URLs, got the string {mirrors!r}")
+    if not isinstance(mirrors, (tuple, list)):
+        raise TypeError(f"mirrors={mirrors!r:.80}: must be a sequence of URLs")
     if not mirrors:
-        raise ValueError("mirrors=(): give at least one mirror URL")
-    if md5 == "default":
+        raise ValueError(f"mirrors={mirrors!r}: give at least one mirror URL")
+    if not all(isinstance(m, str) and m for m in mirrors):
+        raise TypeError(f"mirrors={mirrors!r:.80}: every mirror must be a non-empty URL string")
+    if isinstance(md5, str) and md5 == "default":
         md5 = IDX_GZ_MD5
     elif md5 is not None and not isinstance(md5, dict):
         raise TypeError(f"md5 must be 'default', a dict or None, got {md5!r}")
+    elif md5 is not None:
+        names = {n + ".gz" for n in IDX_FILES.values()}
+        bad = {k: v for k, v in md5.items() if k not in names or not isinstance(v, str)}
+        if bad:
+            raise ValueError(f"md5={md5!r:.120}: entries {bad!r:.80} are not <gzipped IDX name>: <hex digest> "
+                             f"(names {sorted(names)})")
+    root.mkdir(parents=True, exist_ok=True)
     for name in IDX_FILES.values():
         fname = name + ".gz"
         target = root / fname
@@ -232,12 +283,13 @@ def to_tensors(
 
     ``layout``: ``"flat"`` → (n, 784); ``"image"`` → (n, 1, 28, 28);
     ``"padded32x3"`` → (n, 3, 32, 32) (2-pixel black border, channel repeated 3×).
-    ``normalize``: x ↦ (x/255 − 0.1307)/0.3081, else x/255.
+    ``normalize``: x ↦ (x/255 − 0.1307)/0.3081, else x/255.  Labels must be digits 0..9.
     """
     if layout not in LAYOUTS:
         raise ValueError(f"layout={layout!r}: expected one of {LAYOUTS}")
     if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise TypeError(f"dtype={dtype!r}: must be a floating torch.dtype such as torch.float32")
+    normalize = _check_bool("normalize", normalize)
     images, labels = np.asarray(images), np.asarray(labels)
     if images.dtype != np.uint8:
         raise TypeError(f"images must be uint8 pixels 0..255, got dtype {images.dtype}")
@@ -246,6 +298,8 @@ def to_tensors(
     if labels.shape != (images.shape[0],) or not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(f"labels must be {images.shape[0]} integers (one per image), got {labels.dtype} "
                          f"{labels.shape}")
+    if labels.size and (int(labels.min()) < 0 or int(labels.max()) > 9):
+        raise ValueError(f"labels must be digits 0..9, got range [{labels.min()}, {labels.max()}]")
     x = torch.from_numpy(np.ascontiguousarray(images)).to(torch.float64) / 255.0
     if layout == "padded32x3":
         x = torch.nn.functional.pad(x, (2, 2, 2, 2), value=0.0)
@@ -274,7 +328,7 @@ def subset_indices(n_total: int, n: int | None, seed: int | torch.Generator | No
     if n is None:
         return torch.arange(n_total)
     if isinstance(n, bool) or not isinstance(n, numbers.Integral) or not 1 <= int(n) <= n_total:
-        raise ValueError(f"subset={n!r}: must be an integer between 1 and {n_total}")
+        raise ValueError(f"n={n!r} (the subset size): must be an integer between 1 and {n_total}")
     if seed is None:
         return torch.arange(int(n))
     return torch.randperm(n_total, generator=as_generator(seed, "seed"))[: int(n)].sort().values

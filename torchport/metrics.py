@@ -33,6 +33,11 @@ import numpy as np
 import torch
 
 ECE_VARIANTS = ("standard", "published")
+#: how far a row of a predictive distribution may sum away from 1 (float32 softmax outputs and
+#: their averages are within ~1e-6 of 1; unnormalised scores are not)
+ROW_SUM_TOL = 1e-3
+#: most ECE bins accepted (the edges are allocated; more bins than examples are already meaningless)
+MAX_BINS = 1_000_000
 
 
 def _as_numpy(a) -> np.ndarray:
@@ -41,29 +46,50 @@ def _as_numpy(a) -> np.ndarray:
     return np.asarray(a)
 
 
-def _check(probs, labels) -> tuple[np.ndarray, np.ndarray]:
+def _check_probs(probs, name: str = "probs") -> np.ndarray:
+    """``probs`` as a float64 (n, K) array of predictive distributions, n >= 1: entries finite in [0, 1],
+    rows summing to 1 (within :data:`ROW_SUM_TOL`); ValueError/TypeError naming ``name`` and the value."""
+    if probs is None or isinstance(probs, (str, bytes)):
+        raise TypeError(f"{name} must be a numeric array of shape (n, K), got {probs!r:.40}")
+    raw = _as_numpy(probs)
+    if np.iscomplexobj(raw) or raw.dtype == np.bool_ or raw.dtype == object:
+        raise TypeError(f"{name} must be a real array of shape (n, K), got dtype {raw.dtype}")
     try:
-        p = _as_numpy(probs).astype(np.float64, copy=False)
+        p = raw.astype(np.float64, copy=False)
     except (TypeError, ValueError):
-        raise TypeError(f"probs must be a numeric array of shape (n, K), got {type(probs).__name__}") from None
+        raise TypeError(f"{name} must be a numeric array of shape (n, K), got {type(probs).__name__}") from None
+    if p.ndim != 2:
+        raise ValueError(f"{name} must have shape (n, K), got shape {p.shape}")
+    if p.shape[0] == 0:
+        raise ValueError(f"{name}: need at least one example, got n=0")
+    finite = np.isfinite(p)
+    if not finite.all():
+        i, k = np.argwhere(~finite)[0]
+        raise ValueError(f"{name} contains non-finite values ({p[i, k]!r} at [{i}, {k}])")
+    if p.min() < 0 or p.max() > 1 + 1e-6:
+        raise ValueError(f"{name} must lie in [0, 1], got range [{p.min()!r}, {p.max()!r}]")
+    sums = p.sum(axis=1)
+    off = np.abs(sums - 1.0) > ROW_SUM_TOL
+    if off.any():
+        i = int(np.argmax(off))
+        raise ValueError(f"{name} rows must sum to 1 (predictive distributions), got row {i} with sum "
+                         f"{float(sums[i])!r}")
+    return p
+
+
+def _check(probs, labels) -> tuple[np.ndarray, np.ndarray]:
+    p = _check_probs(probs)
     y_raw = _as_numpy(labels)
     if not (np.issubdtype(y_raw.dtype, np.integer) or np.issubdtype(y_raw.dtype, np.bool_)):
         if not (np.issubdtype(y_raw.dtype, np.floating) and np.all(np.isfinite(y_raw))
                 and np.all(y_raw == np.round(y_raw))):
-            raise TypeError(f"labels must be integer class indices, got dtype {y_raw.dtype}")
+            raise TypeError(f"labels must be integer class indices, got {type(labels).__name__} of dtype "
+                            f"{y_raw.dtype}")
     y = y_raw.astype(np.int64, copy=False)
-    if p.ndim != 2:
-        raise ValueError(f"probs must have shape (n, K), got {p.shape}")
     if y.shape != (p.shape[0],):
-        raise ValueError(f"labels must have shape ({p.shape[0]},), got {y.shape}")
-    if p.shape[0] == 0:
-        raise ValueError("probs: need at least one example, got n=0")
+        raise ValueError(f"labels must have shape ({p.shape[0]},), got shape {y.shape}")
     if y.min() < 0 or y.max() >= p.shape[1]:
         raise ValueError(f"labels must lie in 0..{p.shape[1] - 1}, got range [{y.min()}, {y.max()}]")
-    if not np.all(np.isfinite(p)):
-        raise ValueError("probs contains non-finite values")
-    if p.min() < 0 or p.max() > 1 + 1e-6:
-        raise ValueError(f"probs must lie in [0, 1], got range [{p.min():.3g}, {p.max():.3g}]")
     return p, y
 
 
@@ -92,8 +118,8 @@ def expected_calibration_error(probs: torch.Tensor | np.ndarray, labels: torch.T
     if variant not in ECE_VARIANTS:
         raise ValueError(f"variant={variant!r}: expected one of {ECE_VARIANTS}")
     if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) \
-            or n_bins < (2 if variant == "published" else 1):
-        raise ValueError(f"n_bins={n_bins!r}: must be a positive integer (>= 2 for 'published')")
+            or not (2 if variant == "published" else 1) <= n_bins <= MAX_BINS:
+        raise ValueError(f"n_bins={n_bins!r}: must be an integer in 1..{MAX_BINS} (>= 2 for 'published')")
     p, y = _check(probs, labels)
     conf = p.max(axis=1)
     correct = (np.argmax(p, axis=1) == y).astype(np.float64)
@@ -139,10 +165,9 @@ class BMA:
         self.count = 0
 
     def add(self, probs: torch.Tensor) -> None:
-        """Add one sample's predictive probabilities (n, K) (a tensor or an array)."""
-        probs = torch.as_tensor(probs).detach().to("cpu", torch.float64)
-        if probs.ndim != 2:
-            raise ValueError(f"probs must have shape (n, K), got {tuple(probs.shape)}")
+        """Add one sample's predictive probabilities (n, K) (a tensor or an array; checked as by the metrics:
+        finite, in [0, 1], rows summing to 1)."""
+        probs = torch.from_numpy(np.array(_check_probs(probs), dtype=np.float64))
         if self.sum is not None and probs.shape != self.sum.shape:
             raise ValueError(f"probs shape {tuple(probs.shape)} != previous {tuple(self.sum.shape)}")
         self.sum = probs.clone() if self.sum is None else self.sum + probs
@@ -166,6 +191,12 @@ class BMA:
         if (total is None) != (count == 0) or (total is not None and not isinstance(total, torch.Tensor)):
             raise ValueError(f"BMA state: sum must be a tensor when count > 0 and None when count = 0, "
                              f"got {type(total).__name__} with count={count}")
+        if total is not None:
+            if total.ndim != 2 or not total.is_floating_point():
+                raise ValueError(f"BMA state sum must be a float (n, K) tensor, got dtype {total.dtype} and shape "
+                                 f"{tuple(total.shape)}")
+            if not bool(torch.isfinite(total).all()):
+                raise ValueError(f"BMA state sum contains non-finite values ({float(total[~torch.isfinite(total)][0])!r})")
         self.sum = None if total is None else total.clone()
         self.count = count
 
@@ -176,10 +207,14 @@ def predict_probs(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 200
 
     The model's train/eval mode is restored afterwards.
     """
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__} {model!r:.60}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size={batch_size!r}: must be a positive integer")
     if not isinstance(x, torch.Tensor) or x.ndim < 1 or x.shape[0] == 0:
         raise ValueError(f"x must be a tensor with at least one example, got {getattr(x, 'shape', type(x))}")
+    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+        raise ValueError(f"x contains non-finite values ({float(x[~torch.isfinite(x)][0])!r})")
     was_training = model.training
     model.eval()
     try:

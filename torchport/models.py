@@ -20,21 +20,48 @@ then initialised by :func:`init_parameters` from an explicit ``torch.Generator``
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from typing import Literal
 
 import torch
 from torch import nn
 
-from torchport._seed import as_generator
+from torchport._seed import generator_from
 
 MODELS = ("logreg", "mlp", "cnn", "resnet18", "resnet50")
+STEMS = ("imagenet", "cifar")
+
+
+def _positive_int(name: str, value) -> int:
+    """``value`` as an int >= 1; ``TypeError``/``ValueError`` naming ``name`` and the value otherwise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}={value!r}: must be an int >= 1")
+    if value < 1:
+        raise ValueError(f"{name}={value!r}: must be an int >= 1")
+    return int(value)
+
+
+def _check_stem(stem) -> None:
+    if not isinstance(stem, str) or stem not in STEMS:
+        raise ValueError(f"stem={stem!r}: expected 'imagenet' or 'cifar'")
+
+
+def _check_use_torchvision(value) -> None:
+    if value is not None and not isinstance(value, bool):
+        raise TypeError(f"use_torchvision={value!r}: must be True, False or None")
+
+
+def _check_module(model) -> None:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__} {model!r:.60}")
 
 
 class LogisticRegression(nn.Module):
     """Multinomial logistic regression, Linear(784 → 10) on the flattened image."""
 
     def __init__(self, in_features: int = 784, num_classes: int = 10):
+        in_features, num_classes = _positive_int("in_features", in_features), _positive_int("num_classes", num_classes)
         super().__init__()
         self.classifier = nn.Linear(in_features, num_classes)
 
@@ -46,6 +73,8 @@ class MLP(nn.Module):
     """784 → hidden → ReLU → 10 (hidden = 100 in LP-SGHMC §4.2)."""
 
     def __init__(self, in_features: int = 784, hidden: int = 100, num_classes: int = 10):
+        in_features, hidden = _positive_int("in_features", in_features), _positive_int("hidden", hidden)
+        num_classes = _positive_int("num_classes", num_classes)
         super().__init__()
         self.layer1 = nn.Linear(in_features, hidden)
         self.act1 = nn.ReLU()
@@ -59,6 +88,12 @@ class SmallCNN(nn.Module):
     """conv5×5(1→16)-ReLU-pool2-conv5×5(16→32)-ReLU-pool2-Linear(512→10) on (n, 1, 28, 28)."""
 
     def __init__(self, num_classes: int = 10, channels: tuple[int, int] = (16, 32)):
+        num_classes = _positive_int("num_classes", num_classes)
+        if isinstance(channels, (str, bytes)) or not isinstance(channels, Sequence) or len(channels) != 2:
+            raise TypeError(f"channels={channels!r}: must be two ints >= 1 (conv1, conv2 output channels)")
+        for c in channels:
+            if isinstance(c, bool) or not isinstance(c, numbers.Integral) or c < 1:
+                raise ValueError(f"channels={channels!r}: must be two ints >= 1 (conv1, conv2 output channels)")
         super().__init__()
         c1, c2 = channels
         self.conv1 = nn.Conv2d(1, c1, 5)
@@ -86,6 +121,7 @@ class BasicBlock(nn.Module):
     expansion = 1
 
     def __init__(self, cin: int, planes: int, stride: int = 1):
+        cin, planes, stride = _positive_int("cin", cin), _positive_int("planes", planes), _positive_int("stride", stride)
         super().__init__()
         self.conv1 = _conv3x3(cin, planes, stride)
         self.bn1 = nn.BatchNorm2d(planes)
@@ -109,6 +145,7 @@ class Bottleneck(nn.Module):
     expansion = 4
 
     def __init__(self, cin: int, planes: int, stride: int = 1):
+        cin, planes, stride = _positive_int("cin", cin), _positive_int("planes", planes), _positive_int("stride", stride)
         super().__init__()
         cout = planes * self.expansion
         self.conv1 = nn.Conv2d(cin, planes, 1, bias=False)
@@ -137,6 +174,7 @@ class ResNet(nn.Module):
 
     def __init__(self, block: type[BasicBlock | Bottleneck], layers: Sequence[int], num_classes: int = 10,
                  in_channels: int = 3, stem: Literal["imagenet", "cifar"] = "imagenet"):
+        _check_resnet_args(block, layers, num_classes, in_channels, stem)
         super().__init__()
         if stem == "imagenet":
             self.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
@@ -165,6 +203,18 @@ class ResNet(nn.Module):
         return self.fc(torch.flatten(self.avgpool(x), 1))
 
 
+def _check_resnet_args(block, layers, num_classes, in_channels, stem) -> None:
+    """ResNet's arguments: a block class (BasicBlock, Bottleneck or a subclass), four stage depths >= 1, ..."""
+    if not (isinstance(block, type) and issubclass(block, (BasicBlock, Bottleneck))):
+        raise TypeError(f"block={block!r}: must be BasicBlock or Bottleneck (or a subclass)")
+    if isinstance(layers, (str, bytes)) or not isinstance(layers, Sequence) or len(layers) != 4 or any(
+            isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1 for n in layers):
+        raise ValueError(f"layers={layers!r}: must be four ints >= 1 (blocks per stage)")
+    _positive_int("num_classes", num_classes)
+    _positive_int("in_channels", in_channels)
+    _check_stem(stem)
+
+
 def _torchvision_resnet(name: str, num_classes: int, stem: str):
     try:
         import torchvision.models as tvm  # noqa: PLC0415
@@ -181,6 +231,9 @@ def _torchvision_resnet(name: str, num_classes: int, stem: str):
 
 def resnet18(num_classes: int = 10, stem: str = "imagenet", use_torchvision: bool | None = None) -> nn.Module:
     """ResNet-18 (torchvision's if importable and ``use_torchvision`` is not False, else local)."""
+    _positive_int("num_classes", num_classes)
+    _check_stem(stem)
+    _check_use_torchvision(use_torchvision)
     if use_torchvision is not False:
         model = _torchvision_resnet("resnet18", num_classes, stem)
         if model is not None:
@@ -192,6 +245,9 @@ def resnet18(num_classes: int = 10, stem: str = "imagenet", use_torchvision: boo
 
 def resnet50(num_classes: int = 10, stem: str = "imagenet", use_torchvision: bool | None = None) -> nn.Module:
     """ResNet-50 (torchvision's if importable and ``use_torchvision`` is not False, else local)."""
+    _positive_int("num_classes", num_classes)
+    _check_stem(stem)
+    _check_use_torchvision(use_torchvision)
     if use_torchvision is not False:
         model = _torchvision_resnet("resnet50", num_classes, stem)
         if model is not None:
@@ -205,11 +261,12 @@ def resnet50(num_classes: int = 10, stem: str = "imagenet", use_torchvision: boo
 
 
 @torch.no_grad()
-def init_parameters(model: nn.Module, generator: int | torch.Generator, *,
-                    zero_init_residual: bool = False) -> nn.Module:
-    """Initialise every parameter and buffer of ``model`` from ``generator`` (in module order).
+def init_parameters(model: nn.Module, seed: int | torch.Generator | None = None, *,
+                    generator: torch.Generator | None = None, zero_init_residual: bool = False) -> nn.Module:
+    """Initialise every parameter and buffer of ``model`` from ``seed`` (in module order).
 
-    ``generator``: a ``torch.Generator`` or an int seed (a fresh CPU generator).
+    ``seed``: an int (a fresh CPU generator) or a ``torch.Generator``; ``generator=`` is the
+    same thing as ``seed=<Generator>`` (the older keyword); exactly one of the two.
 
     Linear and Conv2d: PyTorch's default (``kaiming_uniform_(a=√5)`` on the weight, i.e.
     U(±1/√fan_in), and U(±1/√fan_in) on the bias), except that convolutions inside a
@@ -226,9 +283,10 @@ def init_parameters(model: nn.Module, generator: int | torch.Generator, *,
     (10 classes, MNIST padded to 32×32×3, batch 32, seed 0): the gradient norm at the first
     step falls from about 820 to about 40 (docs/results/resnet50_cpu.md).
     """
+    _check_module(model)
     if not isinstance(zero_init_residual, bool):
         raise TypeError(f"zero_init_residual must be a bool, got {zero_init_residual!r}")
-    generator = as_generator(generator, "generator")
+    generator = generator_from(seed, generator, where="init_parameters: ")
     resnet = isinstance(model, ResNet) or type(model).__name__ == "ResNet"
     for module in model.modules():
         if isinstance(module, (nn.Linear, nn.Conv2d)):
@@ -258,8 +316,8 @@ def init_parameters(model: nn.Module, generator: int | torch.Generator, *,
 
 def input_layout(name: str) -> str:
     """Input layout :func:`torchport.data.to_tensors` must produce for model ``name``."""
-    if name not in MODELS:
-        raise ValueError(f"model={name!r}: expected one of {MODELS}")
+    if not isinstance(name, str) or name not in MODELS:
+        raise ValueError(f"model={name!r} (argument name): expected one of {MODELS}")
     return "padded32x3" if name.startswith("resnet") else "image"
 
 
@@ -284,17 +342,24 @@ def build_model(
     generator state) → same bits.  ``zero_init_residual``: see :func:`init_parameters`
     (ResNets only; default False).
     """
-    if name not in MODELS:
-        raise ValueError(f"model={name!r}: expected one of {MODELS}")
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    if not isinstance(name, str) or name not in MODELS:
+        raise ValueError(f"model={name!r} (argument name): expected one of {MODELS}")
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes={num_classes!r}: must be a positive integer")
     if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise TypeError(f"dtype={dtype!r}: must be a floating torch.dtype such as torch.float32")
+    _check_stem(stem)
+    _check_use_torchvision(use_torchvision)
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(f"device={device!r}: must be a torch.device or a device string")
+    try:
+        torch.empty(0).to(device)
+    except (RuntimeError, ValueError) as exc:
+        raise ValueError(f"device={device!r}: not a usable device ({str(exc).splitlines()[0]})") from None
     if (seed is None) == (generator is None):
-        raise TypeError("build_model: pass exactly one of seed= (an int or a torch.Generator) and generator=")
-    generator = generator if generator is not None else as_generator(seed, "seed")
+        raise TypeError("build_model: pass exactly one of seed= (an int or a torch.Generator) and generator=, got "
+                        f"seed={seed!r} and generator={generator!r}")
+    generator = generator_from(seed, generator, where="build_model: ")
     with torch.device("meta"):
         if name == "logreg":
             model = LogisticRegression(num_classes=num_classes)
@@ -313,4 +378,5 @@ def build_model(
 
 def num_parameters(model: nn.Module) -> int:
     """Number of scalar parameters."""
+    _check_module(model)
     return sum(p.numel() for p in model.parameters())

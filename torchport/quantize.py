@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import numbers
 from collections.abc import Sequence
 from typing import Literal, Optional
 
@@ -69,6 +70,7 @@ from torchport.kernels.common import (  # noqa: F401
 )
 from torchport.kernels.fixed import _fixed_nearest, _fixed_stochastic  # noqa: F401
 from torchport.kernels.float import _float_params, _vc_float_se  # noqa: F401
+from torchport._seed import generator_from
 
 __all__ = [
     "FixedPoint",
@@ -145,7 +147,13 @@ def _noise(name, given, like, generator, kind="uniform"):
     """Return pre-drawn noise (validated, as float64) or draw it from ``generator``; never global state."""
     if given is not None:
         if not isinstance(given, torch.Tensor):
-            given = torch.as_tensor(given)
+            try:
+                given = torch.as_tensor(given, dtype=torch.float64)
+            except (TypeError, ValueError, RuntimeError):
+                raise TypeError(f"{name} must be a tensor of shape {tuple(like.shape)}, got "
+                                f"{type(given).__name__}") from None
+        if given.is_complex() or given.dtype == torch.bool:
+            raise TypeError(f"{name} must be a real tensor, got dtype {given.dtype}")
         if given.shape != like.shape:
             raise ValueError(f"{name} must have shape {tuple(like.shape)}, got {tuple(given.shape)}")
         return given.to(device=like.device, dtype=torch.float64)
@@ -183,6 +191,36 @@ def _check_generator(generator):
     return generator
 
 
+def _check_shape(shape) -> tuple[int, ...]:
+    """``shape`` as a tuple of ints >= 0 (an int is a 1-d shape); ``TypeError``/``ValueError`` naming it."""
+    dims = (shape,) if isinstance(shape, numbers.Integral) and not isinstance(shape, bool) else shape
+    if not isinstance(dims, (tuple, list, torch.Size)) or any(
+            isinstance(d, bool) or not isinstance(d, numbers.Integral) for d in dims):
+        raise TypeError(f"shape={shape!r}: must be an int >= 0 or a sequence of ints >= 0")
+    if any(d < 0 for d in dims):
+        raise ValueError(f"shape={shape!r}: sizes must be >= 0")
+    return tuple(int(d) for d in dims)
+
+
+def _check_device(device):
+    """``device`` (None, a str, an int or a ``torch.device``) as a ``torch.device``; errors name it."""
+    if device is None or isinstance(device, torch.device):
+        return device
+    if isinstance(device, bool) or not isinstance(device, (str, int)):
+        raise TypeError(f"device={device!r}: must be a torch.device, a device string or None")
+    try:
+        return torch.device(device)
+    except (RuntimeError, ValueError) as exc:
+        raise ValueError(f"device={device!r}: not a torch device ({exc})") from None
+
+
+def _noise_generator(generator, seed, where):
+    """The generator of a random call: ``generator`` or ``seed`` (int or Generator), or None (noise-in form)."""
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise ValueError(f"{where}generator must be a torch.Generator, got {generator!r} (an int goes to seed=)")
+    return generator_from(seed, generator, required=False, where=where)
+
+
 def _check_uniform(noise, like, name):
     u = _noise(name, noise, like, None)
     if u.numel() and not bool(((u >= 0.0) & (u < 1.0)).all()):
@@ -207,24 +245,39 @@ def _check_bfp_dim(x, fmt):
         raise ValueError(f"fmt.axis={fmt.axis} is out of range for a tensor of shape {tuple(x.shape)}")
 
 
-def draw_quantize_noise(generator: torch.Generator, shape: Sequence[int], *,
-                        device: torch.device | str | None = None) -> torch.Tensor:
+def _draw_args(generator, shape, device, seed, where):
+    """Validated (generator, shape, device) of a ``draw_*_noise`` call; nothing drawn yet."""
+    shape = _check_shape(shape)
+    device = _check_device(device)
+    if seed is None:
+        return _check_generator(generator), shape, device
+    return generator_from(seed, generator, where=where), shape, device
+
+
+def draw_quantize_noise(generator: Optional[torch.Generator] = None, shape: Sequence[int] | int | None = None, *,
+                        device: torch.device | str | None = None,
+                        seed: int | torch.Generator | None = None) -> torch.Tensor:
     """The uniforms ``quantize(..., "stochastic", generator)`` consumes: ``torch.rand(shape, float64)``.
 
+    ``generator`` or ``seed`` (an int or a ``torch.Generator``; ``generator=`` is the same
+    as ``seed=<Generator>``); ``shape`` an int or a sequence of ints >= 0.
     Differs from refimpl's keyed (splitmix64) uniforms in *how* they are drawn,
     not in what they mean: fed the same array via ``noise=``, both packages agree
     bit for bit.
     """
-    g = _check_generator(generator)
-    out = torch.rand(tuple(shape), generator=g, dtype=torch.float64, device=g.device)
+    g, shape, device = _draw_args(generator, shape, device, seed, "draw_quantize_noise: ")
+    out = torch.rand(shape, generator=g, dtype=torch.float64, device=g.device)
     return out if device is None else out.to(device)
 
 
-def draw_vc_noise(generator: torch.Generator, shape: Sequence[int], *, device: torch.device | str | None = None
+def draw_vc_noise(generator: Optional[torch.Generator] = None, shape: Sequence[int] | int | None = None, *,
+                  device: torch.device | str | None = None, seed: int | torch.Generator | None = None
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(xi, u_round, u_cat) consumed by ``vc_quantize(..., generator)``: N(0,1), U[0,1), U[0,1), in this order."""
-    g = _check_generator(generator)
-    shape = tuple(shape)
+    """(xi, u_round, u_cat) consumed by ``vc_quantize(..., generator)``: N(0,1), U[0,1), U[0,1), in this order.
+
+    ``generator``/``seed``/``shape``/``device`` as :func:`draw_quantize_noise`.
+    """
+    g, shape, device = _draw_args(generator, shape, device, seed, "draw_vc_noise: ")
     xi = torch.randn(shape, generator=g, dtype=torch.float64, device=g.device)
     ur = torch.rand(shape, generator=g, dtype=torch.float64, device=g.device)
     uc = torch.rand(shape, generator=g, dtype=torch.float64, device=g.device)
@@ -233,15 +286,20 @@ def draw_vc_noise(generator: torch.Generator, shape: Sequence[int], *, device: t
     return xi, ur, uc
 
 
-def draw_categorical_noise(generator: torch.Generator, shape: Sequence[int], *,
-                           device: torch.device | str | None = None) -> torch.Tensor:
-    """The uniforms ``categorical_offset(..., generator)`` consumes: ``torch.rand(shape, float64)``."""
-    return draw_quantize_noise(generator, shape, device=device)
+def draw_categorical_noise(generator: Optional[torch.Generator] = None, shape: Sequence[int] | int | None = None, *,
+                           device: torch.device | str | None = None,
+                           seed: int | torch.Generator | None = None) -> torch.Tensor:
+    """The uniforms ``categorical_offset(..., generator)`` consumes: ``torch.rand(shape, float64)``.
+
+    ``generator``/``seed``/``shape``/``device`` as :func:`draw_quantize_noise`.
+    """
+    g, shape, device = _draw_args(generator, shape, device, seed, "draw_categorical_noise: ")
+    return draw_quantize_noise(g, shape, device=device)
 
 
 def quantize(x: torch.Tensor, fmt: Format | None, rounding: Literal["nearest", "stochastic"] = "nearest",
              generator: Optional[torch.Generator] = None, *, ties: Literal["away", "even", "up"] | None = None,
-             noise: torch.Tensor | None = None) -> torch.Tensor:
+             noise: torch.Tensor | None = None, seed: int | torch.Generator | None = None) -> torch.Tensor:
     """Quantize ``x`` onto ``fmt``'s grid by nearest (Q1) or stochastic (Q2') rounding (refimpl.quantize.quantize).
 
     Nearest, (Q1) = the paper's Q^d (LP-SGLD, Zhang et al. 2022, §3)::
@@ -260,8 +318,9 @@ def quantize(x: torch.Tensor, fmt: Format | None, rounding: Literal["nearest", "
     Parameters: ``x`` a tensor (float64/float32/bfloat16/float16, any device and
     shape); ``fmt`` a refimpl format or None (identity); ``generator`` a
     ``torch.Generator`` (stochastic: one float64 uniform per element, C order,
-    :func:`draw_quantize_noise`); ``noise`` pre-drawn uniforms of x's shape
-    instead (noise-in form, identical semantics to refimpl's ``noise=``).
+    :func:`draw_quantize_noise`), or ``seed`` -- an int (a fresh CPU generator) or a
+    ``torch.Generator``, the same thing as ``generator=``; ``noise`` pre-drawn uniforms
+    of x's shape instead (noise-in form, identical semantics to refimpl's ``noise=``).
     Returns a tensor of x's shape, dtype and device.  Arithmetic is float64 for
     every input dtype (as refimpl), so fed the same noise the result equals
     refimpl's bit for bit; bfloat16/float16 outputs are the float64 result cast
@@ -280,17 +339,19 @@ def quantize(x: torch.Tensor, fmt: Format | None, rounding: Literal["nearest", "
         return _round(xw, fmt, code, None).to(dt)
     if ties is not None:
         raise ValueError(f"ties applies to nearest rounding only, got ties={ties!r} with 'stochastic'")
-    if (generator is None) == (noise is None):
-        raise ValueError("stochastic rounding needs exactly one of generator= or noise=")
+    g = _noise_generator(generator, seed, "")
+    if (g is None) == (noise is None):
+        raise ValueError("stochastic rounding needs exactly one of generator= (or seed=) and noise=, got "
+                         + ("both" if noise is not None else "neither"))
     u = _check_uniform(noise, xw, "noise") if noise is not None else \
-        draw_quantize_noise(generator, xw.shape, device=xw.device)
+        draw_quantize_noise(g, xw.shape, device=xw.device)
     return _round(xw, fmt, code, u).to(dt)
 
 
 def stochastic_round(x: torch.Tensor, fmt: Format | None, generator: Optional[torch.Generator] = None, *,
-                     noise: torch.Tensor | None = None) -> torch.Tensor:
-    """Q^s (Q2'): ``quantize(x, fmt, "stochastic", generator, noise=noise)``; see :func:`quantize`."""
-    return quantize(x, fmt, "stochastic", generator, noise=noise)
+                     noise: torch.Tensor | None = None, seed: int | torch.Generator | None = None) -> torch.Tensor:
+    """Q^s (Q2'): ``quantize(x, fmt, "stochastic", generator, noise=noise, seed=seed)``; see :func:`quantize`."""
+    return quantize(x, fmt, "stochastic", generator, noise=noise, seed=seed)
 
 
 def _sr_fast(x: torch.Tensor, fmt, u: torch.Tensor) -> torch.Tensor:
@@ -300,10 +361,52 @@ def _sr_fast(x: torch.Tensor, fmt, u: torch.Tensor) -> torch.Tensor:
     return _round(x.to(torch.float64), fmt, _code_tuple(fmt), u.to(torch.float64)).to(x.dtype)
 
 
+def _real_tensor(name: str, value, device=None) -> torch.Tensor:
+    """A real scalar or tensor as float64 (bool, str, None, complex refused with ``TypeError`` naming ``name``)."""
+    if isinstance(value, torch.Tensor):
+        if value.is_complex() or value.dtype == torch.bool:
+            raise TypeError(f"{name} must be real, got a tensor of dtype {value.dtype}")
+        return value.to(dtype=torch.float64, device=device if device is not None else value.device)
+    if isinstance(value, (bool, str, bytes, complex)) or value is None:
+        raise TypeError(f"{name} must be a real number or a real tensor, got {value!r}")
+    try:
+        return torch.as_tensor(value, dtype=torch.float64, device=device)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"{name} must be a real number or a real tensor, got {value!r:.80}") from None
+
+
+def _cat_args(mu, var, delta) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(μ, V, Δ) of Cat (Q4) as broadcast float64 tensors, checked: Δ finite > 0 and (μ, V) admissible."""
+    mu_t = _real_tensor("mu", mu)
+    dev = mu_t.device
+    var_t = _real_tensor("var", var, dev)
+    d_t = _real_tensor("delta", delta, dev)
+    if d_t.numel() and not bool((torch.isfinite(d_t) & (d_t > 0)).all()):
+        raise ValueError(f"delta must be finite and > 0, got {delta!r}")
+    try:
+        mu_b, var_b, d_b = torch.broadcast_tensors(mu_t, var_t, d_t)
+    except RuntimeError:
+        raise ValueError(f"mu, var and delta must broadcast, got shapes mu {tuple(mu_t.shape)}, var "
+                         f"{tuple(var_t.shape)}, delta {tuple(d_t.shape)}") from None
+    tol = 1e-12 * d_b * d_b
+    bad = ~((mu_b >= 0) & (mu_b <= 0.5 * d_b) & (var_b <= 0.25 * d_b * d_b + tol)
+            & (var_b >= mu_b * (d_b - mu_b) - tol))
+    if bool(bad.any()):
+        i = int(bad.reshape(-1).nonzero()[0, 0])
+        raise ValueError(f"(mu, var) = ({float(mu_b.reshape(-1)[i])!r}, {float(var_b.reshape(-1)[i])!r}) is not "
+                         f"admissible for delta={float(d_b.reshape(-1)[i])!r}: need 0 <= mu <= delta/2 and "
+                         "mu*(delta-mu) <= var <= delta**2/4")
+    return mu_b, var_b, d_b
+
+
 def categorical_probabilities(mu: torch.Tensor | float, var: torch.Tensor | float, delta: torch.Tensor | float
                               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(P(+Δ), P(−Δ), P(0)) of Cat(μ, V) (Q4) (LP-SGHMC eq. (20)); tensors broadcast; float64."""
-    mu, var, delta = (torch.as_tensor(t, dtype=torch.float64) for t in (mu, var, delta))
+    """(P(+Δ), P(−Δ), P(0)) of Cat(μ, V) (Q4) (LP-SGHMC eq. (20)); tensors broadcast; float64.
+
+    (μ, V, Δ) are checked as in :func:`categorical_offset` (Δ finite > 0, (μ, V) admissible),
+    so the three numbers are probabilities; ValueError/TypeError naming the argument otherwise.
+    """
+    mu, var, delta = _cat_args(mu, var, delta)
     h = 0.5 * delta
     d2 = 2.0 * delta * delta
     w = var - h * h
@@ -314,34 +417,23 @@ def categorical_probabilities(mu: torch.Tensor | float, var: torch.Tensor | floa
 
 def categorical_offset(mu: torch.Tensor | float, var: torch.Tensor | float, delta: torch.Tensor | float,
                        generator: Optional[torch.Generator] = None, *,
-                       noise: torch.Tensor | None = None) -> torch.Tensor:
+                       noise: torch.Tensor | None = None, seed: int | torch.Generator | None = None) -> torch.Tensor:
     """Draw c ~ Cat(μ, V) on {+Δ, −Δ, 0} (Q4), elementwise; mean μ, variance V (refimpl.quantize.categorical_offset).
 
     Sampling as the official code (ruqizhang/low-precision-sgld bnn/optim.py): +Δ
     if u < P(+Δ), −Δ if u < P(+Δ) + P(−Δ), else 0.  ``mu``, ``var``, ``delta``
     broadcast; (μ, V) must be admissible (0 ≤ μ ≤ Δ/2, μ(Δ−μ) ≤ V ≤ Δ²/4, up to
     1e-12 relative), else ValueError.  Randomness: one float64 uniform per element
-    of the broadcast shape (``generator``) or ``noise``.  Returns float64.
+    of the broadcast shape (``generator``, or ``seed``: an int or a ``torch.Generator``, the
+    same thing) or ``noise``.  Returns float64.
     """
-    mu_t = torch.as_tensor(mu, dtype=torch.float64)
-    dev = mu_t.device
-    var_t = torch.as_tensor(var, dtype=torch.float64, device=dev)
-    d_t = torch.as_tensor(delta, dtype=torch.float64, device=dev)
-    if d_t.numel() and not bool((torch.isfinite(d_t) & (d_t > 0)).all()):
-        raise ValueError(f"delta must be finite and > 0, got {delta!r}")
-    mu_b, var_b, d_b = torch.broadcast_tensors(mu_t, var_t, d_t)
-    tol = 1e-12 * d_b * d_b
-    bad = ~((mu_b >= 0) & (mu_b <= 0.5 * d_b) & (var_b <= 0.25 * d_b * d_b + tol)
-            & (var_b >= mu_b * (d_b - mu_b) - tol))
-    if bool(bad.any()):
-        i = int(bad.reshape(-1).nonzero()[0, 0])
-        raise ValueError(f"(mu, var) = ({float(mu_b.reshape(-1)[i])!r}, {float(var_b.reshape(-1)[i])!r}) is not "
-                         f"admissible for delta={float(d_b.reshape(-1)[i])!r}: need 0 <= mu <= delta/2 and "
-                         "mu*(delta-mu) <= var <= delta**2/4")
-    if (generator is None) == (noise is None):
-        raise ValueError("categorical_offset needs exactly one of generator= or noise=")
+    mu_b, var_b, d_b = _cat_args(mu, var, delta)
+    g = _noise_generator(generator, seed, "categorical_offset: ")
+    if (g is None) == (noise is None):
+        raise ValueError("categorical_offset needs exactly one of generator= (or seed=) and noise=, got "
+                         + ("both" if noise is not None else "neither"))
     u = _check_uniform(noise, mu_b, "noise") if noise is not None else \
-        draw_categorical_noise(generator, mu_b.shape, device=dev)
+        draw_categorical_noise(g, mu_b.shape, device=mu_b.device)
     return _cat(mu_b, var_b, d_b, u)
 
 
@@ -362,7 +454,8 @@ def vc_gap(mu: torch.Tensor, fmt: Format | None) -> torch.Tensor:
 def vc_quantize(mu: torch.Tensor, var: float | torch.Tensor, fmt: Format | None,
                 generator: Optional[torch.Generator] = None, *,
                 noise: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
-                ties: Literal["away", "even", "up"] | None = None, vc_bfp_published: bool = False) -> torch.Tensor:
+                ties: Literal["away", "even", "up"] | None = None, vc_bfp_published: bool = False,
+                seed: int | torch.Generator | None = None) -> torch.Tensor:
     """Variance-corrected quantizer Q^vc(μ, V, Δ) ((Q5)/(Q6); LP-SGLD Alg. "Q^vc", LP-SGHMC Alg. 2).
 
     Elementwise with V₀ = Δ²/4 and the branch chosen per element by its own Δ
@@ -380,29 +473,39 @@ def vc_quantize(mu: torch.Tensor, var: float | torch.Tensor, fmt: Format | None,
     Parameters: ``mu`` a tensor (any float dtype/device/shape; output has its
     dtype); ``var`` a float scalar ≥ 0; ``fmt`` a format or None (identity);
     ``generator`` (draws :func:`draw_vc_noise`: ξ, u_round, u_cat, one of each per
-    element whichever branch is taken) or ``noise=(xi, u_round, u_cat)``;
+    element whichever branch is taken; or ``seed``: an int or a ``torch.Generator``, the
+    same thing) or ``noise=(xi, u_round, u_cat)`` (ξ finite, the uniforms in [0, 1));
     ``ties`` of Q^d inside (Q5); ``vc_bfp_published`` reproduces the published
     BFP/float ``fp_Q_vc`` fallback to plain Q^s (§7.2.1).
     Departure from the published code: per-element branch with μ's Δ kept for the
     call, so there is no NaN path (§2.5 "Project choice").
     """
     mw, dt = _prepare("mu", mu)
+    if isinstance(var, torch.Tensor) and var.dim() != 0:
+        raise ValueError(f"var must be a real scalar >= 0, got a tensor of shape {tuple(var.shape)}")
     if isinstance(var, bool) or not isinstance(var, (int, float)) and not (
-            isinstance(var, torch.Tensor) and var.dim() == 0):
+            isinstance(var, torch.Tensor) and not var.is_complex()):
         raise ValueError(f"var must be a real scalar >= 0, got {var!r}")
     v = float(var)
     if not (math.isfinite(v) and v >= 0):
         raise ValueError(f"var must be a finite real scalar >= 0, got {var!r}")
-    code = _resolve(fmt, ties, vc_published=bool(vc_bfp_published))
+    if not isinstance(vc_bfp_published, bool):
+        raise TypeError(f"vc_bfp_published must be a bool, got {vc_bfp_published!r}")
+    code = _resolve(fmt, ties, vc_published=vc_bfp_published)
     _check_bfp_dim(mw, fmt)
-    if (generator is None) == (noise is None):
-        raise ValueError("vc_quantize needs exactly one of generator= or noise=")
+    g = _noise_generator(generator, seed, "vc_quantize: ")
+    if (g is None) == (noise is None):
+        raise ValueError("vc_quantize needs exactly one of generator= (or seed=) and noise=, got "
+                         + ("both" if noise is not None else "neither"))
     if noise is None:
-        xi, ur, uc = draw_vc_noise(generator, mw.shape, device=mw.device)
+        xi, ur, uc = draw_vc_noise(g, mw.shape, device=mw.device)
     else:
         if not (isinstance(noise, (tuple, list)) and len(noise) == 3):
             raise ValueError(f"noise must be a tuple (xi, u_round, u_cat), got {type(noise).__name__}")
         xi = _noise("noise[0] (xi)", noise[0], mw, None)
+        if xi.numel() and not bool(torch.isfinite(xi).all()):
+            first = float(xi.reshape(-1)[~torch.isfinite(xi.reshape(-1))][0])
+            raise ValueError(f"noise[0] (xi) must hold finite normals, got {first!r}")
         ur = _check_uniform(noise[1], mw, "noise[1] (u_round)")
         uc = _check_uniform(noise[2], mw, "noise[2] (u_cat)")
     if mw.numel() == 0 or int(code[KIND]) == KIND_NONE:

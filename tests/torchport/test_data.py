@@ -216,7 +216,7 @@ def test_permutation_and_subset():
     assert torch.equal(tdata.subset_indices(10, 4, None), torch.arange(4))
     s = tdata.subset_indices(1000, 50, torch.Generator().manual_seed(0))
     assert len(torch.unique(s)) == 50
-    with pytest.raises(ValueError, match="subset=0"):
+    with pytest.raises(ValueError, match="n=0 "):
         tdata.subset_indices(10, 0, None)
 
 
@@ -280,7 +280,7 @@ def test_subset_seed_is_an_int_or_a_generator():
     assert torch.equal(a, b)
     with pytest.raises(TypeError, match="seed="):
         tdata.subset_indices(1000, 50, "7")
-    with pytest.raises(ValueError, match="subset=2.5"):
+    with pytest.raises(ValueError, match="n=2.5 "):
         tdata.subset_indices(10, 2.5, None)
     with pytest.raises(TypeError, match="seed=<torch"):
         tdata.epoch_permutation(10, torch.Generator(), 0)

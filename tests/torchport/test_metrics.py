@@ -121,7 +121,10 @@ def test_bma_running_mean_and_state():
     other.load_state_dict(bma.state_dict())
     assert torch.equal(other.mean(), bma.mean())
     with pytest.raises(ValueError, match="shape"):
-        bma.add(torch.zeros(3, 10))
+        bma.add(torch.full((3, 10), 0.1))  # valid distributions, another number of examples
+    with pytest.raises(ValueError, match="sum to 1"):
+        bma.add(torch.zeros(50, 10))  # not distributions
+    assert bma.count == 2
 
 
 def test_predict_probs_restores_mode():

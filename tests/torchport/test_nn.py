@@ -60,7 +60,7 @@ def test_identity_and_nearest_and_per_sample_bfp():
 
 
 def test_bad_arguments():
-    with pytest.raises(ValueError, match="generator= or seed="):
+    with pytest.raises(ValueError, match="needs seed= .* or generator="):
         Quantizer("fixed:8:4")
     with pytest.raises(ValueError, match="forward_rounding"):
         Quantizer("fixed:8:4", seed=0, forward_rounding="up")
@@ -110,3 +110,20 @@ def test_generator_state_saved_with_the_model():
     buf.seek(0)
     net.load_state_dict(torch.load(buf))
     assert torch.equal(net(x), a)
+
+
+def test_seed_is_an_int_or_a_generator():
+    """Quantizer/insert_quantizers: seed=int is a fresh generator, seed=Generator is shared, generator= is the
+    same thing; both at once, a float or a negative seed are refused (issue 13)."""
+    x = torch.linspace(-1, 1, 12, dtype=torch.float64)
+    a = Quantizer(FixedPoint(8, 3), seed=5)(x)
+    b = Quantizer(FixedPoint(8, 3), seed=torch.Generator().manual_seed(5))(x)
+    c = Quantizer(FixedPoint(8, 3), generator=torch.Generator().manual_seed(5))(x)
+    assert torch.equal(a, b) and torch.equal(a, c)
+    g = torch.Generator().manual_seed(5)
+    model = insert_quantizers(nn.Sequential(nn.Linear(3, 3), nn.ReLU(), nn.Linear(3, 2)), FixedPoint(8, 3), seed=g)
+    assert all(q.generator is g for q in quantizers_of(model))
+    for bad, exc in (({"seed": 1.5}, TypeError), ({"seed": -1}, ValueError), ({"seed": True}, TypeError),
+                     ({"seed": 1, "generator": g}, ValueError)):
+        with pytest.raises(exc, match="seed"):
+            Quantizer(FixedPoint(8, 3), **bad)

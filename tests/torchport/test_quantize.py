@@ -305,3 +305,33 @@ def test_vc_variance_check_rejects_plain_rounding(backend):
         return backend.stochastic_round(mu + math.sqrt(var) * xi, fmt, gen)
 
     assert not _vc_variance_check(backend, naive, 0.01)
+
+
+@pytest.mark.parametrize("call", [
+    lambda x, **r: tq.quantize(x, FixedPoint(8, 3), "stochastic", **r),
+    lambda x, **r: tq.stochastic_round(x, BlockFloatingPoint(6, 0), **r),
+    lambda x, **r: tq.vc_quantize(x, 0.01, FloatingPoint(5, 2), **r),
+    lambda x, **r: tq.categorical_offset(torch.full(x.shape, 0.05, dtype=torch.float64), 0.012, 0.25, **r),
+    lambda x, **r: tq.draw_quantize_noise(shape=x.shape, **r),
+    lambda x, **r: tq.draw_vc_noise(shape=x.shape, **r)[0],
+    lambda x, **r: tq.draw_categorical_noise(shape=x.shape, **r),
+], ids=["quantize", "stochastic_round", "vc_quantize", "categorical_offset", "draw_quantize_noise", "draw_vc_noise",
+        "draw_categorical_noise"])
+def test_seed_is_an_int_or_a_generator(call):
+    """One seed convention (issue 13): seed=int, seed=Generator and generator=Generator give the same bits;
+    an int for generator= or both at once are refused, and a refused call draws nothing."""
+    x = torch.linspace(-1.5, 1.5, 24, dtype=torch.float64).reshape(4, 6)
+    by_int = call(x, seed=11)
+    by_seed_gen = call(x, seed=torch.Generator().manual_seed(11))
+    by_generator = call(x, generator=torch.Generator().manual_seed(11))
+    assert torch.equal(by_int, by_seed_gen) and torch.equal(by_int, by_generator)
+    assert not torch.equal(by_int, call(x, seed=12))  # mutation: another seed gives other bits
+    g = torch.Generator().manual_seed(3)
+    state = g.get_state()
+    with pytest.raises(ValueError, match="not both"):
+        call(x, generator=g, seed=3)
+    with pytest.raises((TypeError, ValueError), match="generator.*3"):
+        call(x, generator=3)
+    with pytest.raises((TypeError, ValueError), match="seed=-1"):
+        call(x, seed=-1)
+    assert torch.equal(g.get_state(), state)

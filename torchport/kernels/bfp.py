@@ -13,17 +13,20 @@ from collections.abc import Sequence
 import torch
 
 from refimpl.formats import BlockFloatingPoint
-from refimpl.slots import BFP_WL, TIES
+from refimpl.slots import BFP_WL, KIND_BFP, TIES
 from torchport.kernels.common import (
     _frexp_exp,
     _ldexp,
     _pow2,
     _round_int,
     _vc_flags,
-    vc_branches,
+    _check_call,
+    _vc_branches,
 )
 
 __all__ = ["nearest", "stochastic", "vc", "gap"]
+
+_KINDS, _FMTS = (KIND_BFP,), (BlockFloatingPoint,)
 
 
 def _blocks(x: torch.Tensor, dim):
@@ -71,17 +74,20 @@ def _bfp_round(x, u, fmt, code, ties):
 
 def nearest(x: torch.Tensor, code: Sequence[float], fmt: BlockFloatingPoint) -> torch.Tensor:
     """Q^d (Q1) with each block's Δ_B, ties per code[TIES] (refimpl ``_bfp_round_block``)."""
+    _check_call("kernels.bfp.nearest", code, _KINDS, fmt, _FMTS, x=x)
     return _bfp_round(x, None, fmt, code, int(code[TIES]))
 
 
 def stochastic(x: torch.Tensor, u: torch.Tensor, code: Sequence[float], fmt: BlockFloatingPoint) -> torch.Tensor:
     """Q^s (Q2') with each block's Δ_B."""
+    _check_call("kernels.bfp.stochastic", code, _KINDS, fmt, _FMTS, x=x, u=u)
     return _bfp_round(x, u, fmt, code, int(code[TIES]))
 
 
 def vc(mu: torch.Tensor, var: float, code: Sequence[float], fmt: BlockFloatingPoint, xi: torch.Tensor,
        ur: torch.Tensor, uc: torch.Tensor) -> torch.Tensor:
     """Q^vc with Δ_B of μ's block and the block escape rule (refimpl ``kernels.bfp.vc_into``)."""
+    _check_call("kernels.bfp.vc", code, _KINDS, fmt, _FMTS, var, mu=mu, xi=xi, u_round=ur, u_cat=uc)
     ties = int(code[TIES])
     published, spec_clip = _vc_flags(code)
     rows, back = _blocks(mu, fmt.dim)
@@ -93,7 +99,7 @@ def vc(mu: torch.Tensor, var: float, code: Sequence[float], fmt: BlockFloatingPo
     hi = back(hi_r.expand_as(rows).contiguous())
     lo = -hi
     found = back(found_r.expand_as(rows).contiguous())
-    th1, th1c, th2, th2c, b1, nan = vc_branches(mu, var, se, lo, hi, ties, published, spec_clip, 2.0 ** (wl - 1),
+    th1, th1c, th2, th2c, b1, nan = _vc_branches(mu, var, se, lo, hi, ties, published, spec_clip, 2.0 ** (wl - 1),
                                                 xi, ur, uc)
     if spec_clip:
         th = torch.where(b1, th1c, th2c)
@@ -144,6 +150,7 @@ def _vc_bfp_zero_blocks(mu, var, fmt, code, xi, ur, nan):
 
 def gap(mu: torch.Tensor, code: Sequence[float], fmt: BlockFloatingPoint) -> torch.Tensor:
     """The Q^vc gap: Δ_B of μ's block (0 for an all-zero block)."""
+    _check_call("kernels.bfp.gap", code, _KINDS, fmt, _FMTS, mu=mu)
     rows, back = _blocks(mu, fmt.dim)
     found, eb = _bfp_block_exp(rows)
     d = torch.where(found, _pow2(eb + (2.0 - code[BFP_WL])), torch.zeros_like(eb))

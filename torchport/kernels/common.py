@@ -9,9 +9,51 @@ import math
 
 import torch
 
-from refimpl.slots import VC_FLAGS, VC_PUBLISHED_BIT, VC_SPEC_CLIP_BIT
+import numbers
 
-__all__ = ["exact_sqrt", "vc_branches"]
+from refimpl.slots import CODE_LEN, KIND, VC_FLAGS, VC_PUBLISHED_BIT, VC_SPEC_CLIP_BIT
+
+__all__ = ["exact_sqrt"]
+
+_NO_VAR = object()  # _check_call's ``var`` when the kernel has none
+
+
+def _describe(value) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"a {value.dtype} tensor of shape {tuple(value.shape)}"
+    return f"{type(value).__name__} {value!r:.60}"
+
+
+def _check_call(where: str, code, kinds: tuple[int, ...], fmt, fmt_types: tuple[type, ...],
+                      var: object = _NO_VAR, **tensors: torch.Tensor) -> None:
+    """Structural checks of a kernel call (O(1): no reduction over the data, no device sync).
+
+    ``code``: a ``CODE_LEN``-entry sequence (``refimpl.formats.format_code`` of ``fmt``) whose
+    kind is one of ``kinds``; ``fmt``: an instance of ``fmt_types``; ``var`` (Q^vc): a finite
+    real >= 0 (``fmt_types`` empty: ``fmt`` not checked); ``tensors``: float64 tensors, all of the first one's shape.  Raises
+    ``TypeError``/``ValueError`` starting with ``where`` and naming the argument and value.
+    The values inside the noise tensors are not checked here (that needs a pass over the
+    data); :mod:`torchport.quantize` checks them at its public entry points.
+    """
+    if not isinstance(code, (tuple, list)) or len(code) != CODE_LEN:
+        raise ValueError(f"{where}: code={code!r:.80} must be the {CODE_LEN}-entry format code "
+                         "(refimpl.formats.format_code)")
+    if int(code[KIND]) not in kinds:
+        raise ValueError(f"{where}: code kind {int(code[KIND])} is not handled by this module (kinds {kinds})")
+    if fmt_types and not isinstance(fmt, fmt_types):
+        raise TypeError(f"{where}: fmt={fmt!r:.80} must be a {' or '.join(t.__name__ for t in fmt_types)}")
+    if var is not _NO_VAR:
+        if isinstance(var, bool) or not isinstance(var, numbers.Real) or not (math.isfinite(var) and var >= 0):
+            raise ValueError(f"{where}: var={var!r} must be a finite real >= 0")
+    first = None
+    for name, t in tensors.items():
+        if not isinstance(t, torch.Tensor) or t.dtype != torch.float64:
+            raise TypeError(f"{where}: {name} must be a float64 torch.Tensor, got {_describe(t)}")
+        if first is None:
+            first = (name, t.shape)
+        elif t.shape != first[1]:
+            raise ValueError(f"{where}: {name} must have the shape of {first[0]} {tuple(first[1])}, got "
+                             f"shape {tuple(t.shape)}")
 
 
 def _pow2(e: torch.Tensor) -> torch.Tensor:
@@ -39,6 +81,8 @@ def exact_sqrt(x: torch.Tensor) -> torch.Tensor:
     exact residual x − y² (Dekker's error-free product, no FMA needed).  Other
     dtypes: computed in float64 and rounded once (exact: 53 ≥ 2·24 + 2).
     """
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        raise TypeError(f"x must be a real floating-point torch.Tensor, got {_describe(x)}")
     if x.dtype != torch.float64:
         return exact_sqrt(x.to(torch.float64)).to(x.dtype)
     y = torch.sqrt(x)
@@ -93,7 +137,7 @@ def _vc_flags(code):
     return (f & VC_PUBLISHED_BIT) != 0, (f & VC_SPEC_CLIP_BIT) != 0
 
 
-def vc_branches(mu: torch.Tensor, var: float, se: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, ties: int,
+def _vc_branches(mu: torch.Tensor, var: float, se: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, ties: int,
                 published: bool, spec_clip: bool, ktop: float, xi: torch.Tensor, ur: torch.Tensor,
                 uc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
                                            torch.Tensor]:

@@ -13,10 +13,12 @@ from collections.abc import Sequence
 import torch
 
 from refimpl.formats import FixedPoint
-from refimpl.slots import FIXED_DELTA, FIXED_HI, FIXED_LO, TIES
-from torchport.kernels.common import _cat, _round_int
+from refimpl.slots import FIXED_DELTA, FIXED_HI, FIXED_LO, KIND_FIXED, TIES
+from torchport.kernels.common import _cat, _check_call, _round_int
 
 __all__ = ["nearest", "stochastic", "vc", "gap"]
+
+_KINDS, _FMTS = (KIND_FIXED,), (FixedPoint,)
 
 
 def _fixed_nearest(x, delta, lo, hi, ties):
@@ -36,17 +38,20 @@ def _fixed_stochastic(x, u, delta, lo, hi):
 
 def nearest(x: torch.Tensor, code: Sequence[float], fmt: FixedPoint) -> torch.Tensor:
     """Q^d (Q1): clip(round(x/Δ)·Δ, L, U), ties per code[TIES]."""
+    _check_call("kernels.fixed.nearest", code, _KINDS, fmt, _FMTS, x=x)
     return _fixed_nearest(x, code[FIXED_DELTA], code[FIXED_LO], code[FIXED_HI], int(code[TIES]))
 
 
 def stochastic(x: torch.Tensor, u: torch.Tensor, code: Sequence[float], fmt: FixedPoint) -> torch.Tensor:
     """Q^s (Q2'): clip(Δ·floor(x/Δ + u), L, U)."""
+    _check_call("kernels.fixed.stochastic", code, _KINDS, fmt, _FMTS, x=x, u=u)
     return _fixed_stochastic(x, u, code[FIXED_DELTA], code[FIXED_LO], code[FIXED_HI])
 
 
 def vc(mu: torch.Tensor, var: float, code: Sequence[float], fmt: FixedPoint, xi: torch.Tensor, ur: torch.Tensor,
        uc: torch.Tensor) -> torch.Tensor:
     """Q^vc for fixed point: one global Δ, so the branch is a Python-level choice (same floats as ``_vc``)."""
+    _check_call("kernels.fixed.vc", code, _KINDS, fmt, _FMTS, var, mu=mu, xi=xi, u_round=ur, u_cat=uc)
     ties = int(code[TIES])
     delta, lo, hi = code[FIXED_DELTA], code[FIXED_LO], code[FIXED_HI]
     se = math.frexp(delta)[1] - 1
@@ -75,4 +80,5 @@ def vc(mu: torch.Tensor, var: float, code: Sequence[float], fmt: FixedPoint, xi:
 
 def gap(mu: torch.Tensor, code: Sequence[float], fmt: FixedPoint) -> torch.Tensor:
     """The Q^vc gap: Δ for every element."""
+    _check_call("kernels.fixed.gap", code, _KINDS, fmt, _FMTS, mu=mu)
     return torch.full_like(mu, code[FIXED_DELTA])

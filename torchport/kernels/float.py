@@ -20,6 +20,7 @@ from refimpl.slots import (
     FLOAT_MAX,
     KIND,
     KIND_FLOAT,
+    KIND_IEEE,
     SATURATE,
     TIES,
 )
@@ -29,10 +30,13 @@ from torchport.kernels.common import (
     _pow2,
     _round_int,
     _vc_flags,
-    vc_branches,
+    _check_call,
+    _vc_branches,
 )
 
 __all__ = ["nearest", "stochastic", "vc", "gap"]
+
+_KINDS, _FMTS = (KIND_FLOAT, KIND_IEEE), (FloatingPoint, IEEEFloat)
 
 
 def _float_ulp_exp(ax, emin, man):
@@ -80,24 +84,27 @@ def _float_round(x, u, code, ties):
 
 def nearest(x: torch.Tensor, code: Sequence[float], fmt: FloatingPoint | IEEEFloat) -> torch.Tensor:
     """Q^d (Q1) on the binade grid, ties per code[TIES] (refimpl ``_float_nearest``)."""
+    _check_call("kernels.float.nearest", code, _KINDS, fmt, _FMTS, x=x)
     return _float_round(x, None, code, int(code[TIES]))
 
 
 def stochastic(x: torch.Tensor, u: torch.Tensor, code: Sequence[float], fmt: FloatingPoint | IEEEFloat) -> torch.Tensor:
     """Q^s (Q2') in x's binade (refimpl ``_float_stochastic``)."""
+    _check_call("kernels.float.stochastic", code, _KINDS, fmt, _FMTS, x=x, u=u)
     return _float_round(x, u, code, int(code[TIES]))
 
 
 def vc(mu: torch.Tensor, var: float, code: Sequence[float], fmt: FloatingPoint | IEEEFloat, xi: torch.Tensor,
        ur: torch.Tensor, uc: torch.Tensor) -> torch.Tensor:
     """Q^vc on μ's binade grid with the escape re-rounding (refimpl ``kernels.float.vc_into``)."""
+    _check_call("kernels.float.vc", code, _KINDS, fmt, _FMTS, var, mu=mu, xi=xi, u_round=ur, u_cat=uc)
     ties = int(code[TIES])
     published, spec_clip = _vc_flags(code)
     emin, man, maxv, _, _ = _float_params(code)
     se = _vc_float_se(mu, emin, man, maxv)
     hi = torch.clamp(_ldexp(torch.full_like(mu, 2.0 ** (man + 1) - 1.0), se), max=maxv)
     lo = -hi
-    th1, th1c, th2, th2c, b1, nan = vc_branches(mu, var, se, lo, hi, ties, published, spec_clip, 2.0 ** (man + 1),
+    th1, th1c, th2, th2c, b1, nan = _vc_branches(mu, var, se, lo, hi, ties, published, spec_clip, 2.0 ** (man + 1),
                                                 xi, ur, uc)
     if spec_clip:
         th = torch.where(b1, th1c, th2c)
@@ -117,5 +124,6 @@ def vc(mu: torch.Tensor, var: float, code: Sequence[float], fmt: FloatingPoint |
 
 def gap(mu: torch.Tensor, code: Sequence[float], fmt: FloatingPoint | IEEEFloat) -> torch.Tensor:
     """The Q^vc gap: 2^(max(⌊log2 min(|μ_i|, max)⌋, e_min) − M)."""
+    _check_call("kernels.float.gap", code, _KINDS, fmt, _FMTS, mu=mu)
     emin, man, maxv, _, _ = _float_params(code)
     return _pow2(_vc_float_se(mu, emin, man, maxv))

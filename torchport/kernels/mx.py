@@ -23,6 +23,7 @@ from refimpl.slots import (
     FLOAT_EXP,
     FLOAT_MAN,
     FLOAT_MAX,
+    KIND_MX,
     MX_BLOCK,
     MX_EMAX,
     MX_INT,
@@ -34,16 +35,18 @@ from refimpl.slots import (
     VC_FLAGS,
     VC_SPEC_CLIP_BIT,
 )
-from torchport.kernels.common import _frexp_exp, _ldexp, _pow2, _round_int, exact_sqrt
+from torchport.kernels.common import _check_call, _frexp_exp, _ldexp, _pow2, _round_int, exact_sqrt
 from torchport.kernels.fixed import _fixed_nearest, _fixed_stochastic
 from torchport.kernels.float import _vc_float_se
 
 __all__ = ["nearest", "stochastic", "vc", "gap", "block_view", "block_scale", "holding_scale"]
 
+_KINDS, _FMTS = (KIND_MX,), (MXFormat, NVFP4)
+
 _E4M3_EMIN, _E4M3_MAN, _E4M3_MAX = -6, 3, 448.0
 
 
-def round_binade(x: torch.Tensor, u: torch.Tensor | None, emin: int, man: int, maxv: float,
+def _round_binade(x: torch.Tensor, u: torch.Tensor | None, emin: int, man: int, maxv: float,
                  ties: int) -> torch.Tensor:
     """Saturating binade rounding of finite-or-inf x (refimpl ``_float_nearest``/``_float_stochastic``
     with saturate=True); ``u`` None: nearest with tie rule ``ties``; zeros and NaN pass."""
@@ -59,7 +62,7 @@ def round_binade(x: torch.Tensor, u: torch.Tensor | None, emin: int, man: int, m
     return torch.where(torch.isnan(x) | (x == 0.0), x, q)
 
 
-def block_view(x: torch.Tensor, fmt: MXFormat | NVFP4, block: int
+def _block_view(x: torch.Tensor, fmt: MXFormat | NVFP4, block: int
                ) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
     """(blocks, back): x as (rows, n_blocks, block) along ``fmt.axis`` (zero-padded) and the inverse map."""
     if x.dim() == 0:
@@ -84,7 +87,7 @@ def block_view(x: torch.Tensor, fmt: MXFormat | NVFP4, block: int
     return blocks, back
 
 
-def block_scale(blocks: torch.Tensor, code: Sequence[float]) -> tuple[torch.Tensor, torch.Tensor]:
+def _block_scale(blocks: torch.Tensor, code: Sequence[float]) -> tuple[torch.Tensor, torch.Tensor]:
     """(status, s) per block (last dim kept, size 1): status 0 zero, 1 scale s, 2 NaN (refimpl ``block_scale``)."""
     a = blocks.abs()
     nan = torch.isnan(a)
@@ -98,7 +101,7 @@ def block_scale(blocks: torch.Tensor, code: Sequence[float]) -> tuple[torch.Tens
         zero = m == 0.0
     else:
         t = code[MX_TENSOR_SCALE]
-        sb = round_binade((m / code[FLOAT_MAX]) / t, None, _E4M3_EMIN, _E4M3_MAN, _E4M3_MAX, 2)
+        sb = _round_binade((m / code[FLOAT_MAX]) / t, None, _E4M3_EMIN, _E4M3_MAN, _E4M3_MAX, 2)
         s = sb * t
         zero = sb == 0.0
     status = torch.where(has_nan, 2, torch.where(zero, 0, 1))
@@ -106,11 +109,11 @@ def block_scale(blocks: torch.Tensor, code: Sequence[float]) -> tuple[torch.Tens
 
 
 def _round(x, u, code, fmt):
-    blocks, back = block_view(x, fmt, int(code[MX_BLOCK]))
+    blocks, back = _block_view(x, fmt, int(code[MX_BLOCK]))
     # stochastic: the smallest scale holding the block (unbiased); nearest: the spec's scale
-    status, s = block_scale(blocks, code) if u is None else _vc_block_scale(blocks, code)
+    status, s = _block_scale(blocks, code) if u is None else _vc_block_scale(blocks, code)
     z = blocks / s
-    ub = None if u is None else block_view(u, fmt, int(code[MX_BLOCK]))[0]
+    ub = None if u is None else _block_view(u, fmt, int(code[MX_BLOCK]))[0]
     ties = int(code[TIES])
     man = int(code[FLOAT_MAN])
     maxv = code[FLOAT_MAX]
@@ -120,7 +123,7 @@ def _round(x, u, code, fmt):
             _fixed_stochastic(z, ub, delta, code[MX_LO], maxv)
     else:
         emin = 2 - (1 << (int(code[FLOAT_EXP]) - 1))
-        q = round_binade(z, ub, emin, man, maxv, ties)
+        q = _round_binade(z, ub, emin, man, maxv, ties)
     out = q * s
     out = torch.where(status == 0, blocks * 0.0, out)
     out = torch.where(status == 2, torch.full_like(out, float("nan")), out)
@@ -129,17 +132,20 @@ def _round(x, u, code, fmt):
 
 def nearest(x: torch.Tensor, code: Sequence[float], fmt: MXFormat | NVFP4) -> torch.Tensor:
     """Q^d (Q1) on the MX/NVFP4 grid (refimpl.kernels.mx.nearest_into)."""
+    _check_call("kernels.mx.nearest", code, _KINDS, fmt, _FMTS, x=x)
     return _round(x, None, code, fmt)
 
 
 def stochastic(x: torch.Tensor, u: torch.Tensor, code: Sequence[float], fmt: MXFormat | NVFP4) -> torch.Tensor:
     """Q^s (Q2') of the elements with the holding block scale (refimpl.kernels.mx.stochastic_into)."""
+    _check_call("kernels.mx.stochastic", code, _KINDS, fmt, _FMTS, x=x, u=u)
     return _round(x, u, code, fmt)
 
 
 def gap(mu: torch.Tensor, code: Sequence[float], fmt: MXFormat | NVFP4) -> torch.Tensor:
     """Per-element Q^vc gap: s·(element ULP at min(|μ_i|/s, max)); 0 for zero/NaN blocks (refimpl ``gap_into``)."""
-    blocks, back = block_view(mu, fmt, int(code[MX_BLOCK]))
+    _check_call("kernels.mx.gap", code, _KINDS, fmt, _FMTS, mu=mu)
+    blocks, back = _block_view(mu, fmt, int(code[MX_BLOCK]))
     status, s = _vc_block_scale(blocks, code)
     man = int(code[FLOAT_MAN])
     if code[MX_INT] != 0.0:
@@ -151,7 +157,7 @@ def gap(mu: torch.Tensor, code: Sequence[float], fmt: MXFormat | NVFP4) -> torch
 
 
 # ----------------------------------------------------------------------------------- Q^vc
-def holding_scale(m: torch.Tensor, code: Sequence[float]) -> torch.Tensor:
+def _holding_scale(m: torch.Tensor, code: Sequence[float]) -> torch.Tensor:
     """Smallest block scale whose range holds m > 0 (refimpl.kernels.mx.holding_scale), elementwise."""
     maxv = code[FLOAT_MAX]
     if int(code[MX_SCALE]) == SCALE_E8M0:
@@ -162,7 +168,7 @@ def holding_scale(m: torch.Tensor, code: Sequence[float]) -> torch.Tensor:
         return _pow2(e)
     t = code[MX_TENSOR_SCALE]
     r = (m / maxv) / t
-    sb = round_binade(r, None, _E4M3_EMIN, _E4M3_MAN, _E4M3_MAX, 2)
+    sb = _round_binade(r, None, _E4M3_EMIN, _E4M3_MAN, _E4M3_MAX, 2)
     pos = sb > 0.0
     up = torch.where(pos, torch.clamp(_frexp_exp(torch.where(pos, sb, torch.ones_like(sb))), min=float(_E4M3_EMIN))
                      - float(_E4M3_MAN), torch.full_like(sb, float(_E4M3_EMIN - _E4M3_MAN)))
@@ -176,7 +182,7 @@ def _vc_block_scale(blocks, code):
     nan = torch.isnan(a)
     m = torch.where(nan, torch.zeros_like(a), a).amax(dim=-1, keepdim=True)
     status = torch.where(nan.any(dim=-1, keepdim=True), 2, torch.where(m == 0.0, 0, 1))
-    s = holding_scale(torch.where(status == 1, m, torch.ones_like(m)), code)
+    s = _holding_scale(torch.where(status == 1, m, torch.ones_like(m)), code)
     return status, torch.where(status == 1, s, torch.ones_like(s))
 
 
@@ -251,9 +257,10 @@ def _sr_onto_grid(zf, u, is_int, emin, man, maxv, lo):
 def vc(mu: torch.Tensor, var: float, code: Sequence[float], fmt: MXFormat | NVFP4, xi: torch.Tensor, ur: torch.Tensor,
        uc: torch.Tensor) -> torch.Tensor:
     """Q^vc on the MX/NVFP4 format (refimpl.kernels.mx.vc_into), float64 in and out."""
+    _check_call("kernels.mx.vc", code, _KINDS, fmt, _FMTS, var, mu=mu, xi=xi, u_round=ur, u_cat=uc)
     bsz = int(code[MX_BLOCK])
-    blocks, back = block_view(mu, fmt, bsz)
-    xb, urb, ucb = (block_view(t, fmt, bsz)[0] for t in (xi, ur, uc))
+    blocks, back = _block_view(mu, fmt, bsz)
+    xb, urb, ucb = (_block_view(t, fmt, bsz)[0] for t in (xi, ur, uc))
     spec_clip = (int(code[VC_FLAGS]) & VC_SPEC_CLIP_BIT) != 0
     is_int = code[MX_INT] != 0.0
     man = int(code[FLOAT_MAN])
@@ -266,7 +273,7 @@ def vc(mu: torch.Tensor, var: float, code: Sequence[float], fmt: MXFormat | NVFP
     sd = math.sqrt(var)
     xs = sd * xb
     m0 = xs.abs().amax(dim=-1, keepdim=True)
-    s0 = holding_scale(torch.where(m0 > 0.0, m0, torch.ones_like(m0)), code)
+    s0 = _holding_scale(torch.where(m0 > 0.0, m0, torch.ones_like(m0)), code)
     zero_out = _sr_onto_grid(xs / s0, urb, is_int, emin, man, maxv, lo) * s0
     zero_out = torch.where((m0 == 0.0) | spec_clip, blocks * 0.0, zero_out)
     # other blocks
@@ -281,8 +288,47 @@ def vc(mu: torch.Tensor, var: float, code: Sequence[float], fmt: MXFormat | NVFP
         out = torch.minimum(torch.maximum(t, torch.full_like(t, lo) if is_int else -hi), hi) * s
     else:
         m = t.abs().amax(dim=-1, keepdim=True)
-        s2 = torch.where(m <= maxv, s, holding_scale(m * s, code))
+        s2 = torch.where(m <= maxv, s, _holding_scale(m * s, code))
         out = _sr_onto_grid((t * s) / s2, u, is_int, emin, man, maxv, lo) * s2
     out = torch.where(status == 0, zero_out, out)
     out = torch.where(status == 2, torch.full_like(out, float("nan")), out)
     return back(out)
+
+
+# ------------------------------------------------------------------------ checked entry points
+def block_view(x: torch.Tensor, fmt: MXFormat | NVFP4, block: int
+               ) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
+    """(blocks, back): x as (rows, n_blocks, block) along ``fmt.axis`` (zero-padded) and the inverse map.
+
+    ``x`` a tensor, ``fmt`` an MXFormat/NVFP4 whose ``axis`` exists in x, ``block`` an int >= 1;
+    ``TypeError``/``ValueError`` naming the argument otherwise.
+    """
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"block_view: x must be a torch.Tensor, got {type(x).__name__}")
+    if not isinstance(fmt, _FMTS):
+        raise TypeError(f"block_view: fmt={fmt!r:.80} must be an MXFormat or NVFP4")
+    if isinstance(block, bool) or not isinstance(block, int) or block < 1:
+        raise ValueError(f"block_view: block={block!r} must be an int >= 1")
+    if x.dim() > 0 and not -x.dim() <= fmt.axis < x.dim():
+        raise ValueError(f"block_view: fmt.axis={fmt.axis} is out of range for x of shape {tuple(x.shape)}")
+    return _block_view(x, fmt, block)
+
+
+def block_scale(blocks: torch.Tensor, code: Sequence[float]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(status, s) per block (last dim kept, size 1): status 0 zero, 1 scale s, 2 NaN (refimpl ``block_scale``).
+
+    ``blocks``: a float64 tensor with the block as its last axis; ``code``: an MX/NVFP4 format code.
+    """
+    if isinstance(blocks, torch.Tensor) and blocks.dim() == 0:
+        raise ValueError("block_scale: blocks must have at least one axis (the block), got a 0-d tensor")
+    _check_call("kernels.mx.block_scale", code, _KINDS, None, (), blocks=blocks)
+    return _block_scale(blocks, code)
+
+
+def holding_scale(m: torch.Tensor, code: Sequence[float]) -> torch.Tensor:
+    """Smallest block scale whose range holds m > 0 (refimpl.kernels.mx.holding_scale), elementwise.
+
+    ``m``: a float64 tensor; ``code``: an MX/NVFP4 format code.
+    """
+    _check_call("kernels.mx.holding_scale", code, _KINDS, None, (), m=m)
+    return _holding_scale(m, code)
