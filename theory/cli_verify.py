@@ -1,7 +1,7 @@
 """``qlangevin verify``: run the claims of theory.claims (12 claims, all five methods; the slow MNIST claim with ``--mnist``) and give each an implementation and a publication verdict; write a report with plots.
 
     qlangevin verify [--quick | --full] [--out DIR] [--only ID ...] [--mnist] [--seed N] [--workers N]
-                     [--scheduler ADDRESS] [--mutate NAME] [--list]
+                     [--scheduler ADDRESS] [--mutate NAME] [--family-size N] [--list]
 
 Writes ``DIR/report.json`` (schema in :mod:`theory.report`), ``DIR/report.md`` and
 ``DIR/figures/*.png`` (figures of an earlier run in ``DIR/figures`` are removed
@@ -56,6 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mnist", action="store_true",
                         help="also run the slow MNIST claim (mnist-lp: torchport training, a few CPU minutes; needs torch "
                              "and the MNIST data, $QLANGEVIN_MNIST)")
+    parser.add_argument("--family-size", type=int, default=None, metavar="N",
+                        help="judge over a Šidák family of N checks instead of this run's count (for a run split into "
+                             "--only shards: the whole run's count, e.g. 696 for --full)")
     parser.add_argument("--list", action="store_true", help="list the claims and exit")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -70,13 +73,15 @@ def argparse_suppress() -> str:
 def verify(claims: Sequence[Claim], *, mode: Literal["tiny", "quick", "full"] = "quick", seed: int = 20240601,
            out_dir: str | os.PathLike[str] = "verify-report", workers: int = 1,
            sampler: Callable[..., Any] | None = None, progress: bool = True, scheduler: str | Client | None = None,
-           mutation: str | None = None) -> dict:
+           mutation: str | None = None, family_size: int | None = None) -> dict:
     """Run ``claims`` and write the report; returns the report dict.
 
     With ``sampler`` given (tests inject broken samplers) the tasks run in this
     process with that sampler (or on ``scheduler``); otherwise with ``refimpl.sample``
     on ``workers`` local processes or on the Dask ``scheduler`` (an address or a
     ``distributed.Client``).  ``mutation``: a name from :data:`theory.mutations.MUTATIONS`.
+    ``family_size``: the Šidák family (default: the judged checks of this run, counted before
+    judging); a shard of a split run passes the whole run's count.
     """
     import contextlib
 
@@ -103,7 +108,7 @@ def verify(claims: Sequence[Claim], *, mode: Literal["tiny", "quick", "full"] = 
         sampler = mutate_sampler(sampler, mutation)
     with mutation_context(mutation) if mutation is not None else contextlib.nullcontext():
         ordered, task_stats = run_claims(claims, mode=mode, seed=seed, figures_dir=fig_dir, sampler=sampler, workers=workers,
-                                         scheduler=scheduler, progress=progress)
+                                         scheduler=scheduler, progress=progress, family_size=family_size)
     pubs = [e.get("publication", {}).get("verdict") for e in ordered]
     report = {
         "schema": SCHEMA,
@@ -159,10 +164,12 @@ def run(args: argparse.Namespace) -> int:
         except ImportError:
             print("qlangevin verify: --scheduler needs dask.distributed (pip install 'qlangevin[dask]')", file=sys.stderr)
             return 2
+    from theory.tasks import FamilySizeError
+
     try:
         report = verify(claims, mode=args.mode, seed=args.seed, out_dir=args.out, workers=workers, progress=not args.no_progress,
-                        scheduler=args.scheduler, mutation=args.mutate)
-    except OSError as exc:  # e.g. an unreachable --scheduler
+                        scheduler=args.scheduler, mutation=args.mutate, family_size=getattr(args, "family_size", None))
+    except (OSError, FamilySizeError) as exc:  # an unreachable --scheduler, a --family-size below the run's count
         print(f"qlangevin verify: {exc}", file=sys.stderr)
         return 2
     width = max(len(c["id"]) for c in report["claims"])

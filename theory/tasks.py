@@ -37,9 +37,13 @@ if TYPE_CHECKING:
     from refimpl.targets import Target
     from theory.claims import Claim
 
-__all__ = ["Task", "PlanningSampler", "ReplaySampler", "execute_task", "run_claims"]
+__all__ = ["FamilySizeError", "Task", "PlanningSampler", "ReplaySampler", "execute_task", "run_claims"]
 
 _SURROGATE_ROWS = 64
+
+
+class FamilySizeError(ValueError):
+    """A ``family_size`` below the number of judged checks the run counted (or not an int)."""
 
 
 class Task(NamedTuple):
@@ -156,8 +160,12 @@ class _ClaimState:
 
 def run_claims(claims: Sequence[Claim], *, mode: str, seed: int, figures_dir: str | os.PathLike[str],
                sampler: Callable | None = None, workers: int = 1, scheduler: str | Client | None = None,
-               progress: bool = False, log: Callable[[str], None] | None = None) -> tuple[list, dict]:
+               progress: bool = False, log: Callable[[str], None] | None = None,
+               family_size: int | None = None) -> tuple[list, dict]:
     """Plan, execute and replay ``claims``; returns (report entries in claim order, task statistics).
+
+    ``family_size``: judge over this many checks instead of the count of this run (a run split
+    into ``--only`` shards gives each shard the whole run's count); at least the count.
 
     The statistics include ``family_size`` (judged checks counted while planning: the
     Šidák family every claim is judged over) and ``planned_checks`` per Monte Carlo claim
@@ -184,7 +192,11 @@ def run_claims(claims: Sequence[Claim], *, mode: str, seed: int, figures_dir: st
         states.append(st)
     # the Šidák family: every judged check with Monte Carlo error in the run, counted before any is judged
     # (deterministic claims, Claim.monte_carlo False, cannot raise a false alarm; ≥ 1 so the threshold is defined)
-    family_size = max(1, sum(st.planned_checks for st in states if st.claim.monte_carlo))
+    counted = sum(st.planned_checks for st in states if st.claim.monte_carlo)
+    if family_size is not None:
+        if isinstance(family_size, bool) or not isinstance(family_size, int) or family_size < max(1, counted):
+            raise FamilySizeError(f"family_size must be an int >= the run's {counted} judged checks, got {family_size!r}")
+    family_size = int(family_size) if family_size is not None else max(1, counted)
     tasks: dict[str, Task] = {}
     for st in states:
         tasks.update(st.tasks)
@@ -230,13 +242,15 @@ def run_claims(claims: Sequence[Claim], *, mode: str, seed: int, figures_dir: st
             bar.update(1)
         replay_ready()
 
-    replay_ready()  # claims without tasks
+    # claims without tasks (AskewSGD; mnist-lp, which trains here) run once the pool or cluster has its tasks,
+    # so that this process's own work overlaps with the workers'
     if scheduler is not None:
         from distributed import Client, as_completed
 
         client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
         try:
             futs = {client.submit(execute_task, t, sampler, pure=False, priority=i): t for i, t in enumerate(reversed(order))}
+            replay_ready()
             for fut, res in as_completed(list(futs), with_results=True):
                 done(futs[fut], res)
         finally:
@@ -248,9 +262,11 @@ def run_claims(claims: Sequence[Claim], *, mode: str, seed: int, figures_dir: st
 
         with ProcessPoolExecutor(max_workers=int(workers)) as pool:
             futs = {pool.submit(execute_task, t, sampler): t for t in order}
+            replay_ready()
             for fut in cf_completed(futs):
                 done(futs[fut], fut.result())
     else:
+        replay_ready()
         for t in order:
             done(t, execute_task(t, sampler))
     if bar is not None:
@@ -258,5 +274,5 @@ def run_claims(claims: Sequence[Claim], *, mode: str, seed: int, figures_dir: st
     replay_ready()
     stats = {"tasks": len(order), "inline": inline, "workers": int(workers),
              "scheduler": "dask" if scheduler is not None else ("process-pool" if (pool_ok and workers > 1) else "in-process"),
-             "family_size": family_size, "planned_checks": {st.claim.id: st.planned_checks for st in states if st.claim.monte_carlo}}
+             "family_size": family_size, "counted_checks": counted, "planned_checks": {st.claim.id: st.planned_checks for st in states if st.claim.monte_carlo}}
     return [entries[c.id] for c in claims], stats

@@ -58,7 +58,7 @@ def test_passes_on_the_double_and_states_both_verdicts(double):
     judged = _judged(entry)
     assert len(judged) == 2
     close = judged["SGLDLP-F fixed:8:6 − FP32 SGLD: BMA test error (pp)"]
-    t = M.seed_threshold(Context(sampler=None, mode="quick").z, 12)
+    t = M.seed_threshold(Context(sampler=None, mode="quick").z, M._SIZES["quick"]["seeds"])
     assert abs(close["tolerance"] - (M.MARGIN_PP + t * close["se"])) < 1e-12
     vc = judged["naive − VC SGLDLP-L fixed:8:2: BMA test error (pp)"]
     assert vc["value"] > vc["tolerance"] > 0 and vc["mde"] > vc["tolerance"]

@@ -111,3 +111,21 @@ def test_context_family_size_validated():
         Context(sampler=make_toy_sampler(), mode="tiny", family_size=0)
     with pytest.raises(TypeError, match="family_size must be an int or None, got '12'"):
         Context(sampler=make_toy_sampler(), mode="tiny", family_size="12")
+
+
+def test_family_size_of_a_shard(tmp_path, capsys):
+    """A shard of a split run judges over the whole run's family; a family below the shard's own count is refused."""
+    from qlangevin.cli import main
+    from theory.experiments import family_z
+    from theory.tasks import FamilySizeError
+
+    rep = _run(tmp_path, "shard", family_size=696)
+    st = rep["statistics"]
+    assert st["family_size"] == 696 and abs(st["z_threshold"] - family_z(696)) < 1e-12
+    assert rep["tasks"]["counted_checks"] == st["judged_checks"] and st["family_alpha_actual"] < 0.01
+    with pytest.raises(FamilySizeError, match="family_size must be an int >= the run's"):
+        _run(tmp_path, "small", family_size=1)
+    rc = main(["verify", "--tiny", "--only", "askewsgd-contraction", "sghmc-moments", "--family-size", "2",
+               "--out", str(tmp_path / "cli"), "--workers", "1", "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err.startswith("qlangevin verify: family_size must be an int >= the run's") and "\n" not in err
