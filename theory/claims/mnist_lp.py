@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from typing import Any, Callable
 
 import numpy as np
@@ -123,6 +124,8 @@ def _default_trainer(label: str, method: str, fmt: str | None, seed: int, size: 
 
 
 _TRAINER: Trainer = _default_trainer
+#: CPU seconds of this process spent training in the last run of the claim (reported in info)
+_LAST_CPU_S = [float("nan")]
 
 
 def _errors(ctx: Context, size: dict) -> tuple[dict[str, np.ndarray], list[int]]:
@@ -137,10 +140,12 @@ def _errors(ctx: Context, size: dict) -> tuple[dict[str, np.ndarray], list[int]]
         raise RuntimeError(f"mnist-lp is not checkable here: {why}")
     mutation = active_mutation()
     errs = {}
+    cpu0 = time.process_time()
     for label, method, fmt in RUNS:
         m = mutated_method(method, mutation)
         errs[label] = np.array([_TRAINER(label, m, fmt, s, size) for s in seeds])
         ctx.log(f"{CID}: {label} done ({m}, {fmt})")
+    _LAST_CPU_S[0] = time.process_time() - cpu0
     return errs, seeds
 
 
@@ -193,7 +198,8 @@ def _run(ctx: Context) -> Outcome:
         f"reported (LP-SGHMC: 'LP-F is robust even with 2 fractional bits'): naive SGLDLP-L at the same format is {dn:.3g} ± {sen:.2g} pp "
         "above FP32"))
     out.info = {"seeds": seeds, "errors_pct": {k: v.tolist() for k, v in errs.items()}, "threshold_t": c,
-                "size": dict(size), "train_options": _train_config_kwargs() if not ctx.planning else {}}
+                "size": dict(size), "train_options": _train_config_kwargs() if not ctx.planning else {},
+                "train_cpu_s": None if ctx.planning else round(_LAST_CPU_S[0], 1)}
     ok1 = out.measurements[len(RUNS)].passed
     ok2 = out.measurements[len(RUNS) + 1].passed
     dr, ser = _paired(errs["naive-8:2"], errs["lpf-8:2"])
