@@ -22,7 +22,9 @@ Each case is one call with one bad argument.  Its outcome is
 
 Cases that are not ``clear`` are listed in ``GAPS`` with the reason and marked
 ``xfail(strict=True)``: a fix turns them into XPASS, which fails, so the id must then be
-removed.  ``python tests/torchport/test_torch_public_bad_inputs.py [-v]`` prints the counts
+removed.  Exception: gaps in modules owned elsewhere (``torchport.counter_rng``, functions of
+refimpl re-exported here) are ``xfail(strict=False)`` so that their owners' fixes do not
+break this file; ``python <this file> -v`` lists which of them still fail.  ``python tests/torchport/test_torch_public_bad_inputs.py [-v]`` prints the counts
 (and, with ``-v``, every case that is not clear).
 """
 
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import shutil
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -119,8 +122,7 @@ def _freeze(obj):
     return None
 
 
-def outcome(case: Case):
-    things = case.make()
+def _classify(case: Case, things) -> tuple[str, str]:
     before = _freeze(things)
     try:
         case.act(things)
@@ -135,6 +137,17 @@ def outcome(case: Case):
             return "unclear", f"inputs changed: {msg}"
         return "clear", msg
     return "silent", "no exception"
+
+
+def outcome(case: Case) -> tuple[str, str]:
+    """(kind, detail) of one case; its temporary directories are removed afterwards."""
+    things = case.make()
+    try:
+        return _classify(case, things)
+    finally:
+        for v in things.values():
+            if isinstance(v, Dir):
+                shutil.rmtree(v.path, ignore_errors=True)
 
 
 def _nd(v):
@@ -841,7 +854,11 @@ def _params():
     for c in CASES:
         marks = ()
         if c.id in GAPS:
-            marks = (pytest.mark.xfail(strict=True, reason=GAPS[c.id]),)
+            # Gaps in this package's own modules are strict (a fix must delete the id).  Gaps in modules other
+            # sessions own (counter_rng, refimpl re-exports) are not: their owners may fix them at any time,
+            # and the row then simply passes (delete the id then).
+            strict = GAPS[c.id] not in (_REFIMPL, _COUNTER)
+            marks = (pytest.mark.xfail(strict=strict, reason=GAPS[c.id]),)
         out.append(pytest.param(c, id=c.id, marks=marks))
     return out
 
