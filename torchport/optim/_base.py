@@ -191,6 +191,9 @@ class NoisyOptimizer(Optimizer):
         if not exact and foreach:
             raise ValueError("foreach=True selects the exact path's multi-tensor kernels; the default (fast) path "
                              "runs one fused update per parameter: pass exact=True, or drop foreach")
+        if seed is not None and generator is not None:  # the project's seed rule (torchport._seed.generator_from)
+            raise ValueError(f"pass seed= or generator= (the same thing), not both; got seed={seed!r} and "
+                             f"generator={generator!r}")
         self.exact = exact
         self.counter = None  # the fast path's CounterStream
         if exact:
