@@ -26,8 +26,10 @@ files raise ``FileNotFoundError`` / ``ValueError`` naming the file.
 from __future__ import annotations
 
 import gzip
+import numbers
 import os
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -96,8 +98,11 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     as a big-endian uint32, then the data in C order, big-endian.
 
     Returns an array of the stored dtype (native byte order) and shape.  Raises
-    ``ValueError`` naming the file for a bad magic number or a size mismatch.
+    ``ValueError`` naming the file for a bad magic number or a size mismatch,
+    ``TypeError`` if ``path`` is not a path, ``FileNotFoundError`` for a missing file.
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike, got {path!r}")
     path = Path(path)
     data = _read_maybe_gzip(path)
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
@@ -124,8 +129,12 @@ def write_idx(path: str | os.PathLike, array: np.ndarray, *, compress: bool | No
 
     The bytes are those of the standard MNIST files (header then raw data), so writing the
     npz arrays reproduces the published uncompressed files exactly.  The gzip stream is
-    written with mtime 0, so the output is deterministic.
+    written with mtime 0, so the output is deterministic.  ``compresslevel``: gzip's
+    0-9 (checked also when the file is not compressed).
     """
+    if isinstance(compresslevel, (bool, np.bool_)) or not isinstance(compresslevel, numbers.Integral) \
+            or not 0 <= compresslevel <= 9:
+        raise ValueError(f"compresslevel must be an integer in [0, 9], got {compresslevel!r}")
     path = Path(path)
     array = np.asarray(array)
     if array.dtype not in _IDX_CODES:
@@ -160,8 +169,11 @@ def _find_idx(directory: Path, stem: str) -> Path | None:
 def validate_mnist(data: dict, source: str) -> dict:
     """Check keys, shapes (n, 28, 28) / (n,), uint8 images and labels 0..9; return uint8 arrays.
 
-    Raises ``ValueError`` starting with ``source`` and naming the failed check.
+    Raises ``ValueError`` starting with ``source`` and naming the failed check
+    (``TypeError`` if ``data`` is not a mapping).
     """
+    if not isinstance(data, Mapping):
+        raise TypeError(f"{source}: data must be a mapping of arrays (keys {list(KEYS)}), got {type(data).__name__}")
     missing = [k for k in KEYS if k not in data]
     if missing:
         raise ValueError(f"{source}: lacks keys {missing} (has {sorted(data)})")

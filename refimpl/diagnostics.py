@@ -18,7 +18,8 @@ R-hat for assessing convergence of MCMC", Bayesian Analysis 16(2), 2021
 * :func:`mcse_mean` = sd / sqrt(ESS_mean) (paper §4.4).
 
 Layout: every function takes draws **chain-first**, ``(n_chains, n_draws)`` for one
-quantity or ``(n_chains, n_draws, *shape)`` (the ArviZ convention).
+quantity or ``(n_chains, n_draws, *shape)`` (the ArviZ convention); for one quantity a
+1-D array ``(n_draws,)`` is one chain.
 ``refimpl.sample`` returns ``(n_draws, n_chains, dim)``; :func:`chain_first` converts.
 
 ArviZ is optional (``pip install "qlangevin[arviz]"``): :func:`to_inference_data`
@@ -29,6 +30,7 @@ builds an ArviZ object (``arviz_base`` (ArviZ 1.x) when installed, else ``arviz`
 
 from __future__ import annotations
 
+import numbers
 import os
 import tempfile
 import warnings
@@ -41,6 +43,8 @@ import numpy.typing as npt
 from scipy.fft import next_fast_len
 from scipy.special import ndtri
 from scipy.stats import rankdata
+
+from refimpl._checks import check_count
 
 __all__ = [
     "SAVE_SUFFIXES",
@@ -73,9 +77,20 @@ def chain_first(draws: npt.ArrayLike) -> np.ndarray:
     return np.swapaxes(x, 0, 1)
 
 
+def _float_draws(draws, name: str = "draws") -> np.ndarray:
+    """``draws`` as a float64 array; TypeError naming ``name`` for text, None, objects, complex."""
+    if draws is None or isinstance(draws, (str, bytes)):
+        raise TypeError(f"{name} must be an array of real numbers, got {draws!r}")
+    x = np.asarray(draws)
+    if x.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be an array of real numbers, got dtype {x.dtype}")
+    return x.astype(np.float64, copy=False)
+
+
 def _as_chains(draws, name: str = "draws", min_draws: int = 4) -> np.ndarray:
-    """One quantity's draws as float64 (n_chains, n_draws); ValueError naming ``name`` otherwise."""
-    x = np.asarray(draws, dtype=np.float64)
+    """One quantity's draws as float64 (n_chains, n_draws) (a 1-D array is one chain);
+    ValueError/TypeError naming ``name`` otherwise."""
+    x = _float_draws(draws, name)
     if x.ndim == 1:
         x = x[None, :]
     if x.ndim != 2:
@@ -207,8 +222,8 @@ def ess_tail(draws: npt.ArrayLike, prob: float = 0.9) -> float:
 
     Agrees with ``arviz.ess(..., method="tail")`` (prob 0.9: the 5% and 95% quantiles).
     """
-    if not 0 < prob < 1:
-        raise ValueError(f"prob must be in (0, 1), got {prob!r}")
+    if isinstance(prob, (bool, np.bool_)) or not isinstance(prob, numbers.Real) or not 0 < prob < 1:
+        raise ValueError(f"prob must be a number in (0, 1), got {prob!r}")
     x = _as_chains(draws)
     if not np.all(np.isfinite(x)):
         return float("nan")
@@ -232,13 +247,15 @@ def mcse_mean(draws: npt.ArrayLike) -> float:
 def summary(draws: npt.ArrayLike, *, max_coords: int | None = None) -> list[dict[str, float]]:
     """Per coordinate of chain-first ``draws`` (n_chains, n_draws[, dim]): a dict with
     ``mean``, ``mcse_mean``, ``sd``, ``m2`` (E[θ²]), ``mcse_m2``, ``rhat``, ``ess_bulk``,
-    ``ess_tail``.  ``max_coords``: only the first coordinates."""
-    x = np.asarray(draws, dtype=np.float64)
+    ``ess_tail``.  ``max_coords``: only the first coordinates (an integer >= 1)."""
+    if max_coords is not None:
+        max_coords = check_count("max_coords", max_coords, 1)
+    x = _float_draws(draws)
     if x.ndim == 2:
         x = x[:, :, None]
     if x.ndim != 3:
         raise ValueError(f"draws must have shape (n_chains, n_draws[, dim]), got shape {x.shape}")
-    dim = x.shape[2] if max_coords is None else min(x.shape[2], int(max_coords))
+    dim = x.shape[2] if max_coords is None else min(x.shape[2], max_coords)
     rows = []
     for j in range(dim):
         xj = x[:, :, j]
@@ -315,6 +332,8 @@ def check_save_path(path: str | os.PathLike[str]) -> Path:
 
     Raises ValueError naming the path (and ImportError's message for ``.nc`` without ArviZ).
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"--save path must be a str or os.PathLike, got {path!r}")
     p = Path(path)
     if p.suffix not in SAVE_SUFFIXES:
         raise ValueError(f"--save {str(path)!r}: the file name must end in .npz (NumPy) or .nc (netCDF via ArviZ), "
@@ -344,6 +363,8 @@ def save_draws(path: str | os.PathLike[str], draws: npt.ArrayLike, *,
     into place, so an existing file is replaced whole or not at all and no planted link
     is followed.  Returns the path.
     """
+    if layout not in ("draw_chain", "chain_draw"):
+        raise ValueError(f"layout must be 'draw_chain' or 'chain_draw', got {layout!r}")
     p = check_save_path(path)
     conv = chain_first if layout == "draw_chain" else np.asarray
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent if str(p.parent) else ".")

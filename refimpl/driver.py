@@ -243,7 +243,7 @@ def _initial_positions(x0, n_chains, dim):
     elif x.shape != (n_chains, dim):
         raise ValueError(f"x0 must be a scalar, shape ({dim},) or ({n_chains}, {dim}), got shape {x.shape}")
     if not np.all(np.isfinite(x)):
-        raise ValueError("x0 must be finite")
+        raise ValueError(f"x0 must be finite, got {float(x[~np.isfinite(x)][0])!r} among its values")
     return np.array(x, dtype=np.float64, order="C")
 
 

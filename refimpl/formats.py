@@ -257,7 +257,7 @@ class IEEEFloat:
     code: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
-        if self.name not in IEEE_FORMATS:
+        if not isinstance(self.name, str) or self.name not in IEEE_FORMATS:
             raise ValueError(f"name must be one of {sorted(IEEE_FORMATS)}, got {self.name!r}")
         if not isinstance(self.saturate, (bool, np.bool_)):
             raise ValueError(f"saturate must be a bool, got {self.saturate!r}")
@@ -344,7 +344,7 @@ class MXFormat:
     code: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
-        if self.name not in MX_FORMATS:
+        if not isinstance(self.name, str) or self.name not in MX_FORMATS:
             raise ValueError(f"name must be one of {sorted(MX_FORMATS)}, got {self.name!r}")
         object.__setattr__(self, "axis", _check_axis(self.axis))
         exp, man, mx, emax, is_int, lo = MX_ELEMENTS[MX_FORMATS[self.name]]
@@ -493,9 +493,21 @@ def parse_format(text: str) -> Format | None:
     ``"mxfp8_e4m3"``, ``"mxfp8_e5m2"``, ``"mxfp6_e3m2"``, ``"mxfp6_e2m3"``, ``"mxfp4"``,
     ``"mxint8"`` (optionally ``":AXIS"``) -> MXFormat; ``"nvfp4"``, ``"nvfp4:AXIS"`` or
     ``"nvfp4:AXIS:TENSOR_SCALE"`` -> NVFP4.
+
+    ``ValueError`` for any other text; its message starts ``format string '<text>'``
+    (also when the fields parse but the format refuses them, e.g. ``float:0:3``).
     """
     if not isinstance(text, str):
         raise ValueError(f"format string must be a str, got {text!r}")
+    try:
+        return _parse_format(text)
+    except ValueError as exc:
+        if str(exc).startswith("format string"):
+            raise
+        raise ValueError(f"format string {text!r}: {exc}") from None
+
+
+def _parse_format(text: str) -> Format | None:
     parts = text.strip().lower().split(":")
     kind, args = parts[0], parts[1:]
 

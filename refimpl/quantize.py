@@ -48,6 +48,7 @@ import numpy as np
 import numpy.typing as npt
 
 from refimpl import _qkernels as K
+from refimpl._checks import check_shape
 from refimpl.formats import (
     TIES_NAMES,
     BlockFloatingPoint,
@@ -160,15 +161,7 @@ def _finish(result: np.ndarray, shape, dtype) -> np.ndarray:
 # noise
 # --------------------------------------------------------------------------------------
 def _norm_shape(shape) -> tuple:
-    if isinstance(shape, numbers.Integral):
-        shape = (shape,)
-    try:
-        shape = tuple(int(s) for s in shape)
-    except TypeError:
-        raise ValueError(f"shape must be an int or a tuple of ints, got {shape!r}") from None
-    if any(s < 0 for s in shape):
-        raise ValueError(f"shape must be non-negative, got {shape!r}")
-    return shape
+    return check_shape("shape", shape)
 
 
 def _draw_key(rng) -> np.uint64:
@@ -192,13 +185,15 @@ def draw_quantize_noise(rng: np.random.Generator, shape: int | Sequence[int]) ->
     ``quantize(x, fmt, "stochastic", noise=draw_quantize_noise(np.random.default_rng(s), x.shape))``
     bit for bit.
     """
-    return keyed_uniforms(_draw_key(rng), _norm_shape(shape))
+    shape = _norm_shape(shape)  # before the key is drawn: a bad shape leaves rng untouched
+    return keyed_uniforms(_draw_key(rng), shape)
 
 
 def draw_vc_noise(rng: np.random.Generator,
                   shape: int | Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(xi, u_round, u_cat) consumed by ``vc_quantize(..., rng=rng)``: N(0,1), U[0,1), U[0,1)."""
     rng = _check_rng(rng)
+    shape = _norm_shape(shape)
     xi = rng.standard_normal(shape)
     u_round = rng.random(shape)
     u_cat = rng.random(shape)
@@ -207,6 +202,7 @@ def draw_vc_noise(rng: np.random.Generator,
 
 def draw_categorical_noise(rng: np.random.Generator, shape: int | Sequence[int]) -> np.ndarray:
     """The uniforms ``categorical_offset(..., rng=rng)`` consumes: ``rng.random(shape)``."""
+    shape = _norm_shape(shape)
     return _check_rng(rng).random(shape)
 
 
@@ -362,8 +358,21 @@ def _stochastic(arr, fmt, code, u, key, out):
 # --------------------------------------------------------------------------------------
 # Cat(mu, V)
 # --------------------------------------------------------------------------------------
+def _real_values(name, value) -> np.ndarray:
+    """``value`` as float64 for the Cat(μ, V) arguments: real numbers or arrays of them, all finite."""
+    if value is None or isinstance(value, (bool, np.bool_, str, bytes)):
+        raise TypeError(f"{name} must be a real number or an array of real numbers, got {value!r}")
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must be a real number or an array of real numbers, got {value!r}")
+    arr = arr.astype(np.float64)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return arr
+
+
 def _check_delta(delta):
-    d = np.asarray(delta, dtype=np.float64)
+    d = _real_values("delta", delta)
     if d.size and not (np.all(np.isfinite(d)) and np.all(d > 0)):
         raise ValueError(f"delta must be finite and > 0, got {delta!r}")
     return d
@@ -405,8 +414,8 @@ def categorical_offset(mu: npt.ArrayLike, var: npt.ArrayLike, delta: npt.ArrayLi
     else ValueError.  ``rng`` (draws ``rng.random(shape)``) or ``noise`` (uniforms
     of the broadcast shape).  Returns float64 of the broadcast shape.
     """
-    mu_a = np.asarray(mu, dtype=np.float64)
-    var_a = np.asarray(var, dtype=np.float64)
+    mu_a = _real_values("mu", mu)
+    var_a = _real_values("var", var)
     d = _check_delta(delta)
     mu_b, var_b, d_b = np.broadcast_arrays(mu_a, var_a, d)
     tol = 1e-12 * d_b * d_b

@@ -152,6 +152,8 @@ def lookup(method: str) -> MethodSpec:
 def check_int(name: str, value: object, lo: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < lo:
         raise ValueError(f"{name} must be an integer >= {lo}, got {value!r}")
+    if value > 2**63 - 1:  # counts go into int64 arrays and Numba loops
+        raise ValueError(f"{name} must be an integer >= {lo} and at most 2**63 - 1, got {value!r}")
     return int(value)
 
 
@@ -167,7 +169,10 @@ def check_real(name: str, value: object, *, positive: bool = False, nonneg: bool
 
 def _as_format(name, fmt):
     if isinstance(fmt, str):
-        fmt = parse_format(fmt)
+        try:
+            fmt = parse_format(fmt)
+        except ValueError as exc:
+            raise ValueError(f"{name}: {exc}") from None
     try:
         code = format_code(fmt)
     except ValueError:

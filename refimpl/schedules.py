@@ -43,6 +43,8 @@ def _pos_float(name, value):
 def _pos_int(name, value, lo=1):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < lo:
         raise ValueError(f"{name} must be an integer >= {lo}, got {value!r}")
+    if value > 2**53:  # the schedule's code array is float64: larger counts would not be exact
+        raise ValueError(f"{name} must be an integer >= {lo} and at most 2**53, got {value!r}")
     return int(value)
 
 

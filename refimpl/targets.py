@@ -39,6 +39,8 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit
 
+from refimpl._checks import check_count, check_real
+
 __all__ = [
     "Target",
     "gaussian",
@@ -92,9 +94,7 @@ class Target:
 
 
 def _dim(dim) -> int:
-    if isinstance(dim, bool) or not isinstance(dim, numbers.Integral) or dim < 1:
-        raise ValueError(f"dim must be an integer >= 1, got {dim!r}")
-    return int(dim)
+    return check_count("dim", dim, 1)
 
 
 def gaussian(dim: int = 1, mean: npt.ArrayLike | None = None, cov: npt.ArrayLike | None = None) -> Target:
@@ -119,7 +119,10 @@ def gaussian(dim: int = 1, mean: npt.ArrayLike | None = None, cov: npt.ArrayLike
             c = float(c) * np.eye(dim)
         elif c.ndim == 1 and c.shape == (dim,):
             c = np.diag(c)
-    if c.shape != (dim, dim) or not np.all(np.isfinite(c)) or not np.allclose(c, c.T):
+    if c.shape != (dim, dim):
+        raise ValueError(f"cov must be a scalar, a ({dim},) vector or a symmetric ({dim},{dim}) matrix, "
+                         f"got shape {c.shape}")
+    if not np.all(np.isfinite(c)) or not np.allclose(c, c.T):
         raise ValueError(f"cov must be a scalar, a ({dim},) vector or a symmetric ({dim},{dim}) matrix, got {cov!r}")
     try:
         np.linalg.cholesky(c)
@@ -140,18 +143,16 @@ def mixture(dim: int = 1, weights: Sequence[float] = (0.5, 0.5), center: float =
     w = np.asarray(weights, dtype=np.float64)
     if w.shape != (2,) or not np.all(np.isfinite(w)) or np.any(w <= 0):
         raise ValueError(f"weights must be two positive numbers, got {weights!r}")
-    if not np.isfinite(center) or center <= 0:
-        raise ValueError(f"center must be finite and > 0, got {center!r}")
-    params = np.array([float(center), 0.5 * math.log(w[0] / w[1])])
+    center = check_real("center", center, lo=0.0, lo_open=True)
+    params = np.array([center, 0.5 * math.log(w[0] / w[1])])
     return Target("mixture", dim, KIND_MIXTURE, params)
 
 
 def double_well(dim: int = 1, barrier: float = 1.0) -> Target:
     """Double well U(θ) = h·Σ_j (θ_j² − 1)² (minima at ±1, barrier height h per coordinate)."""
     dim = _dim(dim)
-    if not np.isfinite(barrier) or barrier <= 0:
-        raise ValueError(f"barrier must be finite and > 0, got {barrier!r}")
-    return Target("double_well", dim, KIND_DOUBLE_WELL, np.array([float(barrier)]))
+    barrier = check_real("barrier", barrier, lo=0.0, lo_open=True)
+    return Target("double_well", dim, KIND_DOUBLE_WELL, np.array([barrier]))
 
 
 def logistic_regression(X: npt.ArrayLike, y: npt.ArrayLike, *, n_classes: int | None = None, batch_size: int = 100, prior_var: float = 1.0, bias: bool = True, name: str = "logistic") -> Target:
@@ -164,17 +165,20 @@ def logistic_regression(X: npt.ArrayLike, y: npt.ArrayLike, *, n_classes: int | 
     """
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y)
-    if X.ndim != 2 or X.shape[0] < 1 or not np.all(np.isfinite(X)):
+    if X.ndim != 2 or X.shape[0] < 1:
         raise ValueError(f"X must be a finite 2-D array with at least one row, got shape {X.shape}")
-    if y.shape != (X.shape[0],) or not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
+    if not np.all(np.isfinite(X)):
+        bad = X[~np.isfinite(X)]
+        raise ValueError(f"X must be finite, got {bad.size} non-finite entries (e.g. {float(bad[0])!r})")
+    if y.shape != (X.shape[0],) or not np.issubdtype(y.dtype, np.integer):
         raise ValueError(f"y must be non-negative integer labels of shape ({X.shape[0]},), got {y.shape} {y.dtype}")
-    K = int(y.max()) + 1 if n_classes is None else int(n_classes)
+    if y.min() < 0:
+        raise ValueError(f"y must be non-negative integer labels, got a label {int(y.min())!r}")
+    K = int(y.max()) + 1 if n_classes is None else check_count("n_classes", n_classes, 2)
     if K < 2 or y.max() >= K:
         raise ValueError(f"n_classes must be >= 2 and exceed every label, got {n_classes!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-    if not np.isfinite(prior_var) or prior_var <= 0:
-        raise ValueError(f"prior_var must be finite and > 0, got {prior_var!r}")
+    check_count("batch_size", batch_size, 1)
+    prior_var = check_real("prior_var", prior_var, lo=0.0, lo_open=True)
     if bias:
         X = np.concatenate([X, np.ones((X.shape[0], 1))], axis=1)
     X = np.ascontiguousarray(X)
@@ -332,6 +336,8 @@ def _softmax_grad(params, X, labels, x, batch_u, out):
 
 def grad(target: Target, x: npt.ArrayLike, batch_u: npt.ArrayLike | None = None) -> np.ndarray:
     """∇U of ``target`` at ``x`` (``(dim,)`` or ``(n, dim)``); see :meth:`Target.grad`."""
+    if not isinstance(target, Target):
+        raise TypeError(f"target must be a refimpl.targets.Target (see resolve_target), got {target!r}")
     x = np.asarray(x, dtype=np.float64)
     single = x.ndim == 1
     xs = np.atleast_2d(x)

@@ -27,6 +27,8 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from theory._checks import real_array
+
 __all__ = [
     "SGLDBound",
     "lpsgld_base",
@@ -52,7 +54,7 @@ __all__ = [
 
 
 def _arr(name, value, *, allow_zero=True):
-    a = np.asarray(value, dtype=np.float64)
+    a = real_array(name, value)
     bad = ~np.isfinite(a) | ((a < 0) if allow_zero else (a <= 0))
     if np.any(bad):
         raise ValueError(f"{name} must be finite and {'non-negative' if allow_zero else 'positive'}, got {value!r}")

@@ -24,6 +24,8 @@ import numpy.typing as npt
 from scipy.linalg import solve_discrete_lyapunov
 from scipy.stats import norm
 
+from theory._checks import count, real_array, real_scalar
+
 __all__ = [
     "stationary_second_moment",
     "sgld_variance",
@@ -61,7 +63,7 @@ __all__ = [
 
 
 def _pos(name: str, value, *, allow_zero: bool = False):
-    arr = np.asarray(value, dtype=np.float64)
+    arr = real_array(name, value)
     bad = ~np.isfinite(arr) | ((arr < 0) if allow_zero else (arr <= 0))
     if np.any(bad):
         kind = "non-negative" if allow_zero else "positive"
@@ -74,6 +76,18 @@ def _eta(eta, upper: float = 2.0):
     if np.any(arr >= upper):
         raise ValueError(f"eta must be < {upper} for a stationary law, got {eta!r}")
     return arr
+
+
+def _spos(name: str, value, *, allow_zero: bool = False) -> float:
+    """:func:`_pos` for a function that takes scalars only."""
+    real_scalar(name, value)
+    return float(_pos(name, value, allow_zero=allow_zero))
+
+
+def _seta(eta, upper: float = 2.0) -> float:
+    """:func:`_eta` for a function that takes scalars only."""
+    real_scalar("eta", eta)
+    return float(_eta(eta, upper))
 
 
 def _out(x):
@@ -189,18 +203,21 @@ def sgld_lp_f_variance_selfconsistent(eta: float, delta_w: float, delta_g: float
     ``q_W(V) = E σ²_SR(θ; Δ_W)`` for θ ~ N(0, V) (the stationary law is close to
     Gaussian) and ``q_G = E σ²_SR(Q_W(θ) + sζ; Δ_G) = E σ²_SR(sζ; Δ_G)``, exact when
     Δ_W is an integer multiple of Δ_G (Q_W(θ) then lies on the gradient grid);
-    otherwise ``ValueError``.  Scalars.  [derived from spec §5.8 P2]
+    otherwise ``ValueError``.  ``n_iter`` fixed-point iterations, 1 to 10^6 (the
+    iteration is a contraction; the default 50 is converged).  Scalars.
+    [derived from spec §5.8 P2]
     """
-    e = float(_eta(eta))
-    dw, dg = float(_pos("delta_w", delta_w)), float(_pos("delta_g", delta_g))
+    e = _seta(eta)
+    n_iter = count("n_iter", n_iter, 1, 10**6)
+    dw, dg = _spos("delta_w", delta_w), _spos("delta_g", delta_g)
     ratio = dw / dg
     if abs(ratio - round(ratio)) > 1e-9:
         raise ValueError(f"delta_w must be an integer multiple of delta_g, got delta_w={delta_w!r}, delta_g={delta_g!r}")
-    s = float(_pos("s", s, allow_zero=True))
-    t = float(_pos("temperature", temperature))
+    s = _spos("s", s, allow_zero=True)
+    t = _spos("temperature", temperature)
     qg = mean_sr_variance(dg, s)
     v = t * 2.0 / (2.0 - e)
-    for _ in range(int(n_iter)):
+    for _ in range(n_iter):
         v = (2.0 * t + e * (s**2 + mean_sr_variance(dw, math.sqrt(v)) + qg)) / (2.0 - e)
     return float(v)
 
@@ -266,8 +283,8 @@ def sgld_lp_l_variance_regime_b(eta: npt.ArrayLike, delta: npt.ArrayLike) -> flo
 
 def sgld_lp_l_regime(eta: float, delta: float) -> str:
     """Which (P3) regime ``(eta, delta)`` lies in: ``"A"`` (η ≥ Δ²/8), ``"B"`` (η ≤ Δ²/16) or ``"between"``."""
-    e = float(_eta(eta))
-    d = float(_pos("delta", delta))
+    e = _seta(eta)
+    d = _spos("delta", delta)
     if e >= d * d / 8.0:
         return "A"
     if e <= d * d / 16.0:
@@ -335,8 +352,8 @@ def sgd_lp_l_stationary_law(delta: float, s: float, *, tol: float = 1e-300) -> t
     falls below ``tol`` relative to the mode.  For ``s == 0`` the point 0 is
     absorbing and the law is the point mass at 0.  No randomness.
     """
-    d = float(_pos("delta", delta))
-    s = float(_pos("s", s, allow_zero=True))
+    d = _spos("delta", delta)
+    s = _spos("s", s, allow_zero=True)
     if s == 0.0:
         return np.zeros(1), np.ones(1)
     logp = [0.0]
@@ -383,12 +400,10 @@ def sgd_lp_l_second_moment_at_step(delta: float, s: float, eta: float, n_steps: 
     same grid while η·|Q_G(g)| < Δ; ``ValueError`` if that fails with more than
     negligible probability on the states used.  Scalars.  [derived from spec §5.8 P6]
     """
-    d = float(_pos("delta", delta))
-    s = float(_pos("s", s, allow_zero=True))
-    e = float(_pos("eta", eta))
-    k = int(n_steps)
-    if k < 0:
-        raise ValueError(f"n_steps must be >= 0, got {n_steps!r}")
+    d = _spos("delta", delta)
+    s = _spos("s", s, allow_zero=True)
+    e = _spos("eta", eta)
+    k = count("n_steps", n_steps, 0)
     if half_width is None:
         grid, _ = sgd_lp_l_stationary_law(d, s, tol=1e-30)
         half_width = max(int(round(grid[-1] / d)) + 2, 2)
@@ -436,9 +451,9 @@ def sghmc_coefficients(eta: float, u: float, gamma: float) -> SGHMCCoefficients:
     ``c_xg = u(γη + a − 1)/γ²``, ``Σ_v = u(1−a²)``,
     ``Σ_x = u(2γη + 4a − a² − 3)/γ²``, ``Σ_xv = u(1−a)²/γ``.  Scalars; no randomness.
     """
-    eta = float(_pos("eta", eta))
-    u = float(_pos("u", u))
-    g = float(_pos("gamma", gamma))
+    eta = _spos("eta", eta)
+    u = _spos("u", u)
+    g = _spos("gamma", gamma)
     a = math.exp(-g * eta)
     return SGHMCCoefficients(
         a=a,
@@ -493,20 +508,18 @@ def sghmc_stationary_covariance(eta: float, u: float, gamma: float, *,
     """
     co = sghmc_coefficients(eta, u, gamma)
     sx = _sign(position_sign)
-    t = float(_pos("temperature", temperature))
-    c = float(_pos("curvature", curvature))
+    k = None if n_steps is None else count("n_steps", n_steps, 0)
+    t = _spos("temperature", temperature)
+    c = _spos("curvature", curvature)
     qx, qv = (float(v) for v in extra_variance)
     if qx < 0 or qv < 0 or not (math.isfinite(qx) and math.isfinite(qv)):
         raise ValueError(f"extra_variance must be two finite non-negative numbers, got {extra_variance!r}")
     A = np.array([[1.0 + sx * co.c_xg * c, co.c_xv], [-co.c_v * c, co.a]])
-    vg = float(_pos("grad_noise_var", grad_noise_var, allow_zero=True))
+    vg = _spos("grad_noise_var", grad_noise_var, allow_zero=True)
     sxv = 0.0 if drop_cross_covariance else co.sigma_xv
     b = np.array([sx * co.c_xg, -co.c_v])
     Q = t * np.array([[co.sigma_x, sxv], [sxv, co.sigma_v]]) + np.diag([qx, qv]) + vg * np.outer(b, b)
-    if n_steps is not None:
-        k = int(n_steps)
-        if k < 0:
-            raise ValueError(f"n_steps must be >= 0, got {n_steps!r}")
+    if k is not None:
         S = np.zeros((2, 2))
         for _ in range(k):
             S = A @ S @ A.T + Q
@@ -527,7 +540,7 @@ def sghmc_spectral_radius(eta: float, u: float, gamma: float, *,
     """Spectral radius ρ of the (H1) iteration matrix A on U = c·x²/2; memory decays like ρ^k."""
     co = sghmc_coefficients(eta, u, gamma)
     sx = _sign(position_sign)
-    c = float(_pos("curvature", curvature))
+    c = _spos("curvature", curvature)
     A = np.array([[1.0 + sx * co.c_xg * c, co.c_xv], [-co.c_v * c, co.a]])
     return float(max(abs(np.linalg.eigvals(A))))
 
@@ -558,7 +571,7 @@ def sghmc_variance_expansion(eta: float, u: float, gamma: float, *,
     correct sign: Var_x = 1 + uη/(2γ), Var_v = u(1 + uη/(2γ));
     paper sign:   Var_x = 1 + η(γ + 3u/(2γ)), Var_v = u(1 + 3uη/(2γ)).
     """
-    e, u, g = float(eta), float(u), float(gamma)
+    e, u, g = _spos("eta", eta), _spos("u", u), _spos("gamma", gamma)
     if _sign(position_sign) < 0:
         return SGHMCVariance(1 + u * e / (2 * g), u * (1 + u * e / (2 * g)))
     return SGHMCVariance(1 + e * (g + 1.5 * u / g), u * (1 + 1.5 * u * e / g))
@@ -581,7 +594,7 @@ def sghmc_vc_variance(eta: float, u: float, gamma: float, *,
 def sghmc_vc_variance_expansion(eta: float, u: float, gamma: float, *,
                                 position_sign: Literal["correct", "paper"] | float = "correct") -> float:
     """(P8) Leading order Var_x: correct 1 + η(u/(2γ) − γ); paper 1 + 3uη/(2γ)."""
-    e, u, g = float(eta), float(u), float(gamma)
+    e, u, g = _spos("eta", eta), _spos("u", u), _spos("gamma", gamma)
     if _sign(position_sign) < 0:
         return 1 + e * (u / (2 * g) - g)
     return 1 + 1.5 * u * e / g
@@ -597,7 +610,7 @@ def sghmc_lp_l_variance(eta: float, u: float, gamma: float, *, q_x: float | None
     gives Var_x 1.0383 (correct) / 1.4500 (paper).
     """
     if delta is not None:
-        q = float(_pos("delta", delta)) ** 2 / 6.0
+        q = _spos("delta", delta) ** 2 / 6.0
         q_x = q if q_x is None else q_x
         q_v = q if q_v is None else q_v
     if q_x is None or q_v is None:
@@ -610,7 +623,7 @@ def sghmc_lp_l_variance(eta: float, u: float, gamma: float, *, q_x: float | None
 
 def sghmc_lp_l_variance_sensitivity(eta: float, u: float, gamma: float) -> tuple[float, float]:
     """(P9) Leading-order sensitivities (∂Var_x/∂q_x, ∂Var_x/∂q_v) = ((γ/(2u) + 1/(2γ))/η, 1/(2γuη))."""
-    e, u, g = float(eta), float(u), float(gamma)
+    e, u, g = _spos("eta", eta), _spos("u", u), _spos("gamma", gamma)
     return ((g / (2 * u) + 1 / (2 * g)) / e, 1 / (2 * g * u * e))
 
 

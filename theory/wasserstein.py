@@ -41,6 +41,8 @@ import numpy.typing as npt
 from scipy import linalg
 from scipy.stats import norm
 
+from theory._checks import count, real_array
+
 if TYPE_CHECKING:
     from scipy.stats._distn_infrastructure import rv_continuous_frozen
 
@@ -59,31 +61,45 @@ __all__ = [
 ]
 
 
+def _sample_array(name, x):
+    if x is None or isinstance(x, (bool, np.bool_, str, bytes)):
+        raise TypeError(f"{name} must be an array of real numbers, got {x!r}")
+    a = np.asarray(x)
+    if a.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must be an array of real numbers, got dtype {a.dtype}")
+    return a.astype(np.float64, copy=False)
+
+
+def _check_finite(name, a):
+    bad = ~np.isfinite(a)
+    if np.any(bad):
+        raise ValueError(f"{name} contains non-finite values ({int(bad.sum())} of {a.size}, "
+                         f"e.g. {float(a[bad][0])!r})")
+
+
 def _samples_1d(name, x):
-    a = np.asarray(x, dtype=np.float64)
+    a = _sample_array(name, x)
     if a.ndim == 2 and a.shape[1] == 1:
         a = a[:, 0]
     if a.ndim != 1 or a.size == 0:
         raise ValueError(f"{name} must be a non-empty 1-D sample, got shape {np.shape(x)}")
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"{name} contains non-finite values")
+    _check_finite(name, a)
     return a
 
 
 def _samples_2d(name, x):
-    a = np.asarray(x, dtype=np.float64)
+    a = _sample_array(name, x)
     if a.ndim == 1:
         a = a[:, None]
     if a.ndim != 2 or a.shape[0] == 0:
         raise ValueError(f"{name} must have shape (n, d), got shape {np.shape(x)}")
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"{name} contains non-finite values")
+    _check_finite(name, a)
     return a
 
 
 def _check_rng(rng):
     if not isinstance(rng, np.random.Generator):
-        raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+        raise TypeError(f"rng must be a numpy.random.Generator, got {rng!r}")
 
 
 @dataclass(frozen=True)
@@ -102,6 +118,9 @@ class GaussianMixture1D:
         m, s, w = (np.asarray(v, float) for v in (self.means, self.sds, self.weights))
         if not (m.shape == s.shape == w.shape) or m.ndim != 1 or m.size == 0:
             raise ValueError(f"means, sds, weights must be 1-D of equal length, got {self.means!r}, {self.sds!r}, {self.weights!r}")
+        if not (np.all(np.isfinite(m)) and np.all(np.isfinite(s)) and np.all(np.isfinite(w))):
+            raise ValueError(f"means, sds and weights must be finite, got means={self.means!r}, sds={self.sds!r}, "
+                             f"weights={self.weights!r}")
         if np.any(s <= 0) or np.any(w < 0) or abs(w.sum() - 1) > 1e-12:
             raise ValueError(f"sds must be > 0 and weights >= 0 summing to 1, got sds={self.sds!r}, weights={self.weights!r}")
 
@@ -247,15 +266,27 @@ def w2_product_to_dist(x: npt.ArrayLike, dist: rv_continuous_frozen | GaussianMi
     return float(np.sqrt(sum(w2_1d_to_dist(a[:, j], dist) ** 2 for j in range(a.shape[1]))))
 
 
-def _as_mean_cov(mean, cov):
-    m = np.atleast_1d(np.asarray(mean, float))
-    c = np.asarray(cov, float)
+def _as_mean_cov(mean, cov, mname="mean", cname="cov"):
+    m = np.atleast_1d(real_array(mname, mean))
+    c = real_array(cname, cov)
+    if m.ndim != 1:
+        raise ValueError(f"{mname} must be a scalar or a 1-D vector, got shape {m.shape}")
+    if not np.all(np.isfinite(m)):
+        raise ValueError(f"{mname} must be finite, got {mean!r}")
+    if not np.all(np.isfinite(c)):
+        raise ValueError(f"{cname} must be finite, got {cov!r}")
     if c.ndim == 0:
         c = c * np.eye(m.size) if m.size > 1 else c.reshape(1, 1)
-    if c.ndim == 1:
+    if c.ndim == 1 and c.shape == m.shape:
         c = np.diag(c)
     if c.shape != (m.size, m.size):
-        raise ValueError(f"cov must be ({m.size}, {m.size}) for mean of length {m.size}, got shape {c.shape}")
+        raise ValueError(f"{cname} must be a variance, a ({m.size},) vector or a ({m.size}, {m.size}) matrix "
+                         f"for {mname} of shape {m.shape}, got shape {c.shape}")
+    if not np.allclose(c, c.T, rtol=1e-10, atol=1e-12 * float(np.abs(c).max())):
+        raise ValueError(f"{cname} must be symmetric, got {cov!r}")
+    low = float(np.linalg.eigvalsh(c).min())
+    if low < -1e-12 * max(1.0, float(np.abs(c).max())):
+        raise ValueError(f"{cname} must be positive semi-definite, got {cov!r} (smallest eigenvalue {low:.3g})")
     return m, c
 
 
@@ -265,10 +296,14 @@ def w2_gaussians(mean1: npt.ArrayLike, cov1: npt.ArrayLike, mean2: npt.ArrayLike
     ``W2² = ‖m1 − m2‖² + tr(S1 + S2 − 2(S2^{1/2} S1 S2^{1/2})^{1/2})``.  Scalars are
     1-D variances.  Cost O(d³).  Source: Dowson & Landau (1982), Givens & Shortt (1984).
     """
-    m1, S1 = _as_mean_cov(mean1, cov1)
-    m2, S2 = _as_mean_cov(mean2, cov2)
+    m1, S1 = _as_mean_cov(mean1, cov1, "mean1", "cov1")
+    m2, S2 = _as_mean_cov(mean2, cov2, "mean2", "cov2")
     if m1.size != m2.size:
-        raise ValueError(f"dimensions differ: {m1.size} vs {m2.size}")
+        raise ValueError(f"mean2 must have shape {m1.shape} like mean1, got shape {m2.shape}")
+    return _w2_gaussians(m1, S1, m2, S2)
+
+
+def _w2_gaussians(m1, S1, m2, S2):
     r2 = linalg.sqrtm(S2)
     cross = linalg.sqrtm(r2 @ S1 @ r2)
     val = float(np.sum((m1 - m2) ** 2) + np.trace(S1 + S2 - 2 * np.real(cross)))
@@ -286,7 +321,10 @@ def w2_bures_to_gaussian(x: npt.ArrayLike, mean: npt.ArrayLike, cov: npt.ArrayLi
     a = _samples_2d("x", x)
     if a.shape[0] < 2:
         raise ValueError(f"x needs at least 2 samples, got {a.shape[0]}")
-    return w2_gaussians(a.mean(0), np.atleast_2d(np.cov(a, rowvar=False)), mean, cov)
+    m, S = _as_mean_cov(mean, cov)
+    if m.size != a.shape[1]:
+        raise ValueError(f"mean must have shape ({a.shape[1]},) for x of shape {a.shape}, got shape {m.shape}")
+    return _w2_gaussians(a.mean(0), np.atleast_2d(np.cov(a, rowvar=False)), m, S)
 
 
 def w2_emd(x: npt.ArrayLike, y: npt.ArrayLike) -> float:
@@ -301,7 +339,7 @@ def w2_emd(x: npt.ArrayLike, y: npt.ArrayLike) -> float:
     a = _samples_2d("x", x)
     b = _samples_2d("y", y)
     if a.shape[1] != b.shape[1]:
-        raise ValueError(f"x and y must have the same dimension, got {a.shape[1]} and {b.shape[1]}")
+        raise ValueError(f"y must have shape (m, {a.shape[1]}), the dimension of x, got shape {b.shape}")
     M = ot.dist(a, b, metric="sqeuclidean")
     cost = ot.emd2(np.full(a.shape[0], 1 / a.shape[0]), np.full(b.shape[0], 1 / b.shape[0]), M, numItermax=10_000_000)
     return float(np.sqrt(max(float(cost), 0.0)))
@@ -344,10 +382,9 @@ def sliced_w2(x: npt.ArrayLike, y: npt.ArrayLike, rng: np.random.Generator, n_pr
     a = _samples_2d("x", x)
     b = _samples_2d("y", y)
     if a.shape[1] != b.shape[1]:
-        raise ValueError(f"x and y must have the same dimension, got {a.shape[1]} and {b.shape[1]}")
-    if int(n_projections) < 1:
-        raise ValueError(f"n_projections must be >= 1, got {n_projections!r}")
-    proj = rng.standard_normal((a.shape[1], int(n_projections)))
+        raise ValueError(f"y must have shape (m, {a.shape[1]}), the dimension of x, got shape {b.shape}")
+    n_projections = count("n_projections", n_projections, 1, 10**6)
+    proj = rng.standard_normal((a.shape[1], n_projections))
     proj /= np.linalg.norm(proj, axis=0, keepdims=True)
     return float(ot.sliced_wasserstein_distance(a, b, projections=proj, p=2))
 
@@ -367,9 +404,7 @@ def w2sq_1d_null_mean(dist: rv_continuous_frozen | GaussianMixture1D, n: int, *,
     """
     from scipy.special import gammaln
 
-    n = int(n)
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n!r}")
+    n = count("n", n, 1, 10**7)
     pfm, m2, ppf = _dist_moments(dist)
     if isinstance(dist, GaussianMixture1D):
         cdf, pdf = dist.cdf, dist.pdf
