@@ -131,6 +131,32 @@ def test_mx_sr_keeps_zero_signs_nan_blocks_and_saturates_inf():
     assert torch.all(torch.isnan(q[1, :32])) and q[1, 33] == 448.0 * 2.0**127
 
 
+@pytest.mark.parametrize("fmt_text", ["bfp:8:0", "bfp:6"])
+def test_float32_bfp_blocks_near_the_bottom_of_the_range_equal_refimpl(fmt_text):
+    """Block maxima below 2^-121 (2^-se overflows float32) and subnormal blocks: scaled in two exact steps
+    (``_ldexp``), so Q^d and Q^s equal refimpl's float64 result cast to float32 (before: NaN / saturated)."""
+    fmt = parse_format(fmt_text)
+    x = np.array([[1e-37, 0.0, 3e-38, -5e-39], [1e-45, 0.0, -1e-45, 3e-45], [3e38, -1e38, 1.0, 0.0]], dtype=np.float32)
+    assert np.array_equal(F.quantize_fast(torch.tensor(x), fmt).numpy(),
+                          rq.quantize(x.astype(np.float64), fmt).astype(np.float32))
+    u = C.uniforms(C.stream_key(1, 0, 0, "u_weight"), x.size, bits=24).reshape(x.shape)
+    assert np.array_equal(F.stochastic_round_fast(torch.tensor(x), fmt, seed=1).numpy(),
+                          C.sr_round(x.astype(np.float64), fmt, u).astype(np.float32))
+
+
+def test_each_compiled_function_gets_its_own_code_object():
+    """dynamo keeps at most 8 graphs per code object; optimizers with different formats must not share them
+    (past the limit the step silently ran eager: measured 41x SGD in the MLP benchmark)."""
+    copy_ = F._private_copy(F.sgld_step)
+    assert copy_.__code__ is not F.sgld_step.__code__ and copy_.__name__ == "sgld_step"
+    p, g = torch.linspace(-1, 1, 7, dtype=torch.float64).reshape(1, 7), torch.full((1, 7), 0.1, dtype=torch.float64)
+    fmt = parse_format("fixed:8:6")
+    kw = dict(lr=0.1, var=1e-3, weight_fmt=fmt, weight_code=F._code(fmt), grad_fmt=fmt, grad_code=F._code(fmt),
+              accumulator="low", variance_corrected=True, weight_decay=0.0, add_noise=True)
+    key = F._param_key(1, 0, 0)
+    assert all(torch.equal(a, b) for a, b in zip(copy_(p, g, None, key, **kw)[::2], F.sgld_step(p, g, None, key, **kw)[::2]))
+
+
 def test_vc_all_zero_bfp_block_and_nan_and_published_flag():
     fmt = parse_format("bfp:8:0")
     x = np.zeros((3, 5))
@@ -354,6 +380,25 @@ def test_one_and_two_gloo_ranks_give_the_same_bits(tmp_path):
         two = torch.load(tmp_path / f"r2_{rank}.pt")
         assert torch.equal(two["w"], one["w"])
         assert torch.equal(two["flat"], one["flat"])
+
+
+@pytest.mark.slow
+def test_compiled_bfp_quantizers_equal_eager():
+    """Inductor (with the fast path's options) gives the eager bits for BFP Q^s and Q^vc in float32."""
+    fmt = parse_format("bfp:8:0")
+    code = F._code(fmt)
+    x = torch.tensor(_x(shape=(12, 40)), dtype=torch.float32)
+    key = cr.key_tensor(C.stream_key(3, 0, 0, "u_weight"))
+
+    def sr(t, k):
+        return F._round_tensor(t, fmt, code, F._noise_like(k, t, "uniform"))
+
+    def vc(t, k):
+        return F._vc_tensor(t, 1e-4, fmt, code, F._noise_like(k, t, "normal"), F._noise_like(k, t, "uniform"),
+                            F._noise_like(k + 1, t, "uniform"))
+
+    for fn in (sr, vc):  # torch.compile itself (maybe_compile would fall back to eager on an error)
+        assert torch.equal(torch.compile(fn, dynamic=True, options=F._INDUCTOR_OPTIONS)(x, key), fn(x, key))
 
 
 @pytest.mark.slow
