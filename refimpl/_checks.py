@@ -13,7 +13,7 @@ import numbers
 
 import numpy as np
 
-__all__ = ["INT64_MAX", "check_count", "check_real", "check_shape"]
+__all__ = ["INT64_MAX", "check_count", "check_finite_array", "check_real", "check_shape"]
 
 #: Counts end up in int64 code arrays and Numba loops: larger ones are refused by name.
 INT64_MAX = 2**63 - 1
@@ -44,6 +44,21 @@ def check_count(name: str, value: object, lo: int = 0, hi: int = INT64_MAX) -> i
             where += " and at most 2**63 - 1"
         raise ValueError(f"{name} must be an integer {where}, got {value!r}")
     return int(value)
+
+
+def check_finite_array(name: str, value: object) -> np.ndarray:
+    """``value`` as a float64 array of finite real numbers (text, None, objects, complex, NaN, inf refused)."""
+    if value is None or isinstance(value, (str, bytes)):
+        raise TypeError(f"{name} must be an array of real numbers, got {value!r}")
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "iuf":
+        got = repr(value) if arr.ndim == 0 else f"dtype {arr.dtype}"
+        raise TypeError(f"{name} must be an array of real numbers, got {got}")
+    arr = arr.astype(np.float64)
+    bad = ~np.isfinite(arr)
+    if np.any(bad):
+        raise ValueError(f"{name} must be finite, got {int(bad.sum())} non-finite entries (e.g. {float(arr[bad][0])!r})")
+    return arr
 
 
 def check_shape(name: str, value: object) -> tuple[int, ...]:

@@ -61,6 +61,7 @@ import numpy.typing as npt
 from numba import njit
 
 from . import _loop
+from ._checks import check_count, check_finite_array, check_real
 from .formulas import ctld_coupling, ctld_coupling_derivative
 from .methods import CTLD_CHOICES, CTLD_OPTIONS, stream_entries
 from .registry import Context, MethodSpec, prepare_step, register_method
@@ -106,7 +107,9 @@ def unpack(packed: np.ndarray, dim: int) -> CTLDState:
 def init(position: npt.ArrayLike, *, n_bins: int = 50, alpha0: float = 0.0) -> CTLDState:
     """Phase-1 state at ``position`` ((dim,) or (n_chains, dim)): v = 0, alpha = alpha0,
     v_alpha = 0, empty histogram of ``n_bins`` bins."""
-    x = np.ascontiguousarray(np.array(position, dtype=np.float64, ndmin=2))
+    x = np.ascontiguousarray(np.array(check_finite_array("position", position), dtype=np.float64, ndmin=2))
+    n_bins = check_count("n_bins", n_bins, 2, 2**31 - 1)
+    alpha0 = check_real("alpha0", alpha0)
     n = x.shape[0]
     z = np.zeros(n)
     return CTLDState(x, np.zeros_like(x), z + alpha0, z.copy(), z + 1.0, z.copy(), np.zeros((n, n_bins)),
@@ -152,17 +155,27 @@ _g = njit(cache=True, error_model="numpy")(ctld_coupling)
 _dg = njit(cache=True, error_model="numpy")(ctld_coupling_derivative)
 
 
+def _coupling_args(alpha, delta1, delta2, g_min):
+    """The arguments of (C4) checked as the sampler checks its options (0 <= delta1 < delta2, 0 < g_min <= 1)."""
+    a = check_finite_array("alpha", alpha)
+    d1 = check_real("delta1", delta1, lo=0.0)
+    d2 = check_real("delta2", delta2, lo=0.0, lo_open=True)
+    if not d1 < d2:
+        raise ValueError(f"need delta1 < delta2, got delta1={delta1!r}, delta2={delta2!r}")
+    return a, d1, d2, check_real("g_min", g_min, lo=0.0, lo_open=True, hi=1.0)
+
+
 def coupling(alpha: npt.ArrayLike, delta1: float = CTLD_OPTIONS["delta1"], delta2: float = CTLD_OPTIONS["delta2"],
              g_min: float = CTLD_OPTIONS["g_min"]) -> np.ndarray:
     """g(alpha) of (C4) (vectorised).  [reconstruction]"""
-    a = np.asarray(alpha, dtype=np.float64)
+    a, delta1, delta2, g_min = _coupling_args(alpha, delta1, delta2, g_min)
     return np.vectorize(lambda z: _g(z, delta1, delta2, g_min))(a)
 
 
 def coupling_derivative(alpha: npt.ArrayLike, delta1: float = CTLD_OPTIONS["delta1"],
                         delta2: float = CTLD_OPTIONS["delta2"], g_min: float = CTLD_OPTIONS["g_min"]) -> np.ndarray:
     """g'(alpha) of (C4) (vectorised)."""
-    a = np.asarray(alpha, dtype=np.float64)
+    a, delta1, delta2, g_min = _coupling_args(alpha, delta1, delta2, g_min)
     return np.vectorize(lambda z: _dg(z, delta1, delta2, g_min))(a)
 
 

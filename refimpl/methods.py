@@ -26,6 +26,8 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from refimpl._checks import check_count, check_real
+
 __all__ = [
     "CTLD_CHOICES",
     "CTLD_OPTIONS",
@@ -204,8 +206,12 @@ def stream_entries(name: str, dim: int, *, batch_size: int = 0, grad_noise: floa
     (``grad_noise`` > 0); ``only`` (a set of stream names), if given, keeps only those
     of the method's other streams (QSGLD and CTLD draw some streams under some options).
     """
+    row = method(name)
+    dim = check_count("dim", dim, 1)
+    batch_size = check_count("batch_size", batch_size, 0)
+    grad_noise = check_real("grad_noise", grad_noise, lo=0.0)
     out = []
-    for s in method(name).streams:
+    for s in row.streams:
         if s == GRADIENT:
             if batch_size > 0:
                 out.append(("batch_u", "uniform", (int(batch_size),)))

@@ -45,6 +45,7 @@ import numpy.typing as npt
 from numba import njit
 
 from . import _loop
+from ._checks import check_finite_array, check_real
 from .formulas import qsgld_resolution
 from .methods import QSGLD_CHOICES, QSGLD_OPTIONS, stream_entries
 from .registry import Context, MethodSpec, prepare_step, register_method
@@ -89,7 +90,7 @@ class QSGLDState(NamedTuple):
 
 def init(position: npt.ArrayLike) -> QSGLDState:
     """State at ``position`` ((dim,) or (n_chains, dim)); Adam moments and step count zero."""
-    x = np.ascontiguousarray(np.array(position, dtype=np.float64, ndmin=2))
+    x = np.ascontiguousarray(np.array(check_finite_array("position", position), dtype=np.float64, ndmin=2))
     return QSGLDState(x, np.zeros_like(x), np.zeros_like(x), np.zeros(x.shape[0]))
 
 
@@ -162,11 +163,11 @@ def effective_temperature(resolution: npt.ArrayLike, step_size: float, rounding:
     Parameters: resolution Q > 0 (scalar or array), step_size eta > 0, rounding in
     ROUNDINGS, c_q > 0 (surrogate only).  Returns float or array.  No randomness.
     """
-    q = np.asarray(resolution, dtype=np.float64)
+    q = check_finite_array("resolution", resolution)
     if np.any(~(q > 0)):
         raise ValueError(f"resolution must be > 0, got {resolution!r}")
-    if not (step_size > 0):
-        raise ValueError(f"step_size must be > 0, got {step_size!r}")
+    step_size = check_real("step_size", step_size, lo=0.0, lo_open=True)
+    c_q = check_real("c_q", c_q)
     if rounding in ("nearest", "uniform"):
         t = 1.0 / (24.0 * step_size * q * q)
     elif rounding == "stochastic":
@@ -183,10 +184,9 @@ def effective_temperature(resolution: npt.ArrayLike, step_size: float, rounding:
 def resolution_for_temperature(temperature: float, step_size: float, rounding: str = "nearest",
                                c_q: float = 2.0) -> float:
     """Inverse of :func:`effective_temperature`: the Q_p with T_eff(Q_p) = temperature."""
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature!r}")
-    if not step_size > 0:
-        raise ValueError(f"step_size must be > 0, got {step_size!r}")
+    temperature = check_real("temperature", temperature, lo=0.0, lo_open=True)
+    step_size = check_real("step_size", step_size, lo=0.0, lo_open=True)
+    c_q = check_real("c_q", c_q)
     if rounding in ("nearest", "uniform"):
         return 1.0 / math.sqrt(24.0 * step_size * temperature)
     if rounding == "stochastic":
@@ -201,6 +201,9 @@ def stationary_variance_quadratic(curvature: float, step_size: float, noise_vari
 
     With s^2 = 2 eta T this is T/k * 1/(1 - eta k/2), the discretised SGLD spread.
     """
+    curvature = check_real("curvature", curvature, lo=0.0, lo_open=True)
+    step_size = check_real("step_size", step_size, lo=0.0, lo_open=True)
+    noise_variance = check_real("noise_variance", noise_variance, lo=0.0)
     a = 1.0 - step_size * curvature
     if not abs(a) < 1:
         raise ValueError(f"need |1 - step_size*curvature| < 1, got {a!r}")
@@ -218,8 +221,8 @@ def resolution_schedule(n_steps: int, *, q0: float, base: float = 2.0, schedule:
     """
     _posint("n_steps", n_steps)
     _posint("steps_per_epoch", steps_per_epoch)
-    if not (np.isfinite(q0) and q0 > 0):
-        raise ValueError(f"q0 must be positive and finite, got {q0!r}")
+    q0 = check_real("q0", q0, lo=0.0, lo_open=True)
+    base = check_real("base", base)
     if not (np.isfinite(base) and base > 1):
         raise ValueError(f"base must be > 1, got {base!r}")
     if schedule not in _SCHEDULES:
@@ -243,6 +246,8 @@ def resolution_schedule(n_steps: int, *, q0: float, base: float = 2.0, schedule:
 def _posint(name, v):
     if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
         raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    if v > 2**53:  # a float64 table / counter: larger counts are not exact (and do not fit in memory)
+        raise ValueError(f"{name} must be a positive integer at most 2**53, got {v!r}")
 
 
 # ---------------------------------------------------------------------------

@@ -170,6 +170,8 @@ def _draw_key(rng) -> np.uint64:
 
 def keyed_uniforms(key: int | np.uint64, shape: int | Sequence[int]) -> np.ndarray:
     """The uniforms ``keyed_uniform(key, i)``, i = 0..size-1 in C order, as a float64 array."""
+    if isinstance(key, (bool, np.bool_)) or not isinstance(key, numbers.Integral) or not 0 <= key < 2**64:
+        raise ValueError(f"key must be an integer in [0, 2**64), got {key!r}")
     shape = _norm_shape(shape)
     out = np.empty(int(np.prod(shape, dtype=np.int64)), dtype=np.float64)
     K.keyed_uniforms_into(np.uint64(key), 0, out)
@@ -392,9 +394,9 @@ def categorical_probabilities(mu: npt.ArrayLike, var: npt.ArrayLike,
     on the admissible set.  Arrays broadcast; float64 results; no admissibility
     validation here (see :func:`categorical_offset`).
     """
-    mu = np.asarray(mu, dtype=np.float64)
-    var = np.asarray(var, dtype=np.float64)
-    delta = np.asarray(delta, dtype=np.float64)
+    mu = _real_values("mu", mu)
+    var = _real_values("var", var)
+    delta = _check_delta(delta)
     m = mu / delta  # in units of Δ, exactly as the sampling kernel (refimpl._qkernels._cat)
     w = (var / delta) / delta - 0.25
     p_plus = (w + (0.5 + m) * (0.5 + m)) * 0.5

@@ -60,6 +60,7 @@ import numpy.typing as npt
 from numba import njit
 
 from refimpl import _loop
+from refimpl._checks import check_finite_array, check_real
 from refimpl._qkernels import nearest_into, vc_into
 from refimpl.formats import Format
 from refimpl.formulas import SGHMC_MIN_FRICTION, sghmc_coefficients, sghmc_velocity_sd
@@ -88,9 +89,15 @@ class SGHMCState(NamedTuple):
 
 
 def coefficients(step_size: float, friction: float, inverse_mass: float, temperature: float = 1.0) -> dict:
-    """The (H0) coefficients (covariances multiplied by T) as a dict of floats."""
-    return dict(zip(("a", "c_v", "c_xv", "c_xg", "sigma_v", "sigma_x", "sigma_xv"),
-                    _coef(float(step_size), float(friction), float(inverse_mass), float(temperature))))
+    """The (H0) coefficients (covariances multiplied by T) as a dict of floats.
+
+    ``step_size``, ``friction``, ``inverse_mass`` > 0 and ``temperature`` >= 0, finite.
+    """
+    args = (check_real("step_size", step_size, lo=0.0, lo_open=True),
+            check_real("friction", friction, lo=0.0, lo_open=True),
+            check_real("inverse_mass", inverse_mass, lo=0.0, lo_open=True),
+            check_real("temperature", temperature, lo=0.0))
+    return dict(zip(("a", "c_v", "c_xv", "c_xg", "sigma_v", "sigma_x", "sigma_xv"), _coef(*args)))
 
 
 #: (H0): a, c_v, c_xv, c_xg, TΣ_v, TΣ_x, TΣ_xv -- the one definition in refimpl.formulas, jitted
@@ -252,8 +259,9 @@ run_chunk = _loop.make_chunk_loop(__name__, step_all, new_scratch)
 
 def init(position: npt.ArrayLike, velocity: npt.ArrayLike | None = None) -> SGHMCState:
     """SGHMC state from positions (and velocities, default 0), ``(dim,)`` or ``(n_chains, dim)``."""
-    x = np.array(position, dtype=np.float64, ndmin=2)
-    v = np.zeros_like(x) if velocity is None else np.array(velocity, dtype=np.float64, ndmin=2)
+    x = np.array(check_finite_array("position", position), dtype=np.float64, ndmin=2)
+    v = np.zeros_like(x) if velocity is None else np.array(check_finite_array("velocity", velocity), dtype=np.float64,
+                                                           ndmin=2)
     if v.shape != x.shape:
         raise ValueError(f"velocity must have the shape of position {x.shape}, got {v.shape}")
     return SGHMCState(np.ascontiguousarray(x), np.ascontiguousarray(v), np.ones(x.shape[0]))

@@ -42,6 +42,7 @@ import numpy.typing as npt
 from numba import njit
 
 from refimpl import _loop
+from refimpl._checks import check_finite_array
 from refimpl._qkernels import _fixed_stochastic, _vc_elem, nearest_into  # scalar kernels of (Q2'), (Q5)/(Q6)
 from refimpl.methods import methods_of_family, stream_entries
 from refimpl.registry import MethodSpec, prepare_step, register_method
@@ -216,7 +217,7 @@ run_chunk = _loop.make_chunk_loop(__name__, step_all, new_scratch)
 
 def init(position: npt.ArrayLike) -> SGLDState:
     """SGLD-family state from positions (``(dim,)`` or ``(n_chains, dim)``); float64 copy."""
-    x = np.array(position, dtype=np.float64, ndmin=2)
+    x = np.array(check_finite_array("position", position), dtype=np.float64, ndmin=2)
     return SGLDState(np.ascontiguousarray(x))
 
 

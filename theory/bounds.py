@@ -27,7 +27,7 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from theory._checks import real_array
+from theory._checks import real_array, real_scalar
 
 __all__ = [
     "SGLDBound",
@@ -392,9 +392,15 @@ def tuned_delta_exponent(power_of_log: float, eps_power: float, k: float = 0.5) 
     gives ε = Δ^{k/(1 + b + a/e)}, i.e. p = k·e/(e(1 + b) + a).  With k = 1/2
     (Ã → (Δ²d)^{1/4} as Δ, σ → 0) it reproduces every exponent of spec §5.4:
     Thm 1 (a, b) = (1/2, 0), Thm 2 (3/2, 2), Thm 3 (1, 1), Thm 7 (1, 0),
-    Thm 8 (5, 4), Thm 9 (3, 2).
+    Thm 8 (5, 4), Thm 9 (3, 2).  Scalars: a = ``power_of_log`` >= 0, b = ``eps_power`` >= 0, k > 0.
     """
-    return k * _E / (_E * (1 + eps_power) + power_of_log)
+    a = real_scalar("power_of_log", power_of_log)
+    b = real_scalar("eps_power", eps_power)
+    k_ = real_scalar("k", k)
+    for name, value, ok in (("power_of_log", a, a >= 0), ("eps_power", b, b >= 0), ("k", k_, k_ > 0)):
+        if not (math.isfinite(value) and ok):
+            raise ValueError(f"{name} must be finite and {'> 0' if name == 'k' else '>= 0'}, got {value!r}")
+    return k_ * _E / (_E * (1 + b) + a)
 
 
 def sghmc_step_size_condition(M: npt.ArrayLike, u: npt.ArrayLike, gamma: npt.ArrayLike, b: npt.ArrayLike,

@@ -78,6 +78,14 @@ def _eta(eta, upper: float = 2.0):
     return arr
 
 
+def _finite(name: str, value) -> np.ndarray:
+    """A real number or array of them, all finite (any sign)."""
+    arr = real_array(name, value)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return arr
+
+
 def _spos(name: str, value, *, allow_zero: bool = False) -> float:
     """:func:`_pos` for a function that takes scalars only."""
     real_scalar(name, value)
@@ -155,8 +163,8 @@ def mean_sr_variance(delta: npt.ArrayLike, s: npt.ArrayLike, center: npt.ArrayLi
     """
     d = _pos("delta", delta)
     s = _pos("s", s, allow_zero=True)
-    c = np.asarray(center, dtype=np.float64)
-    k = np.arange(1, int(n_terms) + 1, dtype=np.float64)
+    c = _finite("center", center)
+    k = np.arange(1, count("n_terms", n_terms, 1, 10**6) + 1, dtype=np.float64)
     shape = np.broadcast(d, s, c).shape
     d, s, c = (np.broadcast_to(v, shape)[..., None] for v in (d, s, c))
     terms = np.cos(2 * np.pi * k * c / d) * np.exp(-2 * np.pi**2 * k**2 * s**2 / d**2) / (np.pi**2 * k**2)
@@ -302,6 +310,7 @@ def sgld_lp_l_variance(eta: float, delta: float, *, boundary_slack: float = 0.0)
     regime B is used (the spec's Fig. 1 point η = 10⁻³, Δ = 1/8 lies 2.4% above
     Δ²/16 and formula B is still within 0.2% there).  Scalars only.
     """
+    boundary_slack = _spos("boundary_slack", boundary_slack, allow_zero=True)
     regime = sgld_lp_l_regime(eta, delta)
     if regime == "between" and float(eta) <= (1.0 + boundary_slack) * float(delta) ** 2 / 16.0:
         regime = "B"
@@ -354,6 +363,8 @@ def sgd_lp_l_stationary_law(delta: float, s: float, *, tol: float = 1e-300) -> t
     """
     d = _spos("delta", delta)
     s = _spos("s", s, allow_zero=True)
+    if not 0.0 < _spos("tol", tol) < 1.0:
+        raise ValueError(f"tol must be in (0, 1), got {tol!r}")
     if s == 0.0:
         return np.zeros(1), np.ones(1)
     logp = [0.0]
@@ -382,7 +393,7 @@ def sgd_lp_l_second_moment(delta: npt.ArrayLike, s: npt.ArrayLike) -> float | np
     Check value (spec): Δ = 1/8, s = 0.1 gives 0.00637.  Limits: s ≪ Δ gives
     √(2/π)·sΔ, s ≫ Δ gives sΔ/√(2π).  Vectorised over ``delta`` and ``s``.
     """
-    dd, ss = np.broadcast_arrays(np.asarray(delta, float), np.asarray(s, float))
+    dd, ss = np.broadcast_arrays(_pos("delta", delta), _pos("s", s, allow_zero=True))
     out = np.empty(dd.shape)
     for idx in np.ndindex(dd.shape):
         grid, p = sgd_lp_l_stationary_law(dd[idx], ss[idx])

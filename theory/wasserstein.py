@@ -361,6 +361,8 @@ def w2_emd_with_null(x: npt.ArrayLike, target_sampler: Callable[[int, np.random.
     A measured value near the null baseline means "indistinguishable at this n".
     """
     _check_rng(rng)
+    if not callable(target_sampler):
+        raise TypeError(f"target_sampler must be a callable (n, rng) -> (n, d) array, got {target_sampler!r}")
     a = _samples_2d("x", x)
     n = a.shape[0]
     y1 = _samples_2d("target sample", target_sampler(n, rng))
