@@ -48,7 +48,7 @@ from . import _loop
 from ._checks import check_finite_array, check_real
 from .formulas import qsgld_resolution
 from .methods import QSGLD_CHOICES, QSGLD_OPTIONS, stream_entries
-from .registry import Context, MethodSpec, prepare_step, register_method
+from .registry import Context, MethodSpec, prepare_step, register_method, step_args
 from .targets import Target, grad1, grad_into
 
 if TYPE_CHECKING:
@@ -119,8 +119,8 @@ def step(state: QSGLDState, noise: npt.ArrayLike, *, step_size: float, target: s
     d = state.position.shape[1]
     mid, mparams, wcode, gcode, tgt = prepare_step("qsgld", "qsgld", d, target, None, None, temperature,
                                                     grad_noise, None, None, options)
-    nz = np.ascontiguousarray(np.asarray(noise, dtype=np.float64).reshape(p.shape[0], -1))
-    bad = step_all(mid, p, nz, float(step_size), 1.0, mparams, wcode, gcode, tgt.kind, tgt.params, tgt.mat,
+    step_size, nz = step_args("qsgld", step_size, noise, p.shape[0], d, target, grad_noise, options)
+    bad = step_all(mid, p, nz, step_size, 1.0, mparams, wcode, gcode, tgt.kind, tgt.params, tgt.mat,
                    tgt.labels, new_scratch(p))
     if bad >= 0:
         raise FloatingPointError(f"non-finite gradient in chain {bad}")

@@ -36,6 +36,7 @@ __all__ = [
     "build_context",
     "lookup",
     "prepare_step",
+    "step_args",
     "register_method",
     "registered_methods",
 ]
@@ -251,6 +252,32 @@ def build_context(spec: MethodSpec, dim: int, n_chains: int, target: str | Targe
         wcode = with_options(wcode, vc_published=True)
     return Context(spec.name, dim, n_chains, temperature, grad_noise, friction, inverse_mass, wf, gf,
                    np.ascontiguousarray(wcode), np.ascontiguousarray(gcode), tgt, opts)
+
+
+def step_args(method: str, step_size: float, noise: Any, n_chains: int, dim: int, target: str | Target,
+              grad_noise: float, options: dict[str, Any]) -> tuple[float, np.ndarray]:
+    """``(step_size, noise)`` of a public one-step function, checked before its kernel runs.
+
+    ``step_size`` a finite number > 0; ``noise`` finite, ``n_chains * Z`` values with Z
+    the width of ``refimpl.noise_spec(method, dim, ...)`` (the kernels index it without
+    bounds checks), returned as a C-contiguous float64 (n_chains, Z) array.
+    """
+    from refimpl.driver import noise_spec  # the driver imports the method modules that call this
+
+    step_size = check_real("step_size", step_size, positive=True)
+    opts = {k: v for k, v in options.items() if k not in ("friction", "inverse_mass")}
+    width = sum(int(np.prod(shape, dtype=np.int64)) for _, _, shape in
+                noise_spec(method, dim, grad_noise=grad_noise, target=target, **opts))
+    arr = np.asarray(noise)
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(f"noise must be a float array, got dtype {arr.dtype}")
+    if arr.size != n_chains * width:
+        raise ValueError(f"noise must have shape ({n_chains}, {width}) (n_chains, the width of noise_spec), "
+                         f"got shape {arr.shape}")
+    arr = np.ascontiguousarray(arr, dtype=np.float64).reshape(n_chains, width)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError("noise must be finite, got a non-finite value")
+    return step_size, arr
 
 
 def prepare_step(method: str, family: str, dim: int, target: str | Target, fmt: Format | str | None,

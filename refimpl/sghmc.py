@@ -65,7 +65,7 @@ from refimpl._qkernels import nearest_into, vc_into
 from refimpl.formats import Format
 from refimpl.formulas import SGHMC_MIN_FRICTION, sghmc_coefficients, sghmc_velocity_sd
 from refimpl.methods import methods_of_family, stream_entries
-from refimpl.registry import MethodSpec, prepare_step, register_method
+from refimpl.registry import MethodSpec, prepare_step, register_method, step_args
 from refimpl.slots import FIXED_HI, KIND, KIND_FIXED
 from refimpl.targets import Target
 
@@ -297,8 +297,8 @@ def step(state: SGHMCState, noise: npt.ArrayLike, *, method: str, step_size: flo
     mid, mparams, wcode, gcode, tgt = prepare_step(method, "sghmc", d, target, fmt, grad_fmt, temperature, grad_noise, friction, inverse_mass, options)
     step_index = _check_resample_every("step_index", step_index)
     packed = pack(state, step_index if mparams[P_RESAMPLE] > 0 else None)
-    noise = np.ascontiguousarray(np.asarray(noise, dtype=np.float64).reshape(packed.shape[0], -1))
-    bad = step_all(mid, packed, noise, float(step_size), 1.0, mparams, wcode, gcode, tgt.kind, tgt.params, tgt.mat, tgt.labels, new_scratch(packed))
+    step_size, noise = step_args(method, step_size, noise, packed.shape[0], d, target, grad_noise, options)
+    bad = step_all(mid, packed, noise, step_size, 1.0, mparams, wcode, gcode, tgt.kind, tgt.params, tgt.mat, tgt.labels, new_scratch(packed))
     if bad >= 0:
         raise FloatingPointError(f"non-finite gradient in chain {bad}")
     return unpack(packed)

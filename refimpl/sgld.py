@@ -45,7 +45,7 @@ from refimpl import _loop
 from refimpl._checks import check_finite_array
 from refimpl._qkernels import _fixed_stochastic, _vc_elem, nearest_into  # scalar kernels of (Q2'), (Q5)/(Q6)
 from refimpl.methods import methods_of_family, stream_entries
-from refimpl.registry import MethodSpec, prepare_step, register_method
+from refimpl.registry import MethodSpec, prepare_step, register_method, step_args
 from refimpl.slots import FIXED_DELTA, FIXED_HI, FIXED_LO, KIND, KIND_FIXED, TIES
 from refimpl.formats import Format
 from refimpl.targets import Target, grad1
@@ -232,8 +232,8 @@ def step(state: SGLDState, noise: npt.ArrayLike, *, method: str, step_size: floa
     """
     mid, mparams, wcode, gcode, tgt = prepare_step(method, "sgld", state.position.shape[1], target, fmt, grad_fmt, temperature, grad_noise, None, None, {})
     new = np.array(state.position, dtype=np.float64, order="C")
-    noise = np.ascontiguousarray(np.asarray(noise, dtype=np.float64).reshape(new.shape[0], -1))
-    bad = step_all(mid, new, noise, float(step_size), 1.0, mparams, wcode, gcode, tgt.kind, tgt.params, tgt.mat, tgt.labels, new_scratch(new))
+    step_size, noise = step_args(method, step_size, noise, new.shape[0], new.shape[1], target, grad_noise, {})
+    bad = step_all(mid, new, noise, step_size, 1.0, mparams, wcode, gcode, tgt.kind, tgt.params, tgt.mat, tgt.labels, new_scratch(new))
     if bad >= 0:
         raise FloatingPointError(f"non-finite gradient in chain {bad}")
     return SGLDState(new)

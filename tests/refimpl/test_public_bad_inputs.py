@@ -8,10 +8,10 @@ targets, the schedules, the diagnostics, the data loader, and in :mod:`theory` t
 the Wasserstein estimators and the predictions (every public function of
 ``theory.bounds`` and ``theory.predictions`` through a signature-driven section), and
 the helpers of the method modules (``refimpl.methods``, ``registry.lookup``, the
-``init`` of the four state types, QSGLD's temperature/resolution helpers, CTLD's
-coupling, SGHMC's coefficients).  Not here: the Numba kernels (``step_all``,
-``run_chunk``, ``grad_into``, ``refimpl.formulas``), which take arrays the wrappers
-have checked, and the per-method ``step`` functions; ``refimpl.netopt``,
+``init`` and ``step`` of the four state types, QSGLD's temperature/resolution
+helpers, CTLD's coupling, SGHMC's coefficients).  Not here: the Numba kernels
+(``step_all``, ``run_chunk``, ``grad_into``, ``refimpl.formulas``), which take arrays
+the wrappers have checked; ``refimpl.netopt``,
 ``torchport`` and the CLI subcommands have their own batteries
 (tests/refimpl/netopt/test_netopt_bad_inputs.py, tests/torchport/, tests/test_cli_errors.py).
 
@@ -50,8 +50,10 @@ signature, the method-module helpers, ``categorical_probabilities``,
 ``keyed_uniforms``, ``qtorch_float``, ``format_code``, ``with_options``,
 ``w2_product_to_dist``, ``w2_emd_with_null``); on the code of that moment about half
 of the new refimpl rows were not clear (e.g. ``sghmc.coefficients`` accepted NaN and
-negative values, ``stream_entries`` any ``dim``), and they were fixed the same way.
-Now (2,041 cases): refimpl 1009 / 0 / 1, theory 1031 / 0 / 0; the one left is an
+negative values, ``stream_entries`` any ``dim``), and they were fixed the same way;
+so were the one-step functions (``sgld.step`` & co. took ``float(step_size)`` of
+anything and reshaped any noise for a kernel that does not check bounds).
+Now (2,092 cases): refimpl 1060 / 0 / 1, theory 1031 / 0 / 0; the one left is an
 ``xfail`` in ``GAPS`` with its reason (NaN data propagate through the quantizers on
 purpose).
 """
@@ -518,6 +520,37 @@ for _mod in (RS, RH, RQ, RC):
     add(f"{_mod.__name__.split('.')[-1]}_init-position=nan", lambda t, m=_mod: m.init(np.array([NAN, 0.0])),
         ("position", "nan"))
     add(f"{_mod.__name__.split('.')[-1]}_init-position=str", lambda t, m=_mod: m.init("abc"), ("position",))
+# the pure one-step functions of the method modules: step_size and the pre-drawn noise
+_STEPPERS = {
+    "sgld": (RS, dict(method="sgld"), lambda: RS.init(np.zeros((2, 1)))),
+    "sghmc": (RH, dict(method="sghmc"), lambda: RH.init(np.zeros((2, 1)))),
+    "qsgld": (RQ, {}, lambda: RQ.init(np.zeros((2, 1)))),
+    "ctld": (RC, {}, lambda: RC.init(np.zeros((2, 1)))),
+}
+
+
+def _one_step(name, step_size=0.1, noise=None, fill=0.25):
+    mod, kw, init = _STEPPERS[name]
+    method = kw.get("method", name)
+    width = sum(int(np.prod(sh)) for _, _, sh in R.noise_spec(method, 1))
+    if noise is None:
+        noise = np.full((2, width), fill)
+    return mod.step(init(), noise, step_size=step_size, target="gaussian", **kw)
+
+
+for _name in _STEPPERS:
+    scalar_cases(f"{_name}.step", lambda t, v, n=_name: _one_step(n, step_size=v), "step_size", POS_FLOAT)
+    add(f"{_name}.step-noise=wrong_size", lambda t, n=_name: _one_step(n, noise=np.zeros((3, 7))), ("noise", "shape"))
+    if any(True for _ in R.noise_spec(_STEPPERS[_name][1].get("method", _name), 1)):  # QSGLD's default draws none
+        add(f"{_name}.step-noise=nan", lambda t, n=_name: _one_step(n, fill=NAN), ("noise", "finite"))
+    add(f"{_name}.step-noise=str", lambda t, n=_name: _one_step(n, noise="abc"), ("noise",))
+
+
+def test_one_step_base_calls_are_valid():
+    for name in _STEPPERS:
+        _one_step(name)
+
+
 add("w2_product_to_dist-x=nan", lambda t: TW.w2_product_to_dist(np.full((3, 2), NAN),
                                                                 TW.GaussianMixture1D((0.0,), (1.0,), (1.0,))),
     ("x", "nan"))
