@@ -8,9 +8,10 @@ A case is one call that must fail.  Its outcome is
   that changed its inputs (arrays, generator state, optimizer state);
 * ``silent``: no exception.
 
-Used by tests/refimpl/test_public_bad_inputs.py and
-tests/refimpl/netopt/test_netopt_bad_inputs.py (each supplies how to snapshot what the
-call may change); import with ``tests/`` on ``sys.path``.
+Used by tests/refimpl/test_public_bad_inputs.py, tests/refimpl/netopt/test_netopt_bad_inputs.py
+and tests/torchport/test_bad_inputs.py (each supplies how to snapshot what the call may
+change: numpy arrays and Generators here, optimizer state there); import with
+``tests/`` on ``sys.path``.
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ import copy
 import math
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import pytest
@@ -37,6 +38,9 @@ from torchport import optim as O
 from torchport.optim import ctld as tctld
 from torchport.optim import netopt as tnet
 from torchport.optim import qsgld as tqsgld
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _bad_inputs import classify  # noqa: E402
 
 F64 = torch.float64
 NAN, INF = float("nan"), float("inf")
@@ -79,25 +83,16 @@ def _snapshot(opt, tensors):
     return snap
 
 
+def _changed(before, after):
+    if _same(before, after):
+        return None
+    return f"half-changed {[k for k in before if not _same(before[k], after[k])]}"
+
+
 def outcome(case: Case):
-    """('clear' | 'unclear' | 'silent', detail)."""
+    """('clear' | 'unclear' | 'silent', detail): tests/_bad_inputs.py's classifier."""
     opt, tensors = case.make()
-    before = _snapshot(opt, tensors)
-    try:
-        case.act(opt, tensors)
-    except Exception as exc:  # noqa: BLE001 - classifying every exception is the point
-        msg = f"{type(exc).__name__}: {exc}"
-        if not isinstance(exc, case.exc):
-            return "unclear", f"wrong type {msg}"
-        missing = [n for n in case.needles if n not in str(exc)]
-        if missing:
-            return "unclear", f"message lacks {missing}: {msg}"
-        after = _snapshot(opt, tensors)
-        if not _same(before, after):
-            changed = [k for k in before if not _same(before[k], after[k])]
-            return "unclear", f"half-changed {changed}: {msg}"
-        return "clear", msg
-    return "silent", "no exception"
+    return classify(lambda: case.act(opt, tensors), case.needles, case.exc, lambda: _snapshot(opt, tensors), _changed)
 
 
 # ------------------------------------------------------------------ building blocks
