@@ -95,8 +95,15 @@ class CTLDState(NamedTuple):
 
 
 def unpack(packed: np.ndarray, dim: int) -> CTLDState:
-    """Split a packed (n_chains, width) state into a :class:`CTLDState` (copies)."""
-    p = np.asarray(packed)
+    """Split a packed (n_chains, width) state into a :class:`CTLDState` (copies).
+
+    ``width = 2*dim + 4 + 2*n_bins`` (:func:`pack`); ``ValueError`` for any other.
+    """
+    dim = check_count("dim", dim, 1)
+    p = check_finite_array("packed", packed)
+    if p.ndim != 2 or p.shape[1] < 2 * dim + 8 or (p.shape[1] - 2 * dim - 4) % 2:
+        raise ValueError(f"packed must have shape (n_chains, 2*dim + 4 + 2*n_bins) with n_bins >= 2 for dim={dim}, "
+                         f"got shape {p.shape}")
     nb = (p.shape[1] - 2 * dim - 4) // 2
     o = 2 * dim
     return CTLDState(p[:, :dim].copy(), p[:, dim:o].copy(), p[:, o].copy(), p[:, o + 1].copy(),
@@ -214,6 +221,11 @@ def _potential(kind, params, mat, x):
 
 def potential(target: Target, x: npt.ArrayLike) -> float:
     """U(theta) for an analytic target (kinds 0-3), x of shape (dim,) -> float."""
+    if not isinstance(target, Target):
+        raise TypeError(f"target must be a refimpl.targets.Target (see resolve_target), got {target!r}")
+    x = check_finite_array("x", x)
+    if x.shape != (target.dim,):
+        raise ValueError(f"x must have shape ({target.dim},), got shape {x.shape}")
     if target.kind > 3:
         raise ValueError(f"target must be an analytic target (gaussian, mixture, double_well), got {target.name!r}")
     return float(_potential(target.kind, target.params, target.mat, np.ascontiguousarray(x, dtype=np.float64)))

@@ -100,8 +100,10 @@ def pack(state: QSGLDState) -> np.ndarray:
 
 
 def unpack(packed: np.ndarray) -> QSGLDState:
-    """Inverse of :func:`pack` (copies)."""
-    p = np.asarray(packed, dtype=np.float64)
+    """Inverse of :func:`pack` (copies); ``packed`` of shape (n_chains, 3*dim + 1)."""
+    p = check_finite_array("packed", packed)
+    if p.ndim != 2 or p.shape[1] < 4 or (p.shape[1] - 1) % 3:
+        raise ValueError(f"packed must have shape (n_chains, 3*dim + 1) with dim >= 1, got shape {p.shape}")
     d = (p.shape[1] - 1) // 3
     return QSGLDState(p[:, :d].copy(), p[:, d:2 * d].copy(), p[:, 2 * d:3 * d].copy(), p[:, 3 * d].copy())
 

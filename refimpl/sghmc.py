@@ -110,6 +110,9 @@ def noise_entries(method_id: int, dim: int, grad_noise: float, batch_size: int,
                   resample_momentum: bool = False) -> list[tuple[str, str, tuple[int, ...]]]:
     """Ordered noise entries ``(name, kind, shape)`` of one chain-step: the method's streams in
     :mod:`refimpl.methods` (docs/architecture.md); ``v_refresh`` only with ``resample_momentum``."""
+    if isinstance(method_id, (bool, np.bool_)) or not isinstance(method_id, numbers.Integral) \
+            or not 0 <= method_id < len(METHODS):
+        raise ValueError(f"method_id must be an integer in [0, {len(METHODS) - 1}] ({METHODS}), got {method_id!r}")
     entries = stream_entries(METHODS[method_id], dim, batch_size=batch_size, grad_noise=grad_noise)
     return entries if resample_momentum else [e for e in entries if e[0] != "v_refresh"]
 

@@ -35,6 +35,7 @@ quantized by Q_G) -- both for a bit-exact, device-independent reference.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import NamedTuple
 
 import numpy as np
@@ -69,6 +70,9 @@ def noise_entries(method_id: int, dim: int, grad_noise: float,
                   batch_size: int) -> list[tuple[str, str, tuple[int, ...]]]:
     """Ordered noise entries ``(name, kind, shape)`` of one chain-step: the method's streams in
     :mod:`refimpl.methods` (docs/architecture.md)."""
+    if isinstance(method_id, (bool, np.bool_)) or not isinstance(method_id, numbers.Integral) \
+            or not 0 <= method_id < len(METHODS):
+        raise ValueError(f"method_id must be an integer in [0, {len(METHODS) - 1}] ({METHODS}), got {method_id!r}")
     return stream_entries(METHODS[method_id], dim, batch_size=batch_size, grad_noise=grad_noise)
 
 

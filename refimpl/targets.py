@@ -197,13 +197,22 @@ def logistic_mnist(path: str | os.PathLike[str] | None = None, *, n_train: int =
     """
     from refimpl.data import load_mnist
 
-    data = load_mnist(path)
-    x, y = data["x_train"], data["y_train"].astype(np.int64)
-    cls = list(range(10)) if classes is None else [int(c) for c in classes]
+    # every argument is checked before the data set is read
+    if classes is None:
+        cls = list(range(10))
+    elif isinstance(classes, (str, bytes)) or not all(
+            isinstance(c, numbers.Integral) and not isinstance(c, (bool, np.bool_)) for c in classes):
+        raise ValueError(f"classes must be >= 2 distinct digits 0-9, got {classes!r}")
+    else:
+        cls = [int(c) for c in classes]
     if len(cls) < 2 or len(set(cls)) != len(cls) or not all(0 <= c <= 9 for c in cls):
         raise ValueError(f"classes must be >= 2 distinct digits 0-9, got {classes!r}")
     if isinstance(n_train, bool) or not isinstance(n_train, numbers.Integral) or n_train < 1:
         raise ValueError(f"n_train must be an integer >= 1, got {n_train!r}")
+    check_count("batch_size", batch_size, 1)
+    check_real("prior_var", prior_var, lo=0.0, lo_open=True)
+    data = load_mnist(path)
+    x, y = data["x_train"], data["y_train"].astype(np.int64)
     sel = np.flatnonzero(np.isin(y, cls))[:n_train]
     remap = np.full(10, -1, dtype=np.int64)
     remap[cls] = np.arange(len(cls))

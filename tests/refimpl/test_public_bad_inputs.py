@@ -8,7 +8,7 @@ targets, the schedules, the diagnostics, the data loader, and in :mod:`theory` t
 the Wasserstein estimators and the predictions (every public function of
 ``theory.bounds`` and ``theory.predictions`` through a signature-driven section), and
 the helpers of the method modules (``refimpl.methods``, ``registry.lookup``, the
-``init`` and ``step`` of the four state types, QSGLD's temperature/resolution
+``init``, ``step``, ``unpack`` and ``noise_entries`` of the state types, ``ctld.potential``, QSGLD's temperature/resolution
 helpers, CTLD's coupling, SGHMC's coefficients).  Not here: the Numba kernels
 (``step_all``, ``run_chunk``, ``grad_into``, ``refimpl.formulas``), which take arrays
 the wrappers have checked; ``refimpl.netopt``,
@@ -52,8 +52,9 @@ signature, the method-module helpers, ``categorical_probabilities``,
 of the new refimpl rows were not clear (e.g. ``sghmc.coefficients`` accepted NaN and
 negative values, ``stream_entries`` any ``dim``), and they were fixed the same way;
 so were the one-step functions (``sgld.step`` & co. took ``float(step_size)`` of
-anything and reshaped any noise for a kernel that does not check bounds).
-Now (2,092 cases): refimpl 1060 / 0 / 1, theory 1031 / 0 / 0; the one left is an
+anything and reshaped any noise for a kernel that does not check bounds), and
+``ctld.potential``/``unpack``, ``qsgld.unpack``, ``noise_entries``, ``logistic_mnist``.
+Now (2,155 cases): refimpl 1123 / 0 / 1, theory 1031 / 0 / 0; the one left is an
 ``xfail`` in ``GAPS`` with its reason (NaN data propagate through the quantizers on
 purpose).
 """
@@ -544,6 +545,26 @@ for _name in _STEPPERS:
     if any(True for _ in R.noise_spec(_STEPPERS[_name][1].get("method", _name), 1)):  # QSGLD's default draws none
         add(f"{_name}.step-noise=nan", lambda t, n=_name: _one_step(n, fill=NAN), ("noise", "finite"))
     add(f"{_name}.step-noise=str", lambda t, n=_name: _one_step(n, noise="abc"), ("noise",))
+
+
+scalar_cases("logistic_mnist", lambda t, v: T.logistic_mnist("/nonexistent_qq", classes=v), "classes",
+             ("ab", [1], [1, 11], [1, 1], [True, False], [0.5, 1.5]))  # checked before the data set is read
+scalar_cases("logistic_mnist", lambda t, v: T.logistic_mnist("/nonexistent_qq", n_train=v), "n_train", POS_INT[:7])
+scalar_cases("logistic_mnist", lambda t, v: T.logistic_mnist("/nonexistent_qq", batch_size=v), "batch_size",
+             POS_INT[:7])
+scalar_cases("logistic_mnist", lambda t, v: T.logistic_mnist("/nonexistent_qq", prior_var=v), "prior_var", POS_FLOAT)
+add("ctld.potential-x=nan", lambda t: RC.potential(T.gaussian(1), np.array([NAN])), ("x", "nan"))
+add("ctld.potential-x=wrong_shape", lambda t: RC.potential(T.gaussian(1), np.zeros(3)), ("x", "shape"))
+add("ctld.potential-target=str", lambda t: RC.potential("gaussian", np.zeros(1)), ("target", "gaussian"))
+add("ctld.unpack-packed=wrong_width", lambda t: RC.unpack(np.zeros((2, 3)), 1), ("packed", "shape"))
+add("ctld.unpack-dim=0", lambda t: RC.unpack(np.zeros((2, 10)), 0), ("dim", "0"))
+add("qsgld.unpack-packed=wrong_width", lambda t: RQ.unpack(np.zeros((2, 3))), ("packed", "shape"))
+add("qsgld.unpack-packed=str", lambda t: RQ.unpack("abc"), ("packed",))
+for _mod in (RS, RH):
+    _p = _mod.__name__.split(".")[-1]
+    scalar_cases(f"{_p}.noise_entries", lambda t, v, m=_mod: m.noise_entries(v, 1, 0.0, 0), "method_id",
+                 (-1, 99, 1.5, "0", None, True))
+    scalar_cases(f"{_p}.noise_entries", lambda t, v, m=_mod: m.noise_entries(0, v, 0.0, 0), "dim", POS_INT[:7])
 
 
 def test_one_step_base_calls_are_valid():
