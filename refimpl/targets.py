@@ -78,6 +78,29 @@ class Target:
     labels: np.ndarray = field(default_factory=lambda: _EMPTY_LABELS, repr=False)
     batch_size: int = 0
 
+    def __post_init__(self):
+        # The kernels index params/mat/labels without bounds checks: a hand-built Target must be consistent.
+        dim = check_count("dim", self.dim, 1)
+        kind = check_count("kind", self.kind, 0, KIND_SOFTMAX)
+        for name in ("params", "mat", "labels"):
+            value = getattr(self, name)
+            want = np.int64 if name == "labels" else np.float64
+            if not isinstance(value, np.ndarray) or value.dtype != want:
+                raise TypeError(f"Target.{name} must be a {np.dtype(want).name} ndarray, got {value!r}")
+        n_params = {KIND_STD_GAUSSIAN: 0, KIND_GAUSSIAN: dim, KIND_MIXTURE: 2, KIND_DOUBLE_WELL: 1, KIND_SOFTMAX: 5}[kind]
+        if self.params.shape != (n_params,):
+            raise ValueError(f"Target.params must have shape ({n_params},) for kind={kind}, got shape {self.params.shape}")
+        if kind == KIND_GAUSSIAN and self.mat.shape != (dim, dim):
+            raise ValueError(f"Target.mat must have shape ({dim}, {dim}) for kind={kind}, got shape {self.mat.shape}")
+        if kind == KIND_SOFTMAX:
+            n, p = self.mat.shape if self.mat.ndim == 2 else (-1, -1)
+            k = int(self.params[3])
+            if n < 1 or self.labels.shape != (n,) or dim != k * p or self.params[2] != n or self.params[4] != p:
+                raise ValueError(f"Target.mat (n, p), labels (n,) and params [prior_var, batch_size, n, K, p] with "
+                                 f"dim = K*p disagree: mat {self.mat.shape}, labels {self.labels.shape}, "
+                                 f"params {self.params!r}, dim {dim}")
+        check_count("batch_size", self.batch_size, 0)
+
     @property
     def code(self) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
         """(kind, params, mat, labels) passed to the jitted kernels."""
