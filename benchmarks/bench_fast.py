@@ -9,8 +9,9 @@
    "× slower" = t(method iteration) / t(SGD iteration); goals ≤ 1.5 (CNN) and ≤ 2 (MLP).
 2. Quantizers on 2^22 float32 values: throughput relative to a tensor copy
    ("× copy" = t(copy)/t(quantizer), bigger is better, goal ≥ 0.3) and to qtorch
-   ("× qtorch" = t(qtorch)/t(fast), bigger is better, goal > 1).  Also the counter RNG
-   alone (uniforms, normals) relative to a copy.
+   ("× qtorch" = t(qtorch)/t(fast), bigger is better, goal > 1; qtorch has no MX).  Also
+   the counter RNG alone (uniforms, normals) relative to a copy and in ns per element,
+   the bound of every stochastic quantizer.
 
 Compilation happens in the untimed warm-up call.  Random inputs only (no data files).
 """
@@ -41,6 +42,8 @@ METHODS = [  # (label, family, kwargs)
     ("sgld_lp_f bfp:8:0", "sgld", dict(weight_format="bfp:8:0", accumulator="full")),
     ("sghmc_lp_f fixed:8:6", "sghmc", dict(weight_format="fixed:8:6", accumulator="full")),
     ("sghmc_vc fixed:8:6", "sghmc", dict(weight_format="fixed:8:6", accumulator="low", variance_corrected=True)),
+    ("sgld_lp_f mxfp8_e4m3", "sgld", dict(weight_format="mxfp8_e4m3", accumulator="full")),
+    ("sgld_vc mxfp8_e4m3", "sgld", dict(weight_format="mxfp8_e4m3", accumulator="low", variance_corrected=True)),
 ]
 
 
@@ -59,6 +62,10 @@ def _optimizer(model, family, kwargs, path, compile_):
         cls = F.FastLowPrecisionSGLD if family == "sgld" else F.FastLowPrecisionSGHMC
         return cls(params, lr=0.01, num_data=60000, seed=0, compile=compile_, **kw)
     cls = LowPrecisionSGLD if family == "sgld" else LowPrecisionSGHMC
+    import inspect
+
+    if "exact" in inspect.signature(cls).parameters:  # the optimizers' default became the fast path
+        kw["exact"] = True
     return cls(params, lr=0.01, num_data=60000, seed=0, **kw)
 
 
@@ -92,6 +99,8 @@ def bench_training(args):
     rows = []
     for name in ("cnn", "mlp"):
         for label, family, kw in METHODS[: 4 if args.quick else None]:
+            if args.match and args.match not in label:
+                continue
             res = {}
             for path in ("fast", "exact"):
                 model, x, y = _model(name)
@@ -124,20 +133,25 @@ def bench_quantizers(args):
     rng_u = F.maybe_compile(lambda k, t: cr.uniforms(k, t.numel(), dtype=t.dtype), args.compile)
     rng_z = F.maybe_compile(lambda k, t: cr.normals(k, t.numel(), dtype=t.dtype), args.compile)
     print(f"{'quantizer':34s} {'× copy':>8s} {'× qtorch':>9s} {'exact × copy':>13s}")
-    print(f"{'counter uniforms (RNG alone)':34s} {t_copy / best_time(lambda: rng_u(key, x), args.repeat):8.3f}")
-    print(f"{'counter normals (RNG alone)':34s} {t_copy / best_time(lambda: rng_z(key, x), args.repeat):8.3f}")
+    for label, rng in (("counter uniforms (RNG alone)", rng_u), ("counter normals (RNG alone)", rng_z)):
+        t_rng = best_time(lambda rng=rng: rng(key, x), args.repeat)
+        print(f"{label:34s} {t_copy / t_rng:8.3f}   ({t_rng / n * 1e9:.2f} ns per element)")
     q = _qtorch()
     gen = torch.Generator().manual_seed(0)
     cases = [("fixed:8:6", "nearest"), ("fixed:8:6", "stochastic"), ("fixed:8:6", "vc"),
              ("bfp:8:0", "nearest"), ("bfp:8:0", "stochastic"), ("bfp:8:0", "vc"),
-             ("float:5:2", "nearest"), ("float:5:2", "stochastic")]
+             ("float:5:2", "nearest"), ("float:5:2", "stochastic"),
+             ("mxfp8_e4m3", "nearest"), ("mxfp8_e4m3", "stochastic"), ("mxfp8_e4m3", "vc"),
+             ("mxfp4", "stochastic")]
     if args.quick:
         cases = [c for c in cases if c[1] != "nearest" and not c[0].startswith("float")]
+    if args.match:
+        cases = [c for c in cases if args.match in f"{c[0]} {c[1]}"]
     rows = []
     for fs, rounding in cases:
         fmt = parse_format(fs)
         code = F._code(fmt)
-        xin = x2 if fmt.__class__.__name__ == "BlockFloatingPoint" else x
+        xin = x if fmt.__class__.__name__ in ("FixedPoint", "FloatingPoint") else x2
 
         if rounding == "nearest":
             fn = F.maybe_compile(lambda t, fmt=fmt, code=code: F._round_tensor(t, fmt, code, None), args.compile)
@@ -156,7 +170,7 @@ def bench_quantizers(args):
         ratio_copy, _ = _paired_ratio(call, lambda: x.clone(), args.repeat)
         # qtorch's CPU kernels, timed alternately with the fast quantizer (VC has no qtorch counterpart)
         q_ratio = None
-        if q is not None and rounding != "vc":
+        if q is not None and rounding != "vc" and not fs.startswith("mx"):
             mode = "nearest" if rounding == "nearest" else "stochastic"
             if fs.startswith("fixed"):
                 qfn = (lambda mode=mode: q[0](x, 8, 6, rounding=mode))
@@ -186,8 +200,16 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="fewer methods, 2^18 values (a smoke run)")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--only", choices=("training", "quantizers"), default=None)
+    ap.add_argument("--match", default=None, help="only methods / quantizers whose label contains this text")
+    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
     args = ap.parse_args(argv)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, compile={args.compile}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    import os
+
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
+          f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}, compile={args.compile}")
     if args.only in (None, "training"):
         bench_training(args)
     if args.only in (None, "quantizers"):
