@@ -145,7 +145,7 @@ def step(state: CTLDState, noise: npt.ArrayLike, *, step_size: float, target: st
         raise ValueError(f"n_bins={options['n_bins']!r} does not match the state's {state.counts.shape[1]} bins")
     mid, mparams, wcode, gcode, tgt = prepare_step("ctld", "ctld", d, target, None, None, temperature, grad_noise,
                                                     None, None, options)
-    step_size, nz = step_args("ctld", step_size, noise, p.shape[0], d, target, grad_noise, options)
+    step_size, nz = step_args("ctld", step_size, noise, p.shape[0], d, tgt, grad_noise, options)
     bad = step_all(mid, p, nz, step_size, 1.0, mparams, wcode, gcode, tgt.kind, tgt.params, tgt.mat,
                    tgt.labels, new_scratch(p))
     if bad >= 0:

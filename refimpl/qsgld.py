@@ -121,7 +121,7 @@ def step(state: QSGLDState, noise: npt.ArrayLike, *, step_size: float, target: s
     d = state.position.shape[1]
     mid, mparams, wcode, gcode, tgt = prepare_step("qsgld", "qsgld", d, target, None, None, temperature,
                                                     grad_noise, None, None, options)
-    step_size, nz = step_args("qsgld", step_size, noise, p.shape[0], d, target, grad_noise, options)
+    step_size, nz = step_args("qsgld", step_size, noise, p.shape[0], d, tgt, grad_noise, options)
     bad = step_all(mid, p, nz, step_size, 1.0, mparams, wcode, gcode, tgt.kind, tgt.params, tgt.mat,
                    tgt.labels, new_scratch(p))
     if bad >= 0:

@@ -300,7 +300,7 @@ def step(state: SGHMCState, noise: npt.ArrayLike, *, method: str, step_size: flo
     mid, mparams, wcode, gcode, tgt = prepare_step(method, "sghmc", d, target, fmt, grad_fmt, temperature, grad_noise, friction, inverse_mass, options)
     step_index = _check_resample_every("step_index", step_index)
     packed = pack(state, step_index if mparams[P_RESAMPLE] > 0 else None)
-    step_size, noise = step_args(method, step_size, noise, packed.shape[0], d, target, grad_noise, options)
+    step_size, noise = step_args(method, step_size, noise, packed.shape[0], d, tgt, grad_noise, options)
     bad = step_all(mid, packed, noise, step_size, 1.0, mparams, wcode, gcode, tgt.kind, tgt.params, tgt.mat, tgt.labels, new_scratch(packed))
     if bad >= 0:
         raise FloatingPointError(f"non-finite gradient in chain {bad}")

@@ -236,7 +236,7 @@ def step(state: SGLDState, noise: npt.ArrayLike, *, method: str, step_size: floa
     """
     mid, mparams, wcode, gcode, tgt = prepare_step(method, "sgld", state.position.shape[1], target, fmt, grad_fmt, temperature, grad_noise, None, None, {})
     new = np.array(state.position, dtype=np.float64, order="C")
-    step_size, noise = step_args(method, step_size, noise, new.shape[0], new.shape[1], target, grad_noise, {})
+    step_size, noise = step_args(method, step_size, noise, new.shape[0], new.shape[1], tgt, grad_noise, {})
     bad = step_all(mid, new, noise, step_size, 1.0, mparams, wcode, gcode, tgt.kind, tgt.params, tgt.mat, tgt.labels, new_scratch(new))
     if bad >= 0:
         raise FloatingPointError(f"non-finite gradient in chain {bad}")
