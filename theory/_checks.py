@@ -15,11 +15,11 @@ import numpy as np
 __all__ = ["real_array", "real_scalar", "count"]
 
 
-def _is_flag_or_text(value) -> bool:
+def _is_flag_or_text(value: object) -> bool:
     return value is None or isinstance(value, (bool, np.bool_, str, bytes))
 
 
-def real_array(name: str, value) -> np.ndarray:
+def real_array(name: str, value: object) -> np.ndarray:
     """``value`` as a non-empty float64 array of real numbers (bools, strings, None, complex refused).
 
     Python ints too large for int64 (``2**80``) are real numbers too (converted with ``float``).
@@ -40,7 +40,7 @@ def real_array(name: str, value) -> np.ndarray:
     return arr.astype(np.float64, copy=False)
 
 
-def real_scalar(name: str, value) -> float:
+def real_scalar(name: str, value: object) -> float:
     """``float(value)`` for one real number (a 0-d array counts; ``[1.0]`` does not)."""
     arr = real_array(name, value)
     if arr.ndim != 0:
@@ -48,7 +48,7 @@ def real_scalar(name: str, value) -> float:
     return float(arr)
 
 
-def count(name: str, value, lo: int = 0, hi: int | None = None) -> int:
+def count(name: str, value: object, lo: int = 0, hi: int | None = None) -> int:
     """``int(value)`` for an integer ``>= lo`` (and ``<= hi`` if given); bools, floats, strings refused."""
     where = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
