@@ -179,15 +179,9 @@ def _float_overflow(x, maxv, has_inf, saturate):
 
 
 # ----------------------------------------------------------------------------- MX / NVFP4
-# Not compiled: inductor (torch 2.13, CPU) fails to compile torchport.kernels.mx (a C++ error converting
-# torch.frexp's int32 exponents to float64), and maybe_compile would then run the whole fused step eagerly.
-# ``torch.compiler.disable`` keeps the MX kernels eager and the rest of the step (noise, drift) compiled.
-def _no_compile(fn):
-    disable = getattr(getattr(torch, "compiler", None), "disable", None)
-    return disable(fn) if disable is not None else fn
-
-
-@_no_compile
+# Under torch.compile (torch 2.13, CPU) inductor fails on these kernels (a C++ error converting
+# torch.frexp's int32 exponent to float64), so maybe_compile runs MX steps eagerly (docs/fast_path.md,
+# measured); excluding only the MX kernels (torch.compiler.disable) was no faster, so it is not done.
 def _mx_round(x: torch.Tensor, fmt, code, u: torch.Tensor | None) -> torch.Tensor:
     """MX/NVFP4 Q^d (u None: the spec's scale, ``torchport.kernels.mx.nearest``) or the k-bit Q^s.
 
@@ -225,7 +219,6 @@ def _mx_round(x: torch.Tensor, fmt, code, u: torch.Tensor | None) -> torch.Tenso
     return back(out).to(x.dtype)
 
 
-@_no_compile
 def _mx_vc(mu: torch.Tensor, var: float, fmt, code, xi, ur, uc) -> torch.Tensor:
     """Q^vc on MX/NVFP4: ``torchport.kernels.mx.vc`` (refimpl's ``vc_into``, bit for bit) in float64."""
     f64 = torch.float64

@@ -399,13 +399,6 @@ def test_compiled_bfp_quantizers_equal_eager():
 
     for fn in (sr, vc):  # torch.compile itself (maybe_compile would fall back to eager on an error)
         assert torch.equal(torch.compile(fn, dynamic=True, options=F._INDUCTOR_OPTIONS)(x, key), fn(x, key))
-    # MX: the kernels stay eager inside the compiled function (torch.compiler.disable), the rest compiles
-    mx, mx_code = parse_format("mxfp4"), F._code(parse_format("mxfp4"))
-
-    def mx_sr(t, k):
-        return F._round_tensor(t * 2.0, mx, mx_code, F._noise_like(k, t, "uniform"))
-
-    assert torch.equal(torch.compile(mx_sr, dynamic=True, options=F._INDUCTOR_OPTIONS)(x, key), mx_sr(x, key))
 
 
 @pytest.mark.slow
