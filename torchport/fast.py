@@ -179,11 +179,56 @@ def _float_overflow(x, maxv, has_inf, saturate):
 
 
 # ----------------------------------------------------------------------------- MX / NVFP4
-# Under torch.compile (torch 2.13, CPU) inductor fails on these kernels (a C++ error converting
-# torch.frexp's int32 exponent to float64), so maybe_compile runs MX steps eagerly (docs/fast_path.md,
-# measured); excluding only the MX kernels (torch.compiler.disable) was no faster, so it is not done.
+# Q^d and Q^s compute the block scale from the exponent bits (``_exponent``), not torch.frexp: inductor
+# (torch 2.13, CPU) fails on torchport.kernels.mx with a C++ error converting frexp's int32 exponent to
+# float64.  Q^vc uses torchport.kernels.mx.vc, so an MX Q^vc step is not compiled (maybe_compile runs it
+# eagerly; measured in docs/fast_path.md).
+_F64 = torch.float64
+_E4M3 = (-6, 3, 448.0)  # NVFP4's block-scale type: e_min, mantissa bits, largest value
+
+
+def _mx_binade(x: torch.Tensor, emin: int, man: int, maxv: float, ties: int) -> torch.Tensor:
+    """Saturating nearest rounding on a binade grid (``torchport.kernels.mx.round_binade``, u None), float64."""
+    ok = torch.isfinite(x) & (x != 0.0)
+    ue = torch.clamp(_exponent(torch.where(ok, x.abs(), torch.ones_like(x))), min=emin) - man
+    z = _ldexp(torch.where(ok, x, torch.ones_like(x)), -ue, _F64)
+    q = torch.copysign(_ldexp(_round_int(z, ties), ue, _F64), x)
+    q = torch.where((q.abs() > maxv) | torch.isinf(x), torch.copysign(torch.full_like(x, maxv), x), q)
+    return torch.where(torch.isnan(x) | (x == 0.0), x, q)
+
+
+def _mx_scale(blocks: torch.Tensor, code, holding: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(status, s) per block: 0 zero, 1 scale s, 2 NaN; the spec's scale (Q^d) or the holding scale (Q^s)
+    (refimpl ``block_scale`` / ``_vc_block_scale`` with ``holding_scale``; docs/mx.md)."""
+    a = blocks.abs()
+    nan = torch.isnan(a)
+    m = torch.where(nan, torch.zeros_like(a), a).amax(dim=-1, keepdim=True)
+    maxv = float(code[S.FLOAT_MAX])
+    pos = torch.where(torch.isfinite(m) & (m > 0.0), m, torch.ones_like(m))
+    if int(code[S.MX_SCALE]) == S.SCALE_E8M0:
+        e = _exponent(pos) - int(code[S.MX_EMAX])
+        if holding:
+            e = torch.where(m > maxv * _pow2(e, _F64), e + 1, e)
+        e = torch.where(torch.isinf(m), 127, torch.clamp(e, -127, 127))
+        s = _pow2(e, _F64)
+        zero = m == 0.0
+    else:
+        t = float(code[S.MX_TENSOR_SCALE])
+        r = torch.where(torch.isinf(m), m, (pos / maxv) / t)
+        sb = _mx_binade(r, *_E4M3, S.TIES_EVEN)
+        if holding:
+            nz = sb > 0.0
+            up = torch.where(nz, torch.clamp(_exponent(torch.where(nz, sb, torch.ones_like(sb))), min=_E4M3[0])
+                             - _E4M3[1], _E4M3[0] - _E4M3[1])
+            sb = torch.where(sb < r, torch.clamp(sb + _pow2(up, _F64), max=_E4M3[2]), sb)
+        s = sb * t
+        zero = (m == 0.0) | (sb == 0.0)
+    status = torch.where(nan.any(dim=-1, keepdim=True), 2, torch.where(zero, 0, 1))
+    return status, torch.where(status == 1, s, torch.ones_like(s))
+
+
 def _mx_round(x: torch.Tensor, fmt, code, u: torch.Tensor | None) -> torch.Tensor:
-    """MX/NVFP4 Q^d (u None: the spec's scale, ``torchport.kernels.mx.nearest``) or the k-bit Q^s.
+    """MX/NVFP4 Q^d (u None: the spec's scale, as ``torchport.kernels.mx.nearest``) or the k-bit Q^s.
 
     Q^s: per block the holding scale s of refimpl's Q^s (docs/mx.md), z = x/s, and on the
     element grid at z (ULP Δ of z's binade; INT8: 2^-6) Δ·(⌊z/Δ⌋ + [u_k < frac]),
@@ -192,27 +237,33 @@ def _mx_round(x: torch.Tensor, fmt, code, u: torch.Tensor | None) -> torch.Tenso
     so x/s is not exact in float32; the result is cast back (exact: few significant bits).
     """
     bsz = int(code[S.MX_BLOCK])
-    xd = x.to(torch.float64)
-    if u is None:
-        return mxk.nearest(xd, code, fmt).to(x.dtype)
-    blocks, back = mxk.block_view(xd, fmt, bsz)
-    ub = mxk.block_view(u.to(torch.float64), fmt, bsz)[0]
-    status, s = mxk._vc_block_scale(blocks, code)
+    blocks, back = mxk.block_view(x.to(_F64), fmt, bsz)
+    status, s = _mx_scale(blocks, code, holding=u is not None)
     z = blocks / s
     man = int(code[S.FLOAT_MAN])
     maxv = float(code[S.FLOAT_MAX])
-    if code[S.MX_INT] != 0.0:
-        delta, lo = 2.0 ** -man, float(code[S.MX_LO])
-        zz = torch.clamp(z, lo - delta, maxv + delta) * (1.0 / delta)
-        q = torch.clamp(_sr_int(zz, ub) * delta + 0.0, lo, maxv)
+    exp = int(code[S.FLOAT_EXP])
+    emin = 2 - (1 << (exp - 1)) if exp > 0 else 0  # MXINT8 has no exponent field
+    if u is None:
+        if code[S.MX_INT] != 0.0:
+            delta, lo = 2.0 ** -man, float(code[S.MX_LO])
+            zz = torch.clamp(z, lo - delta, maxv + delta) * (1.0 / delta)
+            q = torch.clamp(_round_int(zz, int(code[S.TIES])) * delta + 0.0, lo, maxv)
+        else:
+            q = _mx_binade(z, emin, man, maxv, int(code[S.TIES]))
     else:
-        emin = 2 - (1 << (int(code[S.FLOAT_EXP]) - 1))
-        ok = torch.isfinite(z) & (z != 0.0)
-        zs = torch.where(ok, z, torch.ones_like(z))
-        ue = torch.clamp(_exponent(zs.abs()), min=emin) - man
-        q = torch.copysign(_sr_int(zs * _pow2(-ue, torch.float64), ub) * _pow2(ue, torch.float64), zs)
-        q = torch.where((q.abs() > maxv) | torch.isinf(z), torch.copysign(torch.full_like(z, maxv), z), q)
-        q = torch.where(z == 0.0, z, q)
+        ub = mxk.block_view(u.to(_F64), fmt, bsz)[0]
+        if code[S.MX_INT] != 0.0:
+            delta, lo = 2.0 ** -man, float(code[S.MX_LO])
+            zz = torch.clamp(z, lo - delta, maxv + delta) * (1.0 / delta)
+            q = torch.clamp(_sr_int(zz, ub) * delta + 0.0, lo, maxv)
+        else:
+            ok = torch.isfinite(z) & (z != 0.0)
+            zs = torch.where(ok, z, torch.ones_like(z))
+            ue = torch.clamp(_exponent(zs.abs()), min=emin) - man
+            q = torch.copysign(_sr_int(zs * _pow2(-ue, _F64), ub) * _pow2(ue, _F64), zs)
+            q = torch.where((q.abs() > maxv) | torch.isinf(z), torch.copysign(torch.full_like(z, maxv), z), q)
+            q = torch.where(z == 0.0, z, q)
     out = q * s
     out = torch.where(status == 0, blocks * 0.0, out)
     out = torch.where(status == 2, torch.full_like(out, math.nan), out)

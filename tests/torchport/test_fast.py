@@ -402,6 +402,24 @@ def test_compiled_bfp_quantizers_equal_eager():
 
 
 @pytest.mark.slow
+def test_compiled_mx_quantizers_equal_eager():
+    """MX Q^d / Q^s take the block scale from the exponent bits, so inductor compiles them (torch.frexp's
+    int32 exponent in torchport.kernels.mx made inductor's C++ fail); same bits as eager."""
+    x = torch.tensor(_x_mx(), dtype=torch.float32)
+    key = cr.key_tensor(C.stream_key(3, 0, 0, "u_weight"))
+    for fmt_text in ("mxfp4", "nvfp4"):
+        fmt = parse_format(fmt_text)
+        code = F._code(fmt)
+
+        def q(t, k, fmt=fmt, code=code):
+            return F._round_tensor(t, fmt, code, None), F._round_tensor(t, fmt, code, F._noise_like(k, t, "uniform"))
+
+        got = torch.compile(q, dynamic=True, options=F._INDUCTOR_OPTIONS)(x, key)
+        for a, b in zip(got, q(x, key)):  # bit for bit, NaN blocks included
+            assert np.array_equal(a.numpy(), b.numpy(), equal_nan=True)
+
+
+@pytest.mark.slow
 def test_compiled_step_equals_eager():
     """torch.compile of the fused step (inductor): grid values equal, accumulators within 4 ulp."""
     _, _, eager = _run_sgld("fixed:8:6", "full", torch.float32, steps=2)
