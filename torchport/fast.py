@@ -38,7 +38,9 @@ the element grid under refimpl's holding scale, and refimpl's MX Q^vc; the block
 computed in float64 whatever the parameter's dtype (the NVFP4 scale s_B·s_T is not a
 power of two, and Q^vc's recycled uniform divides), so float32 MX equals the replay of
 the float32 values bit for bit.  The optimizers view each parameter as (rows, last axis)
-for MX formats with ``axis=-1`` (the blocks of the original shape).
+for MX formats with ``axis=-1`` (the blocks of the original shape).  Q^d and Q^s compile
+(block scales from the exponent bits); Q^vc is ``torchport.kernels.mx.vc``, which inductor
+(torch 2.13, CPU) fails to compile, so an MX Q^vc step runs eagerly under ``compile=True``.
 """
 
 from __future__ import annotations
