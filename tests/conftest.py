@@ -28,6 +28,12 @@ def _install_numba_cache() -> None:
 # Both must be set before numba / numpy are first imported (conftest is loaded
 # before any test module, also in every pytest-xdist worker).
 _install_numba_cache()
+# The torch optimizers' default path compiles its update at the first step (compile=None,
+# torchport.optim._fastpath.default_compile); hundreds of short-lived test optimizers would each
+# pay that compile, so the suite runs the default path eagerly.  The compiled update is tested
+# against the eager one explicitly (compile=True) in tests/torchport/test_default_path.py and
+# test_fast.py.  Subprocesses (the CLI tests) inherit the setting.
+os.environ.setdefault("QLANGEVIN_COMPILE", "0")
 # Two xdist workers on a 2-core machine: multi-threaded BLAS only oversubscribes.
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")

@@ -477,14 +477,17 @@ def fast_cases() -> list[FastCase]:
 
 
 def _fast_optimizer(case: FastCase, p, eta, temperature, seed):
-    """The optimizer users construct for ``case.method`` (default path), from the method table."""
+    """The optimizer users construct for ``case.method`` (default path), from the method table.
+
+    Eager (``compile=False``): the replay comparison is of the update's arithmetic; the compiled
+    update is compared with the eager one in tests/torchport/test_default_path.py."""
     cls_name, kwargs = METHODS[case.method].torch_class, dict(METHODS[case.method].torch_kwargs)
     cls = getattr(_optim(), cls_name)
     if case.fmt is not None:
         kwargs.update(weight_format=case.fmt, grad_format=case.fmt)
     if METHODS[case.method].momentum:
         kwargs.update(friction=2.0, inverse_mass=2.0)
-    return cls([p], lr=eta, temperature=temperature, seed=seed, **kwargs)
+    return cls([p], lr=eta, temperature=temperature, seed=seed, compile=False, **kwargs)
 
 
 def _np(t):

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import math
 import types
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -646,7 +647,8 @@ def maybe_compile(fn: Callable[..., Any], enabled: bool = True) -> Callable[...,
 
     The copy keeps one optimizer's graphs apart from another's (``_private_copy``).
     Compilation happens lazily at the first call (keep that call out of timed regions).
-    If compiling fails at that first call, the eager function is used from then on.
+    If compiling fails at that first call, the eager function is used from then on, with a
+    ``RuntimeWarning`` that says so (eager is several times slower).
     """
     if not enabled or not hasattr(torch, "compile"):
         return fn
@@ -665,7 +667,10 @@ def maybe_compile(fn: Callable[..., Any], enabled: bool = True) -> Callable[...,
             return state["fn"](*args, **kwargs)
         try:
             out = state["fn"](*args, **kwargs)
-        except Exception:  # pragma: no cover - e.g. no C++ compiler: fall back to eager
+        except Exception as exc:  # pragma: no cover - e.g. no C++ compiler: fall back to eager
+            warnings.warn(f"torch.compile of {getattr(fn, '__name__', fn)} failed ({type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0] if str(exc) else ''}); running it eagerly, which is "
+                          "several times slower (pass compile=False to silence this)", RuntimeWarning, stacklevel=2)
             state["fn"] = fn
             out = fn(*args, **kwargs)
         state["tried"] = True

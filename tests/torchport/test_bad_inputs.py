@@ -251,7 +251,9 @@ def _constructor_cases():
 
         def act(_, ps, cls=cls, kw=kw, over=over):
             cls(ps, **dict(kw, **over))
-        out.append(Case(f"{name}(…{over!r})", lambda: (None, _params()), act, needles))
+        shown = {k: ("<torch.Generator>" if isinstance(v, torch.Generator) else v) for k, v in over.items()}
+        # the id must not hold an object address: pytest-xdist workers must collect the same ids
+        out.append(Case(f"{name}(…{shown!r})", lambda: (None, _params()), act, needles))
     return out
 
 

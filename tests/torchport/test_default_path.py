@@ -381,3 +381,19 @@ def test_compile_true_equals_the_compiled_fast_optimizer():
         # |lr·g| + sd·|z| < 0.5 here (lr = 0.05, |g| < 5, sd = 0.045, |z| < 6)
         terms = (ae.abs() + 0.5).float().numpy()
         assert torch.all((ac - ae).abs() <= 4 * torch.from_numpy(np.spacing(terms)).double())
+
+
+def test_compile_defaults_to_on_unless_the_environment_says_0(monkeypatch):
+    """compile=None (the default) compiles the fast path; $QLANGEVIN_COMPILE=0 (set by tests/conftest.py) makes it
+    eager; any other value is an error naming the variable; exact=True never compiles."""
+    p = [torch.nn.Parameter(torch.zeros(3))]
+    monkeypatch.delenv("QLANGEVIN_COMPILE", raising=False)
+    assert O.SGLD(p, lr=0.1, seed=0).compile is True
+    assert O.SGLD(p, lr=0.1, seed=0, compile=False).compile is False
+    assert O.SGLD(p, lr=0.1, seed=0, exact=True).compile is False
+    monkeypatch.setenv("QLANGEVIN_COMPILE", "0")
+    assert O.SGLD(p, lr=0.1, seed=0).compile is False
+    assert O.SGLD(p, lr=0.1, seed=0, compile=True).compile is True
+    monkeypatch.setenv("QLANGEVIN_COMPILE", "yes")
+    with pytest.raises(ValueError, match="QLANGEVIN_COMPILE.*'yes'"):
+        O.SGLD(p, lr=0.1, seed=0)

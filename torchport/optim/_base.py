@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from typing import Mapping, Optional
+from typing import Callable, Mapping, Optional
 
 import torch
 from torch.optim import Optimizer
@@ -174,13 +174,13 @@ class NoisyOptimizer(Optimizer):
 
     def __init__(self, params, defaults: dict, *, seed: Optional[int] | torch.Generator = None,
                  generator: Optional[torch.Generator] = None, foreach: Optional[bool] = None,
-                 exact: bool = True, compile: bool = False, check_every: int = 0):
+                 exact: bool = True, compile: Optional[bool] = None, check_every: int = 0):
         if not isinstance(exact, bool):
             raise TypeError(f"exact must be True or False, got {exact!r}")
         if not exact and not self.fast_path_available:
             raise ValueError(f"exact=False: {type(self).__name__} has no fast path; use exact=True")
-        if not isinstance(compile, bool):
-            raise TypeError(f"compile must be True or False, got {compile!r}")
+        if compile is not None and not isinstance(compile, bool):
+            raise TypeError(f"compile must be True, False or None (the default), got {compile!r}")
         _integer("check_every", check_every, 0)
         if exact and (compile or check_every):
             bad = "compile" if compile else "check_every"
@@ -215,6 +215,10 @@ class NoisyOptimizer(Optimizer):
 
             self.seed = counter_seed(seed, generator)
             generator = None
+        if compile is None:  # the default: compiled on the fast path unless $QLANGEVIN_COMPILE=0
+            from torchport.optim._fastpath import default_compile
+
+            compile = (not exact) and default_compile()
         self.compile = compile
         self.check_every = check_every
         defaults = dict(defaults, foreach=foreach)
@@ -381,7 +385,8 @@ class NoisyOptimizer(Optimizer):
 
     # -------------------------------------------------------------------- step
     @torch.no_grad()
-    def step(self, closure=None, *, noise: Optional[Mapping] = None):
+    def step(self, closure: Optional[Callable[[], torch.Tensor]] = None, *,
+             noise: Optional[Mapping] = None) -> Optional[torch.Tensor]:
         """One update.  ``closure`` re-evaluates the loss (returned); ``noise`` feeds pre-drawn noise (exact path)."""
         if not self.exact:
             if noise is not None:

@@ -94,7 +94,7 @@ class _SGHMCBase(NoisyOptimizer):
 
     def __init__(self, params, lr, friction, inverse_mass, temperature, num_data, position_sign,
                  weight_decay, defaults_extra, seed, generator, foreach, resample_momentum_every=0,
-                 exact=True, compile=False, check_every=0):
+                 exact=True, compile=None, check_every=0):
         _positive("lr", lr)
         _friction("friction", friction)
         self.resample_momentum_every = _resample_every(resample_momentum_every)
@@ -189,7 +189,7 @@ class SGHMC(_SGHMCBase):
                  position_sign: str = "correct",
                  resample_momentum_every: int = 0, weight_decay: float = 0.0,
                  seed: Optional[int] | torch.Generator = None, generator: Optional[torch.Generator] = None,
-                 foreach: Optional[bool] = None, exact: bool = False, compile: bool = False, check_every: int = 0):
+                 foreach: Optional[bool] = None, exact: bool = False, compile: Optional[bool] = None, check_every: int = 0):
         self.weight_format = self.grad_format = self.velocity_format = None
         self.accumulator, self.variance_corrected = "low", False
         self.vc_options = dict(ties=None, vc_published=False)
@@ -267,7 +267,7 @@ class LowPrecisionSGHMC(LowPrecisionWeightsMixin, _SGHMCBase):
                  velocity_rescaling: Optional[str] = None, velocity_rescaling_constant: float = 1.0,
                  weight_decay: float = 0.0, quantize_initial: bool = True,
                  seed: Optional[int] | torch.Generator = None, generator: Optional[torch.Generator] = None,
-                 foreach: Optional[bool] = None, exact: bool = False, compile: bool = False, check_every: int = 0):
+                 foreach: Optional[bool] = None, exact: bool = False, compile: Optional[bool] = None, check_every: int = 0):
         if accumulator not in ("full", "low"):
             raise ValueError(f"accumulator must be 'full' or 'low', got {accumulator!r}")
         self.weight_format = as_format(weight_format, "weight_format")

@@ -107,7 +107,7 @@ class SGLD(_FastSGLD, NoisyOptimizer):
     def __init__(self, params: Iterable[torch.nn.Parameter] | Iterable[dict], lr: float, temperature: float = 1.0,
                  num_data: float = 1, *, weight_decay: float = 0.0, add_noise: bool = True,
                  seed: Optional[int] | torch.Generator = None, generator: Optional[torch.Generator] = None,
-                 foreach: Optional[bool] = None, exact: bool = False, compile: bool = False, check_every: int = 0):
+                 foreach: Optional[bool] = None, exact: bool = False, compile: Optional[bool] = None, check_every: int = 0):
         _positive("lr", lr)
         _positive("temperature", temperature, allow_zero=True)
         _positive("num_data", num_data)
@@ -186,8 +186,9 @@ class LowPrecisionSGLD(_FastSGLD, LowPrecisionWeightsMixin, NoisyOptimizer):
     step, parameter index) with the stream names above; initial rounding at step
     ``torchport.fast.INIT_STEP``), bit for bit ``torchport.fast.FastLowPrecisionSGLD``.
     ``seed``: an int, or a ``torch.Generator`` from which one integer is drawn;
-    ``compile=True`` compiles the update (``torchport.fast.maybe_compile``);
-    non-finite gradients are flagged lazily (:meth:`check_finite`, ``check_every``).
+    ``compile`` (default None: compiled unless ``$QLANGEVIN_COMPILE=0``,
+    :func:`torchport.optim._fastpath.default_compile`; eager, the fast path is about as slow
+    as the exact one) compiles the update (``torchport.fast.maybe_compile``); non-finite gradients are flagged lazily (:meth:`check_finite`, ``check_every``).
     Formats are those ``torchport.fast`` takes (others: ValueError naming the argument);
     float16/bfloat16 parameters are refused (TypeError).  ``exact=True``: the float64
     path op by op with a ``torch.Generator`` (bit-identical to refimpl; the numbers of
@@ -202,7 +203,7 @@ class LowPrecisionSGLD(_FastSGLD, LowPrecisionWeightsMixin, NoisyOptimizer):
                  weight_decay: float = 0.0, add_noise: bool = True,
                  quantize_initial: bool = True, seed: Optional[int] | torch.Generator = None,
                  generator: Optional[torch.Generator] = None, foreach: Optional[bool] = None,
-                 exact: bool = False, compile: bool = False, check_every: int = 0):
+                 exact: bool = False, compile: Optional[bool] = None, check_every: int = 0):
         _positive("lr", lr)
         _positive("temperature", temperature, allow_zero=True)
         _positive("num_data", num_data)
