@@ -7,6 +7,11 @@
 2. Quantizer throughput on 2^20 float32 values: torchport stochastic rounding vs qtorch's
    CPU kernels (fixed point, BFP, float) and vs a plain tensor copy.
 
+The SGLD/SGHMC optimizers run with ``exact=True`` here: this benchmark measures the float64
+exact path (the reference).  The default (fast, compiled) path of the same optimizers is
+measured side by side with the exact path by ``benchmarks/bench_fast.py`` (``qlangevin bench
+fast``; results in docs/fast_path.md).
+
 Usage: ``python benchmarks/bench_torchport.py [--quick]``.  Prints ratios (> 1: slower
 than the baseline).  Timings are medians of repeated runs on a shared machine; only the
 ratios are meant to be read.
@@ -47,22 +52,22 @@ def bench_optimizers(repeats, inner):
     from torchport import optim as O
 
     makers = {
-        "SGLD": lambda p: O.SGLD(p, lr=0.1, num_data=60000, seed=0),
-        "SGLD (foreach=False)": lambda p: O.SGLD(p, lr=0.1, num_data=60000, seed=0, foreach=False),
-        "SGHMC": lambda p: O.SGHMC(p, lr=0.1, num_data=60000, seed=0),
-        "LP-SGLD full fixed:8:6": lambda p: O.LowPrecisionSGLD(p, lr=0.1, num_data=60000, weight_format="fixed:8:6",
+        "SGLD": lambda p: O.SGLD(p, exact=True, lr=0.1, num_data=60000, seed=0),
+        "SGLD (foreach=False)": lambda p: O.SGLD(p, exact=True, lr=0.1, num_data=60000, seed=0, foreach=False),
+        "SGHMC": lambda p: O.SGHMC(p, exact=True, lr=0.1, num_data=60000, seed=0),
+        "LP-SGLD full fixed:8:6": lambda p: O.LowPrecisionSGLD(p, exact=True, lr=0.1, num_data=60000, weight_format="fixed:8:6",
                                                                grad_format="fixed:8:6", seed=0),
-        "LP-SGLD low naive fixed:8:6": lambda p: O.LowPrecisionSGLD(p, lr=0.1, num_data=60000,
+        "LP-SGLD low naive fixed:8:6": lambda p: O.LowPrecisionSGLD(p, exact=True, lr=0.1, num_data=60000,
                                                                     weight_format="fixed:8:6",
                                                                     grad_format="fixed:8:6", accumulator="low",
                                                                     seed=0),
-        "LP-SGLD VC fixed:8:6": lambda p: O.LowPrecisionSGLD(p, lr=0.1, num_data=60000, weight_format="fixed:8:6",
+        "LP-SGLD VC fixed:8:6": lambda p: O.LowPrecisionSGLD(p, exact=True, lr=0.1, num_data=60000, weight_format="fixed:8:6",
                                                              grad_format="fixed:8:6", accumulator="low",
                                                              variance_corrected=True, seed=0),
-        "LP-SGLD VC bfp:8:0": lambda p: O.LowPrecisionSGLD(p, lr=0.1, num_data=60000, weight_format="bfp:8:0",
+        "LP-SGLD VC bfp:8:0": lambda p: O.LowPrecisionSGLD(p, exact=True, lr=0.1, num_data=60000, weight_format="bfp:8:0",
                                                            grad_format="bfp:8:0", accumulator="low",
                                                            variance_corrected=True, seed=0),
-        "LP-SGHMC VC fixed:8:6": lambda p: O.LowPrecisionSGHMC(p, lr=0.1, num_data=60000, weight_format="fixed:8:6",
+        "LP-SGHMC VC fixed:8:6": lambda p: O.LowPrecisionSGHMC(p, exact=True, lr=0.1, num_data=60000, weight_format="fixed:8:6",
                                                                grad_format="fixed:8:6", accumulator="low",
                                                                variance_corrected=True, seed=0),
         "QSGLD stochastic": lambda p: O.QSGLD(p, lr=0.1, rounding="stochastic", seed=0),
