@@ -494,17 +494,17 @@ def parse_format(text: str) -> Format | None:
     ``"mxint8"`` (optionally ``":AXIS"``) -> MXFormat; ``"nvfp4"``, ``"nvfp4:AXIS"`` or
     ``"nvfp4:AXIS:TENSOR_SCALE"`` -> NVFP4.
 
-    ``ValueError`` for any other text; its message starts ``format string '<text>'``
-    (also when the fields parse but the format refuses them, e.g. ``float:0:3``).
+    ``ValueError`` for any other text, naming the argument and the value: its message starts
+    ``text='<text>' is not a format string:`` and says why (also when the fields parse but
+    the format refuses them, e.g. ``float:0:3``); for a non-str ``text`` it starts
+    ``text must be a format string (str)``.
     """
     if not isinstance(text, str):
-        raise ValueError(f"format string must be a str, got {text!r}")
+        raise ValueError(f"text must be a format string (str), got {text!r} ({type(text).__name__})")
     try:
         return _parse_format(text)
     except ValueError as exc:
-        if str(exc).startswith("format string"):
-            raise
-        raise ValueError(f"format string {text!r}: {exc}") from None
+        raise ValueError(f"text={text!r} is not a format string: {exc}") from None
 
 
 def _parse_format(text: str) -> Format | None:
@@ -513,11 +513,11 @@ def _parse_format(text: str) -> Format | None:
 
     def ints(n_min, n_max):
         if not n_min <= len(args) <= n_max:
-            raise ValueError(f"format string {text!r}: expected {n_min}-{n_max} fields after '{kind}:'")
+            raise ValueError(f"expected {n_min}-{n_max} fields after '{kind}:'")
         try:
             return [int(a) for a in args]
         except ValueError:
-            raise ValueError(f"format string {text!r}: fields must be integers") from None
+            raise ValueError("fields must be integers") from None
 
     if kind == "none" and not args:
         return None
@@ -536,7 +536,7 @@ def _parse_format(text: str) -> Format | None:
     if kind == "ieee" and len(args) in (1, 2):
         sat = len(args) == 2 and args[1] in ("sat", "saturate")
         if len(args) == 2 and not sat:
-            raise ValueError(f"format string {text!r}: the optional field must be 'sat'")
+            raise ValueError("the optional field must be 'sat'")
         return IEEEFloat(args[0], saturate=sat)
     if kind in MX_FORMATS:
         (axis,) = ints(0, 1) or [-1]
@@ -548,10 +548,10 @@ def _parse_format(text: str) -> Format | None:
         try:
             scale = float(args[1])
         except ValueError:
-            raise ValueError(f"format string {text!r}: the tensor scale must be a number") from None
+            raise ValueError("the tensor scale must be a number") from None
         return NVFP4(axis=axis, tensor_scale=scale)
     raise ValueError(
-        f"format string {text!r} not understood; use none, fixed:W:F[:sym], bfp:W[:DIM], "
+        "expected one of none, fixed:W:F[:sym], bfp:W[:DIM], "
         "float:E:M, ieee:NAME[:sat], mxfp8_e4m3|mxfp8_e5m2|mxfp6_e3m2|mxfp6_e2m3|mxfp4|mxint8[:AXIS], "
         "nvfp4[:AXIS[:TENSOR_SCALE]]"
     )
@@ -561,4 +561,4 @@ def _parse_int(text: str, field_text: str) -> int:
     try:
         return int(field_text)
     except ValueError:
-        raise ValueError(f"format string {text!r}: fields must be integers") from None
+        raise ValueError("fields must be integers") from None

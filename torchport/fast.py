@@ -46,6 +46,7 @@ for MX formats with ``axis=-1`` (the blocks of the original shape).  Q^d and Q^s
 from __future__ import annotations
 
 import math
+import numbers
 import types
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -476,13 +477,13 @@ def _vc_tensor(mu, var: float, fmt, code, xi, ur, uc) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------- noise
 def _stream_keys(pkey: torch.Tensor, names: Sequence[str]):
-    return [cr.counter_bits(pkey, torch.tensor(cr.STREAMS[n], dtype=torch.int64, device=pkey.device))
+    return [cr._counter_bits(pkey, torch.tensor(cr.STREAMS[n], dtype=torch.int64, device=pkey.device))
             for n in names]
 
 
 def _noise_like(key: torch.Tensor, x: torch.Tensor, kind: str) -> torch.Tensor:
     n = x.numel()
-    draw = cr.normals if kind == "normal" else cr.uniforms
+    draw = cr._normals if kind == "normal" else cr._uniforms  # unchecked: traced inside the fused steps
     return draw(key, n, dtype=x.dtype, device=x.device).reshape(x.shape)
 
 
@@ -501,12 +502,35 @@ def _compute_dtype(x: torch.Tensor):
 
 
 # ----------------------------------------------------------------------------- public quantizers
+def _check_float_tensor(x, name: str) -> None:
+    """TypeError naming ``name`` unless x is a floating-point torch.Tensor (public entry points only)."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a floating-point torch.Tensor, got {x!r} ({type(x).__name__})")
+    if not x.dtype.is_floating_point:
+        raise TypeError(f"{name} must be a floating-point torch.Tensor, got a Tensor of dtype {x.dtype}")
+
+
+def _check_streams(streams) -> tuple[str, str, str]:
+    """The three streams (ξ, u_round, u_cat) of ``vc_quantize_fast``: names of STREAMS or integer ids >= 0."""
+    def ok(s):
+        if isinstance(s, str):
+            return s in cr.STREAMS
+        return not isinstance(s, bool) and isinstance(s, numbers.Integral) and s >= 0
+
+    if (isinstance(streams, (str, bytes)) or not isinstance(streams, Sequence) or len(streams) != 3
+            or not all(ok(s) for s in streams)):
+        raise ValueError(f"streams must be a sequence of three streams (names from {sorted(cr.STREAMS)} or "
+                         f"integer ids >= 0) for xi, u_round, u_cat, got {streams!r}")
+    return tuple(streams)
+
+
 def _code(fmt, ties=None, vc_published=False):
     return tuple(float(c) for c in with_options(format_code(fmt), ties=ties, vc_published=vc_published))
 
 
 def quantize_fast(x: torch.Tensor, fmt: FastFormat, *, ties: str | None = None) -> torch.Tensor:
     """Q^d(x) (Q1) in x's dtype (float32 for half types); equals refimpl's ``quantize`` for float32/64 input."""
+    _check_float_tensor(x, "x")
     _check_format(fmt)
     xc = _compute_dtype(x)
     return _round_tensor(xc, fmt, _code(fmt, ties), None).to(x.dtype)
@@ -519,6 +543,7 @@ def stochastic_round_fast(x: torch.Tensor, fmt: FastFormat, *, seed: int, step: 
     Bias in [0, 2^-k·Δ), k = 53 (float64) or 24 (float32): refimpl.counter_rng.  ``start``
     offsets the element index (a shard of a larger tensor); BFP needs ``start=0``.
     """
+    _check_float_tensor(x, "x")
     _check_format(fmt)
     xc = _compute_dtype(x)
     key = cr.key_tensor(cr.stream_key(seed, step, param_index, stream), x.device)
@@ -530,10 +555,14 @@ def vc_quantize_fast(mu: torch.Tensor, var: float, fmt: FastFormat, *, seed: int
                      streams: Sequence[str] = ("xi", "u_round", "u_cat"), ties: str | None = None,
                      vc_published: bool = False) -> torch.Tensor:
     """Q^vc(μ, V) ((Q5)/(Q6); refimpl ``vc_into``) in μ's dtype with counter noise (ξ, u_round, u_cat)."""
+    _check_float_tensor(mu, "mu")
     _check_format(fmt)
+    if isinstance(var, bool) or not isinstance(var, numbers.Real):
+        raise TypeError(f"var must be a finite float >= 0, got {var!r} ({type(var).__name__})")
     var = float(var)
     if not var >= 0.0 or math.isinf(var):
         raise ValueError(f"var must be a finite float >= 0, got {var!r}")
+    streams = _check_streams(streams)
     mc = _compute_dtype(mu)
     keys = [cr.key_tensor(cr.stream_key(seed, step, param_index, s), mu.device) for s in streams]
     xi = _noise_like(keys[0], mc, "normal")
@@ -650,6 +679,10 @@ def maybe_compile(fn: Callable[..., Any], enabled: bool = True) -> Callable[...,
     If compiling fails at that first call, the eager function is used from then on, with a
     ``RuntimeWarning`` that says so (eager is several times slower).
     """
+    if not callable(fn):
+        raise TypeError(f"fn must be callable, got {fn!r} ({type(fn).__name__})")
+    if not isinstance(enabled, bool):
+        raise TypeError(f"enabled must be True or False, got {enabled!r}")
     if not enabled or not hasattr(torch, "compile"):
         return fn
     target = _private_copy(fn) if isinstance(fn, types.FunctionType) else fn
@@ -737,6 +770,8 @@ class _FastBase(torch.optim.Optimizer):
             raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
         if isinstance(check_every, bool) or not isinstance(check_every, int) or check_every < 0:
             raise ValueError(f"check_every must be an integer >= 0, got {check_every!r}")
+        if not isinstance(compile, bool):
+            raise TypeError(f"compile must be True or False, got {compile!r}")
         super().__init__(params, defaults)
         self.seed = seed
         self.check_every = check_every
@@ -931,6 +966,10 @@ class FastLowPrecisionSGHMC(_FastBase):
             raise ValueError(f"accumulator must be 'full' or 'low', got {accumulator!r}")
         if isinstance(num_data, bool) or not isinstance(num_data, (int, float)) or not num_data > 0:
             raise ValueError(f"num_data must be a number > 0, got {num_data!r}")
+        for name, v in (("lr", lr), ("temperature", temperature)):
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v < 0 or (
+                    v == 0 and name == "lr"):
+                raise ValueError(f"{name} must be a finite number {'> 0' if name == 'lr' else '>= 0'}, got {v!r}")
         self.coeffs = sghmc_coefficients(lr, friction, inverse_mass, temperature / num_data)
         self.position_sign = _sign(position_sign)
         wf = as_format(weight_format, "weight_format")

@@ -2,8 +2,9 @@
 
 Covered modules (``MODULES``): :mod:`torchport.quantize`, :mod:`torchport.nn`,
 :mod:`torchport.metrics`, :mod:`torchport.data`, :mod:`torchport.models`,
-:mod:`torchport.checkpoint`, the format kernels :mod:`torchport.kernels.*` and
-:mod:`torchport.counter_rng`.  (The optimizers, refimpl/theory and the CLI have their own
+:mod:`torchport.checkpoint`, the format kernels :mod:`torchport.kernels.*`,
+:mod:`torchport.counter_rng` and the entry points of :mod:`torchport.fast` (its fused steps
+``sgld_step``/``sghmc_step`` are traced by ``torch.compile`` and carry no checks: ``EXEMPT``).  (The optimizers, refimpl/theory and the CLI have their own
 batteries.)  Their public names are enumerated -- ``__all__`` plus every public function
 or class the module defines -- and :func:`test_every_public_name_has_rows` fails when a
 name has neither rows nor an entry in ``EXEMPT`` (so a new function cannot escape).
@@ -22,9 +23,7 @@ Each case is one call with one bad argument.  Its outcome is
 
 Cases that are not ``clear`` are listed in ``GAPS`` with the reason and marked
 ``xfail(strict=True)``: a fix turns them into XPASS, which fails, so the id must then be
-removed.  Exception: gaps in modules owned elsewhere (``torchport.counter_rng``, functions of
-refimpl re-exported here) are ``xfail(strict=False)`` so that their owners' fixes do not
-break this file; ``python <this file> -v`` lists which of them still fail.  ``python tests/torchport/test_torch_public_bad_inputs.py [-v]`` prints the counts
+removed.  ``python tests/torchport/test_torch_public_bad_inputs.py [-v]`` prints the counts
 (and, with ``-v``, every case that is not clear).
 """
 
@@ -48,6 +47,7 @@ from refimpl.formats import BlockFloatingPoint, FixedPoint, FloatingPoint, IEEEF
 from torchport import checkpoint as CK
 from torchport import counter_rng as CR
 from torchport import data as D
+from torchport import fast as FA
 from torchport import metrics as M
 from torchport import models as MD
 from torchport import nn as TN
@@ -65,7 +65,7 @@ F64 = torch.float64
 
 MODULES = {"quantize": Q, "nn": TN, "metrics": M, "data": D, "models": MD, "checkpoint": CK,
            "kernels.common": KC, "kernels.fixed": KF, "kernels.bfp": KB, "kernels.float": KFL,
-           "kernels.ieee": KI, "kernels.mx": KM, "counter_rng": CR}
+           "kernels.ieee": KI, "kernels.mx": KM, "counter_rng": CR, "fast": FA}
 
 #: public names that take no argument worth a bad-input row, with the reason
 EXEMPT = {
@@ -73,6 +73,10 @@ EXEMPT = {
     "checkpoint.MAGIC": "a constant bytes",
     "checkpoint.CheckpointError": "an exception class (any message is valid)",
     "counter_rng.STREAMS": "a constant mapping",
+    "fast.NonFiniteGradientError": "an exception class (any message is valid)",
+    "fast.sgld_step": "the fused update that torch.compile traces: no Python-side checks by design (issue 13); "
+                      "its arguments come from FastLowPrecisionSGLD / LowPrecisionSGLD, which check them",
+    "fast.sghmc_step": "as fast.sgld_step (FastLowPrecisionSGHMC / LowPrecisionSGHMC check its arguments)",
 }
 
 
@@ -718,7 +722,7 @@ add("decode-map_location=bogus", lambda t: CK.decode(CK.encode({}), map_location
 add("decode-source=3", lambda t: CK.decode(b"hello", source=3), ("source", "3"))
 
 
-# ------------------------------------------------------------------ torchport.counter_rng (helper B's module)
+# ------------------------------------------------------------------ torchport.counter_rng
 def _rbase():
     t = _base()
     t["key"] = CR.key_tensor(12345)
@@ -743,18 +747,72 @@ scalar_cases("stream_key", lambda t, v: CR.stream_key(v, 0, 0, 0), "seed", (-1, 
 scalar_cases("stream_key", lambda t, v: CR.stream_key(0, v, 0, 0), "step", (-1, 1.5, NAN, "3", None))
 
 
+# ------------------------------------------------------------------ torchport.fast (validation in the entry points)
+F86 = FixedPoint(8, 6)
+BAD_FAST_X = (("list", [1.0], ("x", "[1.0]")), ("None", None, ("x", "None")),
+              ("int64", torch.arange(3), ("x", "int64")), ("bool", torch.ones(3, dtype=torch.bool), ("x", "bool")))
+for _lab, _v, _nds in BAD_FAST_X:
+    add(f"quantize_fast-x={_lab}", lambda t, v=_v: FA.quantize_fast(v, F86), _nds)
+    add(f"stochastic_round_fast-x={_lab}", lambda t, v=_v: FA.stochastic_round_fast(v, F86, seed=0), _nds)
+    add(f"vc_quantize_fast-mu={_lab}", lambda t, v=_v: FA.vc_quantize_fast(v, 0.1, F86, seed=0),
+        ("mu",) + _nds[1:])
+scalar_cases("quantize_fast", lambda t, v: FA.quantize_fast(t["x"], v), "fmt", ("fixed:8:6", None, 3))
+scalar_cases("quantize_fast", lambda t, v: FA.quantize_fast(t["x"], F86, ties=v), "ties", ("bogus", 3))
+scalar_cases("stochastic_round_fast", lambda t, v: FA.stochastic_round_fast(t["x"], v, seed=0), "fmt",
+             ("fixed:8:6", None))
+scalar_cases("stochastic_round_fast", lambda t, v: FA.stochastic_round_fast(t["x"], F86, seed=v), "seed",
+             (-1, 1.5, NAN, "3", None, True))
+scalar_cases("stochastic_round_fast", lambda t, v: FA.stochastic_round_fast(t["x"], F86, seed=0, step=v), "step",
+             (-1, 1.5, "3", None))
+scalar_cases("stochastic_round_fast", lambda t, v: FA.stochastic_round_fast(t["x"], F86, seed=0, param_index=v),
+             "param_index", (-1, 1.5, None))
+scalar_cases("stochastic_round_fast", lambda t, v: FA.stochastic_round_fast(t["x"], F86, seed=0, stream=v), "stream",
+             ("bogus", -1, 1.5, None))
+scalar_cases("stochastic_round_fast", lambda t, v: FA.stochastic_round_fast(t["x"], F86, seed=0, start=v), "start",
+             (-1, 1.5, "0", None))
+scalar_cases("vc_quantize_fast", lambda t, v: FA.vc_quantize_fast(t["x"], v, F86, seed=0), "var",
+             (NAN, INF, -1.0, "0.1", None, True, [0.1]))
+scalar_cases("vc_quantize_fast", lambda t, v: FA.vc_quantize_fast(t["x"], 0.1, v, seed=0), "fmt", ("fixed:8:6", None))
+scalar_cases("vc_quantize_fast", lambda t, v: FA.vc_quantize_fast(t["x"], 0.1, F86, seed=v), "seed",
+             (-1, 1.5, "3", None))
+scalar_cases("vc_quantize_fast", lambda t, v: FA.vc_quantize_fast(t["x"], 0.1, F86, seed=0, streams=v), "streams",
+             (("xi", "u_round"), "xi", ("xi", "u_round", "bogus"), ("xi", "u_round", -1), None, 3))
+scalar_cases("vc_quantize_fast", lambda t, v: FA.vc_quantize_fast(t["x"], 0.1, F86, seed=0, ties=v), "ties",
+             ("bogus", 3))
+scalar_cases("maybe_compile", lambda t, v: FA.maybe_compile(v), "fn", (3, None, "sgld_step"))
+scalar_cases("maybe_compile", lambda t, v: FA.maybe_compile(FA.sgld_step, enabled=v), "enabled", BAD_BOOL)
+
+
+def _fbase():
+    t = _base()
+    t["w"] = nn.Parameter(torch.linspace(-0.5, 0.5, 6, dtype=F64))
+    return t
+
+
+for _cls in ("FastLowPrecisionSGLD", "FastLowPrecisionSGHMC"):
+    _c = getattr(FA, _cls)
+    scalar_cases(_cls, lambda t, v, c=_c: c([t["w"]], lr=0.1, weight_format=F86, compile=v), "compile", BAD_BOOL,
+                 make=_fbase)
+    scalar_cases(_cls, lambda t, v, c=_c: c([t["w"]], lr=0.1, weight_format=F86, seed=v), "seed",
+                 (-1, 1.5, "3", None, True), make=_fbase)
+    scalar_cases(_cls, lambda t, v, c=_c: c([t["w"]], lr=0.1, weight_format=F86, check_every=v), "check_every",
+                 (-1, 1.5, None, True), make=_fbase)
+    scalar_cases(_cls, lambda t, v, c=_c: c([t["w"]], lr=v, weight_format=F86), "lr", (0.0, -1.0, NAN, INF, "0.1"),
+                 make=_fbase)
+    scalar_cases(_cls, lambda t, v, c=_c: c([t["w"]], lr=0.1, temperature=v, weight_format=F86), "temperature",
+                 (-1.0, NAN, INF, "1"), make=_fbase)
+    scalar_cases(_cls, lambda t, v, c=_c: c([t["w"]], lr=0.1, weight_format=F86, accumulator=v), "accumulator",
+                 ("bogus", None), make=_fbase)
+    scalar_cases(_cls, lambda t, v, c=_c: c([t["w"]], lr=0.1, weight_format=v), "weight_format",
+                 ("bogus:1:2", 3), make=_fbase)
+
+
 # ------------------------------------------------------------------ the table of known gaps
 #: Ids that are not ``clear`` on the current code, with the reason (``python <this file> -v`` lists them).
-_REFIMPL = "refimpl's function, re-exported (refimpl.formats/refimpl.data; helper D's battery and fixes)"
-_COUNTER = "torchport.counter_rng is helper B's module (issue 13): left to its owner, listed in the report"
+#: Every one is ``xfail(strict=True)``: a fix turns it into XPASS, which fails, so the id must then be removed.
 _ENCODE = ("encode is the raw framer (tests/torchport/test_checkpoint.py frames a forbidden object with it to check "
            "that decode refuses it); save_checkpoint checks the object first (check_plain_data)")
 GAPS: dict[str, str] = {
-    "parse_format-text=3": _REFIMPL,
-    "parse_format-text=''": _REFIMPL,
-    "parse_format-text='bogus:1:2'": _REFIMPL,
-    "parse_format-text='fixed:a:b'": _REFIMPL,
-    "read_idx-path=3": _REFIMPL,
     "MNISTArrays-x_train=3": "a NamedTuple holds what it is given (its __new__ cannot be overridden); every consumer "
                              "(check_mnist, write_mnist_idx) validates it",
     "MNISTArrays-x_train=None": "as MNISTArrays-x_train=3",
@@ -763,56 +821,6 @@ GAPS: dict[str, str] = {
     "encode-obj=object": _ENCODE,
     "encode-obj=module": _ENCODE,
     "encode-obj=ndarray": _ENCODE,
-    # torchport.counter_rng (helper B's module; stream_key is refimpl's, re-exported)
-    'key_tensor-key=1.5': _COUNTER,
-    'key_tensor-key=nan': _COUNTER,
-    'key_tensor-key=None': _COUNTER,
-    'key_tensor-key=True': _COUNTER,
-    'key_tensor-key=18446744073709551616': _COUNTER,
-    'key_tensor-key=-1': _COUNTER,
-    'key_tensor-device=3.5': _COUNTER,
-    'counter_bits-key=3': _COUNTER,
-    'counter_bits-key=Tensor(2,)': _COUNTER,
-    'counter_bits-key=1.5': _COUNTER,
-    'counter_bits-index=Tensor(3,)': _COUNTER,
-    'counter_bits-index=[1, 2]': _COUNTER,
-    'counter_bits-index=3': _COUNTER,
-    'uniforms-n=-1': _COUNTER,
-    'uniforms-n=1.5': _COUNTER,
-    'uniforms-n=nan': _COUNTER,
-    'uniforms-n=True': _COUNTER,
-    'uniforms-start=-1': _COUNTER,
-    'uniforms-start=1.5': _COUNTER,
-    'uniforms-start=None': _COUNTER,
-    'uniforms-dtype=dtype': _COUNTER,
-    'uniforms-dtype=None': _COUNTER,
-    'uniforms-key=3': _COUNTER,
-    'uniforms-key=Tensor(2,)': _COUNTER,
-    'uniforms-key=None': _COUNTER,
-    'normals-n=-1': _COUNTER,
-    'normals-n=1.5': _COUNTER,
-    'normals-n=nan': _COUNTER,
-    'normals-n=True': _COUNTER,
-    'normals-start=-1': _COUNTER,
-    'normals-start=1.5': _COUNTER,
-    'normals-start=None': _COUNTER,
-    'normals-dtype=dtype': _COUNTER,
-    'normals-dtype=None': _COUNTER,
-    'normals-key=3': _COUNTER,
-    'normals-key=Tensor(2,)': _COUNTER,
-    'normals-key=None': _COUNTER,
-    'uniform_bits_for-dtype=dtype': _COUNTER,
-    'uniform_bits_for-dtype=None': _COUNTER,
-    'uniform_bits_for-dtype=3': _COUNTER,
-    "key_tensor-key='3'": _COUNTER,
-    "key_tensor-device='bogus'": _COUNTER,
-    "uniforms-n='3'": _COUNTER,
-    "uniforms-start='0'": _COUNTER,
-    "uniforms-dtype='float64'": _COUNTER,
-    "normals-n='3'": _COUNTER,
-    "normals-start='0'": _COUNTER,
-    "normals-dtype='float64'": _COUNTER,
-    "uniform_bits_for-dtype='float64'": _COUNTER,
 }
 
 
@@ -854,11 +862,7 @@ def _params():
     for c in CASES:
         marks = ()
         if c.id in GAPS:
-            # Gaps in this package's own modules are strict (a fix must delete the id).  Gaps in modules other
-            # sessions own (counter_rng, refimpl re-exports) are not: their owners may fix them at any time,
-            # and the row then simply passes (delete the id then).
-            strict = GAPS[c.id] not in (_REFIMPL, _COUNTER)
-            marks = (pytest.mark.xfail(strict=strict, reason=GAPS[c.id]),)
+            marks = (pytest.mark.xfail(strict=True, reason=GAPS[c.id]),)
         out.append(pytest.param(c, id=c.id, marks=marks))
     return out
 
