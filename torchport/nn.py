@@ -162,7 +162,7 @@ class Quantizer(nn.Module):
 def insert_quantizers(model: nn.Module, forward_format: tq.Format | str | None = None,
                       backward_format: tq.Format | str | None = None, *,
                       after: Iterable[type] = (nn.Conv2d, nn.Linear, nn.ReLU), exclude: Iterable[str] = ("last",),
-                      generator: Optional[torch.Generator] = None, seed: Optional[int] = None,
+                      generator: Optional[torch.Generator] = None, seed: Optional[int] | torch.Generator = None,
                       forward_rounding: str = "stochastic", backward_rounding: str = "stochastic") -> nn.Module:
     """Wrap every selected submodule m as ``nn.Sequential(m, Quantizer(...))``, in place; return the model.
 

@@ -87,7 +87,7 @@ class CTLD(NoisyOptimizer):
     """
 
     def __init__(self, params: Iterable[torch.nn.Parameter] | Iterable[dict], lr: float, temperature: float = 1.0, *,
-                 seed: Optional[int] = None,
+                 seed: Optional[int] | torch.Generator = None,
                  generator: Optional[torch.Generator] = None, **options: Any):
         unknown = set(options) - set(DEFAULTS)
         if unknown:

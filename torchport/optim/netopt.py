@@ -216,7 +216,7 @@ class AskewSGD(_NetOptimizer):
                  scale: Literal["fixed", "sawb"] = "fixed", fixed_scale: float = 1.0,
                  sawb_bits: int = 4, scale_freeze_epoch: Optional[int] = None, clamp_nu: bool = False,
                  midpoint_guard: float = 1e-6, clamp_after_step: bool = True,
-                 seed: Optional[int] = None, generator: Optional[torch.Generator] = None):
+                 seed: Optional[int] | torch.Generator = None, generator: Optional[torch.Generator] = None):
         _positive("alpha", alpha)
         if not callable(eps):
             _positive("eps", eps)
@@ -317,7 +317,7 @@ class BinaryConnect(_NetOptimizer):
 
     def __init__(self, params: Iterable[torch.nn.Parameter] | Iterable[dict], lr: float, *,
                  stochastic: bool = False, levels: Levels = None,
-                 scale: float = 1.0, base: Literal["sgd", "adam"] | BaseOptimizer = "sgd", seed: Optional[int] = None,
+                 scale: float = 1.0, base: Literal["sgd", "adam"] | BaseOptimizer = "sgd", seed: Optional[int] | torch.Generator = None,
                  generator: Optional[torch.Generator] = None):
         _positive("scale", scale)
         if not isinstance(stochastic, bool):
@@ -381,7 +381,7 @@ class ProxQuant(_NetOptimizer):
 
     def __init__(self, params: Iterable[torch.nn.Parameter] | Iterable[dict], lr: float, *,
                  lambda_rate: float = 1e-4, levels: Levels = None,
-                 scale: float = 1.0, base: Literal["sgd", "adam"] | BaseOptimizer = "sgd", seed: Optional[int] = None,
+                 scale: float = 1.0, base: Literal["sgd", "adam"] | BaseOptimizer = "sgd", seed: Optional[int] | torch.Generator = None,
                  generator: Optional[torch.Generator] = None):
         _positive("lambda_rate", lambda_rate, allow_zero=True)
         _positive("scale", scale)

@@ -73,7 +73,7 @@ class QSGLD(NoisyOptimizer):
                  time_index: str = "fractional", optimizer: str = "sgd",
                  adam_betas: tuple[float, float] = (0.9, 0.999),
                  adam_eps: float = 1e-8, langevin_noise: bool = False, c_q: float = 2.0,
-                 resolutions: Optional[Sequence[float]] = None, seed: Optional[int] = None,
+                 resolutions: Optional[Sequence[float]] = None, seed: Optional[int] | torch.Generator = None,
                  generator: Optional[torch.Generator] = None):
         _positive("lr", lr)
         _positive("temperature", temperature, allow_zero=q0 is not None or resolutions is not None)
