@@ -80,7 +80,7 @@ from theory import predictions as TP
 from theory import wasserstein as TW
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _bad_inputs import classify, numpy_changed, numpy_state  # noqa: E402
+from _bad_inputs import classify, numpy_changed, numpy_state, parametrize_cases  # noqa: E402
 
 NAN, INF = float("nan"), float("inf")
 VE = (ValueError, TypeError)
@@ -634,17 +634,7 @@ GAPS: dict[str, str] = {
 }
 
 
-def _params():
-    out = []
-    for c in CASES:
-        marks = ()
-        if c.id in GAPS:
-            marks = (pytest.mark.xfail(strict=True, reason=GAPS[c.id]),)
-        out.append(pytest.param(c, id=c.id, marks=marks))
-    return out
-
-
-@pytest.mark.parametrize("case", _params())
+@pytest.mark.parametrize("case", parametrize_cases(CASES, GAPS))
 def test_bad_input_is_clear(case):
     kind, detail = outcome(case)
     assert kind == "clear", f"{kind}: {detail}"

@@ -59,6 +59,9 @@ from torchport.kernels import float as KFL
 from torchport.kernels import ieee as KI
 from torchport.kernels import mx as KM
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _bad_inputs import classify, parametrize_cases  # noqa: E402
+
 NAN, INF = float("nan"), float("inf")
 VE = (ValueError, TypeError)
 F64 = torch.float64
@@ -127,20 +130,8 @@ def _freeze(obj):
 
 
 def _classify(case: Case, things) -> tuple[str, str]:
-    before = _freeze(things)
-    try:
-        case.act(things)
-    except Exception as exc:  # noqa: BLE001 - classifying every exception is the point
-        msg = f"{type(exc).__name__}: {exc}"
-        if not isinstance(exc, case.exc):
-            return "unclear", f"wrong type {msg}"
-        missing = [n for n in case.needles if n not in str(exc)]
-        if missing:
-            return "unclear", f"message lacks {missing}: {msg}"
-        if _freeze(things) != before:
-            return "unclear", f"inputs changed: {msg}"
-        return "clear", msg
-    return "silent", "no exception"
+    return classify(lambda: case.act(things), case.needles, case.exc, lambda: _freeze(things),
+                    lambda before, after: "inputs changed" if after != before else None)
 
 
 def outcome(case: Case) -> tuple[str, str]:
@@ -857,17 +848,7 @@ def uncovered() -> list[str]:
     return sorted(missing)
 
 
-def _params():
-    out = []
-    for c in CASES:
-        marks = ()
-        if c.id in GAPS:
-            marks = (pytest.mark.xfail(strict=True, reason=GAPS[c.id]),)
-        out.append(pytest.param(c, id=c.id, marks=marks))
-    return out
-
-
-@pytest.mark.parametrize("case", _params())
+@pytest.mark.parametrize("case", parametrize_cases(CASES, GAPS))
 def test_bad_input_is_clear(case):
     kind, detail = outcome(case)
     assert kind == "clear", f"{kind}: {detail}"
