@@ -115,13 +115,8 @@ class Quantizer(nn.Module):
                  generator: Optional[torch.Generator] = None,
                  seed: int | torch.Generator | None = None):
         super().__init__()
-        _check_rounding("forward_rounding", forward_rounding)
-        _check_rounding("backward_rounding", backward_rounding)
-        fwd = _as_format(forward_format, "forward_format")
-        bwd = _as_format(backward_format, "backward_format")
-        needs = ((fwd is not None and forward_rounding == "stochastic")
-                 or (bwd is not None and backward_rounding == "stochastic"))
-        generator = generator_from(seed, generator, required=needs, where="Quantizer: stochastic rounding ")
+        fwd, bwd, generator = _quantizer_args(forward_format, backward_format, forward_rounding,
+                                              backward_rounding, seed, generator, "Quantizer")
         self.forward_format, self.backward_format = fwd, bwd
         self.forward_rounding, self.backward_rounding = forward_rounding, backward_rounding
         self.generator = generator
@@ -183,13 +178,8 @@ def insert_quantizers(model: nn.Module, forward_format: tq.Format | str | None =
             isinstance(n, str) for n in exclude):
         raise TypeError(f"exclude={exclude!r}: must be a collection of module names such as ('last',)")
     excl = set(exclude)
-    _check_rounding("forward_rounding", forward_rounding)
-    _check_rounding("backward_rounding", backward_rounding)
-    forward_format = _as_format(forward_format, "forward_format")
-    backward_format = _as_format(backward_format, "backward_format")
-    needs = ((forward_format is not None and forward_rounding == "stochastic")
-             or (backward_format is not None and backward_rounding == "stochastic"))
-    generator = generator_from(seed, generator, required=needs, where="insert_quantizers: stochastic rounding ")
+    forward_format, backward_format, generator = _quantizer_args(
+        forward_format, backward_format, forward_rounding, backward_rounding, seed, generator, "insert_quantizers")
     named = [(n, m) for n, m in model.named_modules() if n]
     unknown = sorted(excl - {"last"} - {n for n, _ in named})
     if unknown:
@@ -224,6 +214,19 @@ def quantizers_of(model: nn.Module) -> list:
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__} {model!r:.60}")
     return [m for m in model.modules() if isinstance(m, Quantizer)]
+
+
+def _quantizer_args(forward_format, backward_format, forward_rounding, backward_rounding, seed, generator,
+                    where: str):
+    """The checked (forward format, backward format, generator) of a quantizer's arguments; a generator
+    (from ``seed`` or ``generator``) is required when either direction rounds stochastically."""
+    _check_rounding("forward_rounding", forward_rounding)
+    _check_rounding("backward_rounding", backward_rounding)
+    fwd = _as_format(forward_format, "forward_format")
+    bwd = _as_format(backward_format, "backward_format")
+    needs = ((fwd is not None and forward_rounding == "stochastic")
+             or (bwd is not None and backward_rounding == "stochastic"))
+    return fwd, bwd, generator_from(seed, generator, required=needs, where=f"{where}: stochastic rounding ")
 
 
 def _as_format(value, name: str):
