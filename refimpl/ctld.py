@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
@@ -70,8 +71,9 @@ from .targets import Target, grad1, grad_into
 if TYPE_CHECKING:
     from .driver import SamplerState, SampleStats
 
-__all__ = ["CTLDState", "OPTIONS", "init", "pack", "step", "coupling", "coupling_derivative", "potential", "unpack",
-           "step_all", "run_chunk", "noise_entries", "sample"]
+__all__ = ["ALPHA_PARAM_INDEX", "ALPHA_STREAM", "CTLDState", "OPTIONS", "init", "pack", "step", "coupling",
+           "coupling_derivative", "potential", "unpack", "step_all", "run_chunk", "noise_entries", "replay_ctld_step",
+           "sample"]
 
 #: options and defaults: the ctld row of refimpl.methods (the same names in torchport.optim.CTLD)
 OPTIONS = dict(CTLD_OPTIONS)
@@ -495,3 +497,163 @@ def sample(target: str | Target,
     from .driver import sample as _sample
 
     return _sample("ctld", target, **kw)
+
+
+# ---------------------------------------------------------------------------
+# Replay of the torch default (fast) path from the counter stream
+
+#: The α normal ξ_α of torchport's default path: element 0 of the counter stream at parameter index
+#: 2^63 - 1 (no parameter has it: indices count the parameters from 0) and stream "xi", i.e.
+#: ``normals(stream_key(seed, step, ALPHA_PARAM_INDEX, ALPHA_STREAM), 1)[0]`` (53-bit uniforms, float64).
+ALPHA_PARAM_INDEX = (1 << 63) - 1
+ALPHA_STREAM = "xi"
+
+_STATE_KEYS = ("alpha", "alpha_velocity", "phase", "steps", "counts", "ubar")
+
+
+def _replay_alpha(a, va, counts, ubar, U, xa, T, o):
+    """The α block of (C5) and the histogram update (C3) at α_t, in Python floats: the operations of
+    ``torchport.optim.CTLD``'s exact path in the same order.  ``counts``/``ubar`` are lists, updated in place."""
+    d1, d2, gmin, amax, nb = o["delta1"], o["delta2"], o["g_min"], o["alpha_max"], o["n_bins"]
+    dga = ctld_coupling_derivative(a, d1, d2, gmin)
+    ca, ea = o["c_alpha"], o["eta_alpha"]
+    jb = int(math.floor((a + amax) / (2.0 * amax) * nb))
+    jb = 0 if jb < 0 else (nb - 1 if jb >= nb else jb)
+    if o["bias"] == "abf":
+        force = dga * (U - ubar[jb]) if counts[jb] > 0.0 else dga * U
+    elif o["bias"] == "metadynamics":
+        w = 2.0 * amax / nb
+        jl = jb - 1 if jb > 0 else jb
+        jr = jb + 1 if jb < nb - 1 else jb
+        dV = (ubar[jr] - ubar[jl]) / ((jr - jl) * w) if jr > jl else 0.0
+        force = dga * U + dV
+    else:
+        force = dga * U
+    if o["phi"] == "quadratic":
+        ex = abs(a) - d2
+        if ex > 0.0:
+            force += 2.0 * o["k_c"] * ex * (1.0 if a > 0 else -1.0)
+    va = (1.0 - ca) * va - ea * force + math.sqrt(2.0 * ca * ea * T) * xa
+    a_new = a + va
+    if o["phi"] == "wall":
+        for _ in range(4):
+            if a_new > amax:
+                a_new, va = 2.0 * amax - a_new, -va
+            elif a_new < -amax:
+                a_new, va = -2.0 * amax - a_new, -va
+            else:
+                break
+    jm = nb - 1 - jb
+    if o["bias"] == "metadynamics":
+        hgt = o["meta_height"]
+        sw = o["meta_width"] if o["meta_width"] is not None else 2.0 * amax / nb
+        w = 2.0 * amax / nb
+        for i in range(nb):
+            ai = -amax + (i + 0.5) * w
+            add = hgt * math.exp(-0.5 * ((ai - a) / sw) ** 2)
+            if o["mirror"]:
+                add += hgt * math.exp(-0.5 * ((ai + a) / sw) ** 2)
+            ubar[i] += add
+        counts[jb] += 1.0
+        if o["mirror"] and jm != jb:
+            counts[jm] += 1.0
+    else:
+        for jj in (jb, jm):
+            if jj == jm and (not o["mirror"] or jm == jb):
+                continue
+            cnt = counts[jj] + 1.0
+            counts[jj] = cnt
+            om = 1.0 / cnt if o["omega"] == "mean" else (1.0 if cnt == 1.0 else o["omega_const"])
+            ubar[jj] += om * (U - ubar[jj])
+    return a_new, va
+
+
+def replay_ctld_step(thetas: Sequence[npt.ArrayLike], velocities: Sequence[npt.ArrayLike | None],
+                     grads: Sequence[npt.ArrayLike], potential: float | None, state: Mapping[str, Any], *,
+                     seed: int, step: int, lr: float | Sequence[float], temperature: float = 1.0,
+                     param_indices: Sequence[int] | None = None, **options: Any
+                     ) -> tuple[list[np.ndarray], list[np.ndarray], dict]:
+    """One step of ``torchport.optim.CTLD``'s default (fast) path in float64 NumPy, from the counter stream.
+
+    (C5)/(C3) in phase 1, (C6) in phase 2, the operations of the exact path in the same order
+    (:func:`step_all`), with the noise of the fast path (docs/ctld.md, "Two paths"):
+
+    * parameter j: v ← (1−c_θ)v − (η_j g(α))∇Ũ + √(2c_θη_jT)·ξ;  θ ← θ + v, with ξ =
+      ``normals(stream_key(seed, step, param_indices[j], "xi"), θ.size)`` (53-bit uniforms for a
+      float64 θ, 24-bit for float32, as the torch step draws them in the parameter's dtype);
+    * α: v_α ← (1−c_α)v_α − η_α[g'(α)(Ũ − Ū_j(α)) + φ'(α)] + √(2c_αη_αT)·ξ_α; α ← α + v_α (wall),
+      with ξ_α = ``normals(stream_key(seed, step, ALPHA_PARAM_INDEX, ALPHA_STREAM), 1)[0]``;
+      then the ABF / metadynamics update at α_t (mirror bin as configured);
+    * phase 2: v ← μ_m v − η₂∇Ũ; θ ← θ + v (no noise drawn, α and the histogram kept).
+
+    Arguments: ``thetas``, ``velocities`` (None: zeros, as before a parameter's first step) and
+    ``grads`` -- one array per parameter that takes the step; ``param_indices`` their indices in
+    the optimizer (position over all groups; default 0, 1, ...); ``potential`` Ũ(θ_t) (as the
+    optimizer received it, averaged over ranks; may be None in phase 2); ``state`` the CTLD state
+    before the step, as ``CTLD.state_dict()["extra_state"]`` (keys alpha, alpha_velocity, phase,
+    steps, counts, ubar); ``seed`` the counter seed (``CTLD.seed``) and ``step`` the stream's step
+    (``CTLD.num_steps`` before the step); ``lr`` η (one float, or one per parameter: its group's);
+    ``temperature`` T; ``options`` the CTLD options (defaults :data:`OPTIONS`).
+
+    Returns (θ', v', state') as float64 arrays and a new state dict.  Drive a trajectory by feeding
+    each call the previous call's outputs with ``step`` + 1 (tests/torchport/test_fast_ctld.py).
+    Parity: bit for bit wherever no normal or exponential enters; torch's Box–Muller (log, cos)
+    and metadynamics exp may differ from libm by a few ulp (docs/ctld.md gives the bound).
+    """
+    from .counter_rng import normals, stream_key
+
+    unknown = set(options) - set(OPTIONS)
+    if unknown:
+        raise ValueError(f"unknown CTLD options {sorted(unknown)}; known: {sorted(OPTIONS)}")
+    o = dict(OPTIONS, **options)
+    if not isinstance(state, Mapping) or set(state) != set(_STATE_KEYS):
+        got = sorted(state) if isinstance(state, Mapping) else type(state).__name__
+        raise ValueError(f"state must be a dict with keys {sorted(_STATE_KEYS)} (CTLD.state_dict()['extra_state']), "
+                         f"got {got}")
+    n = len(thetas)
+    if len(velocities) != n or len(grads) != n:
+        raise ValueError(f"thetas, velocities and grads must have one entry per parameter, got lengths {n}, "
+                         f"{len(velocities)}, {len(grads)}")
+    indices = list(range(n)) if param_indices is None else [int(i) for i in param_indices]
+    if len(indices) != n:
+        raise ValueError(f"param_indices must have {n} entries, got {len(indices)}")
+    lrs = [float(lr)] * n if isinstance(lr, numbers.Real) else [float(x) for x in lr]
+    if len(lrs) != n:
+        raise ValueError(f"lr must be a float or one per parameter ({n}), got {len(lrs)} values")
+    T = float(temperature)
+    st = {k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in state.items()}
+    phase = int(st["phase"])
+    if phase == 1 and potential is None:
+        raise ValueError("potential is needed in phase 1, got None")
+    th2, v2 = [], []
+    for th, v, g, i, eta in zip(thetas, velocities, grads, indices, lrs):
+        th_in = np.asarray(th)
+        bits = 24 if th_in.dtype == np.float32 else 53
+        x = np.asarray(th_in, dtype=np.float64)
+        gg = np.asarray(g, dtype=np.float64)
+        vv = np.zeros_like(x) if v is None else np.asarray(v, dtype=np.float64)
+        if phase == 2:
+            e2 = o["eta2"] if o["eta2"] else eta
+            vn = vv * o["momentum"] - gg * e2
+        else:
+            ga = ctld_coupling(st["alpha"], o["delta1"], o["delta2"], o["g_min"])
+            sd = math.sqrt(2.0 * o["c_theta"] * eta * T)
+            z = normals(stream_key(seed, step, i, "xi"), x.size, bits=bits).reshape(x.shape)
+            vn = vv * (1.0 - o["c_theta"]) - gg * (eta * ga) + z * sd
+        th2.append(x + vn)
+        v2.append(vn)
+    st["steps"] = int(st["steps"]) + 1
+    if phase == 2:
+        return th2, v2, st
+    xa = float(normals(stream_key(seed, step, ALPHA_PARAM_INDEX, ALPHA_STREAM), 1)[0])
+    counts = [float(c) for c in st["counts"]]
+    ubar = [float(u) for u in st["ubar"]]
+    a_new, va = _replay_alpha(float(st["alpha"]), float(st["alpha_velocity"]), counts, ubar, float(potential), xa,
+                              T, o)
+    st.update(alpha=a_new, alpha_velocity=va, counts=counts, ubar=ubar)
+    L = o["switch_after"]
+    if L is not None and st["steps"] >= L and (not o["switch_wait_band"] or abs(a_new) <= o["delta1"]):
+        st["phase"] = 2
+        if o["reset_velocity"]:
+            v2 = [np.zeros_like(v) for v in v2]
+    return th2, v2, st
