@@ -31,9 +31,9 @@ FACTORIES = {
     "LP-SGHMC-vc": lambda p: LowPrecisionSGHMC(p, lr=0.05, weight_format="float:5:4", accumulator="low",
                                                variance_corrected=True, seed=1, exact=True),
     "QSGLD": lambda p: QSGLD(p, lr=0.01, rounding="stochastic", optimizer="adam", langevin_noise=True, seed=1),
-    "AskewSGD": lambda p: AskewSGD(p, lr=0.05, eps=0.05, base="adam"),
-    "BinaryConnect": lambda p: BinaryConnect(p, lr=0.05, stochastic=True, seed=1),
-    "ProxQuant": lambda p: ProxQuant(p, lr=0.05, lambda_rate=1e-3, base="adam"),
+    "AskewSGD": lambda p: AskewSGD(p, lr=0.05, eps=0.05, base="adam", exact=True),
+    "BinaryConnect": lambda p: BinaryConnect(p, lr=0.05, stochastic=True, seed=1, exact=True),
+    "ProxQuant": lambda p: ProxQuant(p, lr=0.05, lambda_rate=1e-3, base="adam", exact=True),
     "CTLD": lambda p: CTLD(p, lr=0.01, seed=1, eta_alpha=0.05, switch_after=7),
 }
 
