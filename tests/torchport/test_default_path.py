@@ -122,6 +122,93 @@ def test_default_differs_from_exact_and_exact_is_the_generator_path():
     assert opt_a.generator is None and opt_b.generator is not None
 
 
+# ------------------------------------------------------------------ one call for all parameters
+def _grouped_vs_per_parameter(make, dtype, monkeypatch, grouped_max=F.GROUP_MAX):
+    """Three parameters in two groups (lr 0.05 and 0.02), four steps, the middle parameter without a gradient
+    at step 2; the run with grouped calls and the run with per-parameter calls (GROUP_MAX = 0)."""
+    def run(limit):
+        monkeypatch.setattr(F, "GROUP_MAX", limit)
+        g = torch.Generator().manual_seed(7)
+        ps = [torch.nn.Parameter((torch.randn(shape, generator=g, dtype=torch.float64) * 0.3).to(dtype))
+              for shape in ((9, 6), (6,), (4, 3))]
+        opt = make([{"params": ps[:2]}, {"params": ps[2:], "lr": 0.02}])
+        calls = {"grouped": 0}
+        inner = opt._fast_update_group
+
+        def counted(todo, keys):
+            out = inner(todo, keys)
+            calls["grouped"] += out is not None
+            return out
+        opt._fast_update_group = counted
+        for k in range(4):
+            for j, (p, gr) in enumerate(zip(ps, _grads(ps, k))):
+                p.grad = None if (k == 2 and j == 1) else gr
+            opt.step()
+        state = [t.clone() for p in ps for t in opt.state[p].values() if isinstance(t, torch.Tensor)]
+        return [p.detach().clone() for p in ps] + state, calls["grouped"]
+
+    grouped, n_grouped = run(grouped_max)
+    per_param, n_per = run(0)
+    return grouped, per_param, n_grouped, n_per
+
+
+ALL_VARIANTS = (
+    [("SGLD", lambda gs: O.SGLD(gs, lr=0.05, num_data=50, weight_decay=0.01, seed=3)),
+     ("SGHMC", lambda gs: O.SGHMC(gs, lr=0.05, friction=2.0, num_data=20, weight_decay=0.01, seed=4))]
+    + [(f"LowPrecisionSGLD {mode} {fmt}", lambda gs, fmt=fmt, mode=mode: O.LowPrecisionSGLD(gs, **_sgld_kw(fmt, mode)))
+       for mode in sorted(MODES) for fmt in FORMATS + ["mxfp8_e4m3"]]
+    + [(f"LowPrecisionSGHMC {mode} {fmt}",
+        lambda gs, fmt=fmt, mode=mode: O.LowPrecisionSGHMC(gs, weight_decay=0.01, **_sghmc_kw(fmt, mode)))
+       for mode in sorted(MODES) for fmt in FORMATS + ["mxint8"]])
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
+@pytest.mark.parametrize("name,make", ALL_VARIANTS, ids=[n for n, _ in ALL_VARIANTS])
+def test_one_grouped_call_equals_one_call_per_parameter(name, make, dtype, monkeypatch):
+    """SGLD/SGHMC variants (eager): one call of fast.sgld_step_group / sghmc_step_group per step gives the
+    parameters and state of one sgld_step / sghmc_step call per parameter bit for bit, with two groups (their own
+    lr) and a parameter without a gradient at one step (it keeps its index)."""
+    grouped, per_param, n_grouped, n_per = _grouped_vs_per_parameter(make, dtype, monkeypatch)
+    assert (n_grouped, n_per) == (4, 0)
+    assert all(torch.equal(a, b) for a, b in zip(grouped, per_param)), name
+
+
+def test_grouped_call_mutations_are_caught(monkeypatch):
+    """The comparison above catches a grouped call that takes the j-th key instead of the parameter's index (the
+    parameter without a gradient shifts them) and one that uses the first group's lr for every parameter."""
+    make = ALL_VARIANTS[3][1]  # LowPrecisionSGLD full bfp:8:0
+    real = F.sgld_step_group
+
+    def wrong_key(ps, gs, accs, keys, indices, **kw):
+        return real(ps, gs, accs, keys, list(range(len(ps))), **kw)
+
+    def one_lr(ps, gs, accs, keys, indices, *, lrs, **kw):
+        return real(ps, gs, accs, keys, indices, lrs=[lrs[0]] * len(lrs), **kw)
+
+    for mutant in (wrong_key, one_lr):
+        def patched(gs, mutant=mutant):
+            opt = make(gs)
+            opt._fast_group_fn = mutant
+            return opt
+        grouped, per_param, _, _ = _grouped_vs_per_parameter(patched, torch.float64, monkeypatch)
+        assert not all(torch.equal(a, b) for a, b in zip(grouped, per_param)), mutant.__name__
+
+
+def test_more_parameters_than_group_max_or_non_contiguous_take_the_per_parameter_path(monkeypatch):
+    """Above GROUP_MAX parameters, or with a non-contiguous parameter (written back through views), the step
+    calls the per-parameter update (the same bits)."""
+    make = ALL_VARIANTS[3][1]
+    grouped, per_param, n_grouped, _ = _grouped_vs_per_parameter(make, torch.float64, monkeypatch, grouped_max=2)
+    assert n_grouped == 1  # only step 2, where two parameters have a gradient
+    assert all(torch.equal(a, b) for a, b in zip(grouped, per_param))
+    monkeypatch.setattr(F, "GROUP_MAX", 16)
+    w = torch.nn.Parameter(torch.randn(6, 4, dtype=torch.float64).t())  # a transposed (non-contiguous) view
+    opt = O.LowPrecisionSGLD([w], lr=0.05, weight_format="fixed:8:6", seed=1)
+    w.grad = torch.ones_like(w)
+    assert opt._fast_update_group([(opt._fast_group_args(opt.param_groups[0]), [(0, w)])],
+                                  opt.counter.keys(1)) is None
+
+
 # ------------------------------------------------------------------ resume, groups
 @pytest.mark.parametrize("make", [
     lambda ps, s: O.SGLD(ps, lr=0.05, num_data=50, seed=s),
@@ -381,6 +468,37 @@ def test_compile_true_equals_the_compiled_fast_optimizer():
         # |lr·g| + sd·|z| < 0.5 here (lr = 0.05, |g| < 5, sd = 0.045, |z| < 6)
         terms = (ae.abs() + 0.5).float().numpy()
         assert torch.all((ac - ae).abs() <= 4 * torch.from_numpy(np.spacing(terms)).double())
+
+
+COMPILED_GROUPED = {
+    "LowPrecisionSGLD vc bfp:8:0": lambda gs: O.LowPrecisionSGLD(gs, compile=True, **_sgld_kw("bfp:8:0", "vc")),
+    "LowPrecisionSGHMC full fixed:8:6": lambda gs: O.LowPrecisionSGHMC(gs, compile=True,
+                                                                       **_sghmc_kw("fixed:8:6", "full")),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(COMPILED_GROUPED))
+def test_compiled_grouped_call_compiles_once_and_equals_compiled_per_parameter(name, monkeypatch):
+    """compile=True, float32: the grouped update is one graph, compiled at the first step and not again at the
+    next two (dynamo's unique-graph count), and it gives the bits of the compiled per-parameter update (also
+    with a parameter without a gradient at one step)."""
+    from torch._dynamo.utils import counters
+
+    make = COMPILED_GROUPED[name]
+    ps = [torch.nn.Parameter(torch.randn(shape, dtype=torch.float32)) for shape in ((9, 6), (6,))]
+    opt = make(ps)
+    counters.clear()
+    graphs = []
+    for k in range(3):
+        for p, g in zip(ps, _grads(ps, k)):
+            p.grad = g
+        opt.step()
+        graphs.append(counters["stats"]["unique_graphs"])
+    assert graphs == [1, 1, 1]
+    grouped, per_param, n_grouped, n_per = _grouped_vs_per_parameter(make, torch.float32, monkeypatch)
+    assert (n_grouped, n_per) == (4, 0)
+    assert all(torch.equal(a, b) for a, b in zip(grouped, per_param)), name
 
 
 def test_compile_defaults_to_on_unless_the_environment_says_0(monkeypatch):

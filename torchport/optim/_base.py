@@ -454,12 +454,17 @@ class NoisyOptimizer(Optimizer):
                 todo.append((self._fast_group_args(group), members))
         n = index
         keys = self.counter.keys(n)
-        flags, indices = [], []
-        for args, members in todo:
-            for i, p in members:
-                key = keys[i] if keys.device == p.device else keys[i].to(p.device)
-                flags.append(self._fast_update(p, key, args))
-                indices.append(i)
+        grouped = getattr(self, "_fast_update_group", None)  # optional: one call for all parameters
+        flags = grouped(todo, keys) if grouped is not None and todo else None
+        if flags is not None:
+            indices = [i for _, members in todo for i, _ in members]
+        else:
+            flags, indices = [], []
+            for args, members in todo:
+                for i, p in members:
+                    key = keys[i] if keys.device == p.device else keys[i].to(p.device)
+                    flags.append(self._fast_update(p, key, args))
+                    indices.append(i)
         self.counter.advance(flags, indices, n)
         self.num_steps += 1
         if self.check_every and self.num_steps % self.check_every == 0:
@@ -485,6 +490,12 @@ class NoisyOptimizer(Optimizer):
     def _fast_update(self, p, key, args) -> torch.Tensor:  # pragma: no cover - abstract
         """Update parameter ``p`` (and its state) in place from its key; return its finite-gradient flag."""
         raise NotImplementedError
+
+    # Optional hook ``_fast_update_group(todo, keys)``: update every parameter of ``todo`` (the list of
+    # (``_fast_group_args(group)``, [(index, p), ...]) of this step) in one call, with ``keys`` the keys of
+    # all parameter indices; return their finite flags in ``todo``'s order, or None to have ``_fast_step``
+    # call ``_fast_update`` per parameter instead.  The result must equal the per-parameter updates bit
+    # for bit (SGLD/SGHMC: torchport.fast.sgld_step_group / sghmc_step_group).
 
     def check_finite(self) -> None:
         """Default path: raise ``NonFiniteGradientError`` (a FloatingPointError) naming the first parameter

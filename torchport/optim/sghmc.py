@@ -119,6 +119,7 @@ class _SGHMCBase(NoisyOptimizer):
                                 None if vf is None else F._code(vf, ties, pub))
             self._fast_mode, self._fast_views = F._layout([wf, gf, vf])
             self._fast_fn = F.maybe_compile(F.sghmc_step, self.compile)
+            self._fast_group_fn = F.maybe_compile(F.sghmc_step_group, self.compile)
 
     def _fast_group_args(self, group) -> dict:
         return dict(coeffs=self._coeffs(group), weight_decay=group["weight_decay"])
@@ -138,6 +139,33 @@ class _SGHMCBase(NoisyOptimizer):
         if acc is not None:
             acc.copy_(acc2.reshape(acc.shape))
         return finite
+
+    def _fast_update_group(self, todo, keys) -> list | None:
+        """All parameters of the step in one call of :func:`torchport.fast.sghmc_step_group` (the same bits as
+        :meth:`_fast_update` per parameter); None (per-parameter calls) where ``fast._group_members`` says so."""
+        members = F._group_members(todo, keys)
+        if members is None:
+            return None
+        m = self._fast_mode
+        full = self.accumulator == "full"
+        ps = [F._view(p, m) for _, _, p in members]
+        accs = [F._view(self.state[p]["accumulator"], m) if full else None for _, _, p in members]
+        if full and not all(self.state[p]["accumulator"].is_contiguous() for _, _, p in members):
+            return None  # written back through views
+        vs = [F._view(self._velocity(p, p), m) for _, _, p in members]
+        if not all(self.state[p]["velocity"].is_contiguous() for _, _, p in members):
+            return None
+        qs, acc2s, v2s, flags = self._fast_group_fn(
+            ps, [F._view(p.grad, m) for _, _, p in members], accs, vs, keys, [i for _, i, _ in members],
+            coeffs=[a["coeffs"] for a, _, _ in members], weight_decays=[a["weight_decay"] for a, _, _ in members],
+            position_sign=self._sx, weight_fmt=self._fast_views[0], weight_code=self._fast_codes[0],
+            grad_fmt=self._fast_views[1], grad_code=self._fast_codes[1], velocity_fmt=self._fast_views[2],
+            velocity_code=self._fast_codes[2], accumulator=self.accumulator,
+            variance_corrected=self.variance_corrected)
+        torch._foreach_copy_(ps + vs, qs + v2s)
+        if full:
+            torch._foreach_copy_(accs, acc2s)
+        return flags
 
     def _coeffs(self, group):
         return sghmc_coefficients(group["lr"], group["friction"], group["inverse_mass"],

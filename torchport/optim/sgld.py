@@ -62,6 +62,7 @@ class _FastSGLD:
                             None if gf is None else F._code(gf))
         self._fast_mode, self._fast_views = F._layout([wf, gf])
         self._fast_fn = F.maybe_compile(F.sgld_step, self.compile)
+        self._fast_group_fn = F.maybe_compile(F.sgld_step_group, self.compile)
 
     def _fast_group_args(self, group) -> dict:
         lr = group["lr"]
@@ -80,6 +81,29 @@ class _FastSGLD:
         if acc is not None:
             acc.copy_(acc2.reshape(acc.shape))
         return finite
+
+    def _fast_update_group(self, todo, keys) -> list | None:
+        """All parameters of the step in one call of :func:`torchport.fast.sgld_step_group` (the same bits as
+        :meth:`_fast_update` per parameter); None (per-parameter calls) where ``fast._group_members`` says so."""
+        members = F._group_members(todo, keys)
+        if members is None:
+            return None
+        m = self._fast_mode
+        full = self.accumulator == "full"
+        ps = [F._view(p, m) for _, _, p in members]
+        accs = [F._view(self.state[p]["accumulator"], m) if full else None for _, _, p in members]
+        if full and not all(self.state[p]["accumulator"].is_contiguous() for _, _, p in members):
+            return None  # written back through views
+        qs, acc2s, flags = self._fast_group_fn(
+            ps, [F._view(p.grad, m) for _, _, p in members], accs, keys, [i for _, i, _ in members],
+            lrs=[a["lr"] for a, _, _ in members], variances=[a["var"] for a, _, _ in members],
+            weight_decays=[a["weight_decay"] for a, _, _ in members], weight_fmt=self._fast_views[0],
+            weight_code=self._fast_codes[0], grad_fmt=self._fast_views[1], grad_code=self._fast_codes[1],
+            accumulator=self.accumulator, variance_corrected=self.variance_corrected, add_noise=self.add_noise)
+        torch._foreach_copy_(ps, qs)
+        if full:
+            torch._foreach_copy_(accs, acc2s)
+        return flags
 
 
 class SGLD(_FastSGLD, NoisyOptimizer):
