@@ -132,8 +132,8 @@ def bench_quantizers(repeats, inner):
          (lambda: float_quantize(x, 5, 2, rounding="stochastic")) if have_qtorch else None),
     ]
     for name, fmt, inp, qt in cases:
-        t = _median_time(lambda: tq.stochastic_round(inp, fmt, gen), repeats, inner)
-        tn = _median_time(lambda: tq.quantize(inp, fmt, "nearest"), repeats, inner)
+        t = _median_time(lambda: tq.stochastic_round(inp, fmt, gen, exact=True), repeats, inner)
+        tn = _median_time(lambda: tq.quantize(inp, fmt, "nearest", exact=True), repeats, inner)
         line = (f"  {name:26s} torchport SR {n / t / 1e6:7.1f} Melem/s = {t / copy_t:6.1f}x copy; "
                 f"nearest {tn / copy_t:6.1f}x copy")
         if qt is not None:

@@ -16,10 +16,25 @@ after ReLU(bn1) and after conv2).  Activations computed functionally inside a
 ``forward`` (e.g. ``F.relu``) cannot be wrapped from outside -- put a
 ``Quantizer`` module in the model there (torchport.models does).
 
-Randomness: a ``torch.Generator`` shared by all quantizers of a model (one
-stream; draw order = execution order: forward quantizers in forward order, then
-backward quantizers in backward order), saved with the module's state
-(``get_extra_state``) so that a resumed run continues bit for bit.
+Randomness, two paths (docs/torchport.md "Two paths"):
+
+* ``exact=False`` (the default): the counter stream of :mod:`torchport.counter_rng`, computed
+  in x's dtype (float16/bfloat16 in float32) by the fast path of
+  :func:`torchport.quantize.quantize`.  Each quantizer has an integer counter seed, an
+  ``index`` (``insert_quantizers`` numbers its quantizers 0, 1, ... in module order) and a
+  call counter ``calls`` (an int64 buffer: saved in the ``state_dict``, so a resumed run
+  continues the stream bit for bit).  The c-th forward call (c = 0, 1, ...) rounds x with
+  the uniforms of key(seed, step=c, index, ``u_weight``) -- the same bits as
+  ``quantize(x, fmt, "stochastic", seed=seed, step=c, index=index)`` -- and its backward
+  rounds the incoming gradient with stream ``u_grad`` of the same (seed, c, index): forward
+  and backward draw distinct streams, reproducible whatever the execution order, and the
+  keys are computed on the device (no host synchronisation).
+* ``exact=True``: a ``torch.Generator`` shared by all quantizers of a model (one stream; draw
+  order = execution order: forward quantizers in forward order, then backward quantizers in
+  backward order), float64 arithmetic, saved with the module's state (``get_extra_state``)
+  so that a resumed run continues bit for bit.  These are the numbers of every run made
+  before the default path existed.
+
 Departure from qtorch: stochastic rounding is seedable on every device and
 exact (qtorch's CPU block/float rounding is not seedable, §7.1.4).
 """
@@ -33,6 +48,7 @@ from torch import nn
 from torch.autograd.function import FunctionCtx
 
 from refimpl.formats import FORMAT_TYPES
+from torchport import counter_rng as cr
 from torchport import quantize as tq
 from torchport._seed import generator_from
 from torchport.optim._base import as_format
@@ -78,7 +94,11 @@ def _apply(x, fmt, rounding, generator):
 
 
 class QuantizeFunction(torch.autograd.Function):
-    """y = Q_A(x) in forward; ∂L/∂x = Q_E(∂L/∂y) in backward (spec §2.7; qtorch quant_function.quantizer)."""
+    """y = Q_A(x) in forward; ∂L/∂x = Q_E(∂L/∂y) in backward (spec §2.7; qtorch quant_function.quantizer).
+
+    The exact path (float64 arithmetic, uniforms drawn from ``generator``); the default path of
+    :class:`Quantizer` uses the counter stream instead (module docstring).
+    """
 
     @staticmethod
     def forward(ctx: FunctionCtx, x: torch.Tensor, forward_format: tq.Format | None, backward_format: tq.Format | None,
@@ -97,45 +117,127 @@ class QuantizeFunction(torch.autograd.Function):
         return g, None, None, None, None, None
 
 
+_FORWARD_STREAM = torch.tensor(cr.STREAMS[tq.SR_STREAM], dtype=torch.int64)  # u_weight: Q_A
+_BACKWARD_STREAM = torch.tensor(cr.STREAMS["u_grad"], dtype=torch.int64)    # u_grad: Q_E
+
+
+def _apply_counter(x, fmt, rounding, key):
+    """Q_A / Q_E on the default path: nearest, or the k-bit Q^s with the uniforms of stream ``key``."""
+    if fmt is None:
+        return x
+    if rounding == "nearest":
+        return tq._nearest_fast(x, fmt, None)
+    return tq._sr_keyed(x, fmt, key)
+
+
+class _CounterQuantizeFunction(torch.autograd.Function):
+    """:class:`QuantizeFunction` on the default path: ``keys`` = (forward, backward) stream keys (0-d int64)."""
+
+    @staticmethod
+    def forward(ctx, x, forward_format, backward_format, forward_rounding, backward_rounding, keys):
+        ctx.backward_format = backward_format
+        ctx.backward_rounding = backward_rounding
+        ctx.backward_key = keys[1]
+        return _apply_counter(x, forward_format, forward_rounding, keys[0])
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        g = _apply_counter(grad_out, ctx.backward_format, ctx.backward_rounding, ctx.backward_key)
+        return g, None, None, None, None, None
+
+
 class Quantizer(nn.Module):
     """Activation (forward) and error (backward) quantizer module -- spec §2.7 (Q_A, Q_E).
 
     Parameters: ``forward_format`` (Q_A) and ``backward_format`` (Q_E): refimpl
     formats, format strings (``"bfp:8:0"`` = one block per sample, the published
     BFP runs) or None (identity); ``forward_rounding``/``backward_rounding``:
-    "stochastic" (published) or "nearest"; ``seed``: an int (a fresh CPU generator) or a
-    ``torch.Generator`` (shared); ``generator=`` is the same thing as ``seed=<Generator>``.
-    Shapes: any; the output has x's shape, dtype and device.  Randomness: one
-    float64 uniform per element per stochastic quantization, from ``generator``.
+    "stochastic" (published) or "nearest"; ``exact``: False (default, the counter stream)
+    or True (the float64 path with a ``torch.Generator``); ``seed`` / ``generator=``:
+
+    * default path: ``seed`` an int in [0, 2^64) (the counter seed) or a ``torch.Generator``
+      (``generator=`` or ``seed=``), from which one integer is drawn at construction;
+      ``index`` (an int >= 0, default 0) is the quantizer's index in the key (seed, call
+      count, index): give quantizers that share a seed distinct indices
+      (``insert_quantizers`` does);
+    * ``exact=True``: ``seed`` an int (a fresh CPU generator) or a ``torch.Generator``
+      (shared); ``generator=`` is the same thing as ``seed=<Generator>``; ``index`` stays 0.
+
+    A seed is required when either direction rounds stochastically.  Shapes: any; the
+    output has x's shape, dtype and device.  Randomness: one uniform per element per
+    stochastic quantization (module docstring: streams, call counter, resume).  Formats
+    the default path lacks are a ValueError naming the argument and exact=True.
     """
 
     def __init__(self, forward_format: tq.Format | str | None = None, backward_format: tq.Format | str | None = None,
                  *, forward_rounding: Literal["stochastic", "nearest"] = "stochastic",
                  backward_rounding: Literal["stochastic", "nearest"] = "stochastic",
                  generator: Optional[torch.Generator] = None,
-                 seed: int | torch.Generator | None = None):
+                 seed: int | torch.Generator | None = None, exact: bool = False, index: int = 0):
         super().__init__()
-        fwd, bwd, generator = _quantizer_args(forward_format, backward_format, forward_rounding,
-                                              backward_rounding, seed, generator, "Quantizer")
+        tq._check_exact(exact)
+        if exact:
+            tq._counter_position(0, index, True, "Quantizer: ")
+            fwd, bwd, generator = _quantizer_args(forward_format, backward_format, forward_rounding,
+                                                  backward_rounding, seed, generator, "Quantizer")
+            counter_seed = None
+        else:
+            _, index = tq._counter_position(0, index, False, "Quantizer: ")
+            fwd, bwd, source = _counter_args(forward_format, backward_format, forward_rounding, backward_rounding,
+                                             seed, generator, "Quantizer")
+            counter_seed = None if source is None else tq._draw_counter_seed(source)
+            generator = None
         self.forward_format, self.backward_format = fwd, bwd
         self.forward_rounding, self.backward_rounding = forward_rounding, backward_rounding
+        self.exact = exact
         self.generator = generator
+        self.seed = counter_seed
+        self.index = index
+        if not exact:
+            self.register_buffer("calls", torch.zeros((), dtype=torch.int64))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_input(x)
         if self.forward_format is None and self.backward_format is None:
             return x
-        return QuantizeFunction.apply(x, self.forward_format, self.backward_format, self.forward_rounding,
-                                      self.backward_rounding, self.generator)
+        if self.exact:
+            return QuantizeFunction.apply(x, self.forward_format, self.backward_format, self.forward_rounding,
+                                          self.backward_rounding, self.generator)
+        keys = self._keys(x.device)
+        y = _CounterQuantizeFunction.apply(x, self.forward_format, self.backward_format, self.forward_rounding,
+                                           self.backward_rounding, keys)
+        with torch.no_grad():
+            self.calls += 1
+        return y
+
+    def _keys(self, device) -> tuple:
+        """(forward, backward) stream keys of this call: bits(key(seed, calls, index), stream), on the device."""
+        if self.seed is None:  # nearest rounding only: no randomness
+            return None, None
+        calls = self.calls.to(device)
+        pkey = cr.counter_bits(cr.counter_bits(cr.key_tensor(self.seed, device), calls),
+                               torch.tensor(self.index, dtype=torch.int64, device=device))
+        return (cr.counter_bits(pkey, _FORWARD_STREAM.to(device)), cr.counter_bits(pkey, _BACKWARD_STREAM.to(device)))
 
     def get_extra_state(self) -> dict:
-        return {"generator_state": None if self.generator is None else self.generator.get_state()}
+        if self.exact:
+            return {"generator_state": None if self.generator is None else self.generator.get_state()}
+        return {"counter_seed": self.seed, "index": self.index}
 
     def set_extra_state(self, state: dict) -> None:
-        """Restore ``{"generator_state": uint8 tensor or None}`` (from :meth:`get_extra_state`); ValueError or
-        TypeError, the generator unchanged, if it is not one."""
+        """Restore :meth:`get_extra_state`'s dict: ``{"generator_state": uint8 tensor or None}`` (exact path) or
+        ``{"counter_seed": int or None, "index": int}`` (default path; the call counter is the ``calls``
+        buffer).  ValueError or TypeError, nothing changed, if it is not one (a state of the other path
+        names ``exact=``)."""
         if not isinstance(state, dict):
-            raise TypeError(f"state must be a dict with key 'generator_state', got {state!r:.80}")
+            key = "generator_state" if self.exact else "counter_seed"
+            raise TypeError(f"state must be a dict with key {key!r}, got {state!r:.80}")
+        if not self.exact:
+            self._set_counter_state(state)
+            return
+        if "counter_seed" in state and "generator_state" not in state:
+            raise ValueError("state was saved by a Quantizer on the default path (it has 'counter_seed'); this "
+                             "one runs exact=True: construct it with exact=False")
         gs = state.get("generator_state")
         if gs is None or self.generator is None:
             return
@@ -149,37 +251,68 @@ class Quantizer(nn.Module):
             raise ValueError(f"generator_state of shape {tuple(gs.shape)} is not a state of this module's "
                              f"generator: {str(exc).splitlines()[0]}") from None
 
+    def _set_counter_state(self, state: dict) -> None:
+        if "generator_state" in state and "counter_seed" not in state:
+            raise ValueError("state was saved by a Quantizer with exact=True (it has 'generator_state'); this one "
+                             "runs the default path: construct it with exact=True")
+        if "counter_seed" not in state or "index" not in state:
+            raise ValueError(f"state must have keys 'counter_seed' and 'index', got keys {sorted(state)!r}")
+        seed, index = state["counter_seed"], state["index"]
+        if seed is not None:
+            tq._counter_source(seed, None, "state['counter_seed']: ")
+            if isinstance(seed, torch.Generator):
+                raise TypeError(f"state['counter_seed'] must be an int in [0, 2**64) or None, got {seed!r:.80}")
+        tq._counter_position(0, index, False, "state: ")
+        self.seed = None if seed is None else int(seed)
+        self.index = int(index)
+
     def extra_repr(self) -> str:
-        return (f"forward_format={self.forward_format}, backward_format={self.backward_format}, "
+        text = (f"forward_format={self.forward_format}, backward_format={self.backward_format}, "
                 f"forward_rounding={self.forward_rounding!r}, backward_rounding={self.backward_rounding!r}")
+        return text + (", exact=True" if self.exact else f", index={self.index}")
 
 
 def insert_quantizers(model: nn.Module, forward_format: tq.Format | str | None = None,
                       backward_format: tq.Format | str | None = None, *,
                       after: Iterable[type] = (nn.Conv2d, nn.Linear, nn.ReLU), exclude: Iterable[str] = ("last",),
                       generator: Optional[torch.Generator] = None, seed: Optional[int] | torch.Generator = None,
-                      forward_rounding: str = "stochastic", backward_rounding: str = "stochastic") -> nn.Module:
+                      forward_rounding: str = "stochastic", backward_rounding: str = "stochastic",
+                      exact: bool = False) -> nn.Module:
     """Wrap every selected submodule m as ``nn.Sequential(m, Quantizer(...))``, in place; return the model.
 
     ``after``: module types followed by a quantizer (§2.7 placement: convs, linears,
     ReLUs -- not BN outputs, residual adds, pools or the classifier).  ``exclude``:
     qualified module names to leave alone (a collection of names, each a module of
     ``model``); the special name ``"last"`` excludes the last ``nn.Linear`` (the
-    classifier).  All inserted quantizers share one generator: ``seed`` (an int: a fresh
-    CPU generator, or a ``torch.Generator``) or ``generator=`` (the same thing).  Input
-    images are never quantized.  Idempotent: already-wrapped modules are not wrapped
-    again.  Every argument is checked before the model is touched: a raising call
-    leaves it unchanged.
+    classifier).  ``seed`` (an int or a ``torch.Generator``) or ``generator=`` (the same thing):
+
+    * default path (``exact=False``): one counter seed for all inserted quantizers (the int,
+      or one integer drawn from the generator), and indices 0, 1, ... in module order
+      (continuing after the quantizers the model already has), so each quantizer draws its
+      own streams (module docstring);
+    * ``exact=True``: all inserted quantizers share one generator (an int: a fresh CPU
+      generator).
+
+    Input images are never quantized.  Idempotent: already-wrapped modules are not wrapped
+    again.  Every argument is checked before the model is touched or a generator drawn
+    from: a raising call leaves both unchanged.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__} {model!r:.60}")
+    tq._check_exact(exact)
     after = _check_after(after)
     if isinstance(exclude, (str, bytes)) or not isinstance(exclude, Iterable) or not all(
             isinstance(n, str) for n in exclude):
         raise TypeError(f"exclude={exclude!r}: must be a collection of module names such as ('last',)")
     excl = set(exclude)
-    forward_format, backward_format, generator = _quantizer_args(
-        forward_format, backward_format, forward_rounding, backward_rounding, seed, generator, "insert_quantizers")
+    if exact:
+        forward_format, backward_format, generator = _quantizer_args(
+            forward_format, backward_format, forward_rounding, backward_rounding, seed, generator,
+            "insert_quantizers")
+    else:
+        forward_format, backward_format, source = _counter_args(
+            forward_format, backward_format, forward_rounding, backward_rounding, seed, generator,
+            "insert_quantizers")
     named = [(n, m) for n, m in model.named_modules() if n]
     unknown = sorted(excl - {"last"} - {n for n, _ in named})
     if unknown:
@@ -198,10 +331,20 @@ def insert_quantizers(model: nn.Module, forward_format: tq.Format | str | None =
         if isinstance(parent, nn.Sequential) and getattr(parent, "_torchport_wrapped", False):
             continue
         targets.append((parent, child, m))
+    if exact:
+        def make(_):
+            return Quantizer(forward_format, backward_format, generator=generator, forward_rounding=forward_rounding,
+                             backward_rounding=backward_rounding, exact=True)
+    else:
+        key = None if source is None else tq._draw_counter_seed(source)  # every check done: now draw
+        first = len(quantizers_of(model))
+
+        def make(j):
+            return Quantizer(forward_format, backward_format, seed=key, index=first + j,
+                             forward_rounding=forward_rounding, backward_rounding=backward_rounding)
     wrapped = []
-    for parent, child, m in targets:  # build every wrapper first, then swap them in
-        w = nn.Sequential(m, Quantizer(forward_format, backward_format, generator=generator,
-                                       forward_rounding=forward_rounding, backward_rounding=backward_rounding))
+    for j, (parent, child, m) in enumerate(targets):  # build every wrapper first, then swap them in
+        w = nn.Sequential(m, make(j))
         w._torchport_wrapped = True
         wrapped.append((parent, child, w))
     for parent, child, w in wrapped:
@@ -227,6 +370,26 @@ def _quantizer_args(forward_format, backward_format, forward_rounding, backward_
     needs = ((fwd is not None and forward_rounding == "stochastic")
              or (bwd is not None and backward_rounding == "stochastic"))
     return fwd, bwd, generator_from(seed, generator, required=needs, where=f"{where}: stochastic rounding ")
+
+
+def _counter_args(forward_format, backward_format, forward_rounding, backward_rounding, seed, generator,
+                  where: str):
+    """The default path's checked (forward format, backward format, counter-seed source): formats the fast
+    path supports (else ValueError naming the argument and exact=True), and an int seed or a generator
+    (not drawn from yet) when either direction rounds stochastically."""
+    _check_rounding("forward_rounding", forward_rounding)
+    _check_rounding("backward_rounding", backward_rounding)
+    fwd = _as_format(forward_format, "forward_format")
+    bwd = _as_format(backward_format, "backward_format")
+    tq._check_fast(fwd, "forward_format")
+    tq._check_fast(bwd, "backward_format")
+    source = tq._counter_source(seed, generator, f"{where}: ")
+    needs = ((fwd is not None and forward_rounding == "stochastic")
+             or (bwd is not None and backward_rounding == "stochastic"))
+    if needs and source is None:
+        raise ValueError(f"{where}: stochastic rounding needs seed= (an int or a torch.Generator) or generator=; got "
+                         "neither (seed=None, generator=None; torchport never uses the global RNG)")
+    return fwd, bwd, source
 
 
 def _as_format(value, name: str):

@@ -12,19 +12,37 @@ counterpart in :mod:`refimpl.kernels` (``fixed``, ``bfp``, ``float``, ``ieee``, 
 this module validates, draws noise and dispatches on ``code[KIND]`` (an unknown kind is
 a ``ValueError``).
 
-Randomness.  Each random function takes either a ``torch.Generator`` (the
-positional argument where refimpl takes ``rng``) or ``noise=`` -- pre-drawn
-uniforms (Q^s, Cat) or the tuple ``(xi, u_round, u_cat)`` (Q^vc), exactly the
-noise-in forms of refimpl: fed identical noise, outputs equal refimpl's bit for
-bit (tests/torchport/test_quantize.py).  ``draw_*_noise(generator, shape)``
-return the noise the generator forms consume (float64 ``torch.rand``/``randn``;
-refimpl's Generator forms draw theirs differently, e.g. keyed splitmix64
-uniforms, so only the noise-in forms are comparable).  No global-RNG fallback:
-neither generator nor noise is a ``ValueError``.
+Two paths (docs/torchport.md "Two paths", docs/fast_path.md).  ``quantize``,
+``stochastic_round`` and ``vc_quantize`` take ``exact``:
+
+* ``exact=False`` (the **default**): the fast path of :mod:`torchport.fast` -- arithmetic in
+  x's own dtype (float32/float64; float16/bfloat16 inputs are computed in float32 and the
+  result cast back), every random number from the **counter stream**
+  (:mod:`torchport.counter_rng`): a pure function of (seed, step, index, stream, element
+  index).  ``seed=`` is an int in [0, 2^64) (the key, with ``step=`` and ``index=``,
+  both 0 by default) or a ``torch.Generator`` (``generator=`` or ``seed=``), from which one
+  integer in [0, 2^63 - 1) is drawn per call (:func:`torchport.optim._fastpath.counter_seed`),
+  so repeated calls with one generator give fresh, reproducible noise, while an int seed
+  gives the same noise for the same (seed, step, index).  Nearest rounding on this path
+  equals the exact path bit for bit for every format on float64 and float32 inputs (tested).
+  ``noise=`` is refused (``ValueError``): pre-drawn noise belongs to the exact path.
+* ``exact=True``: the **exact path**, every quantizer in float64 op by op from a
+  ``torch.Generator`` (the positional argument where refimpl takes ``rng``) or ``noise=``
+  -- pre-drawn uniforms (Q^s, Cat) or the tuple ``(xi, u_round, u_cat)`` (Q^vc), exactly
+  the noise-in forms of refimpl: fed identical noise, outputs equal refimpl's bit for bit
+  (tests/torchport/test_quantize.py).  ``draw_*_noise(generator, shape)`` return the noise
+  the generator forms consume (float64 ``torch.rand``/``randn``; refimpl's Generator forms
+  draw theirs differently, e.g. keyed splitmix64 uniforms, so only the noise-in forms are
+  comparable).  These are the numbers of every call made before the fast path became the
+  default.
+
+``categorical_offset`` (a draw from Cat, not a rounding) and ``vc_gap`` (deterministic)
+have the exact path only.  No global-RNG fallback on either path: no seed (and, on the
+exact path, no noise) is a ``ValueError``.
 
 Dtypes and devices.  Inputs may be float64, float32, bfloat16 or float16 on any
-device.  As in refimpl, all arithmetic is float64 (exact for every narrower
-input) and the result is cast to the input dtype; bfloat16/float16 outputs round
+device.  On the exact path, as in refimpl, all arithmetic is float64 (exact for every
+narrower input) and the result is cast to the input dtype; bfloat16/float16 outputs round
 to nearest even in that dtype when the format's grid is finer than the dtype
 (unavoidable when storing in a coarser dtype).  The code is vectorised torch
 elementwise/reduction ops (no Python loop over elements) and runs under
@@ -58,7 +76,9 @@ from refimpl.formats import (
     parse_format,
     with_options,
 )
-from refimpl.slots import KIND, KIND_MODULES, KIND_NONE
+from refimpl.slots import FLOAT_MAX, KIND, KIND_FLOAT, KIND_IEEE, KIND_MODULES, KIND_NONE
+from torchport import counter_rng as _cr
+from torchport import fast as _fast
 from torchport.kernels.bfp import _bfp_block_exp, _blocks  # noqa: F401  (kept importable)
 from torchport.kernels.common import (  # noqa: F401
     _cat,
@@ -245,6 +265,108 @@ def _check_bfp_dim(x, fmt):
         raise ValueError(f"fmt.axis={fmt.axis} is out of range for a tensor of shape {tuple(x.shape)}")
 
 
+
+# ------------------------------------------------------------------ the default (fast) path
+#: the counter stream of the public stochastic rounding (the default of
+#: torchport.fast.stochastic_round_fast, so quantize(..., seed=s, step=t, index=i) equals
+#: stochastic_round_fast(x, fmt, seed=s, step=t, param_index=i) on float32/float64)
+SR_STREAM = "u_weight"
+_SEED_LIMIT = 1 << 64
+
+
+def _check_exact(exact) -> bool:
+    if not isinstance(exact, bool):
+        raise TypeError(f"exact must be True or False, got {exact!r}")
+    return exact
+
+
+def _counter_position(step, index, exact: bool, where: str) -> tuple[int, int]:
+    """``step`` and ``index`` of the counter key: ints in [0, 2^64); on the exact path only 0 (the default)."""
+    for name, v in (("step", step), ("index", index)):
+        is_int = isinstance(v, numbers.Integral) and not isinstance(v, bool)
+        if exact:
+            if not (is_int and v == 0):
+                raise ValueError(f"{where}{name}={v!r} is a key of the default path's counter stream; exact=True "
+                                 f"draws from generator= or noise= (leave {name} at 0, or pass exact=False)")
+            continue
+        if not is_int:
+            raise TypeError(f"{where}{name}={v!r}: must be an int in [0, 2**64) (the counter stream's {name})")
+        if not 0 <= v < _SEED_LIMIT:
+            raise ValueError(f"{where}{name}={v!r}: must be an int in [0, 2**64) (the counter stream's {name})")
+    return (0, 0) if exact else (int(step), int(index))
+
+
+def _counter_source(seed, generator, where: str):
+    """The checked source of the default path's counter seed: an int in [0, 2^64), a
+    ``torch.Generator`` (nothing drawn yet) or None.  ``seed`` and ``generator`` both given: ValueError."""
+    if seed is not None and generator is not None:
+        raise ValueError(f"{where}pass seed= or generator= (the same thing), not both; got seed={seed!r} and "
+                         f"generator={generator!r}")
+    if generator is not None:
+        if not isinstance(generator, torch.Generator):
+            raise ValueError(f"{where}generator must be a torch.Generator, got {generator!r} (an int goes to seed=)")
+        return generator
+    if seed is None or isinstance(seed, torch.Generator):
+        return seed
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"{where}seed={seed!r}: must be an int in [0, 2**64) or a torch.Generator")
+    if not 0 <= seed < _SEED_LIMIT:
+        raise ValueError(f"{where}seed={seed!r}: must be an int in [0, 2**64) or a torch.Generator")
+    return int(seed)
+
+
+def _draw_counter_seed(source) -> int:
+    """The integer key: ``source`` itself, or one ``torch.randint(0, 2**63 - 1)`` drawn from a generator
+    (the optimizers' rule, :func:`torchport.optim._fastpath.counter_seed`).  Call after every check."""
+    from torchport.optim._fastpath import counter_seed  # noqa: PLC0415  (torchport.optim imports this module)
+
+    return counter_seed(source)
+
+
+def _check_fast(fmt, name: str = "fmt"):
+    """``fmt`` if the default path supports it (asked of torchport.fast), else ValueError naming ``name`` and
+    pointing to exact=True (torchport.optim._fastpath.check_fast_format)."""
+    from torchport.optim._fastpath import check_fast_format  # noqa: PLC0415
+
+    return check_fast_format(fmt, name)
+
+
+def _fast_work(x: torch.Tensor, fmt) -> torch.Tensor:
+    """x in the dtype the default path computes in: float64/float32 as they are, float16/bfloat16 as
+    float32 -- except a float format whose largest value exceeds float32's range (qtorch
+    ``FloatingPoint`` with exp >= 8), computed in float64 (torchport.fast's float32 saturation
+    cannot hold its range; the float32 result is then the float64 one cast: ±max -> ±inf)."""
+    if x.dtype == torch.float64:
+        return x
+    if fmt is not None:
+        code = fmt.code
+        if int(code[KIND]) in (KIND_FLOAT, KIND_IEEE) and float(code[FLOAT_MAX]) > torch.finfo(torch.float32).max:
+            return x.to(torch.float64)
+    return x if x.dtype == torch.float32 else x.to(torch.float32)
+
+
+def _sr_keyed(x: torch.Tensor, fmt, key: torch.Tensor) -> torch.Tensor:
+    """Q^s of x with the fast path's k-bit rule and the uniforms u_k(i) of the 0-d int64 stream ``key``
+    (element i = C-order index; k = 53 in float64, 24 otherwise); x's dtype out.  Unvalidated
+    (the callers check); ``torchport.nn`` passes keys computed on the device."""
+    if fmt is None or x.numel() == 0:
+        return x.clone()
+    w = _fast_work(x, fmt)
+    u = _cr.uniforms(key.to(w.device), w.numel(), dtype=w.dtype, device=w.device).reshape(w.shape)
+    return _fast._round_tensor(w, fmt, _fast._code(fmt), u).to(x.dtype)
+
+
+def _nearest_fast(x: torch.Tensor, fmt, ties) -> torch.Tensor:
+    """Q^d of x on the default path (:func:`torchport.fast.quantize_fast` in :func:`_fast_work`'s dtype)."""
+    if fmt is None or x.numel() == 0:
+        return x.clone()
+    return _fast.quantize_fast(_fast_work(x, fmt), fmt, ties=ties).to(x.dtype)
+
+
+def _sr_stream_key(seed: int, step: int, index: int, device) -> torch.Tensor:
+    return _cr.key_tensor(_cr.stream_key(seed, step, index, SR_STREAM), device)
+
+
 def _draw_args(generator, shape, device, seed, where):
     """Validated (generator, shape, device) of a ``draw_*_noise`` call; nothing drawn yet."""
     shape = _check_shape(shape)
@@ -257,7 +379,7 @@ def _draw_args(generator, shape, device, seed, where):
 def draw_quantize_noise(generator: Optional[torch.Generator] = None, shape: Sequence[int] | int | None = None, *,
                         device: torch.device | str | None = None,
                         seed: int | torch.Generator | None = None) -> torch.Tensor:
-    """The uniforms ``quantize(..., "stochastic", generator)`` consumes: ``torch.rand(shape, float64)``.
+    """The uniforms ``quantize(..., "stochastic", generator, exact=True)`` consumes: ``torch.rand(shape, float64)``.
 
     ``generator`` or ``seed`` (an int or a ``torch.Generator``; ``generator=`` is the same
     as ``seed=<Generator>``); ``shape`` an int or a sequence of ints >= 0.
@@ -273,7 +395,8 @@ def draw_quantize_noise(generator: Optional[torch.Generator] = None, shape: Sequ
 def draw_vc_noise(generator: Optional[torch.Generator] = None, shape: Sequence[int] | int | None = None, *,
                   device: torch.device | str | None = None, seed: int | torch.Generator | None = None
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(xi, u_round, u_cat) consumed by ``vc_quantize(..., generator)``: N(0,1), U[0,1), U[0,1), in this order.
+    """(xi, u_round, u_cat) consumed by ``vc_quantize(..., generator, exact=True)``: N(0,1), U[0,1), U[0,1), in
+    this order (the exact path's noise; the default path draws from the counter stream).
 
     ``generator``/``seed``/``shape``/``device`` as :func:`draw_quantize_noise`.
     """
@@ -299,7 +422,8 @@ def draw_categorical_noise(generator: Optional[torch.Generator] = None, shape: S
 
 def quantize(x: torch.Tensor, fmt: Format | None, rounding: Literal["nearest", "stochastic"] = "nearest",
              generator: Optional[torch.Generator] = None, *, ties: Literal["away", "even", "up"] | None = None,
-             noise: torch.Tensor | None = None, seed: int | torch.Generator | None = None) -> torch.Tensor:
+             noise: torch.Tensor | None = None, seed: int | torch.Generator | None = None, exact: bool = False,
+             step: int = 0, index: int = 0) -> torch.Tensor:
     """Quantize ``x`` onto ``fmt``'s grid by nearest (Q1) or stochastic (Q2') rounding (refimpl.quantize.quantize).
 
     Nearest, (Q1) = the paper's Q^d (LP-SGLD, Zhang et al. 2022, §3)::
@@ -313,23 +437,65 @@ def quantize(x: torch.Tensor, fmt: Format | None, rounding: Literal["nearest", "
 
     Stochastic, (Q2') (LP-SGLD Q^s; LP-SGHMC eq. (2))::
 
-        Q^s(x) = clip(Δ floor(x/Δ + u), L, U),   u ~ U[0, 1)
+        exact path:    Q^s(x) = clip(Δ floor(x/Δ + u), L, U),          u ~ U[0, 1) float64
+        default path:  Q^s(x) = clip(Δ (floor(z) + [u_k < z − floor(z)]), L, U),   z = x/Δ,
+                       u_k = the k-bit counter uniform (k = 53 float64, 24 float32)
 
-    Parameters: ``x`` a tensor (float64/float32/bfloat16/float16, any device and
-    shape); ``fmt`` a refimpl format or None (identity); ``generator`` a
-    ``torch.Generator`` (stochastic: one float64 uniform per element, C order,
-    :func:`draw_quantize_noise`), or ``seed`` -- an int (a fresh CPU generator) or a
-    ``torch.Generator``, the same thing as ``generator=``; ``noise`` pre-drawn uniforms
-    of x's shape instead (noise-in form, identical semantics to refimpl's ``noise=``).
-    Returns a tensor of x's shape, dtype and device.  Arithmetic is float64 for
-    every input dtype (as refimpl), so fed the same noise the result equals
-    refimpl's bit for bit; bfloat16/float16 outputs are the float64 result cast
-    (round to nearest even in that dtype when the grid is finer than the dtype).
-    Departure from qtorch: exact rounding (qtorch CPU fixed point ties to even and
-    its block/float paths resolve P(up) to 2^-(23-W)); seedable on every device.
+    (docs/fast_path.md "Stochastic rounding's resolution": bias in [0, 2^-k Δ)).
+
+    Two paths (module docstring):
+
+    * ``exact=False`` (default): computed in x's dtype (float32/float64; float16/bfloat16 in
+      float32, cast back) by :mod:`torchport.fast`.  Stochastic rounding needs ``seed``: an
+      int in [0, 2^64) -- the counter key with ``step`` and ``index`` (ints in [0, 2^64),
+      default 0): element i (C order) uses u_k(i) of stream key(seed, step, index,
+      ``u_weight``), the same bits as ``torchport.fast.stochastic_round_fast(x, fmt,
+      seed=seed, step=step, param_index=index)`` -- or a ``torch.Generator`` (``generator=``
+      or ``seed=``), from which one integer in [0, 2^63 − 1) is drawn per call and used as
+      the key.  Nearest rounding equals the exact path bit for bit for every format on
+      float64 and float32 inputs, ties, subnormals, ±inf, NaN and saturation included
+      (tests/torchport/test_fast_quantize_api.py).  ``noise=`` is refused (it feeds the exact
+      path); a format the fast path lacks is a ValueError naming ``fmt`` and exact=True.
+    * ``exact=True``: float64 for every input dtype (as refimpl), with ``generator`` (one
+      float64 uniform per element, C order, :func:`draw_quantize_noise`), ``seed`` (an int: a
+      fresh CPU generator; or a ``torch.Generator``, the same as ``generator=``) or ``noise``
+      (pre-drawn uniforms of x's shape, refimpl's noise-in form): fed the same noise the
+      result equals refimpl's bit for bit; bfloat16/float16 outputs are the float64 result
+      cast.  ``step``/``index`` must stay 0.
+
+    Parameters: ``x`` a tensor (float64/float32/bfloat16/float16, any device and shape);
+    ``fmt`` a refimpl format or None (identity).  Returns a tensor of x's shape, dtype and
+    device.  Every argument is checked before a generator is drawn from: a raising call
+    changes nothing.  Departure from qtorch: exact rounding (qtorch CPU fixed point ties to
+    even and its block/float paths resolve P(up) to 2^-(23-W)); seedable on every device.
     """
     if rounding not in ROUNDINGS:
         raise ValueError(f"rounding must be one of {ROUNDINGS}, got {rounding!r}")
+    if _check_exact(exact):
+        _counter_position(step, index, True, "")
+        return _quantize_exact(x, fmt, rounding, generator, ties, noise, seed)
+    if noise is not None:
+        raise ValueError("noise= (pre-drawn uniforms) feeds the exact path: pass exact=True to use it; the default "
+                         "path draws from the counter stream (seed=, step=, index=)")
+    step, index = _counter_position(step, index, False, "")
+    x = _check_tensor("x", x)
+    _resolve(fmt, ties)
+    _check_bfp_dim(x, fmt)
+    _check_fast(fmt)
+    if rounding == "nearest":
+        return _nearest_fast(x, fmt, ties)
+    if ties is not None:
+        raise ValueError(f"ties applies to nearest rounding only, got ties={ties!r} with 'stochastic'")
+    source = _counter_source(seed, generator, "")
+    if source is None:
+        raise ValueError("stochastic rounding needs seed= (an int or a torch.Generator) or generator=; got neither "
+                         "(torchport never uses the global RNG; pre-drawn noise= needs exact=True)")
+    key = _sr_stream_key(_draw_counter_seed(source), step, index, x.device)
+    return _sr_keyed(x, fmt, key)
+
+
+def _quantize_exact(x, fmt, rounding, generator, ties, noise, seed) -> torch.Tensor:
+    """The exact path of :func:`quantize` (float64, generator or noise-in)."""
     xw, dt = _prepare("x", x)
     code = _resolve(fmt, ties)
     _check_bfp_dim(xw, fmt)
@@ -349,9 +515,14 @@ def quantize(x: torch.Tensor, fmt: Format | None, rounding: Literal["nearest", "
 
 
 def stochastic_round(x: torch.Tensor, fmt: Format | None, generator: Optional[torch.Generator] = None, *,
-                     noise: torch.Tensor | None = None, seed: int | torch.Generator | None = None) -> torch.Tensor:
-    """Q^s (Q2'): ``quantize(x, fmt, "stochastic", generator, noise=noise, seed=seed)``; see :func:`quantize`."""
-    return quantize(x, fmt, "stochastic", generator, noise=noise, seed=seed)
+                     noise: torch.Tensor | None = None, seed: int | torch.Generator | None = None,
+                     exact: bool = False, step: int = 0, index: int = 0) -> torch.Tensor:
+    """Q^s (Q2'): ``quantize(x, fmt, "stochastic", generator, noise=, seed=, exact=, step=, index=)``.
+
+    See :func:`quantize` for both paths: by default the k-bit rule with counter uniforms keyed by
+    (seed, step, index) in x's dtype; ``exact=True`` the float64 rule with a generator or noise.
+    """
+    return quantize(x, fmt, "stochastic", generator, noise=noise, seed=seed, exact=exact, step=step, index=index)
 
 
 def _sr_fast(x: torch.Tensor, fmt, u: torch.Tensor) -> torch.Tensor:
@@ -455,7 +626,8 @@ def vc_quantize(mu: torch.Tensor, var: float | torch.Tensor, fmt: Format | None,
                 generator: Optional[torch.Generator] = None, *,
                 noise: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
                 ties: Literal["away", "even", "up"] | None = None, vc_bfp_published: bool = False,
-                seed: int | torch.Generator | None = None) -> torch.Tensor:
+                seed: int | torch.Generator | None = None, exact: bool = False, step: int = 0,
+                index: int = 0) -> torch.Tensor:
     """Variance-corrected quantizer Q^vc(μ, V, Δ) ((Q5)/(Q6); LP-SGLD Alg. "Q^vc", LP-SGHMC Alg. 2).
 
     Elementwise with V₀ = Δ²/4 and the branch chosen per element by its own Δ
@@ -472,15 +644,50 @@ def vc_quantize(mu: torch.Tensor, var: float | torch.Tensor, fmt: Format | None,
 
     Parameters: ``mu`` a tensor (any float dtype/device/shape; output has its
     dtype); ``var`` a float scalar ≥ 0; ``fmt`` a format or None (identity);
-    ``generator`` (draws :func:`draw_vc_noise`: ξ, u_round, u_cat, one of each per
-    element whichever branch is taken; or ``seed``: an int or a ``torch.Generator``, the
-    same thing) or ``noise=(xi, u_round, u_cat)`` (ξ finite, the uniforms in [0, 1));
     ``ties`` of Q^d inside (Q5); ``vc_bfp_published`` reproduces the published
-    BFP/float ``fp_Q_vc`` fallback to plain Q^s (§7.2.1).
+    BFP/float ``fp_Q_vc`` fallback to plain Q^s (§7.2.1).  Noise: ξ, u_round, u_cat,
+    one of each per element whichever branch is taken, from
+
+    * ``exact=False`` (default): the counter streams ``xi``, ``u_round``, ``u_cat`` of
+      key(seed, step, index) (Box–Muller normals; k-bit uniforms), computed in mu's dtype
+      (float16/bfloat16 in float32) by :func:`torchport.fast.vc_quantize_fast` -- the same
+      bits as ``vc_quantize_fast(mu, var, fmt, seed=seed, step=step, param_index=index)``;
+      ``seed`` an int in [0, 2^64) or a ``torch.Generator`` (``generator=`` or ``seed=``:
+      one integer drawn per call), as :func:`quantize`; ``noise=`` is refused;
+    * ``exact=True``: float64, ``generator`` (draws :func:`draw_vc_noise`; or ``seed``: an
+      int or a ``torch.Generator``, the same thing) or ``noise=(xi, u_round, u_cat)`` (ξ
+      finite, the uniforms in [0, 1)), bit for bit refimpl's noise-in form.
     Departure from the published code: per-element branch with μ's Δ kept for the
     call, so there is no NaN path (§2.5 "Project choice").
     """
-    mw, dt = _prepare("mu", mu)
+    if _check_exact(exact):
+        _counter_position(step, index, True, "vc_quantize: ")
+        return _vc_quantize_exact(mu, var, fmt, generator, noise, ties, vc_bfp_published, seed)
+    if noise is not None:
+        raise ValueError("vc_quantize: noise= (pre-drawn xi, u_round, u_cat) feeds the exact path: pass exact=True "
+                         "to use it; the default path draws from the counter stream (seed=, step=, index=)")
+    step, index = _counter_position(step, index, False, "vc_quantize: ")
+    mu = _check_tensor("mu", mu)
+    v = _check_var(var)
+    if not isinstance(vc_bfp_published, bool):
+        raise TypeError(f"vc_bfp_published must be a bool, got {vc_bfp_published!r}")
+    _resolve(fmt, ties, vc_published=vc_bfp_published)
+    _check_bfp_dim(mu, fmt)
+    _check_fast(fmt)
+    source = _counter_source(seed, generator, "vc_quantize: ")
+    if source is None:
+        raise ValueError("vc_quantize needs seed= (an int or a torch.Generator) or generator=; got neither "
+                         "(torchport never uses the global RNG; pre-drawn noise= needs exact=True)")
+    key = _draw_counter_seed(source)
+    if fmt is None or mu.numel() == 0:
+        return mu.clone()
+    w = _fast_work(mu, fmt)
+    return _fast.vc_quantize_fast(w, v, fmt, seed=key, step=step, param_index=index, ties=ties,
+                                  vc_published=vc_bfp_published).to(mu.dtype)
+
+
+def _check_var(var) -> float:
+    """``var`` of Q^vc as a finite float >= 0 (a real scalar or 0-d tensor); ValueError naming it."""
     if isinstance(var, torch.Tensor) and var.dim() != 0:
         raise ValueError(f"var must be a real scalar >= 0, got a tensor of shape {tuple(var.shape)}")
     if isinstance(var, bool) or not isinstance(var, (int, float)) and not (
@@ -489,6 +696,13 @@ def vc_quantize(mu: torch.Tensor, var: float | torch.Tensor, fmt: Format | None,
     v = float(var)
     if not (math.isfinite(v) and v >= 0):
         raise ValueError(f"var must be a finite real scalar >= 0, got {var!r}")
+    return v
+
+
+def _vc_quantize_exact(mu, var, fmt, generator, noise, ties, vc_bfp_published, seed) -> torch.Tensor:
+    """The exact path of :func:`vc_quantize` (float64, generator or noise-in)."""
+    mw, dt = _prepare("mu", mu)
+    v = _check_var(var)
     if not isinstance(vc_bfp_published, bool):
         raise TypeError(f"vc_bfp_published must be a bool, got {vc_bfp_published!r}")
     code = _resolve(fmt, ties, vc_published=vc_bfp_published)

@@ -60,13 +60,13 @@ def test_float64_noise_in_parity(fmt):
     for ties in (None, "away", "even", "up"):
         assert _same(tq.quantize(t, fmt, "nearest", ties=ties).numpy(), rq.quantize(x, fmt, "nearest", ties=ties))
     u = rng.random(x.shape)
-    assert _same(tq.stochastic_round(t, fmt, noise=torch.from_numpy(u)).numpy(), rq.stochastic_round(x, fmt, noise=u))
+    assert _same(tq.stochastic_round(t, fmt, noise=torch.from_numpy(u), exact=True).numpy(), rq.stochastic_round(x, fmt, noise=u))
     noise = (rng.standard_normal(x.shape), rng.random(x.shape), rng.random(x.shape))
     tnoise = tuple(torch.from_numpy(a) for a in noise)
     for pub in (False, True):
         for var in (0.0, 1e-8, 1e-3, 0.3, 10.0):
             ref = rq.vc_quantize(x, var, fmt, noise=noise, vc_bfp_published=pub)
-            assert _same(tq.vc_quantize(t, var, fmt, noise=tnoise, vc_bfp_published=pub).numpy(), ref), (var, pub)
+            assert _same(tq.vc_quantize(t, var, fmt, noise=tnoise, vc_bfp_published=pub, exact=True).numpy(), ref), (var, pub)
     assert _same(tq.vc_gap(t, fmt).numpy(), rq.vc_gap(x, fmt))
 
 
@@ -79,9 +79,9 @@ def test_bfp_blocks_parity(dim):
     u = rng.random(x.shape)
     t = torch.from_numpy(x)
     assert _same(tq.quantize(t, fmt).numpy(), rq.quantize(x, fmt))
-    assert _same(tq.stochastic_round(t, fmt, noise=torch.from_numpy(u)).numpy(), rq.stochastic_round(x, fmt, noise=u))
+    assert _same(tq.stochastic_round(t, fmt, noise=torch.from_numpy(u), exact=True).numpy(), rq.stochastic_round(x, fmt, noise=u))
     noise = (rng.standard_normal(x.shape), rng.random(x.shape), rng.random(x.shape))
-    got = tq.vc_quantize(t, 1e-2, fmt, noise=tuple(map(torch.from_numpy, noise))).numpy()
+    got = tq.vc_quantize(t, 1e-2, fmt, noise=tuple(map(torch.from_numpy, noise)), exact=True).numpy()
     assert _same(got, rq.vc_quantize(x, 1e-2, fmt, noise=noise))
 
 
@@ -108,7 +108,7 @@ def test_vc_escape_parity(fmt):
             x = mu.astype(dt)
             noise = (rng.standard_normal(x.shape), rng.random(x.shape), rng.random(x.shape))
             ref = rq.vc_quantize(x, var, fmt, noise=noise)
-            got = tq.vc_quantize(torch.from_numpy(x), var, fmt, noise=tuple(map(torch.from_numpy, noise))).numpy()
+            got = tq.vc_quantize(torch.from_numpy(x), var, fmt, noise=tuple(map(torch.from_numpy, noise)), exact=True).numpy()
             assert _same(got, ref), (var, dt)
             fin = np.isfinite(ref)
             assert _same(rq.quantize(ref, fmt), ref)  # representable: Q^d is the identity on the result
@@ -139,7 +139,7 @@ def test_float32_matches_refimpl_float32():
     u = rng.random(x.shape)
     x32 = x[np.abs(x) < 1e30].astype(np.float32)
     u = u[np.abs(x) < 1e30]
-    got = tq.stochastic_round(torch.from_numpy(x32), fmt, noise=torch.from_numpy(u))
+    got = tq.stochastic_round(torch.from_numpy(x32), fmt, noise=torch.from_numpy(u), exact=True)
     assert got.dtype == torch.float32
     assert _same(got.numpy(), rq.stochastic_round(x32, fmt, noise=u))
 
@@ -149,38 +149,44 @@ def test_half_dtypes_are_cast_of_float64_result(dtype):
     fmt = FixedPoint(8, 4)
     x = torch.linspace(-9, 9, 301, dtype=torch.float64).to(dtype)
     u = torch.rand(x.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    got = tq.stochastic_round(x, fmt, noise=u)
-    ref = tq.stochastic_round(x.to(torch.float64), fmt, noise=u).to(dtype)
+    got = tq.stochastic_round(x, fmt, noise=u, exact=True)
+    ref = tq.stochastic_round(x.to(torch.float64), fmt, noise=u, exact=True).to(dtype)
     assert got.dtype == dtype and torch.equal(got, ref)
 
 
 def test_generator_form_is_noise_in_form_with_drawn_noise():
     fmt = FloatingPoint(4, 3)
     x = torch.randn(257, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    a = tq.stochastic_round(x, fmt, torch.Generator().manual_seed(7))
-    b = tq.stochastic_round(x, fmt, noise=tq.draw_quantize_noise(torch.Generator().manual_seed(7), x.shape))
+    a = tq.stochastic_round(x, fmt, torch.Generator().manual_seed(7), exact=True)
+    b = tq.stochastic_round(x, fmt, noise=tq.draw_quantize_noise(torch.Generator().manual_seed(7), x.shape), exact=True)
     assert torch.equal(a, b)
-    c = tq.vc_quantize(x, 0.01, fmt, torch.Generator().manual_seed(7))
-    d = tq.vc_quantize(x, 0.01, fmt, noise=tq.draw_vc_noise(torch.Generator().manual_seed(7), x.shape))
+    c = tq.vc_quantize(x, 0.01, fmt, torch.Generator().manual_seed(7), exact=True)
+    d = tq.vc_quantize(x, 0.01, fmt, noise=tq.draw_vc_noise(torch.Generator().manual_seed(7), x.shape), exact=True)
     assert torch.equal(c, d)
-    assert not torch.equal(a, tq.stochastic_round(x, fmt, torch.Generator().manual_seed(8)))
+    assert not torch.equal(a, tq.stochastic_round(x, fmt, torch.Generator().manual_seed(8), exact=True))
 
 
 def test_no_global_rng_and_bad_input():
     x = torch.zeros(3, dtype=torch.float64)
     fmt = FixedPoint(8, 4)
     with pytest.raises(ValueError, match="exactly one of generator"):
+        tq.stochastic_round(x, fmt, exact=True)
+    with pytest.raises(ValueError, match="needs seed="):
         tq.stochastic_round(x, fmt)
+    with pytest.raises(ValueError, match="noise.*exact=True"):
+        tq.stochastic_round(x, fmt, noise=torch.zeros(3))
     with pytest.raises(ValueError, match="exactly one of generator"):
-        tq.stochastic_round(x, fmt, torch.Generator(), noise=torch.zeros(3))
+        tq.stochastic_round(x, fmt, torch.Generator(), noise=torch.zeros(3), exact=True)
     with pytest.raises(ValueError, match=r"uniforms in \[0, 1\)"):
-        tq.stochastic_round(x, fmt, noise=torch.ones(3))
+        tq.stochastic_round(x, fmt, noise=torch.ones(3), exact=True)
     with pytest.raises(ValueError, match="shape"):
-        tq.stochastic_round(x, fmt, noise=torch.zeros(4))
+        tq.stochastic_round(x, fmt, noise=torch.zeros(4), exact=True)
     with pytest.raises(ValueError, match="rounding"):
         tq.quantize(x, fmt, "up")
     with pytest.raises(ValueError, match="var"):
         tq.vc_quantize(x, -1.0, fmt, torch.Generator())
+    with pytest.raises(ValueError, match="var"):
+        tq.vc_quantize(x, -1.0, fmt, torch.Generator(), exact=True)
     with pytest.raises(ValueError, match="fmt"):
         tq.quantize(x, "fixed:8:4")
     with pytest.raises(ValueError, match="dim=1"):
@@ -226,7 +232,7 @@ def test_cuda_matches_cpu():
     fmt = FloatingPoint(5, 2)
     x = torch.randn(4096, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 100
     u = torch.rand(4096, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    assert torch.equal(tq.stochastic_round(x.cuda(), fmt, noise=u.cuda()).cpu(), tq.stochastic_round(x, fmt, noise=u))
+    assert torch.equal(tq.stochastic_round(x.cuda(), fmt, noise=u.cuda(), exact=True).cpu(), tq.stochastic_round(x, fmt, noise=u, exact=True))
 
 
 # --------------------------------------------------------------------- property tests
@@ -248,12 +254,58 @@ def test_stochastic_round_brackets_input(values):
     # (|x| > 1e-9: far below the format's smallest gap 2^-16 the float64 sum x/Δ + u cannot resolve P(up))
     fmt = FloatingPoint(5, 2)
     x = torch.tensor(values, dtype=torch.float64)
-    lo = tq.stochastic_round(x, fmt, noise=torch.zeros_like(x))
-    hi = tq.stochastic_round(x, fmt, noise=torch.full_like(x, 1 - 2**-53))
+    lo = tq.stochastic_round(x, fmt, noise=torch.zeros_like(x), exact=True)
+    hi = tq.stochastic_round(x, fmt, noise=torch.full_like(x, 1 - 2**-53), exact=True)
     assert bool((torch.minimum(lo, hi) <= x).all()) and bool((torch.maximum(lo, hi) >= x).all())
 
 
 # ------------------------------------------------------------- statistics, both backends
+class _TorchportBackend:
+    """torchport's quantizers on the default path (exact=False) or the exact path, NumPy in and out."""
+
+    exact = False
+
+    @staticmethod
+    def generator(seed):
+        return torch.Generator().manual_seed(seed)
+
+    @classmethod
+    def stochastic_round(cls, x, fmt, gen):
+        return tq.stochastic_round(torch.as_tensor(np.asarray(x, dtype=np.float64)), fmt, gen, exact=cls.exact).numpy()
+
+    @classmethod
+    def vc_quantize(cls, mu, var, fmt, gen):
+        return tq.vc_quantize(torch.as_tensor(np.asarray(mu, dtype=np.float64)), var, fmt, gen,
+                              exact=cls.exact).numpy()
+
+
+class _TorchportExactBackend(_TorchportBackend):
+    exact = True
+
+
+class _RefimplBackend:
+    @staticmethod
+    def generator(seed):
+        return np.random.default_rng(seed)
+
+    @staticmethod
+    def stochastic_round(x, fmt, gen):
+        return rq.stochastic_round(np.asarray(x, dtype=np.float64), fmt, gen)
+
+    @staticmethod
+    def vc_quantize(mu, var, fmt, gen):
+        return rq.vc_quantize(np.asarray(mu, dtype=np.float64), var, fmt, gen)
+
+
+_BACKENDS = {"refimpl": _RefimplBackend, "torchport": _TorchportBackend, "torchport-exact": _TorchportExactBackend}
+
+
+@pytest.fixture(params=sorted(_BACKENDS))
+def backend(request):
+    """refimpl, torchport's default path and torchport's exact path (overrides conftest's two backends)."""
+    return _BACKENDS[request.param]
+
+
 def _sr_moments_check(backend, sr, n=200_000, seed=11):
     """E Q^s(x) = x and Var = p(1-p)Δ² at fixed x (Q2'), tolerance 5 Monte Carlo SE."""
     fmt = FixedPoint(8, 3)
@@ -308,9 +360,9 @@ def test_vc_variance_check_rejects_plain_rounding(backend):
 
 
 @pytest.mark.parametrize("call", [
-    lambda x, **r: tq.quantize(x, FixedPoint(8, 3), "stochastic", **r),
-    lambda x, **r: tq.stochastic_round(x, BlockFloatingPoint(6, 0), **r),
-    lambda x, **r: tq.vc_quantize(x, 0.01, FloatingPoint(5, 2), **r),
+    lambda x, **r: tq.quantize(x, FixedPoint(8, 3), "stochastic", exact=True, **r),
+    lambda x, **r: tq.stochastic_round(x, BlockFloatingPoint(6, 0), exact=True, **r),
+    lambda x, **r: tq.vc_quantize(x, 0.01, FloatingPoint(5, 2), exact=True, **r),
     lambda x, **r: tq.categorical_offset(torch.full(x.shape, 0.05, dtype=torch.float64), 0.012, 0.25, **r),
     lambda x, **r: tq.draw_quantize_noise(shape=x.shape, **r),
     lambda x, **r: tq.draw_vc_noise(shape=x.shape, **r)[0],
@@ -318,7 +370,7 @@ def test_vc_variance_check_rejects_plain_rounding(backend):
 ], ids=["quantize", "stochastic_round", "vc_quantize", "categorical_offset", "draw_quantize_noise", "draw_vc_noise",
         "draw_categorical_noise"])
 def test_seed_is_an_int_or_a_generator(call):
-    """One seed convention (issue 13): seed=int, seed=Generator and generator=Generator give the same bits;
+    """One seed convention (issue 13), exact path: seed=int, seed=Generator and generator=Generator give the same bits;
     an int for generator= or both at once are refused, and a refused call draws nothing."""
     x = torch.linspace(-1.5, 1.5, 24, dtype=torch.float64).reshape(4, 6)
     by_int = call(x, seed=11)

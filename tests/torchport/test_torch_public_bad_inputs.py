@@ -198,6 +198,7 @@ NONNEG_FLOAT = (NAN, INF, -INF, -1.0, "0", None, True, [0.0], complex(1, 1))
 BAD_GEN = (3, "seed", 1.5, NAN, True, np.random.default_rng(0))
 BAD_SEED = (-1, 1.5, NAN, "3", True, [3], np.random.default_rng(0))
 BAD_BOOL = ("yes", 1, None, NAN)
+BAD_STEP = (-1, 1.5, NAN, "3", None, True, [3], 2**64)  # the counter key's step/index: ints in [0, 2**64)
 BAD_SHAPE = (-1, 1.5, NAN, "3", None, True, (2, -1), (2, 1.5), [[2]])
 BAD_DEVICE = ("bogus", 3.5, object())
 F83 = FixedPoint(8, 3)
@@ -237,17 +238,39 @@ add("quantize-ties=with_stochastic", lambda t: Q.quantize(t["x"], F83, "stochast
 add("quantize-seed=and_generator", lambda t: Q.quantize(t["x"], F83, "stochastic", t["g"], seed=3),
     ("seed", "generator"))
 add("quantize-generator=none_and_no_noise", lambda t: Q.quantize(t["x"], F83, "stochastic"), ("generator", "noise"))
-add("quantize-noise=short", lambda t: Q.quantize(t["x"], F83, "stochastic", noise=torch.full((3,), .5)),
+add("quantize-noise=short", lambda t: Q.quantize(t["x"], F83, "stochastic", noise=torch.full((3,), .5), exact=True),
     ("noise", "shape"))
-add("quantize-noise=nan", lambda t: Q.quantize(t["x"], F83, "stochastic", noise=torch.full((6,), NAN)), ("noise", "nan"))
-add("quantize-noise=2.0", lambda t: Q.quantize(t["x"], F83, "stochastic", noise=torch.full((6,), 2.0)), ("noise", "2.0"))
-add("quantize-noise=neg", lambda t: Q.quantize(t["x"], F83, "stochastic", noise=torch.full((6,), -0.5)),
+add("quantize-noise=nan", lambda t: Q.quantize(t["x"], F83, "stochastic", noise=torch.full((6,), NAN), exact=True),
+    ("noise", "nan"))
+add("quantize-noise=2.0", lambda t: Q.quantize(t["x"], F83, "stochastic", noise=torch.full((6,), 2.0), exact=True),
+    ("noise", "2.0"))
+add("quantize-noise=neg", lambda t: Q.quantize(t["x"], F83, "stochastic", noise=torch.full((6,), -0.5), exact=True),
     ("noise", "-0.5"))
-add("quantize-noise=str", lambda t: Q.quantize(t["x"], F83, "stochastic", noise="abc"), ("noise", "str"))
+add("quantize-noise=str", lambda t: Q.quantize(t["x"], F83, "stochastic", noise="abc", exact=True), ("noise", "str"))
 add("quantize-noise=and_generator", lambda t: Q.quantize(t["x"], F83, "stochastic", t["g"],
-                                                          noise=torch.full((6,), .5)), ("noise", "generator"))
-add("quantize-noise=with_nearest", lambda t: Q.quantize(t["x"], F83, "nearest", noise=torch.full((6,), .5)),
-    ("noise", "nearest"))
+                                                          noise=torch.full((6,), .5), exact=True),
+    ("noise", "generator"))
+add("quantize-noise=with_nearest", lambda t: Q.quantize(t["x"], F83, "nearest", noise=torch.full((6,), .5),
+                                                         exact=True), ("noise", "nearest"))
+# the default path: noise= belongs to exact=True; exact, step and index (the counter key)
+add("quantize-noise=without_exact", lambda t: Q.quantize(t["x"], F83, "stochastic", noise=torch.full((6,), .5)),
+    ("noise", "exact=True"))
+add("quantize-noise=without_exact_and_generator", lambda t: Q.quantize(t["x"], F83, "stochastic", t["g"],
+                                                                        noise=torch.full((6,), .5)),
+    ("noise", "exact=True"))
+scalar_cases("quantize", lambda t, v: Q.quantize(t["x"], F83, "stochastic", t["g"], exact=v), "exact", BAD_BOOL)
+scalar_cases("quantize", lambda t, v: Q.quantize(t["x"], F83, "stochastic", t["g"], step=v), "step", BAD_STEP)
+scalar_cases("quantize", lambda t, v: Q.quantize(t["x"], F83, "stochastic", t["g"], index=v), "index", BAD_STEP)
+scalar_cases("quantize", lambda t, v: Q.quantize(t["x"], F83, "nearest", step=v), "step", BAD_STEP)
+add("quantize-step=with_exact", lambda t: Q.quantize(t["x"], F83, "stochastic", t["g"], step=2, exact=True),
+    ("step=2", "exact=True"))
+add("quantize-index=with_exact", lambda t: Q.quantize(t["x"], F83, "stochastic", t["g"], index=1, exact=True),
+    ("index=1", "exact=True"))
+scalar_cases("quantize", lambda t, v: Q.quantize(t["x"], F83, "stochastic", seed=v), "seed", (2**64, -2**70))
+scalar_cases("quantize", lambda t, v: Q.quantize(t["x"], F83, "stochastic", v, exact=True), "generator", BAD_GEN)
+scalar_cases("quantize", lambda t, v: Q.quantize(t["x"], F83, "stochastic", seed=v, exact=True), "seed", BAD_SEED)
+add("quantize-fmt=bfp_dim_out_of_range_exact", lambda t: Q.quantize(t["x"], BlockFloatingPoint(8, 3), "stochastic",
+                                                                     t["g"], exact=True), ("dim", "3"))
 add("quantize-fmt=bfp_dim_out_of_range", lambda t: Q.quantize(t["x"], BlockFloatingPoint(8, 3), "stochastic", t["g"]),
     ("dim", "3"))
 add("quantize-fmt=mx_axis_out_of_range", lambda t: Q.quantize(t["x2"], MXFormat("mxfp8_e4m3", axis=5), "nearest"),
@@ -255,8 +278,15 @@ add("quantize-fmt=mx_axis_out_of_range", lambda t: Q.quantize(t["x2"], MXFormat(
 scalar_cases("stochastic_round", lambda t, v: Q.stochastic_round(t["x"], F83, v), "generator", BAD_GEN)
 scalar_cases("stochastic_round", lambda t, v: Q.stochastic_round(t["x"], F83, seed=v), "seed", BAD_SEED)
 scalar_cases("stochastic_round", lambda t, v: Q.stochastic_round(t["x"], v, t["g"]), "fmt", (3, NAN, object()))
-add("stochastic_round-noise=short", lambda t: Q.stochastic_round(t["x"], F83, noise=torch.full((2,), .5)),
-    ("noise", "shape"))
+add("stochastic_round-noise=short", lambda t: Q.stochastic_round(t["x"], F83, noise=torch.full((2,), .5),
+                                                                 exact=True), ("noise", "shape"))
+add("stochastic_round-noise=without_exact", lambda t: Q.stochastic_round(t["x"], F83, noise=torch.full((6,), .5)),
+    ("noise", "exact=True"))
+scalar_cases("stochastic_round", lambda t, v: Q.stochastic_round(t["x"], F83, t["g"], exact=v), "exact", BAD_BOOL)
+scalar_cases("stochastic_round", lambda t, v: Q.stochastic_round(t["x"], F83, t["g"], step=v), "step", BAD_STEP)
+scalar_cases("stochastic_round", lambda t, v: Q.stochastic_round(t["x"], F83, t["g"], index=v), "index", BAD_STEP)
+add("stochastic_round-step=with_exact", lambda t: Q.stochastic_round(t["x"], F83, t["g"], step=3, exact=True),
+    ("step=3", "exact=True"))
 add("stochastic_round-seed=and_generator", lambda t: Q.stochastic_round(t["x"], F83, t["g"], seed=1),
     ("seed", "generator"))
 
@@ -272,17 +302,28 @@ add("vc_quantize-seed=and_generator", lambda t: Q.vc_quantize(t["x"], 0.01, F83,
     ("seed", "generator"))
 add("vc_quantize-generator=none_and_no_noise", lambda t: Q.vc_quantize(t["x"], 0.01, F83), ("generator", "noise"))
 _U6 = torch.full((6,), 0.5, dtype=F64)
-add("vc_quantize-noise=wrong_len", lambda t: Q.vc_quantize(t["x"], 0.01, F83, noise=(_U6,)), ("noise", "tuple"))
-add("vc_quantize-noise=short", lambda t: Q.vc_quantize(t["x"], 0.01, F83, noise=(_U6[:2],) * 3), ("noise", "shape"))
-add("vc_quantize-noise=xi_nan", lambda t: Q.vc_quantize(t["x"], 0.01, F83, noise=(torch.full((6,), NAN), _U6, _U6)),
-    ("xi", "nan"))
-add("vc_quantize-noise=xi_inf", lambda t: Q.vc_quantize(t["x"], 0.01, F83, noise=(torch.full((6,), INF), _U6, _U6)),
-    ("xi", "inf"))
-add("vc_quantize-noise=u_round_2", lambda t: Q.vc_quantize(t["x"], 0.01, F83, noise=(_U6, _U6 * 4, _U6)),
+add("vc_quantize-noise=wrong_len", lambda t: Q.vc_quantize(t["x"], 0.01, F83, noise=(_U6,), exact=True),
+    ("noise", "tuple"))
+add("vc_quantize-noise=short", lambda t: Q.vc_quantize(t["x"], 0.01, F83, noise=(_U6[:2],) * 3, exact=True),
+    ("noise", "shape"))
+add("vc_quantize-noise=xi_nan", lambda t: Q.vc_quantize(t["x"], 0.01, F83, noise=(torch.full((6,), NAN), _U6, _U6),
+                                                         exact=True), ("xi", "nan"))
+add("vc_quantize-noise=xi_inf", lambda t: Q.vc_quantize(t["x"], 0.01, F83, noise=(torch.full((6,), INF), _U6, _U6),
+                                                         exact=True), ("xi", "inf"))
+add("vc_quantize-noise=u_round_2", lambda t: Q.vc_quantize(t["x"], 0.01, F83, noise=(_U6, _U6 * 4, _U6), exact=True),
     ("u_round", "2.0"))
-add("vc_quantize-noise=u_cat_nan", lambda t: Q.vc_quantize(t["x"], 0.01, F83, noise=(_U6, _U6, _U6 * NAN)),
+add("vc_quantize-noise=u_cat_nan", lambda t: Q.vc_quantize(t["x"], 0.01, F83, noise=(_U6, _U6, _U6 * NAN), exact=True),
     ("u_cat", "nan"))
-add("vc_quantize-noise=str", lambda t: Q.vc_quantize(t["x"], 0.01, F83, noise="abc"), ("noise", "str"))
+add("vc_quantize-noise=str", lambda t: Q.vc_quantize(t["x"], 0.01, F83, noise="abc", exact=True), ("noise", "str"))
+add("vc_quantize-noise=without_exact", lambda t: Q.vc_quantize(t["x"], 0.01, F83, noise=(_U6, _U6, _U6)),
+    ("noise", "exact=True"))
+scalar_cases("vc_quantize", lambda t, v: Q.vc_quantize(t["x"], 0.01, F83, t["g"], exact=v), "exact", BAD_BOOL)
+scalar_cases("vc_quantize", lambda t, v: Q.vc_quantize(t["x"], 0.01, F83, t["g"], step=v), "step", BAD_STEP)
+scalar_cases("vc_quantize", lambda t, v: Q.vc_quantize(t["x"], 0.01, F83, t["g"], index=v), "index", BAD_STEP)
+add("vc_quantize-index=with_exact", lambda t: Q.vc_quantize(t["x"], 0.01, F83, t["g"], index=2, exact=True),
+    ("index=2", "exact=True"))
+scalar_cases("vc_quantize", lambda t, v: Q.vc_quantize(t["x"], v, F83, t["g"], exact=True), "var", NONNEG_FLOAT)
+scalar_cases("vc_quantize", lambda t, v: Q.vc_quantize(t["x"], 0.01, F83, seed=v, exact=True), "seed", BAD_SEED)
 add("vc_quantize-fmt=bfp_dim_out_of_range", lambda t: Q.vc_quantize(t["x"], 0.01, BlockFloatingPoint(8, 2), t["g"]),
     ("dim", "2"))
 scalar_cases("vc_gap", lambda t, v: Q.vc_gap(t["x"], v), "fmt", (3, NAN, True, "fixed:8:3", [8]))
@@ -401,6 +442,12 @@ def _qbase():
     return t
 
 
+def _qbase_exact():
+    t = _base()
+    t["q"] = TN.Quantizer(F83, F83, generator=t["g"], exact=True)
+    return t
+
+
 BAD_FMT = (("bogus:1:2", ("forward_format", "bogus:1:2")), (3, ("forward_format", "3")),
            (NAN, ("forward_format", "nan")), (object(), ("forward_format", "object")))
 for _v, _nds in BAD_FMT:
@@ -417,12 +464,33 @@ scalar_cases("Quantizer", lambda t, v: TN.Quantizer(F83, generator=v), "generato
 scalar_cases("Quantizer", lambda t, v: TN.Quantizer(F83, seed=v), "seed", BAD_SEED)
 add("Quantizer-seed=and_generator", lambda t: TN.Quantizer(F83, generator=t["g"], seed=3), ("seed", "generator"))
 add("Quantizer-seed=none_for_stochastic", lambda t: TN.Quantizer(F83), ("generator", "seed"))
+scalar_cases("Quantizer", lambda t, v: TN.Quantizer(F83, seed=0, exact=v), "exact", BAD_BOOL)
+scalar_cases("Quantizer", lambda t, v: TN.Quantizer(F83, seed=0, index=v), "index", BAD_STEP)
+add("Quantizer-index=with_exact", lambda t: TN.Quantizer(F83, seed=0, index=2, exact=True), ("index=2", "exact=True"))
+scalar_cases("Quantizer", lambda t, v: TN.Quantizer(F83, generator=v, exact=True), "generator", BAD_GEN)
+scalar_cases("Quantizer", lambda t, v: TN.Quantizer(F83, seed=v, exact=True), "seed", BAD_SEED)
+scalar_cases("Quantizer", lambda t, v: TN.Quantizer(F83, seed=v), "seed", (2**64,))
+add("Quantizer-seed=and_generator_exact", lambda t: TN.Quantizer(F83, generator=t["g"], seed=3, exact=True),
+    ("seed", "generator"))
+add("Quantizer-seed=none_for_stochastic_exact", lambda t: TN.Quantizer(F83, exact=True), ("generator", "seed"))
 add("Quantizer.forward-x=list", lambda t: t["q"]([1.0, 2.0]), ("x", "list"), make=_qbase)
 add("Quantizer.forward-x=int64", lambda t: t["q"](torch.arange(4)), ("x", "int64"), make=_qbase)
 add("Quantizer.forward-x=str", lambda t: t["q"]("abc"), ("x", "str"), make=_qbase)
 add("Quantizer.set_extra_state-state=str", lambda t: t["q"].set_extra_state("abc"), ("state", "abc"), make=_qbase)
 add("Quantizer.set_extra_state-generator_state=bad", lambda t: t["q"].set_extra_state(
-    {"generator_state": torch.zeros(3, dtype=torch.uint8)}), ("generator_state", "shape"), make=_qbase)
+    {"generator_state": torch.zeros(3, dtype=torch.uint8)}), ("generator_state", "shape"), make=_qbase_exact)
+add("Quantizer.set_extra_state-state=str_exact", lambda t: t["q"].set_extra_state("abc"), ("state", "abc"),
+    make=_qbase_exact)
+add("Quantizer.set_extra_state-generator_state=on_default_path", lambda t: t["q"].set_extra_state(
+    {"generator_state": torch.zeros(3, dtype=torch.uint8)}), ("generator_state", "exact=True"), make=_qbase)
+add("Quantizer.set_extra_state-counter_seed=on_exact_path", lambda t: t["q"].set_extra_state(
+    {"counter_seed": 3, "index": 0}), ("counter_seed", "exact=False"), make=_qbase_exact)
+scalar_cases("Quantizer.set_extra_state", lambda t, v: t["q"].set_extra_state({"counter_seed": v, "index": 0}),
+             "counter_seed", (-1, 1.5, "3", 2**64, True), make=_qbase)
+scalar_cases("Quantizer.set_extra_state", lambda t, v: t["q"].set_extra_state({"counter_seed": 3, "index": v}),
+             "index", (-1, 1.5, None, "0"), make=_qbase)
+add("Quantizer.set_extra_state-state=no_index", lambda t: t["q"].set_extra_state({"counter_seed": 3}),
+    ("state", "index"), make=_qbase)
 scalar_cases("QuantizeFunction.apply", lambda t, v: TN.QuantizeFunction.apply(t["x"], F83, None, v, "nearest", t["g"]),
              "forward_rounding", ("floor", None))
 scalar_cases("QuantizeFunction.apply", lambda t, v: TN.QuantizeFunction.apply(t["x"], F83, None, "stochastic",
@@ -444,6 +512,14 @@ add("insert_quantizers-seed=and_generator", lambda t: TN.insert_quantizers(t["mo
     ("seed", "generator"), make=_nbase)
 add("insert_quantizers-seed=none_for_stochastic", lambda t: TN.insert_quantizers(t["model"], F83),
     ("generator", "seed"), make=_nbase)
+scalar_cases("insert_quantizers", lambda t, v: TN.insert_quantizers(t["model"], F83, seed=0, exact=v), "exact",
+             BAD_BOOL, make=_nbase)
+scalar_cases("insert_quantizers", lambda t, v: TN.insert_quantizers(t["model"], F83, generator=v, exact=True),
+             "generator", BAD_GEN, make=_nbase)
+scalar_cases("insert_quantizers", lambda t, v: TN.insert_quantizers(t["model"], F83, seed=v, exact=True), "seed",
+             BAD_SEED, make=_nbase)
+add("insert_quantizers-exclude=unknown_with_generator", lambda t: TN.insert_quantizers(
+    t["model"], F83, generator=t["g"], exclude=("bogus.name",)), ("exclude", "bogus.name"), make=_nbase)
 scalar_cases("insert_quantizers", lambda t, v: TN.insert_quantizers(t["model"], F83, seed=0, forward_rounding=v),
              "forward_rounding", ("floor", None), make=_nbase)
 add("insert_quantizers-forward_rounding=no_targets", lambda t: TN.insert_quantizers(

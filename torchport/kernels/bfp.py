@@ -59,7 +59,7 @@ def _bfp_round(x, u, fmt, code, ties):
     found, eb = _bfp_block_exp(rows)
     se = eb + (2.0 - wl)
     top = _pow2(eb + 1.0)
-    sat = top - _pow2(se)
+    sat = _ldexp(torch.full_like(se, 2.0 ** (wl - 1) - 1.0), se)  # from k (refimpl): finite in the top binade
     finite = torch.isfinite(rows)
     z = _ldexp(torch.where(finite, rows, torch.zeros_like(rows)), -se)
     k = _round_int(z, ties) if urows is None else torch.floor(z + urows)

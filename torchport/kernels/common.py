@@ -62,8 +62,12 @@ def _pow2(e: torch.Tensor) -> torch.Tensor:
 
 
 def _ldexp(x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
-    """x·2^e, exact when 2^e is a normal float64 (all formats of refimpl.formats)."""
-    return x * _pow2(e)
+    """x·2^e, rounded once: (x·2^a)·2^(e−a) with a = clamp(e, −1022, 1023), both factors normal.
+
+    For |e| <= 1022 this is x·2^e in one exact product; beyond (BFP blocks whose maximum is
+    below about 2^-1015, where 2^-se overflows) it equals refimpl's overflow-safe ldexp."""
+    a = torch.clamp(e, -1022.0, 1023.0)
+    return (x * _pow2(a)) * _pow2(e - a)
 
 
 def _frexp_exp(a: torch.Tensor) -> torch.Tensor:
