@@ -80,6 +80,9 @@ EXEMPT = {
     "fast.sgld_step": "the fused update that torch.compile traces: no Python-side checks by design (issue 13); "
                       "its arguments come from FastLowPrecisionSGLD / LowPrecisionSGLD, which check them",
     "fast.sghmc_step": "as fast.sgld_step (FastLowPrecisionSGHMC / LowPrecisionSGHMC check its arguments)",
+    "fast.sgld_step_group": "fast.sgld_step for several parameters in one traced call (no checks, as sgld_step); "
+                            "LowPrecisionSGLD checks its arguments",
+    "fast.sghmc_step_group": "as fast.sgld_step_group (LowPrecisionSGHMC checks its arguments)",
 }
 
 
