@@ -12,7 +12,8 @@ scaling convention (lr = η·N, noise variance 2·lr·T/N) and the run-directory
 
 The SGLD/SGHMC samplers run the default (fast) counter-stream path; ``--exact`` selects the
 float64 exact path (bit-identical to refimpl, and the numbers of runs made before the fast
-path became the default).  ``--resume`` keeps the path the run was started with.
+path became the default).  ``--resume`` keeps the path the run was started with: the one its
+checkpoint's optimizer state was saved by (docs/training.md, "Resume follows the checkpoint's path").
 
 A checkpoint is written at the end of every epoch by default (``--checkpoint-every K``:
 every K steps; 0: only at the end).  Ctrl-C (SIGINT) or SIGTERM finishes the current step,
@@ -87,8 +88,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="torch device (default: cpu; on --resume: the run's)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--exact", action="store_true",
-                        help="SGLD/SGHMC samplers: run the float64 exact path (torch.Generator noise, bit-identical "
-                             "to refimpl) instead of the default fast counter-stream path")
+                        help="run the float64 exact path (torch.Generator noise, bit-identical to refimpl) instead "
+                             "of the default fast counter-stream path (optimizers that have both paths)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: leave)")
     parser.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (resumable)")
     parser.add_argument("--checkpoint-every", type=int, default=None,

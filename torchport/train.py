@@ -37,7 +37,10 @@ random numbers are a pure function of (seed, step, parameter, stream, element).
 ``TrainConfig.exact = True`` (``qlangevin train --exact``) selects the float64 exact path
 with a ``torch.Generator`` (bit-identical to refimpl; the numbers of runs made before the
 fast path became the default).  A ``config.json`` written before the field existed reads
-as ``exact = True``, so old runs resume on the path they were started with.  On the fast
+as ``exact = True``, so old runs resume on the path they were started with; on resume the
+checkpoint's optimizer state decides the path (:func:`checkpoint_path_exact`: runs of
+optimizers that had only the exact path saved ``exact = False`` but ran the exact path;
+their config.json is corrected).  On the fast
 path the driver checks the optimizer's lazy finite-gradient flags after every step (it reads
 the loss every step anyway), so a NaN/inf gradient stops the run with an error naming the
 parameter, as on the exact path (where the step itself raises).
@@ -307,6 +310,30 @@ class TrainConfig:
 def _with_path_default(config_json: dict) -> dict:
     """A saved config without ``exact`` was written before the fast path existed: its run used the exact path."""
     return config_json if "exact" in config_json else dict(config_json, exact=True)
+
+
+def checkpoint_path_exact(ck: object) -> Optional[bool]:
+    """The optimizer path a checkpoint was written by, from its optimizer state: True (``generator_state``:
+    the exact path), False (``counter_seed``: the default fast path), None (neither, e.g. torch.optim.SGD,
+    or not a train checkpoint).
+
+    This, not config.json's ``exact``, decides the path of a resumed run: runs of QSGLD, CTLD, AskewSGD,
+    BinaryConnect and ProxQuant started before those optimizers had a fast path saved ``"exact": false``
+    (the default) but ran the exact path, since the optimizer had no other.
+    """
+    opt = ck.get("optimizer") if isinstance(ck, dict) else None
+    if not isinstance(opt, dict):
+        return None
+    if "generator_state" in opt:
+        return True
+    if "counter_seed" in opt:
+        return False
+    return None
+
+
+def _follow_checkpoint(config_json: dict, exact: Optional[bool]) -> dict:
+    """``config_json`` (a saved config, :func:`_with_path_default` applied) with the checkpoint's path."""
+    return config_json if exact is None else dict(config_json, exact=exact)
 
 
 def derived_seed(seed: int, stream: int) -> int:
@@ -642,13 +669,8 @@ def checkpoint_state(run: Run, progress: Progress) -> dict:
             "skipped_samples": progress.skipped_samples, "config": run.config.to_json()}
 
 
-def restore_checkpoint(run: Run, run_dir: Path) -> Progress:
-    """Load ``run_dir/checkpoint.pt`` into ``run`` and return the saved :class:`Progress`.
-
-    Refuses (``CheckpointError``, a ValueError) a file that is not a checksummed qlangevin
-    checkpoint, fails its checksum, holds anything but tensors and plain data, or belongs to
-    another configuration.
-    """
+def _load_train_checkpoint(run_dir: Path) -> dict:
+    """``run_dir/checkpoint.pt``, loaded on the CPU and checked to be a train checkpoint (CheckpointError)."""
     path = run_dir / CHECKPOINT_NAME
     # Loaded on the CPU: generator states must be CPU uint8 tensors, and load_state_dict copies
     # model and optimizer tensors to the parameters' device.
@@ -656,7 +678,22 @@ def restore_checkpoint(run: Run, run_dir: Path) -> Progress:
     if not isinstance(ck, dict) or any(k not in ck for k in _CHECKPOINT_KEYS):
         missing = [k for k in _CHECKPOINT_KEYS if not isinstance(ck, dict) or k not in ck]
         raise CheckpointError(f"{str(path)!r}: not a train checkpoint (missing {missing})")
-    saved = _with_path_default(ck["config"]) if isinstance(ck["config"], dict) else ck["config"]
+    return ck
+
+
+def restore_checkpoint(run: Run, run_dir: Path, ck: Optional[dict] = None) -> Progress:
+    """Load ``run_dir/checkpoint.pt`` (or the already loaded ``ck``) into ``run``; return the saved :class:`Progress`.
+
+    Refuses (``CheckpointError``, a ValueError) a file that is not a checksummed qlangevin
+    checkpoint, fails its checksum, holds anything but tensors and plain data, or belongs to
+    another configuration (the saved config's ``exact`` read as the optimizer state says:
+    :func:`checkpoint_path_exact`).
+    """
+    path = run_dir / CHECKPOINT_NAME
+    if ck is None:
+        ck = _load_train_checkpoint(run_dir)
+    saved = (_follow_checkpoint(_with_path_default(ck["config"]), checkpoint_path_exact(ck))
+             if isinstance(ck["config"], dict) else ck["config"])
     mine = run.config.to_json()
     diffs = {k: (saved.get(k), mine[k]) for k in mine if k not in RESUMABLE_OVERRIDES and saved.get(k) != mine[k]}
     if diffs:
@@ -891,12 +928,19 @@ def evaluate(run: Run, progress: Progress) -> dict:
 # ---------------------------------------------------------------------------- train
 
 
-def _prepare_run_dir(run: Run, run_dir: Path, resume: bool) -> Progress:
-    """New run: create the directory and write config.json; resume: check it and load the checkpoint."""
+def _prepare_run_dir(run: Run, run_dir: Path, resume: bool, ck: Optional[dict] = None) -> Progress:
+    """New run: create the directory and write config.json; resume: check it and load the checkpoint ``ck``.
+
+    On resume, config.json's ``exact`` is read as the checkpoint's optimizer state says
+    (:func:`checkpoint_path_exact`) and, where it said otherwise, corrected on disk."""
     config = run.config
     samples = check_run_dir(run_dir / "samples")  # refuse a planted link before writing anything
     if resume:
         saved = load_config(run_dir)
+        written_exact = saved.exact
+        ck_exact = checkpoint_path_exact(ck)
+        if ck_exact is not None:
+            saved = dataclasses.replace(saved, exact=ck_exact)
         diffs = {
             k: (getattr(saved, k), getattr(config, k))
             for k in saved.to_json()
@@ -904,7 +948,12 @@ def _prepare_run_dir(run: Run, run_dir: Path, resume: bool) -> Progress:
         }
         if diffs:
             raise ValueError(f"resume: config differs from the saved run in {diffs}")
-        progress = restore_checkpoint(run, run_dir)
+        progress = restore_checkpoint(run, run_dir, ck)
+        if saved.exact != written_exact:  # an old run: record the path it really ran
+            path = run_dir / "config.json"
+            saved_json = json.loads(read_bytes_nofollow(path).decode("utf-8"))
+            saved_json["config"]["exact"] = saved.exact
+            _write_json(saved_json, path)
     else:
         if (run_dir / CHECKPOINT_NAME).exists() or (run_dir / "config.json").exists():
             raise FileExistsError(f"run_dir={str(run_dir)!r} already holds a run; use resume or a new directory")
@@ -964,11 +1013,15 @@ def train(
             _remove_if_empty(run_dir, created)
             raise
     try:
+        ck = None
+        if resume:
+            ck = _load_train_checkpoint(run_dir)
+            config = _resume_path(config, run_dir, ck)
         run = build_run(config, rank=rank, world_size=world_size, sync_noise=sync_noise)
         if writer:
-            progress = _prepare_run_dir(run, run_dir, resume)
+            progress = _prepare_run_dir(run, run_dir, resume, ck)
         elif resume:
-            progress = restore_checkpoint(run, run_dir)
+            progress = restore_checkpoint(run, run_dir, ck)
         else:
             progress = Progress()
         result = _train_loop(run, progress, run_dir if writer else None)
@@ -987,6 +1040,23 @@ def train(
         _model_out["model"] = run.model
         _model_out["optimizer"] = run.optimizer
     return result
+
+
+def _resume_path(config: TrainConfig, run_dir: Path, ck: dict) -> TrainConfig:
+    """``config`` on the path the checkpoint was written by, where config.json says the other one.
+
+    A run whose config.json says ``exact`` = e while its checkpoint's optimizer state was saved by
+    the other path (QSGLD, CTLD, AskewSGD, BinaryConnect and ProxQuant runs started before those
+    optimizers had a fast path: ``"exact": false``, exact path) resumes on the checkpoint's path,
+    when ``config`` says e too (as ``qlangevin train --resume`` reads it from config.json).  Any
+    other disagreement is left to the config comparison, which names it.
+    """
+    ck_exact = checkpoint_path_exact(ck)
+    if ck_exact is None or ck_exact == config.exact:
+        return config
+    if load_config(run_dir).exact == config.exact:
+        return dataclasses.replace(config, exact=ck_exact)
+    return config
 
 
 def _remove_if_empty(run_dir: Path, created: bool) -> None:

@@ -333,6 +333,45 @@ def test_cli_exact_selects_the_exact_path_and_old_configs_read_as_exact(tiny_npz
     assert all(torch.equal(po[k], pe[k]) for k in pe)
 
 
+@pytest.mark.parametrize("method, fmt", [("sgld_vc", "fixed:8:6"), ("qsgld", None)])
+def test_resume_follows_the_checkpoints_path_not_config_json(tiny_npz, tmp_path, method, fmt):
+    """A run made before its optimizer had a fast path (QSGLD, CTLD, AskewSGD, BinaryConnect, ProxQuant) saved
+    "exact": false (the default) in config.json and in its checkpoint's config, but its optimizer state is the
+    exact path's (generator_state).  Built here as a run with exact=True whose two configs are then set to false.
+    --resume must continue it on the exact path -- bit for bit the straight exact run -- and correct config.json."""
+    from qlangevin.cli import main  # noqa: PLC0415
+
+    c = _cfg(tiny_npz, method=method, weight_format=fmt, exact=True, epochs=1)
+    tt.train(c, tmp_path / "straight")
+    tt.train(dataclasses.replace(c, max_steps=9), tmp_path / "old")
+    cfg_path = tmp_path / "old" / "config.json"
+    saved = json.loads(cfg_path.read_text())
+    saved["config"]["exact"] = False
+    cfg_path.write_text(json.dumps(saved))
+    ck = load_checkpoint(tmp_path / "old" / "checkpoint.pt")
+    assert "generator_state" in ck["optimizer"]
+    ck["config"]["exact"] = False
+    save_checkpoint(ck, tmp_path / "old" / "checkpoint.pt")
+    assert tt.load_config(tmp_path / "old").exact is False and tt.checkpoint_path_exact(ck) is True
+    assert main(["train", "--resume", str(tmp_path / "old"), "--no-progress"]) == 0
+    (sa, pa), (sb, pb) = _params(tmp_path / "straight"), _params(tmp_path / "old")
+    assert sa == sb and all(torch.equal(pa[k], pb[k]) for k in pa)
+    assert json.loads(cfg_path.read_text())["config"]["exact"] is True  # corrected on disk
+    assert "generator_state" in load_checkpoint(tmp_path / "old" / "checkpoint.pt")["optimizer"]
+
+
+def test_resume_still_refuses_a_path_change_the_run_did_not_make(tiny_npz, tmp_path):
+    """Only an old run (config.json and checkpoint disagreeing) is corrected: asking to resume a consistent
+    default-path run on the exact path is still refused by name."""
+    c = _cfg(tiny_npz, method="sgld_vc", weight_format="fixed:8:6", max_steps=5)
+    tt.train(c, tmp_path / "a")
+    assert tt.checkpoint_path_exact(load_checkpoint(tmp_path / "a" / "checkpoint.pt")) is False
+    with pytest.raises(ValueError, match="exact"):
+        tt.train(dataclasses.replace(c, exact=True), tmp_path / "a", resume=True)
+    assert tt.checkpoint_path_exact({"optimizer": {"state": {}}}) is None
+    assert tt.checkpoint_path_exact("not a checkpoint") is None
+
+
 # ---------------------------------------------------------------------------- scaling of QSGLD and CTLD
 
 
