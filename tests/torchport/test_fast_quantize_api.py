@@ -260,3 +260,18 @@ def test_a_raising_call_draws_nothing():
         with pytest.raises((ValueError, TypeError)):
             call()
     assert torch.equal(g.get_state(), state)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_default_path_equals_cpu_bit_for_bit():
+    """The counter stream is a function of (seed, step, index, element) only: CUDA gives the CPU's bits."""
+    from torchport.nn import Quantizer
+
+    for fmt in (FixedPoint(8, 3), BlockFloatingPoint(8, 0), FloatingPoint(5, 2), MXFormat("mxfp8_e4m3")):
+        for dtype in (torch.float64, torch.float32):
+            x = (torch.randn(16, 64, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 2).to(dtype)
+            for call in (lambda t, f=fmt: tq.quantize(t, f), lambda t, f=fmt: tq.stochastic_round(t, f, seed=3, step=1),
+                         lambda t, f=fmt: tq.vc_quantize(t, 1e-2, f, seed=3, index=2)):
+                assert _bits_equal(call(x.cuda()).cpu(), call(x))
+            q_cpu, q_gpu = Quantizer(fmt, fmt, seed=5, index=1), Quantizer(fmt, fmt, seed=5, index=1).cuda()
+            assert _bits_equal(q_gpu(x.cuda()).cpu(), q_cpu(x)) and int(q_gpu.calls) == 1
