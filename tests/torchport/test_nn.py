@@ -254,3 +254,18 @@ def test_a_biased_stochastic_rounding_fails_the_unbiasedness_check(monkeypatch):
 
     monkeypatch.setattr(tq, "_sr_keyed", biased)
     assert _sr_mean_check(lambda x, fmt: Quantizer(fmt, fmt, seed=7)(x)) == (False, False)
+
+
+def test_insert_quantizers_default_path_draws_one_seed_and_continues_the_indices():
+    from torchport.optim._fastpath import counter_seed
+
+    g = torch.Generator().manual_seed(4)
+    net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 4), nn.Linear(4, 2)).to(F64)
+    insert_quantizers(net, "fixed:8:4", "fixed:8:4", generator=g, after=(nn.ReLU,))
+    ref = torch.Generator().manual_seed(4)
+    assert [q.seed for q in quantizers_of(net)] == [counter_seed(ref)]
+    assert torch.equal(g.get_state(), ref.get_state())  # one integer drawn for the whole model
+    s0 = quantizers_of(net)[0].seed
+    insert_quantizers(net, "fixed:8:4", "fixed:8:4", seed=9)  # the two Linears before the classifier
+    # module order: Linear(3, 4) (new, index 1), the ReLU (index 0, untouched), Linear(4, 4) (new, index 2)
+    assert [(q.seed, q.index) for q in quantizers_of(net)] == [(9, 1), (s0, 0), (9, 2)]
