@@ -420,6 +420,25 @@ def test_compiled_mx_quantizers_equal_eager():
 
 
 @pytest.mark.slow
+def test_compiled_mx_vc_equals_eager():
+    """MX Q^vc (torchport.kernels.mx.vc) reads exponents from the bits (kernels.common._frexp_exp), so inductor
+    compiles it (torch.frexp made its C++ fail and the step ran eagerly); same bits as eager, float32 input,
+    zero, NaN and inf blocks included."""
+    x = torch.tensor(_x_mx(), dtype=torch.float32)
+    key = cr.key_tensor(C.stream_key(3, 0, 0, "xi"))
+    for fmt_text in ("mxfp4", "nvfp4"):
+        fmt = parse_format(fmt_text)
+        code = F._code(fmt)
+
+        def vc(t, k, fmt=fmt, code=code):
+            return F._vc_tensor(t, 1e-4, fmt, code, F._noise_like(k, t, "normal"), F._noise_like(k + 1, t, "uniform"),
+                                F._noise_like(k + 2, t, "uniform"))
+
+        got = torch.compile(vc, dynamic=True, options=F._INDUCTOR_OPTIONS)(x, key)
+        assert np.array_equal(got.numpy(), vc(x, key).numpy(), equal_nan=True), fmt_text
+
+
+@pytest.mark.slow
 def test_compiled_step_equals_eager():
     """torch.compile of the fused step (inductor): grid values equal, accumulators within 4 ulp."""
     _, _, eager = _run_sgld("fixed:8:6", "full", torch.float32, steps=2)

@@ -71,8 +71,22 @@ def _ldexp(x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
 
 
 def _frexp_exp(a: torch.Tensor) -> torch.Tensor:
-    """frexp(a)[1] − 1 = ⌊log2 a⌋ for finite a > 0 (float64 result); exact."""
-    return torch.frexp(a)[1].to(torch.float64) - 1.0
+    """frexp(a)[1] − 1 = ⌊log2 a⌋ for finite a > 0 (float64 result); exact.
+
+    Read from the exponent bits (subnormals scaled by 2^64 first), not ``torch.frexp``:
+    inductor (torch 2.13, CPU) fails to compile frexp's int32 exponent converted to float64,
+    which kept MX Q^vc out of the compiled fast path.  The same values as frexp for every
+    finite a > 0 (tests/torchport/test_mx.py, test_fast.py).
+    """
+    if a.dtype == torch.float64:
+        itype, mbits, bias, tiny = torch.int64, 52, 1023, 2.0 ** -1022
+    else:
+        itype, mbits, bias, tiny = torch.int32, 23, 127, 2.0 ** -126
+        a = a.to(torch.float32)
+    small = a < tiny
+    a2 = torch.where(small, a * 2.0 ** 64, a)
+    e = ((a2.view(itype) >> mbits) & (2 * bias + 1)) - bias
+    return (e - torch.where(small, 64, 0).to(itype)).to(torch.float64)
 
 
 def exact_sqrt(x: torch.Tensor) -> torch.Tensor:
