@@ -69,6 +69,8 @@ __all__ = [
     "run_chunk",
     "noise_entries",
     "OPTIONS",
+    "XI_Q_STREAM",
+    "replay_qsgld_step",
     "sample",
 ]
 
@@ -471,3 +473,125 @@ def sample(target: str | Target, *, n_steps: int, resolutions: npt.ArrayLike | N
             raise ValueError(f"resolutions must have shape ({n_steps},), got {r.shape}")
         kw["resolutions"] = r
     return _sample("qsgld", target, n_steps=n_steps, **kw)
+
+
+# ---------------------------------------------------------------------------
+# Replay of torchport's default (fast) path (docs/qsgld.md, "Two paths")
+
+#: counter-stream id of the surrogate noise ξ_q (QS5) on the fast path.  refimpl.counter_rng.STREAMS
+#: names ids 0..13 (SGLD/SGHMC); QSGLD's "xi" (QS4) and "u_round" use their ids there (1 and 3).
+XI_Q_STREAM = 14
+
+
+def _fast_stream_key(seed: int, step: int, param_index: int, stream: str) -> int:
+    from .counter_rng import stream_key
+
+    return stream_key(seed, step, param_index, XI_Q_STREAM if stream == "xi_q" else stream)
+
+
+def replay_qsgld_step(theta: npt.ArrayLike, grad: npt.ArrayLike, *, seed: int, step: int, param_index: int,
+                      lr: float, temperature: float, exp_avg: npt.ArrayLike | None = None,
+                      exp_avg_sq: npt.ArrayLike | None = None, bits: int = 53,
+                      rounding: str = "nearest", quantize: str = "params", q0: float | None = None,
+                      base: float = 2.0, schedule: str = "constant", rate: float = 0.0, steps_per_epoch: int = 100,
+                      time_index: str = "fractional", resolutions: npt.ArrayLike | None = None,
+                      optimizer: str = "sgd", adam_betas: tuple[float, float] = (0.9, 0.999),
+                      adam_eps: float = 1e-8, langevin_noise: bool = False,
+                      c_q: float = 2.0) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """One step of ``torchport.optim.QSGLD``'s default (fast) path for one parameter, in float64 NumPy.
+
+    (QS1)-(QS5) [reconstruction of Seok & Cho, arXiv 2305.18864], with every random number
+    from the counter stream (docs/fast_path.md): key(seed, step, param_index, stream) of
+    :func:`refimpl.counter_rng.stream_key`.  ``step`` is the number of steps the optimizer
+    had completed (0 for its first), ``param_index`` the parameter's position over all
+    parameter groups.  With q = Q_p(t_step) ((QS2): :func:`refimpl.formulas.qsgld_resolution`
+    from ``lr``, ``temperature`` and the options, or ``resolutions[min(step, n - 1)]``):
+
+        d    = grad (SGD), or Adam: m = b1·m + (1 - b1)·g, v = b2·v + (1 - b2)·g·g,
+               d = (m/(1 - b1^t)) / (√(v/(1 - b2^t)) + eps),  t = step + 1
+        upd  = -lr·d  (+ √(2·lr·T)·ξ if ``langevin_noise``, (QS4); stream "xi")
+        z    = θ + upd  (quantize="params", (QS3))  or  upd  ("update")
+        z_q  = ⌊q·z + ½⌋/q                                   nearest (QS1)
+               (⌊s⌋ + [u < s - ⌊s⌋])/q,  s = q·z              stochastic: the fast path's k-bit rule
+               z + (u - ½)/q                                  uniform
+               z + √(C_q·lr/q)·ξ_q                            surrogate (QS5); stream "xi_q" (id 14)
+        θ'   = z_q  (params)  or  θ + z_q  (update)
+
+    u: stream "u_round", k-bit uniforms u_k (``bits`` = 53 for float64 parameters, 24 for the
+    uniforms a float32 parameter draws; the arithmetic here stays float64); ξ, ξ_q: Box–Muller
+    normals (:func:`refimpl.counter_rng.normals`).  Operation order as the torch update, so a
+    float64 parameter replays bit for bit except where a normal enters (torch's log/cos vs
+    libm, docs/fast_path.md: ≤ 4 ulp in the normal).
+
+    ``theta``, ``grad``, ``exp_avg``, ``exp_avg_sq``: arrays of one shape (the moments
+    default to zeros, the optimizer's state before its first Adam step).  Options: the
+    keywords of ``torchport.optim.QSGLD`` (refimpl.methods ``QSGLD_OPTIONS``).  Returns
+    (θ', m', v') as float64 arrays (m', v' are None for optimizer="sgd").
+
+    Driving a trajectory: for k = 0, 1, ...: for each parameter i (index over all groups),
+    ``theta[i], m[i], v[i] = replay_qsgld_step(theta[i], grad_k[i], seed=opt.seed, step=k,
+    param_index=i, lr=group lr, temperature=group T, exp_avg=m[i], exp_avg_sq=v[i], **options)``
+    with the same gradients the optimizer saw (tests/torchport/test_fast_qsgld.py).
+    """
+    from .counter_rng import normals, uniforms
+
+    for name, value, allowed in (("rounding", rounding, ROUNDINGS), ("quantize", quantize, _QUANTIZE),
+                                 ("schedule", schedule, _SCHEDULES), ("time_index", time_index, _TIME_INDEX),
+                                 ("optimizer", optimizer, QSGLD_CHOICES["optimizer"])):
+        if value not in allowed:
+            raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+    if bits not in (24, 53):
+        raise ValueError(f"bits must be 24 or 53, got {bits!r}")
+    for name, value in (("step", step), ("param_index", param_index), ("seed", seed)):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < 0:
+            raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+    lr = check_real("lr", lr, lo=0.0, lo_open=True)
+    temperature = check_real("temperature", temperature, lo=0.0)
+    theta = np.asarray(theta, dtype=np.float64)
+    grad = np.asarray(grad, dtype=np.float64)
+    if grad.shape != theta.shape:
+        raise ValueError(f"grad must have theta's shape {theta.shape}, got {grad.shape}")
+    if resolutions is not None:
+        table = check_finite_array("resolutions", resolutions).ravel()
+        if table.size == 0 or np.any(table <= 0):
+            raise ValueError(f"resolutions must be a non-empty array of positive values, got {resolutions!r}")
+        q = float(table[min(int(step), table.size - 1)])
+    else:
+        if q0 is None and not temperature > 0:
+            raise ValueError(f"temperature must be > 0 when q0 is None (q0 is set from T_eff = T), got {temperature!r}")
+        q = qsgld_resolution(int(step), lr, temperature, ROUNDINGS.index(rounding),
+                             0.0 if q0 is None else float(q0), float(base), _SCHEDULES.index(schedule), float(rate),
+                             int(steps_per_epoch), time_index == "printed", float(c_q))
+    n = theta.size
+
+    def draw(stream, kind):
+        key = _fast_stream_key(int(seed), int(step), int(param_index), stream)
+        return (normals if kind == "normal" else uniforms)(key, n, bits=bits).reshape(theta.shape)
+
+    m = v = None
+    if optimizer == "adam":
+        b1, b2 = float(adam_betas[0]), float(adam_betas[1])
+        t = int(step) + 1
+        m0 = np.zeros_like(theta) if exp_avg is None else np.asarray(exp_avg, dtype=np.float64)
+        v0 = np.zeros_like(theta) if exp_avg_sq is None else np.asarray(exp_avg_sq, dtype=np.float64)
+        m = m0 * b1 + grad * (1.0 - b1)
+        v = v0 * b2 + grad * (1.0 - b2) * grad
+        d = (m / (1.0 - b1**t)) / (np.sqrt(v / (1.0 - b2**t)) + float(adam_eps))
+    else:
+        d = grad
+    upd = d * (-lr)
+    if langevin_noise:
+        upd = upd + draw("xi", "normal") * math.sqrt(2.0 * lr * temperature)
+    update = quantize == "update"
+    z = upd if update else theta + upd
+    if rounding == "nearest":
+        zq = np.floor(z * q + 0.5) / q
+    elif rounding == "stochastic":
+        s = z * q
+        f0 = np.floor(s)
+        zq = (f0 + (draw("u_round", "uniform") < s - f0)) / q
+    elif rounding == "uniform":
+        zq = z + (draw("u_round", "uniform") - 0.5) / q
+    else:
+        zq = z + draw("xi_q", "normal") * math.sqrt(float(c_q) * lr / q)
+    return (theta + zq if update else zq), m, v

@@ -132,7 +132,7 @@ OPTIMIZERS = {
                           dict(lr="pos", friction="pos", inverse_mass="pos", temperature="nonneg", num_data="pos",
                                weight_decay="nonneg", velocity_rescaling_constant="pos"),
                           ("lr", "friction", "inverse_mass", "temperature", "num_data", "weight_decay"), None),
-    "QSGLD": (O.QSGLD, dict(lr=0.05, rounding="stochastic", seed=0),
+    "QSGLD": (O.QSGLD, dict(lr=0.05, rounding="stochastic", seed=0, exact=True),
               dict(lr="pos", temperature="pos", base="gt1", rate="nonneg", c_q="pos", q0="pos",
                    steps_per_epoch="int1", adam_eps="pos"),
               ("lr", "temperature"), None),
