@@ -193,7 +193,8 @@ def test_binaryconnect_initial_binarization_is_the_replay_at_init_step():
 #: AskewSGD: ν = s·α·ψ/(2·prod·(2w−a−b)) with ψ = ε − prod², a difference that cancels near the feasible
 #: band (relative error of ψ up to ulp(ε)/|ψ|), and 2w−a−b cancels near a midpoint; lr·ν is bounded by
 #: s/4 (clamp_nu) or by the hull.  Measured (30 steps, the cases below): BinaryConnect <= 0.6, ProxQuant
-#: <= 1.7, AskewSGD <= 4.8 float32 ulp.
+#: <= 1.7, AskewSGD <= 4.8 float32 ulp.  The AskewSGD bound is this problem's, not a general one (near a
+#: midpoint the 1e-6 guard is about ten float32 ulp; crosscheck's problems measured up to 101.6 ulp).
 FLOAT32_ULPS = {"bc": 4, "prox": 4, "askew": 8}
 
 
