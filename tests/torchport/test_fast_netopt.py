@@ -519,3 +519,20 @@ def test_replay_bad_input_names_the_argument(case):
     with pytest.raises((TypeError, ValueError)) as info:
         call()
     assert all(n in str(info.value) for n in needles), str(info.value)
+
+
+def test_added_group_gets_the_state_and_bits_of_a_constructor_group():
+    """BinaryConnect (stochastic): a parameter added with add_param_group is binarized from its own counter index
+    at INIT_STEP and then steps exactly as when it was given to the constructor."""
+    w0, c = _problem(F64)
+    whole, pw = _make("binaryconnect[stochastic,adam]", w0)
+    ps = [torch.nn.Parameter(w.clone()) for w in w0]
+    added = BinaryConnect([{"params": [ps[0]]}], LRS[0], seed=SEED, stochastic=True, base="adam")
+    added.add_param_group({"params": [ps[1]], "lr": LRS[1]})
+    for _ in range(5):
+        assert all(torch.equal(a, b) for a, b in zip(pw, ps))
+        for opt, qs in ((whole, pw), (added, ps)):
+            for p, t in zip(qs, c):
+                p.grad = p.detach() - t
+            opt.step()
+    assert all(torch.equal(whole.state[a]["latent"], added.state[b]["latent"]) for a, b in zip(pw, ps))
