@@ -58,6 +58,18 @@ Two checks per algorithm (docs/torchport.md, "Crosscheck"):
      N <= ``FAST32_ULPS`` (float32; ulps of the largest magnitude in the step's sum, the
      noise term sd·``Z_MAX_24`` included) and no flip.
 
+4. **The default path of CTLD and the netopt methods** (where their torch class has it):
+   ``run_ctld_fast_trajectory`` against :func:`refimpl.ctld.replay_ctld_step` and
+   ``run_netopt_fast_trajectory`` against :mod:`refimpl.netopt.replay`, each step from the torch
+   state before it.  float64: netopt bit for bit; CTLD's histogram/phase/steps equal and θ, v, α
+   within ``FAST_ULPS``.  float32: those replays are float64 (24-bit uniforms), so CTLD's θ, v
+   are within ``FLOAT32_ULPS`` float32 ulp plus the float32 normals' documented distance from the
+   float64 ones, and BinaryConnect/ProxQuant within ``FLOAT32_ULPS`` with no grid flip.  No
+   float32 AskewSGD row: its direction (A2), ν = s·α·(ε − p²)/(2p(g + (x−a) + (x−b))), divides by
+   quantities that cancel near levels and midpoints, so float32 against the float64 replay has
+   no fixed ulp bound (10.8 and 101.6 float32 ulp measured on these problems).  QSGLD's default
+   path gets rows once :mod:`torchport.optim` has it (``exact=`` in its signature).
+
 ``run_crosscheck(...)`` returns the rows; ``format_table(rows)`` prints them;
 the command ``qlangevin crosscheck`` exits non-zero on any mismatch.
 """
@@ -81,7 +93,8 @@ from refimpl.targets import Target, resolve_target
 from refimpl.targets import grad as target_grad
 
 __all__ = ["Case", "CASES", "NETOPT_CASES", "FastCase", "fast_cases", "run_trajectory", "run_netopt_trajectory",
-           "run_fast_trajectory", "bitwise_expected", "run_distribution", "run_crosscheck", "format_table",
+           "run_fast_trajectory", "bitwise_expected", "run_ctld_fast_trajectory", "ctld_fast_available",
+           "netopt_fast_cases", "run_netopt_fast_trajectory", "run_distribution", "run_crosscheck", "format_table",
            "FLOAT32_ULPS", "FLOAT32_MAX_FLIP_RATE", "FAST_ULPS", "FAST32_ULPS", "Z_MAX_24"]
 
 #: float32 per-step tolerance in ulps (float32 spacing of the larger magnitude of the two values):
@@ -636,6 +649,199 @@ def bitwise_expected(case: FastCase) -> bool:
     return case.fmt is not None and case.method not in ("sgld_lp_f", "sghmc_lp_f")
 
 
+# ------------------------------------------------------- the default path of CTLD and the netopt methods
+def _has_fast_path(cls) -> bool:
+    return "exact" in __import__("inspect").signature(cls.__init__).parameters
+
+
+def _netopt_fast_specs() -> list[tuple[str, str, dict]]:
+    """(name, class, constructor options) of the netopt exact rows, for their default-path rows."""
+    from refimpl.netopt.base import BaseOptimizer
+    from refimpl.netopt.levels import uniform_levels
+
+    mom = BaseOptimizer(kind="sgd", momentum=0.9, weight_decay=1e-4)
+    return [("askewsgd[binary]", "AskewSGD", dict(eps=0.05, alpha=1.0)),
+            ("askewsgd[17 levels,sawb,momentum]", "AskewSGD",
+             dict(eps=0.01, alpha=1.0, levels=uniform_levels(17), base=mom, scale="sawb", clamp_nu=True)),
+            ("binaryconnect", "BinaryConnect", {}),
+            ("binaryconnect[stochastic,adam]", "BinaryConnect", dict(stochastic=True, base="adam")),
+            ("proxquant", "ProxQuant", dict(lambda_rate=1e-3)),
+            ("proxquant[adam]", "ProxQuant", dict(lambda_rate=1e-3, base="adam"))]
+
+
+def netopt_fast_cases() -> list[tuple[str, str, dict]]:
+    """The netopt specs whose torch class has the default (fast) path (``exact=`` in its signature)."""
+    return [c for c in _netopt_fast_specs() if _has_fast_path(getattr(_optim(), c[1]))]
+
+
+def _ulps_f32(got, want, prev, floor) -> float:
+    big = np.maximum(np.maximum(np.abs(got), np.abs(want)), np.maximum(np.abs(prev), floor)).astype(np.float32)
+    return float(np.max(np.abs(got - want) / np.spacing(np.maximum(big, np.finfo(np.float32).tiny))
+                        .astype(np.float64), initial=0.0))
+
+
+def run_netopt_fast_trajectory(case: tuple[str, str, dict], *, n_steps: int = 100, dim: int = 64, seed: int = 0,
+                               lr: float = 0.05, device: torch.device | str = "cpu",
+                               dtype: torch.dtype = torch.float64, mutate: Optional[Callable] = None) -> dict:
+    """AskewSGD / BinaryConnect / ProxQuant on their default path, each step replayed by
+    :mod:`refimpl.netopt.replay` from the torch state before it (L(w) = ½‖w − c‖², the exact rows' problem).
+
+    float64: bit for bit (w, BinaryConnect's latent, the base optimizer's m and v).  float32: the replay is
+    float64 (24-bit uniforms for BinaryConnect): the continuous values within ``FLOAT32_ULPS`` float32 ulp of
+    the largest of |values| and the levels' hull, and no grid flip (BinaryConnect's level index of w_b; for
+    AskewSGD/ProxQuant whether a value sits on a level).
+    """
+    from refimpl.netopt import replay as NR
+    from refimpl.netopt.levels import binary_levels
+
+    name, cls_name, kw = case
+    f64 = dtype == torch.float64
+    rng = np.random.default_rng(seed + 2)
+    c = rng.standard_normal(dim) * 0.6
+    w0 = rng.standard_normal(dim) * 0.3
+    p = torch.tensor(w0, dtype=dtype, device=device, requires_grad=True)
+    opt = getattr(_optim(), cls_name)([p], lr, seed=seed, compile=False, **kw)
+    if mutate is not None:
+        mutate(opt)
+    levels, base = kw.get("levels", binary_levels()), kw.get("base", "sgd")
+    bc = cls_name == "BinaryConnect"
+    equal, ulps, flips = True, 0.0, 0
+    for k in range(n_steps):
+        st = opt.state[p]
+        prev = _np(st["latent"] if bc else p)
+        m0, v0 = _np(st.get("m")), _np(st.get("v"))
+        g = p.detach() - torch.as_tensor(c, dtype=dtype, device=device)
+        p.grad = g
+        opt.step()
+        st = opt.state[p]
+        t = opt.base_steps
+        gn = _np(g)
+        if cls_name == "AskewSGD":
+            scale = float(st["scale"]) if kw.get("scale") == "sawb" else kw.get("fixed_scale", 1.0)
+            w, m, v, _ = NR.replay_askewsgd_step(prev, gn, m0, v0, t=t, lr=lr, eps=kw["eps"], alpha=kw["alpha"],
+                                                 levels=levels, scale=scale, base=base,
+                                                 clamp_nu=kw.get("clamp_nu", False))
+            want = [(_np(p), w, False)]
+        elif cls_name == "ProxQuant":
+            scale = kw.get("scale", 1.0)
+            w, m, v = NR.replay_proxquant_step(prev, gn, m0, v0, t=t, lr=lr, lambda_rate=kw["lambda_rate"],
+                                               levels=levels, scale=scale, base=base)
+            want = [(_np(p), w, False)]
+        else:
+            scale = kw.get("scale", 1.0)
+            wb, lat, m, v = NR.replay_binaryconnect_step(prev, gn, m0, v0, t=t, lr=lr, levels=levels, scale=scale,
+                                                         base=base, stochastic=kw.get("stochastic", False),
+                                                         seed=opt.seed, step=k, param_index=0,
+                                                         bits=53 if f64 else 24)
+            want = [(_np(st["latent"]), lat, False), (_np(p), wb, True)]
+        for key, mine in (("m", m), ("v", v)):
+            if key in st:
+                want.append((_np(st[key]), mine, False))
+        hull = scale * float(np.max(np.abs(levels.values)))
+        lv = np.asarray(levels.values) * scale
+        for got, ref, grid in want:
+            equal = equal and bool(np.array_equal(got, ref))
+            if f64:
+                continue
+            if grid:  # BinaryConnect's w_b: the level index (float32 levels differ from float64 in the last bits)
+                idx = [np.rint((a / scale - levels.lo) / levels.spacing) for a in (got, ref)]
+                flips += int(np.sum(idx[0] != idx[1]))
+            else:
+                ulps = max(ulps, _ulps_f32(got, ref, prev, hull))
+                if got is want[0][0]:
+                    on = [np.isin(a.astype(np.float32), lv.astype(np.float32)) for a in (got, ref)]
+                    flips += int(np.sum(on[0] != on[1]))
+    res = dict(name=f"{name} [fast]", check="fast-replay", steps=n_steps, dim=dim, bitwise=equal, max_ulps=ulps,
+               flips=flips)
+    if f64:
+        res["ok"] = equal
+        res["detail"] = "bit-identical" if equal else "differs from the replay"
+    else:
+        res["ok"] = bool(equal or (ulps <= FLOAT32_ULPS and flips == 0))
+        res["detail"] = "bit-identical" if equal else f"within {ulps:.1f} float32 ulp, {flips} grid flips"
+    return res
+
+
+def ctld_fast_available() -> bool:
+    """Whether torchport.optim.CTLD has the default (fast) path."""
+    return _has_fast_path(_optim().CTLD)
+
+
+#: the CTLD crosscheck options (the exact row's)
+CTLD_FAST_OPTIONS = {"eta_alpha": 4e-2, "switch_after": 150}
+#: the largest |z| of a Box–Muller normal from 53-bit uniforms: sqrt(-2·log(2^-53)) = 8.57
+Z_MAX_53 = math.sqrt(-2.0 * math.log(2.0 ** -53))
+
+
+def run_ctld_fast_trajectory(*, n_steps: int = 100, dim: int = 3, seed: int = 0, eta: float = 0.01,
+                             temperature: float = 1.0, grad_noise: float = 0.1, target: str | Target = "mixture",
+                             device: torch.device | str = "cpu", dtype: torch.dtype = torch.float64,
+                             mutate: Optional[Callable] = None) -> dict:
+    """CTLD's default path, each step replayed by :func:`refimpl.ctld.replay_ctld_step` from the torch state
+    before it (the exact row's target, step size and options: phase 1 with α, then phase 2 after step 150).
+
+    The histogram counts, phase and step count must be equal.  θ, its velocity, α and α's velocity differ only
+    where a normal enters: float64 within ``FAST_ULPS`` ulp of the largest magnitude in the step's sum (the
+    values and the noise term sd·``Z_MAX_53``); float32 (the replay is float64, its normals from the same 24-bit
+    uniforms) θ and v within ``FLOAT32_ULPS`` float32 ulp of that magnitude plus the float32 normals' documented
+    distance from the float64 ones, 2^-18·(1 + Z_MAX_24)·sd (docs/fast_path.md); α is float64 in both.
+    """
+    from refimpl.ctld import potential as ctld_potential
+    from refimpl.ctld import replay_ctld_step
+    from torchport.optim import ctld as tctld
+
+    f64 = dtype == torch.float64
+    o = dict(tctld.DEFAULTS, **CTLD_FAST_OPTIONS)
+    sd = math.sqrt(2.0 * o["c_theta"] * eta * temperature)
+    sda = math.sqrt(2.0 * o["c_alpha"] * o["eta_alpha"] * temperature)
+    tgt = resolve_target(target, dim)
+    rng = np.random.default_rng(seed + 3)
+    p = torch.tensor(rng.standard_normal(dim) * 0.5, dtype=dtype, device=device, requires_grad=True)
+    opt = _optim().CTLD([p], lr=eta, temperature=temperature, seed=seed, compile=False, **CTLD_FAST_OPTIONS)
+    if mutate is not None:
+        mutate(opt)
+    equal, ulps, same_state = True, 0.0, True
+    for k in range(n_steps):
+        th0, v0 = _np(p), _np(opt.state[p].get("velocity"))
+        st0 = opt.state_dict()["extra_state"]
+        x = th0.astype(np.float64)
+        g = target_grad(tgt, x) + grad_noise * rng.standard_normal(dim)
+        u = float(ctld_potential(tgt, x))
+        p.grad = torch.as_tensor(g, dtype=dtype, device=device)
+        grad_used = _np(p.grad)
+        opt.step(potential=u)
+        th, vel, st = replay_ctld_step([th0.astype(p.detach().cpu().numpy().dtype)], [v0], [grad_used], u, st0,
+                                       seed=opt.seed, step=k, lr=eta, temperature=temperature, **CTLD_FAST_OPTIONS)
+        got = opt.state_dict()["extra_state"]
+        same_state = same_state and all(got[key] == st[key] for key in ("counts", "phase", "steps"))
+        noisy = st0["phase"] == 1
+        pairs = [(_np(p), th[0], th0, sd if noisy else 0.0, not f64),
+                 (_np(opt.state[p]["velocity"]), vel[0], np.zeros(dim) if v0 is None else v0, sd if noisy else 0.0,
+                  not f64),
+                 (np.array([got["alpha"]]), np.array([st["alpha"]]), np.array([st0["alpha"]]),
+                  sda if noisy else 0.0, False),
+                 (np.array([got["alpha_velocity"]]), np.array([st["alpha_velocity"]]),
+                  np.array([st0["alpha_velocity"]]), sda if noisy else 0.0, False)]
+        for a, b, prev, s, in32 in pairs:
+            equal = equal and bool(np.array_equal(a, b))
+            big = np.maximum(np.maximum(np.abs(a), np.abs(b)), np.abs(prev))
+            err = np.abs(a - b)
+            if in32:
+                err = np.maximum(err - 2.0 ** -18 * (1.0 + Z_MAX_24) * s, 0.0)
+                ulps = max(ulps, float(np.max(err / _ulp32(np.maximum(big, s * Z_MAX_24)))))
+            else:
+                ulps = max(ulps, float(np.max(err / np.spacing(np.maximum(np.maximum(big, s * Z_MAX_53),
+                                                                          np.finfo(np.float64).tiny)))))
+    opt.check_finite()
+    res = dict(name="ctld [fast]", check="fast-replay", steps=n_steps, dim=dim, bitwise=equal, max_ulps=ulps,
+               flips=0)
+    bound, unit = (FAST_ULPS, "ulp") if f64 else (FLOAT32_ULPS, "float32 ulp (+ float32 normals' bound)")
+    res["ok"] = bool(same_state and (equal or ulps <= bound))
+    res["detail"] = ("bit-identical" if equal and same_state else
+                     f"within {ulps:.1f} {unit}" + ("" if same_state else "; histogram/phase/steps differ"))
+    return res
+
+
 # -------------------------------------------------------------------------------- distribution
 def run_distribution(case: Case, *, n_chains: int = 2000, n_steps: int = 300, seed: int = 0, eta: float = 0.05,
                      temperature: float = 1.0, grad_noise: float = 0.1, device: torch.device | str = "cpu",
@@ -704,6 +910,17 @@ def run_crosscheck(*, device: torch.device | str = "cpu", dtype: torch.dtype = t
         for c in fast_cases():
             if names is None or c.name in names:
                 rows.append(run_fast_trajectory(c, n_steps=n_steps, dim=dim, seed=seed, device=device, dtype=dtype))
+                if progress:
+                    progress(rows[-1])
+        if ctld_fast_available() and (names is None or "ctld" in names):
+            rows.append(run_ctld_fast_trajectory(n_steps=n_steps, dim=dim, seed=seed, device=device, dtype=dtype))
+            if progress:
+                progress(rows[-1])
+        for c in netopt_fast_cases():
+            # float32 AskewSGD has no row: its (A2) direction divides by quantities that cancel, so float32 and the
+            # float64 replay differ by more than any fixed ulp bound (measured 10.8 and 101.6 float32 ulp here)
+            if (names is None or c[0] in names) and not (dtype != torch.float64 and c[1] == "AskewSGD"):
+                rows.append(run_netopt_fast_trajectory(c, n_steps=n_steps, seed=seed, device=device, dtype=dtype))
                 if progress:
                     progress(rows[-1])
     if path == "fast":

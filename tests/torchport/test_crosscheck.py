@@ -307,3 +307,57 @@ def test_replay_dtype_is_checked():
         rc.replay_sghmc_step(np.zeros(2), None, np.zeros(2), np.zeros(2), seed=0, step=0, param_index=0,
                              coeffs=(1, 0, 0, 0, 1, 1, 0), weight_format=None, grad_format=None, velocity_format=None,
                              accumulator="low", variance_corrected=False, bits=32)
+
+
+# ------------------------------------------------------------------ CTLD and the netopt methods on their default path
+NETOPT_FAST = {c[0]: c for c in X.netopt_fast_cases()}
+
+
+def _lr_times(f):
+    def mutate(opt):
+        for g in opt.param_groups:
+            g["lr"] *= f
+    return mutate
+
+
+@pytest.mark.skipif(not X.ctld_fast_available(), reason="CTLD has no default (fast) path here")
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_ctld_fast_row_replays_both_phases(dtype):
+    """160 steps: phase 1 (θ, v, α with noise; histogram) and, after switch_after=150, phase 2."""
+    r = X.run_ctld_fast_trajectory(n_steps=160, dtype=dtype)
+    assert r["ok"], r
+    assert r["max_ulps"] <= (X.FAST_ULPS if dtype == torch.float64 else X.FLOAT32_ULPS), r
+
+
+@pytest.mark.skipif(not X.ctld_fast_available(), reason="CTLD has no default (fast) path here")
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_ctld_fast_row_catches_a_perturbed_step_size(dtype):
+    r = X.run_ctld_fast_trajectory(n_steps=20, dtype=dtype, mutate=_lr_times(1.001))
+    assert not r["ok"], r
+
+
+@pytest.mark.skipif(not NETOPT_FAST, reason="the netopt optimizers have no default (fast) path here")
+@pytest.mark.parametrize("name", sorted(NETOPT_FAST))
+def test_netopt_fast_rows_float64_bit_for_bit_float32_within_bound(name):
+    r = X.run_netopt_fast_trajectory(NETOPT_FAST[name], n_steps=40)
+    assert r["ok"] and r["bitwise"], r
+    if NETOPT_FAST[name][1] != "AskewSGD":  # no float32 AskewSGD row (crosscheck docstring, item 4)
+        r = X.run_netopt_fast_trajectory(NETOPT_FAST[name], n_steps=40, dtype=torch.float32)
+        assert r["ok"] and r["flips"] == 0 and r["max_ulps"] <= X.FLOAT32_ULPS, r
+
+
+@pytest.mark.skipif(not NETOPT_FAST, reason="the netopt optimizers have no default (fast) path here")
+@pytest.mark.parametrize("name", sorted(NETOPT_FAST))
+def test_netopt_fast_rows_catch_a_perturbed_step_size(name):
+    r = X.run_netopt_fast_trajectory(NETOPT_FAST[name], n_steps=20, mutate=_lr_times(1.001))
+    assert not r["ok"], r
+
+
+def test_cli_fast_path_lists_ctld_and_netopt_rows(capsys):
+    rc = main(["crosscheck", "--steps", "5", "--no-distribution", "--path", "fast", "--only", "ctld", "proxquant"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    if X.ctld_fast_available():
+        assert "ctld [fast]" in out
+    if NETOPT_FAST:
+        assert "proxquant [fast]" in out
