@@ -452,3 +452,20 @@ def test_compiled_update_compiles_once_and_agrees_with_eager():
     for a, b in zip(comp, eager):
         assert float((a != b).double().mean()) <= 1e-2
         assert torch.equal(torch.round(a.double() * q), torch.round(b.double() * q))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_deterministic_qsgld_is_the_same_on_both_paths(dtype):
+    """Nearest rounding without Langevin noise draws nothing: the default path's update is the exact path's
+    arithmetic (correctly rounded √ in both), so 30 steps of SGD and Adam, params and update, are bit for bit
+    equal (the CHANGELOG's "deterministic QSGLD unchanged")."""
+    for optimizer, quantize in itertools.product(("sgd", "adam"), ("params", "update")):
+        kw = dict(lr=0.02, temperature=0.005, optimizer=optimizer, quantize=quantize, **SCHEDULE)
+        a, b = _params(dtype), _params(dtype)
+        opt_a, opt_b = O.QSGLD(a, **kw), O.QSGLD(b, exact=True, **kw)
+        for k in range(30):
+            for pa, pb, g in zip(a, b, _grads(a, k)):
+                pa.grad, pb.grad = g, g.clone()
+            opt_a.step()
+            opt_b.step()
+        assert all(torch.equal(x, y) for x, y in zip(a, b)), (optimizer, quantize)
