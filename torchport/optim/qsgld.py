@@ -75,6 +75,8 @@ def qsgld_step(p: torch.Tensor, g: torch.Tensor, exp_avg: torch.Tensor | None, e
     √ is correctly rounded in float64 (``torchport.fast._sqrt``), so float64 eager results
     equal :func:`refimpl.qsgld.replay_qsgld_step` bit for bit where no normal enters.
     The flag is all(isfinite(g)) as a 0-d bool tensor (read lazily, ``check_finite``).
+    No argument checks: this is the function ``torch.compile`` traces (as ``torchport.fast.sgld_step``);
+    :class:`QSGLD` checks everything before calling it.
     """
     finite = torch.isfinite(g).all()
     dt = p.dtype
