@@ -469,3 +469,23 @@ def test_deterministic_qsgld_is_the_same_on_both_paths(dtype):
             opt_a.step()
             opt_b.step()
         assert all(torch.equal(x, y) for x, y in zip(a, b)), (optimizer, quantize)
+
+
+@pytest.mark.parametrize("over, needles", [
+    (dict(rounding="up"), ("rounding", "'up'")),
+    (dict(quantize="all"), ("quantize", "'all'")),
+    (dict(optimizer="rmsprop"), ("optimizer", "'rmsprop'")),
+    (dict(bits=32), ("bits", "32")),
+    (dict(step=-1), ("step", "-1")),
+    (dict(param_index=1.5), ("param_index", "1.5")),
+    (dict(lr=0.0), ("lr",)),
+    (dict(temperature=0.0), ("temperature", "0.0")),
+    (dict(resolutions=[1.0, -2.0]), ("resolutions",)),
+    (dict(grad=np.zeros(3)), ("grad", "(3,)")),
+])
+def test_replay_rejects_bad_input_by_name(over, needles):
+    args = dict(theta=np.zeros(2), grad=np.zeros(2), seed=0, step=0, param_index=0, lr=0.1, temperature=1.0)
+    args.update(over)
+    with pytest.raises((ValueError, TypeError)) as info:
+        replay_qsgld_step(**args)
+    assert all(n in str(info.value) for n in needles), str(info.value)
