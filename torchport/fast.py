@@ -71,8 +71,8 @@ from torchport.kernels import mx as mxk
 from torchport.kernels.bfp import _blocks  # BFP blocks as rows and the map back
 
 __all__ = [
-    "FastLowPrecisionSGHMC",
-    "FastLowPrecisionSGLD",
+    "FastLowPrecisionSGHMC",  # noqa: F822 (module __getattr__)
+    "FastLowPrecisionSGLD",  # noqa: F822 (module __getattr__)
     "NonFiniteGradientError",
     "maybe_compile",
     "quantize_fast",
@@ -818,57 +818,39 @@ def _check_axes(params, formats) -> None:
 INIT_STEP = 1 << 63
 
 
-class _FastBase(torch.optim.Optimizer):
-    """Shared machinery: the counter keys on the device, lazy finite-gradient flags, compile."""
+def _check_common(params, seed, compile, check_every, param_names):
+    """The standalone classes' own checks (their messages), before the optimizer of torchport.optim runs."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    if isinstance(check_every, bool) or not isinstance(check_every, int) or check_every < 0:
+        raise ValueError(f"check_every must be an integer >= 0, got {check_every!r}")
+    if not isinstance(compile, bool):
+        raise TypeError(f"compile must be True or False, got {compile!r}")
+    params = list(params)
+    flat = [p for g in params for p in (g["params"] if isinstance(g, dict) else [g])]
+    for i, p in enumerate(flat):
+        if p.dtype not in (torch.float32, torch.float64):
+            raise TypeError(f"the fast path needs float32 or float64 parameters, got parameter {i} "
+                            f"of dtype {p.dtype}")
+    names = list(param_names) if param_names is not None else [f"param {i} (shape {tuple(p.shape)})"
+                                                               for i, p in enumerate(flat)]
+    if len(names) != len(flat):
+        raise ValueError(f"param_names must name every parameter ({len(flat)}), got {len(names)}")
+    return params, flat, names
 
-    def __init__(self, params, defaults, *, seed: int, compile: bool, check_every: int, param_names):
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
-        if isinstance(check_every, bool) or not isinstance(check_every, int) or check_every < 0:
-            raise ValueError(f"check_every must be an integer >= 0, got {check_every!r}")
-        if not isinstance(compile, bool):
-            raise TypeError(f"compile must be True or False, got {compile!r}")
-        super().__init__(params, defaults)
-        self.seed = seed
-        self.check_every = check_every
-        self.steps = 0
-        self._params = [p for g in self.param_groups for p in g["params"]]
-        for i, p in enumerate(self._params):
-            if p.dtype not in (torch.float32, torch.float64):
-                raise TypeError(f"the fast path needs float32 or float64 parameters, got parameter {i} "
-                                f"of dtype {p.dtype}")
-        self._names = list(param_names) if param_names is not None else [f"param {i} (shape {tuple(p.shape)})"
-                                                                        for i, p in enumerate(self._params)]
-        if len(self._names) != len(self._params):
-            raise ValueError(f"param_names must name every parameter ({len(self._params)}), got {len(self._names)}")
-        dev = self._params[0].device if self._params else torch.device("cpu")
-        self._seed_t = cr.key_tensor(seed, dev)
-        self._step_t = torch.zeros((), dtype=torch.int64, device=dev)
-        self._index_t = torch.arange(len(self._params), dtype=torch.int64, device=dev)
-        self._bad = torch.zeros(len(self._params), dtype=torch.bool, device=dev)
-        self._compile = bool(compile)
 
-    def _param_keys(self) -> torch.Tensor:
-        """key(seed, step, i) for every parameter i, computed on the device (no host round trip)."""
-        return cr.counter_bits(cr.counter_bits(self._seed_t, self._step_t), self._index_t)
+class _FastAlias:
+    """What the standalone classes keep of their own: argument checks and defaults (seed 0, compile False),
+    parameter names in the finite-gradient error ("... for NAME at or before step k"), ``steps``, and
+    ``fast_steps`` / ``seed`` in the state dict (a seed mismatch on load is a ValueError)."""
 
-    def state_dict(self):
-        """The optimizer state plus the counter stream's position (``fast_steps``) and ``seed``."""
-        sd = super().state_dict()
-        sd["fast_steps"] = self.steps
-        sd["seed"] = self.seed
-        return sd
+    @property
+    def steps(self) -> int:
+        """Completed steps (the counter stream's step of the next one)."""
+        return self.num_steps
 
-    def load_state_dict(self, state_dict):
-        """Restore, including the stream position, so a resumed run draws the same bits."""
-        sd = dict(state_dict)
-        steps = sd.pop("fast_steps", 0)
-        seed = sd.pop("seed", self.seed)
-        if seed != self.seed:
-            raise ValueError(f"state_dict was saved with seed={seed}, this optimizer has seed={self.seed}")
-        super().load_state_dict(sd)
-        self.steps = int(steps)
-        self._step_t.fill_(int(steps))
+    def _all_names(self) -> list:
+        return self._fast_names
 
     def check_finite(self) -> None:
         """Raise NonFiniteGradientError naming the first parameter that had a non-finite gradient.
@@ -876,211 +858,164 @@ class _FastBase(torch.optim.Optimizer):
         The only host synchronisation of the fast path; called every ``check_every`` steps
         (0: only when you call it).  The flags are sticky until this raises.
         """
-        bad = self._bad.nonzero()
-        if bad.numel():
-            i = int(bad[0, 0])
-            self._bad.zero_()
-            raise NonFiniteGradientError(f"non-finite gradient (NaN or inf) for {self._names[i]} "
-                                         f"at or before step {self.steps}")
+        try:
+            super().check_finite()
+        except NonFiniteGradientError as exc:
+            raise NonFiniteGradientError(str(exc).replace(" in parameter ", " for ", 1)) from None
 
-    def _after_step(self, finites, indices):
-        if len(finites) == len(self._params):
-            self._bad |= ~torch.stack(finites)
-        elif finites:  # some parameters had no gradient
-            idx = torch.tensor(indices, dtype=torch.int64, device=self._bad.device)
-            self._bad[idx] = self._bad[idx] | ~torch.stack(finites)
-        self._step_t += 1
-        self.steps += 1
-        if self.check_every and self.steps % self.check_every == 0:
-            self.check_finite()
+    def state_dict(self):
+        """The optimizer's state dict plus ``fast_steps`` and ``seed`` (the counter stream's position)."""
+        sd = super().state_dict()
+        sd["fast_steps"] = self.num_steps
+        sd["seed"] = self.seed
+        return sd
 
-    def _init_weights(self, i: int, p: torch.Tensor, wf, accumulator: str, quantize_initial: bool,
-                      seed: int) -> None:
-        """Initial state of parameter i: the full-precision accumulator (LP-F, a copy of p) and, with
-        quantize_initial, p <- Q_W(p): stochastic from the ``u_weight`` stream at INIT_STEP (LP-F),
-        nearest (LP-L)."""
-        if accumulator == "full":
-            self.state[p]["accumulator"] = p.detach().clone()
-        if quantize_initial and wf is not None:
-            if accumulator == "full":
-                key = cr.counter_bits(_param_key(seed, INIT_STEP, i, p.device),
-                                      torch.tensor(cr.STREAMS["u_weight"], device=p.device))
-                p.copy_(_round_tensor(p.detach(), wf, self._wcode, _noise_like(key, p, "uniform")))
-            else:
-                p.copy_(_round_tensor(p.detach(), wf, self._wcode, None))
+    def load_state_dict(self, state_dict):
+        """Restore, including the stream position, so a resumed run draws the same bits; a state dict saved
+        with another seed is a ValueError."""
+        sd = dict(state_dict)
+        steps = sd.pop("fast_steps", sd.get("num_steps", 0))
+        seed = sd.pop("seed", sd.get("counter_seed", self.seed))
+        if seed != self.seed:
+            raise ValueError(f"state_dict was saved with seed={seed}, this optimizer has seed={self.seed}")
+        sd.setdefault("counter_seed", seed)  # saved by the earlier standalone implementation
+        sd.setdefault("num_steps", steps)
+        super().load_state_dict(sd)
 
 
-class FastLowPrecisionSGLD(_FastBase):
-    """LP-SGLD / LP-SGD on the fast path -- spec (S2)-(S6), the update of ``torchport.optim.LowPrecisionSGLD``.
-
-    Same parameters and scaling contract (S0) as ``LowPrecisionSGLD`` (lr, temperature T,
-    num_data N, weight_format, grad_format "same"/None/format, accumulator "full"/"low",
-    variance_corrected, ties, vc_bfp_published, weight_decay, add_noise, quantize_initial),
-    plus ``seed`` (int >= 0, the counter stream's key), ``compile`` (torch.compile each
-    parameter's fused update), ``check_every`` (finite-gradient check period; 0: call
-    :meth:`check_finite` yourself) and ``param_names`` (names used in that error).
-    Randomness: the counter stream (refimpl.counter_rng) at (seed, step, parameter index),
-    streams u_grad, xi, u_weight / xi, u_round, u_cat; the initial rounding of "full" uses
-    step ``INIT_STEP`` and stream u_weight.  Computes in the parameter's dtype.
-    """
-
-    def __init__(self, params: Iterable[torch.nn.Parameter] | Iterable[dict], lr: float, temperature: float = 1.0,
-                 num_data: float = 1, *, weight_format: FastFormat | str | None = None,
-                 grad_format: FastFormat | str | None = "same", accumulator: str = "full",
-                 variance_corrected: bool = False, ties: str | None = None, vc_bfp_published: bool = False,
-                 weight_decay: float = 0.0, add_noise: bool = True, quantize_initial: bool = True,
-                 seed: int = 0, compile: bool = False, check_every: int = 0,
-                 param_names: Sequence[str] | None = None):
-        from torchport.optim._base import as_format
-
-        for name, v in (("lr", lr), ("temperature", temperature), ("num_data", num_data),
-                        ("weight_decay", weight_decay)):
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0 or (
-                    v == 0 and name in ("lr", "num_data")):
-                raise ValueError(f"{name} must be a finite number {'> 0' if name in ('lr', 'num_data') else '>= 0'}"
-                                 f", got {v!r}")
-        if accumulator not in ("full", "low"):
-            raise ValueError(f"accumulator must be 'full' or 'low', got {accumulator!r}")
-        wf = as_format(weight_format, "weight_format")
-        gf = wf if grad_format == "same" else as_format(grad_format, "grad_format")
-        if wf is not None:
-            _check_format(wf, "weight_format")
-        if gf is not None:
-            _check_format(gf, "grad_format")
-        if variance_corrected and (accumulator != "low" or wf is None or not add_noise):
-            raise ValueError("variance_corrected=True needs accumulator='low', a weight_format and add_noise=True, "
-                             f"got accumulator={accumulator!r}, weight_format={weight_format!r}, "
-                             f"add_noise={add_noise!r}")
-        super().__init__(params, dict(lr=float(lr), temperature=float(temperature), num_data=float(num_data),
-                                      weight_decay=float(weight_decay)),
-                         seed=seed, compile=compile, check_every=check_every, param_names=param_names)
-        self.weight_format, self.grad_format = wf, gf
-        self.accumulator, self.variance_corrected, self.add_noise = accumulator, bool(variance_corrected), add_noise
-        _check_axes(self._params, [("weight_format", wf), ("grad_format", gf)])
-        self._wcode = None if wf is None else _code(wf, ties, vc_bfp_published)
-        self._gcode = None if gf is None else _code(gf)
-        self._mode, (self._wf_view, self._gf_view) = _layout([wf, gf])
-        self._fn = maybe_compile(sgld_step, self._compile)
-        with torch.no_grad():
-            for i, p in enumerate(self._params):
-                self._init_weights(i, p, wf, accumulator, quantize_initial, seed)
-
-    @torch.no_grad()
-    def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        keys = self._param_keys()
-        finites, indices = [], []
-        i = 0
-        for group in self.param_groups:
-            lr, wd = group["lr"], group["weight_decay"]
-            var = 2.0 * lr * group["temperature"] / group["num_data"]
-            for p in group["params"]:
-                if p.grad is not None:
-                    acc = self.state[p].get("accumulator")
-                    m = self._mode
-                    q, acc2, fin = self._fn(_view(p, m), _view(p.grad, m), _view(acc, m), keys[i], lr=lr, var=var,
-                                            weight_fmt=self._wf_view, weight_code=self._wcode,
-                                            grad_fmt=self._gf_view, grad_code=self._gcode,
-                                            accumulator=self.accumulator,
-                                            variance_corrected=self.variance_corrected, weight_decay=wd,
-                                            add_noise=self.add_noise)
-                    p.copy_(q.reshape(p.shape))
-                    if acc is not None:
-                        acc.copy_(acc2.reshape(acc.shape))
-                    finites.append(fin)
-                    indices.append(i)
-                i += 1
-        self._after_step(finites, indices)
-        return loss
+_ALIASES: dict[str, type] = {}
 
 
-class FastLowPrecisionSGHMC(_FastBase):
-    """LP-SGHMC on the fast path -- spec (H2)-(H4), the update of ``torchport.optim.LowPrecisionSGHMC``.
+def _alias_classes() -> dict[str, type]:
+    """FastLowPrecisionSGLD / FastLowPrecisionSGHMC, built on first use (torchport.optim imports this module)."""
+    if _ALIASES:
+        return _ALIASES
+    from torchport.optim import LowPrecisionSGHMC, LowPrecisionSGLD
+    from torchport.optim._base import NoisyOptimizer
 
-    Coefficients (H0) from ``torchport.optim.sghmc_coefficients(lr, friction, inverse_mass,
-    temperature/num_data)``; ``position_sign`` -1 (correct, default) or +1 (paper).  No
-    velocity rescaling (H5).  Streams: u_grad, z1, z2, u_weight, u_velocity; VC: xi_v,
-    u_round_v, u_cat_v, xi_x, u_round_x, u_cat_x.  Other arguments as
-    :class:`FastLowPrecisionSGLD`.
-    """
+    class FastLowPrecisionSGLD(_FastAlias, LowPrecisionSGLD):
+        """LP-SGLD / LP-SGD on the fast path: ``torchport.optim.LowPrecisionSGLD(..., exact=False)`` -- spec (S2)-(S6).
 
-    def __init__(self, params: Iterable[torch.nn.Parameter] | Iterable[dict], lr: float, friction: float = 1.0,
-                 inverse_mass: float = 1.0, temperature: float = 1.0, num_data: float = 1, *,
-                 weight_format: FastFormat | str | None = None, grad_format: FastFormat | str | None = "same",
-                 velocity_format: FastFormat | str | None = "same", accumulator: str = "full",
-                 variance_corrected: bool = False,
-                 ties: str | None = None, vc_bfp_published: bool = False, position_sign: str = "correct",
-                 weight_decay: float = 0.0, quantize_initial: bool = True, seed: int = 0,
-                 compile: bool = False, check_every: int = 0, param_names: Sequence[str] | None = None):
-        from torchport.optim._base import as_format
-        from torchport.optim.sghmc import _sign, sghmc_coefficients
+        Same parameters and scaling contract (S0) as ``LowPrecisionSGLD`` (lr, temperature T,
+        num_data N, weight_format, grad_format "same"/None/format, accumulator "full"/"low",
+        variance_corrected, ties, vc_bfp_published, weight_decay, add_noise, quantize_initial),
+        with ``seed`` an int >= 0 (default 0, the counter stream's key), ``compile`` (default
+        False), ``check_every`` (finite-gradient check period; 0: call :meth:`check_finite`
+        yourself) and ``param_names`` (names used in that error).  The update is that
+        optimizer's (one implementation): counter stream at (seed, step, parameter index),
+        streams u_grad, xi, u_weight / xi, u_round, u_cat; the initial rounding of "full" uses
+        step ``INIT_STEP`` and stream u_weight; computed in the parameter's dtype.
+        """
 
-        if accumulator not in ("full", "low"):
-            raise ValueError(f"accumulator must be 'full' or 'low', got {accumulator!r}")
-        if isinstance(num_data, bool) or not isinstance(num_data, (int, float)) or not num_data > 0:
-            raise ValueError(f"num_data must be a number > 0, got {num_data!r}")
-        for name, v in (("lr", lr), ("temperature", temperature)):
-            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v < 0 or (
-                    v == 0 and name == "lr"):
-                raise ValueError(f"{name} must be a finite number {'> 0' if name == 'lr' else '>= 0'}, got {v!r}")
-        self.coeffs = sghmc_coefficients(lr, friction, inverse_mass, temperature / num_data)
-        self.position_sign = _sign(position_sign)
-        wf = as_format(weight_format, "weight_format")
-        gf = wf if grad_format == "same" else as_format(grad_format, "grad_format")
-        vf = wf if velocity_format == "same" else as_format(velocity_format, "velocity_format")
-        for name, f in (("weight_format", wf), ("grad_format", gf), ("velocity_format", vf)):
-            if f is not None:
-                _check_format(f, name)
-        if variance_corrected and (accumulator != "low" or wf is None or vf is None):
-            raise ValueError("variance_corrected=True needs accumulator='low', a weight_format and a "
-                             f"velocity_format, got accumulator={accumulator!r}, weight_format={weight_format!r}")
-        if weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
-        super().__init__(params, dict(lr=float(lr), weight_decay=float(weight_decay)), seed=seed,
-                         compile=compile, check_every=check_every, param_names=param_names)
-        self.weight_format, self.grad_format, self.velocity_format = wf, gf, vf
-        self.accumulator, self.variance_corrected = accumulator, bool(variance_corrected)
-        _check_axes(self._params, [("weight_format", wf), ("grad_format", gf), ("velocity_format", vf)])
-        self._wcode = None if wf is None else _code(wf, ties, vc_bfp_published)
-        self._gcode = None if gf is None else _code(gf)
-        self._vcode = None if vf is None else _code(vf, ties, vc_bfp_published)
-        self._mode, (self._wf_view, self._gf_view, self._vf_view) = _layout([wf, gf, vf])
-        self._fn = maybe_compile(sghmc_step, self._compile)
-        with torch.no_grad():
-            for i, p in enumerate(self._params):
-                self.state[p]["velocity"] = torch.zeros_like(p)
-                self._init_weights(i, p, wf, accumulator, quantize_initial, seed)
+        _not_options = NoisyOptimizer._not_options | {"param_names"}
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        keys = self._param_keys()
-        finites, indices = [], []
-        i = 0
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is not None:
-                    st = self.state[p]
-                    acc = st.get("accumulator")
-                    m = self._mode
-                    q, acc2, v2, fin = self._fn(
-                        _view(p, m), _view(p.grad, m), _view(acc, m), _view(st["velocity"], m), keys[i],
-                        coeffs=self.coeffs, position_sign=self.position_sign, weight_fmt=self._wf_view,
-                        weight_code=self._wcode, grad_fmt=self._gf_view, grad_code=self._gcode,
-                        velocity_fmt=self._vf_view, velocity_code=self._vcode, accumulator=self.accumulator,
-                        variance_corrected=self.variance_corrected, weight_decay=group["weight_decay"])
-                    p.copy_(q.reshape(p.shape))
-                    st["velocity"].copy_(v2.reshape(p.shape))
-                    if acc is not None:
-                        acc.copy_(acc2.reshape(acc.shape))
-                    finites.append(fin)
-                    indices.append(i)
-                i += 1
-        self._after_step(finites, indices)
-        return loss
+        def __init__(self, params: Iterable[torch.nn.Parameter] | Iterable[dict], lr: float,
+                     temperature: float = 1.0, num_data: float = 1, *, weight_format: FastFormat | str | None = None,
+                     grad_format: FastFormat | str | None = "same", accumulator: str = "full",
+                     variance_corrected: bool = False, ties: str | None = None, vc_bfp_published: bool = False,
+                     weight_decay: float = 0.0, add_noise: bool = True, quantize_initial: bool = True,
+                     seed: int = 0, compile: bool = False, check_every: int = 0,
+                     param_names: Sequence[str] | None = None):
+            from torchport.optim._base import as_format
+
+            for name, v in (("lr", lr), ("temperature", temperature), ("num_data", num_data),
+                            ("weight_decay", weight_decay)):
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0 or (
+                        v == 0 and name in ("lr", "num_data")):
+                    raise ValueError(f"{name} must be a finite number "
+                                     f"{'> 0' if name in ('lr', 'num_data') else '>= 0'}, got {v!r}")
+            if accumulator not in ("full", "low"):
+                raise ValueError(f"accumulator must be 'full' or 'low', got {accumulator!r}")
+            wf = as_format(weight_format, "weight_format")
+            gf = wf if grad_format == "same" else as_format(grad_format, "grad_format")
+            for name, f in (("weight_format", wf), ("grad_format", gf)):
+                if f is not None:
+                    _check_format(f, name)
+            if variance_corrected and (accumulator != "low" or wf is None or not add_noise):
+                raise ValueError("variance_corrected=True needs accumulator='low', a weight_format and "
+                                 f"add_noise=True, got accumulator={accumulator!r}, "
+                                 f"weight_format={weight_format!r}, add_noise={add_noise!r}")
+            params, flat, self._fast_names = _check_common(params, seed, compile, check_every, param_names)
+            _check_axes(flat, [("weight_format", wf), ("grad_format", gf)])
+            super().__init__(params, lr, temperature, num_data, weight_format=wf,
+                             grad_format=gf if grad_format != "same" else "same", accumulator=accumulator,
+                             variance_corrected=variance_corrected, ties=ties, vc_bfp_published=vc_bfp_published,
+                             weight_decay=weight_decay, add_noise=add_noise, quantize_initial=quantize_initial,
+                             seed=seed, exact=False, compile=compile, check_every=check_every)
+
+    class FastLowPrecisionSGHMC(_FastAlias, LowPrecisionSGHMC):
+        """LP-SGHMC on the fast path: ``torchport.optim.LowPrecisionSGHMC(..., exact=False)`` -- spec (H2)-(H4).
+
+        Coefficients (H0) from ``torchport.optim.sghmc_coefficients(lr, friction, inverse_mass,
+        temperature/num_data)`` (``coeffs``, of the first parameter group); ``position_sign`` -1
+        (correct, default) or +1 (paper).  No velocity rescaling (H5).  Streams: u_grad, z1, z2,
+        u_weight, u_velocity; VC: xi_v, u_round_v, u_cat_v, xi_x, u_round_x, u_cat_x.  Other
+        arguments as :class:`FastLowPrecisionSGLD`.
+        """
+
+        _not_options = NoisyOptimizer._not_options | {"param_names"}
+
+        def __init__(self, params: Iterable[torch.nn.Parameter] | Iterable[dict], lr: float, friction: float = 1.0,
+                     inverse_mass: float = 1.0, temperature: float = 1.0, num_data: float = 1, *,
+                     weight_format: FastFormat | str | None = None, grad_format: FastFormat | str | None = "same",
+                     velocity_format: FastFormat | str | None = "same", accumulator: str = "full",
+                     variance_corrected: bool = False, ties: str | None = None, vc_bfp_published: bool = False,
+                     position_sign: str = "correct", weight_decay: float = 0.0, quantize_initial: bool = True,
+                     seed: int = 0, compile: bool = False, check_every: int = 0,
+                     param_names: Sequence[str] | None = None):
+            from torchport.optim._base import as_format
+            from torchport.optim.sghmc import _sign, sghmc_coefficients
+
+            if accumulator not in ("full", "low"):
+                raise ValueError(f"accumulator must be 'full' or 'low', got {accumulator!r}")
+            if isinstance(num_data, bool) or not isinstance(num_data, (int, float)) or not num_data > 0:
+                raise ValueError(f"num_data must be a number > 0, got {num_data!r}")
+            for name, v in (("lr", lr), ("temperature", temperature)):
+                if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v < 0 or (
+                        v == 0 and name == "lr"):
+                    raise ValueError(f"{name} must be a finite number {'> 0' if name == 'lr' else '>= 0'}, "
+                                     f"got {v!r}")
+            sghmc_coefficients(lr, friction, inverse_mass, temperature / num_data)  # its checks
+            _sign(position_sign)
+            wf = as_format(weight_format, "weight_format")
+            gf = wf if grad_format == "same" else as_format(grad_format, "grad_format")
+            vf = wf if velocity_format == "same" else as_format(velocity_format, "velocity_format")
+            for name, f in (("weight_format", wf), ("grad_format", gf), ("velocity_format", vf)):
+                if f is not None:
+                    _check_format(f, name)
+            if variance_corrected and (accumulator != "low" or wf is None or vf is None):
+                raise ValueError("variance_corrected=True needs accumulator='low', a weight_format and a "
+                                 f"velocity_format, got accumulator={accumulator!r}, weight_format={weight_format!r}")
+            if weight_decay < 0:
+                raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
+            params, flat, self._fast_names = _check_common(params, seed, compile, check_every, param_names)
+            _check_axes(flat, [("weight_format", wf), ("grad_format", gf), ("velocity_format", vf)])
+            super().__init__(params, lr, friction, inverse_mass, temperature, num_data, weight_format=wf,
+                             grad_format=gf if grad_format != "same" else "same",
+                             velocity_format=vf if velocity_format != "same" else "same", accumulator=accumulator,
+                             variance_corrected=variance_corrected, ties=ties, vc_bfp_published=vc_bfp_published,
+                             position_sign=position_sign, weight_decay=weight_decay,
+                             quantize_initial=quantize_initial, seed=seed, exact=False, compile=compile,
+                             check_every=check_every)
+
+        @property
+        def coeffs(self) -> tuple[float, ...]:
+            """(H0) coefficients a, c_v, c_xv, c_xg, TΣ_v, TΣ_x, TΣ_xv of the first parameter group."""
+            return self._coeffs(self.param_groups[0])
+
+    for cls in (FastLowPrecisionSGLD, FastLowPrecisionSGHMC):
+        cls.__module__ = __name__
+        cls.__qualname__ = cls.__name__
+        _ALIASES[cls.__name__] = cls
+    return _ALIASES
+
+
+def __getattr__(name: str) -> Any:
+    """``FastLowPrecisionSGLD`` / ``FastLowPrecisionSGHMC``: thin subclasses of ``torchport.optim``'s
+    ``LowPrecisionSGLD`` / ``LowPrecisionSGHMC`` with ``exact=False`` (one implementation), created when
+    first asked for (``torchport.optim`` imports this module, so they cannot be defined at import)."""
+    if name in ("FastLowPrecisionSGLD", "FastLowPrecisionSGHMC"):
+        cls = _alias_classes()[name]
+        globals()[name] = cls
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
