@@ -878,8 +878,12 @@ class _FastAlias:
         seed = sd.pop("seed", sd.get("counter_seed", self.seed))
         if seed != self.seed:
             raise ValueError(f"state_dict was saved with seed={seed}, this optimizer has seed={self.seed}")
-        sd.setdefault("counter_seed", seed)  # saved by the earlier standalone implementation
-        sd.setdefault("num_steps", steps)
+        sd.setdefault("counter_seed", seed)  # saved by the earlier standalone implementation, whose groups
+        sd.setdefault("num_steps", steps)    # lacked some keys (SGHMC: friction, ...): this optimizer's values
+        if isinstance(sd.get("param_groups"), (list, tuple)) and len(sd["param_groups"]) == len(self.param_groups):
+            sd["param_groups"] = [dict({k: v for k, v in mine.items() if k != "params"}, **saved)
+                                  if isinstance(saved, dict) else saved
+                                  for saved, mine in zip(sd["param_groups"], self.param_groups)]
         super().load_state_dict(sd)
 
 
