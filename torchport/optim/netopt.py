@@ -364,14 +364,25 @@ class _NetOptimizer(NoisyOptimizer):
         return {"lr": group["lr"], "tensors": {}}
 
     def _scalars(self, args: dict, p: torch.Tensor) -> dict:
-        """This step's per-step values as 0-d tensors of p's dtype on p's device (made once per group)."""
+        """This step's per-step values as 0-d tensors of p's dtype on p's device (made once per group).
+
+        Off the CPU they travel in one pinned host tensor copied with ``non_blocking=True``: a blocking
+        host-to-device copy would wait for the device's queued work (a host synchronisation per step).
+        """
         key = (p.dtype, p.device)
         out = args["tensors"].get(key)
         if out is None:
             pend = self._fast_pending
-            floats = dict(pend["floats"], lr=args["lr"])
-            out = {k: torch.tensor(x, dtype=p.dtype, device=p.device) for k, x in floats.items()}
-            out["first"] = torch.tensor(pend["t"] == 1, device=p.device)
+            floats = dict(pend["floats"], lr=args["lr"], first=1.0 if pend["t"] == 1 else 0.0)
+            names = list(floats)
+            if p.device.type == "cpu":
+                values = torch.tensor([floats[k] for k in names], dtype=p.dtype)
+            else:
+                pin = p.device.type == "cuda" and torch.cuda.is_available()
+                host = torch.tensor([floats[k] for k in names], dtype=p.dtype, pin_memory=pin)
+                values = host.to(p.device, non_blocking=True)
+            out = {k: values[i] for i, k in enumerate(names)}
+            out["first"] = out["first"] != 0
             args["tensors"][key] = out
         return out
 
@@ -575,7 +586,7 @@ class AskewSGD(_NetOptimizer):
                 s = torch.where(ok, s, st["scale"])
         if freeze:
             st["frozen_scale"] = s
-        st["scale"] = s
+        st["scale"] = s.clone() if mode == "fixed" else s  # fixed: a view of this step's scalars
         self._fast_skewed = self._fast_skewed + n_sk.to(self._fast_skewed.device)
         return finite
 
