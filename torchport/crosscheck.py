@@ -67,8 +67,10 @@ Two checks per algorithm (docs/torchport.md, "Crosscheck"):
    float64 ones, and BinaryConnect/ProxQuant within ``FLOAT32_ULPS`` with no grid flip.  No
    float32 AskewSGD row: its direction (A2), ν = s·α·(ε − p²)/(2p(g + (x−a) + (x−b))), divides by
    quantities that cancel near levels and midpoints, so float32 against the float64 replay has
-   no fixed ulp bound (10.8 and 101.6 float32 ulp measured on these problems).  QSGLD's default
-   path gets rows once :mod:`torchport.optim` has it (``exact=`` in its signature).
+   no fixed ulp bound (10.8 and 101.6 float32 ulp measured on these problems).  QSGLD:
+   ``run_qsgld_fast_trajectory`` against :func:`refimpl.qsgld.replay_qsgld_step` (no grid flip;
+   where a normal enters, within 8 ulp of the step's magnitude in float64, 4 float32 ulp plus the
+   float32 normals' distance in float32; float64 Adam moments bit for bit).
 
 ``run_crosscheck(...)`` returns the rows; ``format_table(rows)`` prints them;
 the command ``qlangevin crosscheck`` exits non-zero on any mismatch.
@@ -94,7 +96,8 @@ from refimpl.targets import grad as target_grad
 
 __all__ = ["Case", "CASES", "NETOPT_CASES", "FastCase", "fast_cases", "run_trajectory", "run_netopt_trajectory",
            "run_fast_trajectory", "bitwise_expected", "run_ctld_fast_trajectory", "ctld_fast_available",
-           "netopt_fast_cases", "run_netopt_fast_trajectory", "run_distribution", "run_crosscheck", "format_table",
+           "netopt_fast_cases", "run_netopt_fast_trajectory", "qsgld_fast_cases", "run_qsgld_fast_trajectory",
+           "run_distribution", "run_crosscheck", "format_table",
            "FLOAT32_ULPS", "FLOAT32_MAX_FLIP_RATE", "FAST_ULPS", "FAST32_ULPS", "Z_MAX_24"]
 
 #: float32 per-step tolerance in ulps (float32 spacing of the larger magnitude of the two values):
@@ -842,6 +845,83 @@ def run_ctld_fast_trajectory(*, n_steps: int = 100, dim: int = 3, seed: int = 0,
     return res
 
 
+def qsgld_fast_cases() -> list[tuple[str, dict]]:
+    """(name, options) of the QSGLD exact rows, for their default-path rows (empty while QSGLD has no fast path)."""
+    if not _has_fast_path(_optim().QSGLD):
+        return []
+    return [(c.name, dict(c.options)) for c in _qsgld_ctld_cases() if c.method == "qsgld"]
+
+
+def run_qsgld_fast_trajectory(case: tuple[str, dict], *, n_steps: int = 100, dim: int = 3, seed: int = 0,
+                              eta: float = 0.01, temperature: float = 1.0, grad_noise: float = 0.1,
+                              target: str | Target = "mixture", device: torch.device | str = "cpu",
+                              dtype: torch.dtype = torch.float64, mutate: Optional[Callable] = None) -> dict:
+    """QSGLD's default path, each step replayed by :func:`refimpl.qsgld.replay_qsgld_step` from the torch state
+    before it (the exact row's target and options).
+
+    Grid values (nearest / stochastic rounding) must not flip (the grid index q·(θ' − base) equal).  The
+    values may differ only where a normal enters (Langevin noise, the surrogate's ξ_q), within the bound of
+    tests/torchport/test_fast_qsgld.py: float64 8 ulp(M), M = |θ| + |θ' − θ| + Σ scale·|ξ| (+ 1/(2q) for
+    uniform rounding), and the Adam moments bit for bit; float32 (the replay is float64 with 24-bit
+    uniforms) 4 float32 ulp(M) + Σ scale·2^-18(1 + |ξ|), the float32 normals' distance from the float64 ones.
+    """
+    from refimpl import counter_rng as rc
+    from refimpl.qsgld import XI_Q_STREAM, replay_qsgld_step
+    from torchport.optim import qsgld as tq
+
+    name, opts = case
+    f64 = dtype == torch.float64
+    bits = 53 if f64 else 24
+    tgt = resolve_target(target, dim)
+    rng = np.random.default_rng(seed + 3)
+    p = torch.tensor(rng.standard_normal(dim) * 0.5, dtype=dtype, device=device, requires_grad=True)
+    opt = _optim().QSGLD([p], lr=eta, temperature=temperature, seed=seed, compile=False, **opts)
+    if mutate is not None:
+        mutate(opt)
+    rounding = opts.get("rounding", "nearest")
+    equal, worst, flips, moments_ok = True, 0.0, 0, True
+    for k in range(n_steps):
+        st = opt.state[p]
+        th0, m0, v0 = _np(p), _np(st.get("exp_avg")), _np(st.get("exp_avg_sq"))
+        g = target_grad(tgt, th0) + grad_noise * rng.standard_normal(dim)
+        p.grad = torch.as_tensor(g, dtype=dtype, device=device)
+        grad_used = _np(p.grad)
+        q = tq.qsgld_resolution(k, eta, temperature, **opt.cfg)
+        opt.step()
+        want, m, v = replay_qsgld_step(th0, grad_used, seed=opt.seed, step=k, param_index=0, lr=eta,
+                                       temperature=temperature, exp_avg=m0, exp_avg_sq=v0, bits=bits, **opts)
+        got = _np(p)
+        if f64 and m is not None:  # the Adam moments: no normal enters them
+            moments_ok = moments_ok and _moments_equal(opt, p, m, v)
+        equal = equal and moments_ok and bool(np.array_equal(want, got))
+        if rounding in ("nearest", "stochastic"):
+            base = th0 if opts.get("quantize", "params") == "update" else 0.0
+            flips += int(np.sum(np.round((want - base) * q) != np.round((got - base) * q)))
+        mag = np.abs(th0) + np.abs(want - th0) + (0.5 / q if rounding == "uniform" else 0.0)
+        allow = np.zeros(dim)
+        for on, stream, scale in ((opts.get("langevin_noise", False), "xi", math.sqrt(2.0 * eta * temperature)),
+                                  (rounding == "surrogate", XI_Q_STREAM, math.sqrt(2.0 * eta / q))):
+            if on:
+                z = np.abs(rc.normals(rc.stream_key(opt.seed, k, 0, stream), dim, bits=bits))
+                mag = mag + scale * z
+                allow = allow + scale * 2.0 ** -18 * (1.0 + z)
+        bound = 8 * np.spacing(mag) if f64 else 4 * _ulp32(mag) + allow
+        diff = np.abs(want - got)
+        worst = max(worst, float(np.max(np.where(diff == 0, 0.0, diff / np.maximum(bound, 1e-300)))))
+    opt.check_finite()
+    res = dict(name=f"{name} [fast]", check="fast-replay", steps=n_steps, dim=dim, bitwise=equal,
+               max_ratio=worst, flips=flips)
+    res["ok"] = bool(moments_ok and (equal or (worst <= 1.0 and flips == 0)))
+    res["detail"] = ("bit-identical" if equal else
+                     f"within {worst:.2f} of the bound ({'8 ulp' if f64 else '4 float32 ulp + normals'}), "
+                     f"{flips} grid flips" + ("" if moments_ok else "; Adam moments differ"))
+    return res
+
+
+def _moments_equal(opt, p, m, v) -> bool:
+    return bool(np.array_equal(m, _np(opt.state[p]["exp_avg"])) and np.array_equal(v, _np(opt.state[p]["exp_avg_sq"])))
+
+
 # -------------------------------------------------------------------------------- distribution
 def run_distribution(case: Case, *, n_chains: int = 2000, n_steps: int = 300, seed: int = 0, eta: float = 0.05,
                      temperature: float = 1.0, grad_noise: float = 0.1, device: torch.device | str = "cpu",
@@ -910,6 +990,12 @@ def run_crosscheck(*, device: torch.device | str = "cpu", dtype: torch.dtype = t
         for c in fast_cases():
             if names is None or c.name in names:
                 rows.append(run_fast_trajectory(c, n_steps=n_steps, dim=dim, seed=seed, device=device, dtype=dtype))
+                if progress:
+                    progress(rows[-1])
+        for c in qsgld_fast_cases():
+            if names is None or c[0] in names:
+                rows.append(run_qsgld_fast_trajectory(c, n_steps=n_steps, dim=dim, seed=seed, device=device,
+                                                      dtype=dtype))
                 if progress:
                     progress(rows[-1])
         if ctld_fast_available() and (names is None or "ctld" in names):

@@ -361,3 +361,25 @@ def test_cli_fast_path_lists_ctld_and_netopt_rows(capsys):
         assert "ctld [fast]" in out
     if NETOPT_FAST:
         assert "proxquant [fast]" in out
+
+
+QSGLD_FAST = dict(X.qsgld_fast_cases())
+
+
+@pytest.mark.skipif(not QSGLD_FAST, reason="QSGLD has no default (fast) path here")
+@pytest.mark.parametrize("name", sorted(QSGLD_FAST))
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_qsgld_fast_rows_replay(name, dtype):
+    """Every QSGLD exact row's options on the default path: zero grid flips, within the bound where a normal
+    enters, bit-identical in float64 for nearest / stochastic / uniform without Langevin noise."""
+    r = X.run_qsgld_fast_trajectory((name, QSGLD_FAST[name]), n_steps=40, dtype=dtype)
+    assert r["ok"] and r["flips"] == 0 and r["max_ratio"] <= 1.0, r
+    if dtype == torch.float64 and name != "qsgld[surrogate]":
+        assert r["bitwise"], r
+
+
+@pytest.mark.skipif(not QSGLD_FAST, reason="QSGLD has no default (fast) path here")
+@pytest.mark.parametrize("name", ["qsgld[nearest]", "qsgld[surrogate]"])
+def test_qsgld_fast_rows_catch_a_perturbed_step_size(name):
+    r = X.run_qsgld_fast_trajectory((name, QSGLD_FAST[name]), n_steps=20, mutate=_lr_times(1.001))
+    assert not r["ok"], r
