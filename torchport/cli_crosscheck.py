@@ -17,7 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="torch device (default cpu)")
     parser.add_argument("--dtype", default="float64", choices=["float64", "float32"],
-                        help="float64: bit-for-bit; float32: per-step ulp tolerance (default float64)")
+                        help="float64: exact rows bit for bit; float32: exact rows per step within an ulp "
+                             "tolerance, fast rows against the float32 replay (default float64)")
     parser.add_argument("--steps", type=int, default=200, help="trajectory length per algorithm (default 200)")
     parser.add_argument("--dim", type=int, default=3, help="dimension of the trajectory target (default 3)")
     parser.add_argument("--chains", type=int, default=4000,
