@@ -559,14 +559,18 @@ def _replay(case: FastCase, before, grad, seed, step, eta, temperature, options)
     return tuple(None if a is None else np.asarray(a, dtype=np.float64) for a in out)
 
 
-def _noise_sd(case: FastCase, eta, temperature) -> float:
-    """The largest standard deviation of the Gaussian noise one step injects."""
+def _noise_sds(case: FastCase, eta, temperature) -> tuple[float, float]:
+    """(s_x, s_v): the coefficients of the standard normals in one step's noise term of the position
+    (θ / accumulator) and of the velocity, so that |noise| <= s·Z_MAX_24.  SGLD: sqrt(2·lr·T); SGHMC:
+    ξ^x = (Σ_xv/Σ_v)·sqrt(Σ_v)·z1 + sqrt(Σ_x − Σ_xv²/Σ_v)·z2 and ξ^v = sqrt(Σ_v)·z1 (sghmc_step)."""
     from torchport.optim import sghmc_coefficients
 
     if METHODS[case.method].momentum:
-        coeffs = sghmc_coefficients(eta, 2.0, 2.0, temperature)
-        return math.sqrt(max(coeffs[4], coeffs[5]))
-    return math.sqrt(2.0 * eta * temperature) if METHODS[case.method].torch_kwargs.get("add_noise", True) else 0.0
+        *_, s_v, s_x, s_xv = sghmc_coefficients(eta, 2.0, 2.0, temperature)
+        corr = s_xv / s_v if s_v > 0.0 else 0.0
+        return abs(corr) * math.sqrt(s_v) + math.sqrt(max(s_x - s_xv * corr, 0.0)), math.sqrt(s_v)
+    sd = math.sqrt(2.0 * eta * temperature) if METHODS[case.method].torch_kwargs.get("add_noise", True) else 0.0
+    return sd, 0.0
 
 
 #: the largest |z| of a Box–Muller normal from 24-bit uniforms: sqrt(-2·log(2^-24)) = 5.77
@@ -627,8 +631,8 @@ def run_fast_trajectory(case: FastCase, *, n_steps: int = 100, dim: int = 3, see
         after = _fast_state(opt, p)
         want = _replay(case, before, grad_used, seed, k, eta, temperature, options)
         fmts = (grid[0], None, grid[1] or None)
-        sd = _noise_sd(case, eta, temperature)
-        for got, w, prev, f in zip(after, want, before, fmts):
+        s_x, s_v = _noise_sds(case, eta, temperature)
+        for got, w, prev, f, sd in zip(after, want, before, fmts, (s_x, s_x, s_v)):
             u, fl, n, eq = _compare(got, w, prev, f, dtype, sd)
             ulps, flips, n_grid, equal = max(ulps, u), flips + fl, n_grid + n, equal and eq
     opt.check_finite()
