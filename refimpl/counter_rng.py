@@ -40,7 +40,7 @@ computed whole.  Everything here is ``@njit`` (also correct under
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import numba
@@ -592,11 +592,14 @@ def _replay_args(dtype, bits):
     return dtype == "float32", bits
 
 
-def _draw(seed, step, index, name, shape, bits, f32=False):
+def _draw(seed, step, index, name, shape, bits, f32=False, normal_source=None):
     n = int(np.prod(shape))
     key = stream_key(seed, step, index, name)
     if name.startswith(("xi", "z")):
-        z = _normals_f32(key, n, bits=bits) if f32 else normals(key, n, bits=bits)
+        if normal_source is not None:
+            z = np.asarray(normal_source(key, n), dtype=_F32 if f32 else np.float64)
+        else:
+            z = _normals_f32(key, n, bits=bits) if f32 else normals(key, n, bits=bits)
         return z.reshape(shape)
     u = uniforms(key, n, bits=bits)
     return (u.astype(_F32) if f32 else u).reshape(shape)
@@ -608,7 +611,9 @@ def replay_sgld_step(theta: npt.ArrayLike, acc: np.ndarray | None, grad: npt.Arr
                      accumulator: Literal["full", "low"], variance_corrected: bool, weight_decay: float = 0.0,
                      add_noise: bool = True, ties: str | None = None, vc_published: bool = False,
                      dtype: Literal["float64", "float32"] = "float64",
-                     bits: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+                     bits: int | None = None,
+                     normal_source: Callable[[int, int], np.ndarray] | None = None
+                     ) -> tuple[np.ndarray, np.ndarray | None]:
     """One LP-SGLD step of :func:`torchport.fast.sgld_step`, from the counter stream.
 
     The same update as ``torchport.optim.LowPrecisionSGLD`` ((S2)-(S6)): g_q = SR(g) (stream
@@ -622,7 +627,10 @@ def replay_sgld_step(theta: npt.ArrayLike, acc: np.ndarray | None, grad: npt.Arr
     drift, noise and accumulator in float32 in ``sgld_step``'s order (Python scalars rounded to
     float32 first, as torch does), SR exact (:func:`_sr32`) and Q^vc in float32 (:func:`_vc32`);
     float32 arrays are returned.  ``bits`` overrides the uniforms' resolution (default 53 for
-    float64, 24 for float32; the other value is for mutation tests).
+    float64, 24 for float32; the other value is for mutation tests).  ``normal_source(key, n)``, if
+    given, supplies the n normals of a stream key instead of the replay's own Box–Muller (the
+    crosscheck passes torch's to tell a threshold tie, caused by the normals' last bits, from a
+    real mismatch).
     """
     f32, bits = _replay_args(dtype, bits)
     ft = _F32 if f32 else np.float64
@@ -631,7 +639,7 @@ def replay_sgld_step(theta: npt.ArrayLike, acc: np.ndarray | None, grad: npt.Arr
     shape = theta.shape
 
     def draw(name):
-        return _draw(seed, step, param_index, name, shape, bits, f32)
+        return _draw(seed, step, param_index, name, shape, bits, f32, normal_source)
 
     if grad_format is not None:
         grad = (_sr32 if f32 else sr_round)(grad, grad_format, draw("u_grad"))
@@ -655,13 +663,15 @@ def replay_sghmc_step(theta: npt.ArrayLike, acc: np.ndarray | None, velocity: np
                       accumulator: Literal["full", "low"], variance_corrected: bool, position_sign: float = -1.0,
                       weight_decay: float = 0.0, ties: str | None = None, vc_published: bool = False,
                       dtype: Literal["float64", "float32"] = "float64",
-                      bits: int | None = None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+                      bits: int | None = None,
+                      normal_source: Callable[[int, int], np.ndarray] | None = None
+                      ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """One LP-SGHMC step of :func:`torchport.fast.sghmc_step` ((H2)-(H4)).
 
     ``coeffs`` = (a, c_v, c_xv, c_xg, Σ_v, Σ_x, Σ_xv) of (H0).  Correlated noise from two
     standard normals z1, z2 (streams z1, z2): ξ^v = sqrt(Σ_v)·z1, ξ^x = (Σ_xv/Σ_v)·ξ^v +
     sqrt(Σ_x - Σ_xv²/Σ_v)·z2 (torchport's ``_correlated_noise``, the same float operations).
-    ``dtype``/``bits`` as in :func:`replay_sgld_step` (float32: every product and sum of
+    ``dtype``/``bits``/``normal_source`` as in :func:`replay_sgld_step` (float32: every product and sum of
     ``sghmc_step`` in float32, its Python-float coefficients rounded to float32).  Returns (θ, acc, v).
     """
     f32, bits = _replay_args(dtype, bits)
@@ -674,7 +684,7 @@ def replay_sghmc_step(theta: npt.ArrayLike, acc: np.ndarray | None, velocity: np
     shape = theta.shape
 
     def draw(name):
-        return _draw(seed, step, param_index, name, shape, bits, f32)
+        return _draw(seed, step, param_index, name, shape, bits, f32, normal_source)
 
     if grad_format is not None:
         grad = sr(grad, grad_format, draw("u_grad"))
