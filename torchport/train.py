@@ -331,6 +331,25 @@ def checkpoint_path_exact(ck: object) -> Optional[bool]:
     return None
 
 
+def checkpoint_quantizers_exact(ck: object) -> Optional[bool]:
+    """The path a checkpoint's activation/error quantizers were saved by, from the model state: True
+    (a ``Quantizer`` extra state with ``generator_state``), False (``counter_seed``), None (no quantizers).
+
+    Runs with ``act_format``/``error_format`` started before ``torchport.nn.Quantizer`` had a default
+    path ran exact quantizers whatever ``exact`` said; they resume with exact quantizers.
+    """
+    model = ck.get("model") if isinstance(ck, dict) else None
+    if not isinstance(model, dict):
+        return None
+    for key, value in model.items():
+        if isinstance(key, str) and key.endswith("_extra_state") and isinstance(value, dict):
+            if "generator_state" in value:
+                return True
+            if "counter_seed" in value:
+                return False
+    return None
+
+
 def _follow_checkpoint(config_json: dict, exact: Optional[bool]) -> dict:
     """``config_json`` (a saved config, :func:`_with_path_default` applied) with the checkpoint's path."""
     return config_json if exact is None else dict(config_json, exact=exact)
@@ -482,14 +501,17 @@ def build_optimizer(config: TrainConfig, params: Iterable[torch.nn.Parameter] | 
     return cls(params, **kwargs)
 
 
-def wrap_activation_quantizers(model: torch.nn.Module, config: TrainConfig, generator: torch.Generator
-                               ) -> torch.nn.Module:
+def wrap_activation_quantizers(model: torch.nn.Module, config: TrainConfig, generator: torch.Generator,
+                               exact: Optional[bool] = None) -> torch.nn.Module:
     """Quantize activations (forward, Q_A) and errors (backward, Q_E) with torchport.nn, if asked.
 
     Uses :func:`torchport.nn.insert_quantizers`: a quantizer after every Conv2d, Linear and
     ReLU module except the classifier (§2.7; for logreg, whose only layer is the classifier,
-    nothing is inserted).  Stochastic rounding draws from ``generator`` (its state is part of
-    the model's state dict and of the checkpoint).  Returns the model.
+    nothing is inserted).  ``exact`` (None: ``config.exact``) picks the quantizers' path, as
+    the optimizer's: the default path draws one counter seed from ``generator`` and keys each
+    call by (seed, call count, quantizer index); the exact path draws from ``generator``
+    itself.  Either way the state is part of the model's state dict and of the checkpoint.
+    Returns the model.
     """
     if config.act_format in (None, "none") and config.error_format in (None, "none"):
         return model
@@ -498,7 +520,8 @@ def wrap_activation_quantizers(model: torch.nn.Module, config: TrainConfig, gene
     act = None if config.act_format in (None, "none") else config.act_format
     err = config.error_format if config.error_format is not None else act
     err = None if err == "none" else err
-    return tnn.insert_quantizers(model, act, err, generator=generator)
+    return tnn.insert_quantizers(model, act, err, generator=generator,
+                                 exact=config.exact if exact is None else bool(exact))
 
 
 @dataclass
@@ -579,19 +602,29 @@ def _stochastic_initial_rounding(config: TrainConfig, params) -> None:
     from refimpl.formats import parse_format  # noqa: PLC0415
     from torchport import quantize as tq  # noqa: PLC0415
 
+    # Exact path: one CPU generator drawn parameter after parameter (the numbers of runs made before
+    # the fast path); default path: the counter stream keyed (seed, step 0, parameter index).
     fmt = parse_format(config.weight_format)
-    g_init = torch.Generator().manual_seed(derived_seed(config.seed, STREAM_INIT_ROUND))
+    seed = derived_seed(config.seed, STREAM_INIT_ROUND)
     with torch.no_grad():
-        for p in params:
-            p.copy_(tq.stochastic_round(p.detach().cpu(), fmt, g_init).to(p.device))
+        if config.exact:
+            g_init = torch.Generator().manual_seed(seed)
+            for p in params:
+                p.copy_(tq.stochastic_round(p.detach().cpu(), fmt, g_init, exact=True).to(p.device))
+            return
+        for i, p in enumerate(params):
+            p.copy_(tq.stochastic_round(p.detach(), fmt, seed=seed, index=i))
 
 
-def build_run(config: TrainConfig, *, rank: int = 0, world_size: int = 1, sync_noise: bool = True) -> Run:
+def build_run(config: TrainConfig, *, rank: int = 0, world_size: int = 1, sync_noise: bool = True,
+              quantizers_exact: Optional[bool] = None) -> Run:
     """Loading: validate, read the data, build and initialise the model and the optimizer.
 
     Randomness: the model's initial weights (stream ``STREAM_INIT``), the optional stochastic
     initial rounding (``STREAM_INIT_ROUND``) and the subset (``STREAM_SUBSET``); the optimizer
-    and activation-quantizer generators are seeded here, not drawn from.
+    and activation-quantizer generators are seeded here, not drawn from.  ``quantizers_exact``
+    (None: ``config.exact``): the activation/error quantizers' path; a resumed run passes the
+    path its checkpoint's quantizer states were saved by (:func:`checkpoint_quantizers_exact`).
     """
     config.validate()
     for name, value in (("rank", rank), ("world_size", world_size)):
@@ -617,7 +650,7 @@ def build_run(config: TrainConfig, *, rank: int = 0, world_size: int = 1, sync_n
     model = tmodels.build_model(config.model, seed=derived_seed(config.seed, STREAM_INIT), device=device,
                                 dtype=DTYPES[config.dtype])
     act_gen = torch.Generator(device=device).manual_seed(derived_seed(config.seed, STREAM_ACT))
-    model = wrap_activation_quantizers(model, config, act_gen)
+    model = wrap_activation_quantizers(model, config, act_gen, quantizers_exact)
     params = list(model.parameters())
     if config.init_rounding == "stochastic" and config.method in LOW_ACCUMULATOR:
         _stochastic_initial_rounding(config, params)
@@ -1017,7 +1050,8 @@ def train(
         if resume:
             ck = _load_train_checkpoint(run_dir)
             config = _resume_path(config, run_dir, ck)
-        run = build_run(config, rank=rank, world_size=world_size, sync_noise=sync_noise)
+        run = build_run(config, rank=rank, world_size=world_size, sync_noise=sync_noise,
+                        quantizers_exact=None if ck is None else checkpoint_quantizers_exact(ck))
         if writer:
             progress = _prepare_run_dir(run, run_dir, resume, ck)
         elif resume:

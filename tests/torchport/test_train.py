@@ -176,9 +176,10 @@ def test_every_method_runs_and_writes_a_run_directory(tiny_npz, tmp_path, method
             assert torch.equal(torch.round(v.double() / delta) * delta, v.double())
 
 
-def test_activation_quantizers_are_inserted_and_resume(tiny_npz, tmp_path):
+@pytest.mark.parametrize("exact", [False, True])
+def test_activation_quantizers_are_inserted_and_resume(tiny_npz, tmp_path, exact):
     c = _cfg(tiny_npz, model="mlp", method="sgld_lp_f", weight_format="bfp:8:0", act_format="bfp:8:0",
-             epochs=1)
+             epochs=1, exact=exact)
     straight = tt.train(c, tmp_path / "a")
     tt.train(dataclasses.replace(c, max_steps=7), tmp_path / "b")
     resumed = tt.train(c, tmp_path / "b", resume=True)
@@ -192,10 +193,37 @@ def test_activation_quantizers_are_inserted_and_resume(tiny_npz, tmp_path):
     holder = {}
     tt.train(dataclasses.replace(c, max_steps=1), None, _model_out=holder)
     assert len(quantizers_of(holder["model"])) == 2  # after layer1 and after its ReLU
+    assert all(q.exact is exact for q in quantizers_of(holder["model"]))  # the run's path
 
 
-@pytest.mark.parametrize("init_rounding", ["optimizer", "stochastic"])
-def test_init_rounding_of_low_precision_weights(tiny_npz, init_rounding):
+def test_old_run_with_exact_quantizers_resumes_on_them(tiny_npz, tmp_path, monkeypatch):
+    """A run started before torchport.nn.Quantizer had a default path: optimizer on the default
+    path ("exact": false), activation quantizers on the exact path.  It resumes with exact
+    quantizers (read from the checkpoint's model state) and equals the straight old-style run."""
+    c = _cfg(tiny_npz, model="mlp", method="sgld_lp_f", weight_format="bfp:8:0", act_format="bfp:8:0",
+             epochs=1)
+    new_wrap = tt.wrap_activation_quantizers
+    with monkeypatch.context() as m:  # the code of before: quantizers always exact
+        m.setattr(tt, "wrap_activation_quantizers", lambda model, config, gen, exact=None: new_wrap(
+            model, config, gen, True))
+        straight = tt.train(c, tmp_path / "a")
+        tt.train(dataclasses.replace(c, max_steps=7), tmp_path / "b")
+    ck = load_checkpoint(tmp_path / "b" / "checkpoint.pt")
+    assert tt.checkpoint_quantizers_exact(ck) is True and tt.checkpoint_path_exact(ck) is False
+    resumed = tt.train(c, tmp_path / "b", resume=True)
+    _, pa = _params(tmp_path / "a")
+    _, pb = _params(tmp_path / "b")
+    assert all(torch.equal(pa[k], pb[k]) for k in pa)
+    assert resumed["bma"] == straight["bma"]
+    # a new run of the same config uses default-path quantizers: other numbers
+    fresh = tt.train(c, tmp_path / "c")
+    assert tt.checkpoint_quantizers_exact(load_checkpoint(tmp_path / "c" / "checkpoint.pt")) is False
+    assert fresh["bma"] != straight["bma"]
+
+
+@pytest.mark.parametrize("init_rounding,exact", [("optimizer", False), ("stochastic", False),
+                                                 ("stochastic", True)])
+def test_init_rounding_of_low_precision_weights(tiny_npz, init_rounding, exact):
     """LP-L at fixed:8:2 (Δ = 1/4) on the MLP.  The optimizer's nearest rounding maps every
     initial weight (|w| ≤ 1/28 < Δ/2) to 0: a dead ReLU network that noise-free SGDLP-L never
     leaves.  With ``init_rounding="stochastic"`` P(w ≠ 0) = E|w|/Δ = (1/56)/(1/4) = 1/14 for
@@ -203,7 +231,7 @@ def test_init_rounding_of_low_precision_weights(tiny_npz, init_rounding):
     √(p(1−p)/n) = 9.2e-4, and we allow 5 of them."""
     holder = {}
     tt.train(_cfg(tiny_npz, model="mlp", method="sgd_lp_l", weight_format="fixed:8:2", max_steps=0,
-                  init_rounding=init_rounding), None, _model_out=holder)
+                  init_rounding=init_rounding, exact=exact), None, _model_out=holder)
     frac = float((holder["model"].layer1.weight != 0).double().mean())
     if init_rounding == "optimizer":
         assert frac == 0.0
