@@ -54,8 +54,8 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -571,9 +571,10 @@ def _replay_alpha(a, va, counts, ubar, U, xa, T, o):
 def replay_ctld_step(thetas: Sequence[npt.ArrayLike], velocities: Sequence[npt.ArrayLike | None],
                      grads: Sequence[npt.ArrayLike], potential: float | None, state: Mapping[str, Any], *,
                      seed: int, step: int, lr: float | Sequence[float], temperature: float = 1.0,
-                     param_indices: Sequence[int] | None = None, **options: Any
-                     ) -> tuple[list[np.ndarray], list[np.ndarray], dict]:
-    """One step of ``torchport.optim.CTLD``'s default (fast) path in float64 NumPy, from the counter stream.
+                     param_indices: Sequence[int] | None = None, dtype: Literal["float64", "float32"] = "float64",
+                     bits: int | None = None, normal_source: Callable[[int, int, type], np.ndarray] | None = None,
+                     **options: Any) -> tuple[list[np.ndarray], list[np.ndarray], dict]:
+    """One step of ``torchport.optim.CTLD``'s default (fast) path in NumPy, from the counter stream.
 
     (C5)/(C3) in phase 1, (C6) in phase 2, the operations of the exact path in the same order
     (:func:`step_all`), with the noise of the fast path (docs/ctld.md, "Two paths"):
@@ -595,12 +596,25 @@ def replay_ctld_step(thetas: Sequence[npt.ArrayLike], velocities: Sequence[npt.A
     (``CTLD.num_steps`` before the step); ``lr`` η (one float, or one per parameter: its group's);
     ``temperature`` T; ``options`` the CTLD options (defaults :data:`OPTIONS`).
 
-    Returns (θ', v', state') as float64 arrays and a new state dict.  Drive a trajectory by feeding
-    each call the previous call's outputs with ``step`` + 1 (tests/torchport/test_fast_ctld.py).
-    Parity: bit for bit wherever no normal or exponential enters; torch's Box–Muller (log, cos)
-    and metadynamics exp may differ from libm by a few ulp (docs/ctld.md gives the bound).
+    ``dtype`` -- the arithmetic of the θ block: ``"float64"`` (default: the float64 step; a float32
+    θ's normals from 24-bit uniforms, as the torch step draws them), ``"float32"`` (the float32 fast
+    path's :func:`torchport.optim.ctld.ctld_theta_step`: v·f32(1 − c_θ) − g·f32(η·g(α)) +
+    z·f32(√(2c_θηT)), θ + v, each operation rounded to float32, z the float32 Box–Muller normals of
+    ``refimpl.counter_rng`` from 24-bit uniforms with log/sqrt/cos correctly rounded; phase 2
+    v·f32(μ_m) − g·f32(η₂); float32 arrays returned).  The α block and the histogram are float64 in
+    both (as the fast path's ``ctld_alpha_step``; docs/ctld.md, "Replay and parity").  ``bits``
+    overrides the θ normals' uniform width (a test mutation); ``normal_source(key, n, np_dtype)``, if
+    given, supplies the n normals of a stream key in that NumPy dtype instead of the replay's own
+    Box–Muller -- θ's in θ's dtype, ξ_α's in float64 (the crosscheck passes torch's own: then the
+    replay must equal torch bit for bit, in both dtypes).
+
+    Returns (θ', v', state') as float64 arrays (float32 for ``dtype="float32"``) and a new state
+    dict.  Drive a trajectory by feeding each call the previous call's outputs with ``step`` + 1
+    (tests/torchport/test_fast_ctld.py).  Parity: bit for bit wherever no normal or exponential
+    enters; torch's Box–Muller (log, cos; float32 also sqrt) and metadynamics exp may differ from
+    libm / the correctly rounded value by a few ulp (docs/ctld.md gives the bound).
     """
-    from .counter_rng import normals, stream_key
+    from .counter_rng import _normals_f32, normals, stream_key
 
     unknown = set(options) - set(OPTIONS)
     if unknown:
@@ -625,27 +639,39 @@ def replay_ctld_step(thetas: Sequence[npt.ArrayLike], velocities: Sequence[npt.A
     phase = int(st["phase"])
     if phase == 1 and potential is None:
         raise ValueError("potential is needed in phase 1, got None")
+    if dtype not in ("float64", "float32"):
+        raise ValueError(f"dtype must be 'float64' or 'float32', got {dtype!r}")
+    if bits not in (None, 24, 53):
+        raise ValueError(f"bits must be 24, 53 or None, got {bits!r}")
     th2, v2 = [], []
     for th, v, g, i, eta in zip(thetas, velocities, grads, indices, lrs):
         th_in = np.asarray(th)
-        bits = 24 if th_in.dtype == np.float32 else 53
-        x = np.asarray(th_in, dtype=np.float64)
-        gg = np.asarray(g, dtype=np.float64)
-        vv = np.zeros_like(x) if v is None else np.asarray(v, dtype=np.float64)
+        f32 = dtype == "float32"
+        b = bits if bits is not None else (24 if f32 or th_in.dtype == np.float32 else 53)
+        ft = np.float32 if f32 else np.float64
+        x = np.asarray(th_in, dtype=ft)
+        gg = np.asarray(g, dtype=ft)
+        vv = np.zeros_like(x) if v is None else np.asarray(v, dtype=ft)
         if phase == 2:
             e2 = o["eta2"] if o["eta2"] else eta
-            vn = vv * o["momentum"] - gg * e2
+            vn = vv * ft(o["momentum"]) - gg * ft(e2)
         else:
             ga = ctld_coupling(st["alpha"], o["delta1"], o["delta2"], o["g_min"])
             sd = math.sqrt(2.0 * o["c_theta"] * eta * T)
-            z = normals(stream_key(seed, step, i, "xi"), x.size, bits=bits).reshape(x.shape)
-            vn = vv * (1.0 - o["c_theta"]) - gg * (eta * ga) + z * sd
+            key = stream_key(seed, step, i, "xi")
+            if normal_source is not None:
+                z = np.asarray(normal_source(key, x.size, ft), dtype=ft)
+            else:
+                z = _normals_f32(key, x.size, bits=b) if f32 else normals(key, x.size, bits=b)
+            # ctld_theta_step's order: (v·decay − g·(η·g(α))) + z·sd, the Python floats rounded to the dtype
+            vn = vv * ft(1.0 - o["c_theta"]) - gg * ft(eta * ga) + z.reshape(x.shape) * ft(sd)
         th2.append(x + vn)
         v2.append(vn)
     st["steps"] = int(st["steps"]) + 1
     if phase == 2:
         return th2, v2, st
-    xa = float(normals(stream_key(seed, step, ALPHA_PARAM_INDEX, ALPHA_STREAM), 1)[0])
+    akey = stream_key(seed, step, ALPHA_PARAM_INDEX, ALPHA_STREAM)
+    xa = float((normals(akey, 1) if normal_source is None else normal_source(akey, 1, np.float64))[0])
     counts = [float(c) for c in st["counts"]]
     ubar = [float(u) for u in st["ubar"]]
     a_new, va = _replay_alpha(float(st["alpha"]), float(st["alpha_velocity"]), counts, ubar, float(potential), xa,

@@ -65,16 +65,15 @@ Two checks per algorithm (docs/torchport.md, "Crosscheck"):
 4. **The default path of CTLD and the netopt methods** (where their torch class has it):
    ``run_ctld_fast_trajectory`` against :func:`refimpl.ctld.replay_ctld_step` and
    ``run_netopt_fast_trajectory`` against :mod:`refimpl.netopt.replay`, each step from the torch
-   state before it.  float64: netopt bit for bit; CTLD's histogram/phase/steps equal and θ, v, α
-   within ``FAST_ULPS``.  float32: those replays are float64 (24-bit uniforms), so CTLD's θ, v
-   are within ``FLOAT32_ULPS`` float32 ulp plus the float32 normals' documented distance from the
-   float64 ones, and BinaryConnect/ProxQuant within ``FLOAT32_ULPS`` with no grid flip.  No
-   float32 AskewSGD row: its direction (A2), ν = s·α·(ε − p²)/(2p(g + (x−a) + (x−b))), divides by
-   quantities that cancel near levels and midpoints, so float32 against the float64 replay has
-   no fixed ulp bound (measured: 10.3-10.8 float32 ulp on θ, 100-120 on the momentum buffer).  QSGLD:
-   ``run_qsgld_fast_trajectory`` against :func:`refimpl.qsgld.replay_qsgld_step` (no grid flip;
-   where a normal enters, within 8 ulp of the step's magnitude in float64, 4 float32 ulp plus the
-   float32 normals' distance in float32; float64 Adam moments bit for bit).
+   state before it, the replay in the run's dtype (``dtype="float32"``: the float32 fast path's
+   operations in torch's order, Python constants rounded to float32, 24-bit uniforms, the float32
+   Box–Muller normals; the CTLD α block and Adam's √ in float64 as the fast path computes them).
+   netopt (AskewSGD, BinaryConnect, ProxQuant): bit for bit in both dtypes.  CTLD: fed torch's own
+   normals the replay is bit for bit (θ, v, α, v_α, histogram, phase, steps); with its own normals θ,
+   v, α, v_α are within ``FAST_ULPS`` (float64) or ``FAST32_ULPS`` float32 ulp of the step's largest
+   magnitude.  QSGLD: ``run_qsgld_fast_trajectory`` against :func:`refimpl.qsgld.replay_qsgld_step`
+   (no grid flip; where a normal enters, within 8 ulp of the step's magnitude in float64, 4 float32
+   ulp plus the float32 normals' distance in float32; float64 Adam moments bit for bit).
 
 ``run_crosscheck(...)`` returns the rows; ``format_table(rows)`` prints them;
 the command ``qlangevin crosscheck`` exits non-zero on any mismatch.
@@ -738,20 +737,26 @@ def _ulps_f32(got, want, prev, floor) -> float:
 
 def run_netopt_fast_trajectory(case: tuple[str, str, dict], *, n_steps: int = 100, dim: int = 64, seed: int = 0,
                                lr: float = 0.05, device: torch.device | str = "cpu",
-                               dtype: torch.dtype = torch.float64, mutate: Optional[Callable] = None) -> dict:
+                               dtype: torch.dtype = torch.float64, mutate: Optional[Callable] = None,
+                               replay_options: Optional[dict] = None) -> dict:
     """AskewSGD / BinaryConnect / ProxQuant on their default path, each step replayed by
     :mod:`refimpl.netopt.replay` from the torch state before it (L(w) = ½‖w − c‖², the exact rows' problem).
 
-    float64: bit for bit (w, BinaryConnect's latent, the base optimizer's m and v).  float32: the replay is
-    float64 (24-bit uniforms for BinaryConnect): the continuous values within ``FLOAT32_ULPS`` float32 ulp of
-    the largest of |values| and the levels' hull, and no grid flip (BinaryConnect's level index of w_b; for
-    AskewSGD/ProxQuant whether a value sits on a level).
+    The replay runs in the run's dtype (``dtype="float32"``: the float32 fast path's operations in torch's
+    order, 24-bit uniforms for BinaryConnect), so both dtypes must be **bit for bit** (w, BinaryConnect's
+    latent, the base optimizer's m and v): no transcendental function enters (Adam's √ is correctly
+    rounded on both sides).  The row also reports, for a failing run, the largest difference in float32
+    ulp (of the largest of |values| and the levels' hull) and the grid flips (BinaryConnect's level index of
+    w_b; for AskewSGD/ProxQuant whether a value sits on a level).  ``replay_options`` (``dtype``, ``bits``)
+    override the replay's settings (mutation tests).
     """
     from refimpl.netopt import replay as NR
     from refimpl.netopt.levels import binary_levels
 
     name, cls_name, kw = case
     f64 = dtype == torch.float64
+    ropts = {"dtype": "float64" if f64 else "float32", **(replay_options or {})}
+    bits = ropts.pop("bits", None)
     rng = np.random.default_rng(seed + 2)
     c = rng.standard_normal(dim) * 0.6
     w0 = rng.standard_normal(dim) * 0.3
@@ -776,19 +781,20 @@ def run_netopt_fast_trajectory(case: tuple[str, str, dict], *, n_steps: int = 10
             scale = float(st["scale"]) if kw.get("scale") == "sawb" else kw.get("fixed_scale", 1.0)
             w, m, v, _ = NR.replay_askewsgd_step(prev, gn, m0, v0, t=t, lr=lr, eps=kw["eps"], alpha=kw["alpha"],
                                                  levels=levels, scale=scale, base=base,
-                                                 clamp_nu=kw.get("clamp_nu", False))
+                                                 clamp_nu=kw.get("clamp_nu", False), **ropts)
             want = [(_np(p), w, False)]
         elif cls_name == "ProxQuant":
             scale = kw.get("scale", 1.0)
             w, m, v = NR.replay_proxquant_step(prev, gn, m0, v0, t=t, lr=lr, lambda_rate=kw["lambda_rate"],
-                                               levels=levels, scale=scale, base=base)
+                                               levels=levels, scale=scale, base=base, **ropts)
             want = [(_np(p), w, False)]
         else:
             scale = kw.get("scale", 1.0)
             wb, lat, m, v = NR.replay_binaryconnect_step(prev, gn, m0, v0, t=t, lr=lr, levels=levels, scale=scale,
                                                          base=base, stochastic=kw.get("stochastic", False),
                                                          seed=opt.seed, step=k, param_index=0,
-                                                         bits=53 if f64 else 24)
+                                                         bits=bits if bits is not None else (53 if f64 else 24),
+                                                         **ropts)
             want = [(_np(st["latent"]), lat, False), (_np(p), wb, True)]
         for key, mine in (("m", m), ("v", v)):
             if key in st:
@@ -796,10 +802,12 @@ def run_netopt_fast_trajectory(case: tuple[str, str, dict], *, n_steps: int = 10
         hull = scale * float(np.max(np.abs(levels.values)))
         lv = np.asarray(levels.values) * scale
         for got, ref, grid in want:
-            equal = equal and bool(np.array_equal(got, ref))
-            if f64:
+            ref = np.asarray(ref, dtype=np.float64)
+            same = bool(np.array_equal(got, ref))
+            equal = equal and same
+            if same:
                 continue
-            if grid:  # BinaryConnect's w_b: the level index (float32 levels differ from float64 in the last bits)
+            if grid:  # BinaryConnect's w_b: the level index
                 idx = [np.rint((a / scale - levels.lo) / levels.spacing) for a in (got, ref)]
                 flips += int(np.sum(idx[0] != idx[1]))
             else:
@@ -808,13 +816,9 @@ def run_netopt_fast_trajectory(case: tuple[str, str, dict], *, n_steps: int = 10
                     on = [np.isin(a.astype(np.float32), lv.astype(np.float32)) for a in (got, ref)]
                     flips += int(np.sum(on[0] != on[1]))
     res = dict(name=f"{name} [fast]", check="fast-replay", steps=n_steps, dim=dim, bitwise=equal, max_ulps=ulps,
-               flips=flips)
-    if f64:
-        res["ok"] = equal
-        res["detail"] = "bit-identical" if equal else "differs from the replay"
-    else:
-        res["ok"] = bool(equal or (ulps <= FLOAT32_ULPS and flips == 0))
-        res["detail"] = "bit-identical" if equal else f"within {ulps:.1f} float32 ulp, {flips} grid flips"
+               flips=flips, ok=equal)
+    res["detail"] = ("bit-identical" if equal else
+                     f"differs from the replay ({ulps:.1f} float32 ulp, {flips} grid flips): bit-identical expected")
     return res
 
 
@@ -832,21 +836,31 @@ Z_MAX_53 = math.sqrt(-2.0 * math.log(2.0 ** -53))
 def run_ctld_fast_trajectory(*, n_steps: int = 100, dim: int = 3, seed: int = 0, eta: float = 0.01,
                              temperature: float = 1.0, grad_noise: float = 0.1, target: str | Target = "mixture",
                              device: torch.device | str = "cpu", dtype: torch.dtype = torch.float64,
-                             mutate: Optional[Callable] = None) -> dict:
+                             mutate: Optional[Callable] = None, replay_options: Optional[dict] = None) -> dict:
     """CTLD's default path, each step replayed by :func:`refimpl.ctld.replay_ctld_step` from the torch state
     before it (the exact row's target, step size and options: phase 1 with α, then phase 2 after step 150).
 
-    The histogram counts, phase and step count must be equal.  θ, its velocity, α and α's velocity differ only
-    where a normal enters: float64 within ``FAST_ULPS`` ulp of the largest magnitude in the step's sum (the
-    values and the noise term sd·``Z_MAX_53``); float32 (the replay is float64, its normals from the same 24-bit
-    uniforms) θ and v within ``FLOAT32_ULPS`` float32 ulp of that magnitude plus the float32 normals' documented
-    distance from the float64 ones, 2^-18·(1 + Z_MAX_24)·sd (docs/fast_path.md); α is float64 in both.
+    The replay runs in the run's dtype (float32: ``dtype="float32"``, the float32 θ step in torch's order with
+    the float32 Box–Muller normals of 24-bit uniforms; the α block float64 in both, as the fast path).  Two
+    checks per step:
+
+    * fed torch's own normals (``normal_source``: θ's in the run's dtype, ξ_α float64), the replay must equal
+      the torch step **bit for bit** -- θ, v, α, v_α and the histogram (counts, means), phase and step count:
+      everything but the normals is the same arithmetic;
+    * with the replay's own normals (libm log/cos in float64; correctly rounded log/sqrt/cos in float32), θ, v,
+      α and v_α differ only through the normals: within ``FAST_ULPS`` ulp (float64) or ``FAST32_ULPS`` float32
+      ulp (θ and v of a float32 run) of the largest magnitude in the step's sum -- the values before and after
+      and the noise term sd·``Z_MAX_53`` / sd·``Z_MAX_24`` -- and counts, phase and steps equal.
+
+    ``replay_options`` (``dtype``, ``bits``) override the replay's settings (mutation tests).
     """
     from refimpl.ctld import potential as ctld_potential
     from refimpl.ctld import replay_ctld_step
+    from torchport import counter_rng as tc
     from torchport.optim import ctld as tctld
 
     f64 = dtype == torch.float64
+    ropts = {"dtype": "float64" if f64 else "float32", **(replay_options or {})}
     o = dict(tctld.DEFAULTS, **CTLD_FAST_OPTIONS)
     sd = math.sqrt(2.0 * o["c_theta"] * eta * temperature)
     sda = math.sqrt(2.0 * o["c_alpha"] * o["eta_alpha"] * temperature)
@@ -856,7 +870,12 @@ def run_ctld_fast_trajectory(*, n_steps: int = 100, dim: int = 3, seed: int = 0,
     opt = _optim().CTLD([p], lr=eta, temperature=temperature, seed=seed, compile=False, **CTLD_FAST_OPTIONS)
     if mutate is not None:
         mutate(opt)
-    equal, ulps, same_state = True, 0.0, True
+
+    def torch_normals(key, n, np_dtype):
+        tdt = torch.float32 if np_dtype == np.float32 else torch.float64
+        return tc.normals(tc.key_tensor(key, device), n, dtype=tdt).cpu().numpy()
+
+    equal, ulps, same_state, same_given_normals = True, 0.0, True, True
     for k in range(n_steps):
         th0, v0 = _np(p), _np(opt.state[p].get("velocity"))
         st0 = opt.state_dict()["extra_state"]
@@ -866,35 +885,40 @@ def run_ctld_fast_trajectory(*, n_steps: int = 100, dim: int = 3, seed: int = 0,
         p.grad = torch.as_tensor(g, dtype=dtype, device=device)
         grad_used = _np(p.grad)
         opt.step(potential=u)
-        th, vel, st = replay_ctld_step([th0.astype(p.detach().cpu().numpy().dtype)], [v0], [grad_used], u, st0,
-                                       seed=opt.seed, step=k, lr=eta, temperature=temperature, **CTLD_FAST_OPTIONS)
+        args = ([th0.astype(p.detach().cpu().numpy().dtype)], [v0], [grad_used], u, st0)
+        kw = dict(seed=opt.seed, step=k, lr=eta, temperature=temperature, **CTLD_FAST_OPTIONS, **ropts)
+        th, vel, st = replay_ctld_step(*args, **kw)
+        tth, tvel, tst = replay_ctld_step(*args, normal_source=torch_normals, **kw)
         got = opt.state_dict()["extra_state"]
         same_state = same_state and all(got[key] == st[key] for key in ("counts", "phase", "steps"))
+        mine = [_np(p), _np(opt.state[p]["velocity"]), np.array([got["alpha"]]), np.array([got["alpha_velocity"]])]
+        same_given_normals = same_given_normals and got == tst and all(
+            np.array_equal(a, np.asarray(b, dtype=np.float64))
+            for a, b in zip(mine, [tth[0], tvel[0], np.array([tst["alpha"]]), np.array([tst["alpha_velocity"]])]))
         noisy = st0["phase"] == 1
-        pairs = [(_np(p), th[0], th0, sd if noisy else 0.0, not f64),
-                 (_np(opt.state[p]["velocity"]), vel[0], np.zeros(dim) if v0 is None else v0, sd if noisy else 0.0,
-                  not f64),
-                 (np.array([got["alpha"]]), np.array([st["alpha"]]), np.array([st0["alpha"]]),
-                  sda if noisy else 0.0, False),
-                 (np.array([got["alpha_velocity"]]), np.array([st["alpha_velocity"]]),
-                  np.array([st0["alpha_velocity"]]), sda if noisy else 0.0, False)]
+        pairs = [(mine[0], th[0], th0, sd if noisy else 0.0, not f64),
+                 (mine[1], vel[0], np.zeros(dim) if v0 is None else v0, sd if noisy else 0.0, not f64),
+                 (mine[2], np.array([st["alpha"]]), np.array([st0["alpha"]]), sda if noisy else 0.0, False),
+                 (mine[3], np.array([st["alpha_velocity"]]), np.array([st0["alpha_velocity"]]),
+                  sda if noisy else 0.0, False)]
         for a, b, prev, s, in32 in pairs:
+            b = np.asarray(b, dtype=np.float64)
             equal = equal and bool(np.array_equal(a, b))
             big = np.maximum(np.maximum(np.abs(a), np.abs(b)), np.abs(prev))
             err = np.abs(a - b)
             if in32:
-                err = np.maximum(err - 2.0 ** -18 * (1.0 + Z_MAX_24) * s, 0.0)
                 ulps = max(ulps, float(np.max(err / _ulp32(np.maximum(big, s * Z_MAX_24)))))
             else:
                 ulps = max(ulps, float(np.max(err / np.spacing(np.maximum(np.maximum(big, s * Z_MAX_53),
                                                                           np.finfo(np.float64).tiny)))))
     opt.check_finite()
     res = dict(name="ctld [fast]", check="fast-replay", steps=n_steps, dim=dim, bitwise=equal, max_ulps=ulps,
-               flips=0)
-    bound, unit = (FAST_ULPS, "ulp") if f64 else (FLOAT32_ULPS, "float32 ulp (+ float32 normals' bound)")
-    res["ok"] = bool(same_state and (equal or ulps <= bound))
-    res["detail"] = ("bit-identical" if equal and same_state else
-                     f"within {ulps:.1f} {unit}" + ("" if same_state else "; histogram/phase/steps differ"))
+               flips=0, same_given_normals=same_given_normals)
+    bound, unit = (FAST_ULPS, "ulp") if f64 else (FAST32_ULPS, "float32 ulp")
+    res["ok"] = bool(same_state and same_given_normals and (equal or ulps <= bound))
+    res["detail"] = ("bit-identical" if equal and same_state else f"within {ulps:.1f} {unit}") + (
+        "" if equal else "; bit-identical given torch's normals" if same_given_normals else
+        "; differs from the replay fed torch's normals") + ("" if same_state else "; histogram/phase/steps differ")
     return res
 
 
@@ -1056,9 +1080,7 @@ def run_crosscheck(*, device: torch.device | str = "cpu", dtype: torch.dtype = t
             if progress:
                 progress(rows[-1])
         for c in netopt_fast_cases():
-            # float32 AskewSGD has no row: its (A2) direction divides by quantities that cancel, so float32 and the
-            # float64 replay differ by more than any fixed ulp bound (measured 10.3-10.8 float32 ulp on θ, 100-120 on m)
-            if (names is None or c[0] in names) and not (dtype != torch.float64 and c[1] == "AskewSGD"):
+            if names is None or c[0] in names:
                 rows.append(run_netopt_fast_trajectory(c, n_steps=n_steps, seed=seed, device=device, dtype=dtype))
                 if progress:
                     progress(rows[-1])

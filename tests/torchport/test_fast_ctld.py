@@ -12,9 +12,12 @@ ALPHA_PARAM_INDEX, "xi")).  Parity (docs/ctld.md, "Two paths"):
   optimizer's own state before it, and every continuous value is within the bound that
   follows from that (``_v_bound``); the histogram counts are exact, ABF means exact,
   metadynamics biases within 4 ulp (torch.exp vs libm exp);
-* float32 parameters: the θ block within the float32 rounding bound of the float64 replay.
+* float32 parameters: the θ block within the float32 rounding bound of the float64 replay; the
+  float32 replay (``dtype="float32"``) fed torch's own normals equals the step bit for bit, and
+  with its own normals is within 8 float32 ulp of the step's magnitude.
 
-Mutations (a wrong sign of the α drift; ξ_α from parameter 0's stream) fail the parity checks.
+Mutations (a wrong sign of the α drift; ξ_α from parameter 0's stream; float64 arithmetic or 53-bit
+uniforms in the float32 replay) fail the parity checks.
 """
 
 from __future__ import annotations
@@ -242,6 +245,86 @@ def test_float32_parameters_are_within_the_float32_bound_of_the_replay():
     assert worst <= 1.0
 
 
+def _torch_normals(key, n, np_dtype):
+    """torch's own counter normals of a stream key (the fast path's), as NumPy in ``np_dtype``."""
+    from torchport import counter_rng as tc
+
+    dt = torch.float32 if np_dtype == np.float32 else torch.float64
+    return tc.normals(tc.key_tensor(key), n, dtype=dt).numpy()
+
+
+def _float32_steps(options, steps=30, **replay_kw):
+    """float32 CTLD, each step replayed with ``dtype="float32"`` from the optimizer's state before it, fed torch's own
+    normals and with the replay's own; yields (k, opt, ps, (θ, v, state) given torch's normals, (θ, v, state) own,
+    (θ₀, v₀, state₀))."""
+    ps = _params(torch.float32)
+    opt = CTLD(ps, lr=LR, temperature=1.0, seed=3, **options)
+    for k in range(steps):
+        U, grads = _potential_and_grads(ps)
+        before = _snapshot(opt, ps)
+        for p, g in zip(ps, grads):
+            p.grad = g
+        opt.step(potential=U)
+        args = (before[0], before[1], [g.numpy() for g in grads], U, before[2])
+        kw = dict(dict(seed=opt.seed, step=k, lr=LR, dtype="float32", **options), **replay_kw)
+        yield (k, opt, ps, replay_ctld_step(*args, normal_source=_torch_normals, **kw), replay_ctld_step(*args, **kw),
+               before)
+
+
+@pytest.mark.parametrize("name", sorted(OPTION_SETS))
+def test_float32_replay_fed_torchs_normals_is_bit_for_bit(name):
+    """``replay_ctld_step(dtype="float32")`` is the float32 fast path's θ block op by op (v·f32(1−c_θ) −
+    g·f32(η g(α)) + z·f32(σ), θ + v; phase 2 v·f32(μ) − g·f32(η₂)) and the float64 α block: fed torch's own
+    normals it equals the torch step bit for bit -- θ, v (float32), α, v_α, histogram, phase -- in both phases."""
+    for k, opt, ps, (th, vel, st), _own, _before in _float32_steps(OPTION_SETS[name]):
+        for p, t, v in zip(ps, th, vel):
+            assert t.dtype == np.float32 and np.array_equal(p.detach().numpy(), t), (name, k)
+            assert np.array_equal(opt.state[p]["velocity"].numpy(), v), (name, k)
+        assert _equal_state(opt.state_dict()["extra_state"], st), (name, k)
+
+
+def test_float32_replay_with_its_own_normals_is_within_the_normals_bound():
+    """With its own float32 normals (log/sqrt/cos correctly rounded; torch's within 3 ulp(|z|), docs/fast_path.md)
+    θ and v are within crosscheck.FAST32_ULPS = 8 float32 ulp of the step's largest magnitude (|θ|, |v| before and
+    after, σ·Z_MAX_24): the normal's 3 ulp scaled by σ <= that magnitude, plus the two sums' roundings.
+    Measured: <= 1.0 float32 ulp, about 80 % of the elements bit-identical."""
+    from torchport.crosscheck import FAST32_ULPS, Z_MAX_24
+
+    opts = OPTION_SETS["abf-wall-mirror"]
+    o = dict(tctld.DEFAULTS, **opts)
+    sd = math.sqrt(2 * o["c_theta"] * LR)
+    worst, same, total = 0.0, 0, 0
+    for _k, opt, ps, _given, (th, vel, st), (th0, vel0, _) in _float32_steps(opts):
+        for p, t, v, a0, b0 in zip(ps, th, vel, th0, vel0):
+            b0 = np.zeros_like(a0) if b0 is None else b0
+            for got, want in ((p.detach().numpy(), t), (opt.state[p]["velocity"].numpy(), v)):
+                big = np.maximum.reduce([np.abs(got), np.abs(want), np.abs(a0), np.abs(b0),
+                                         np.full(got.shape, sd * Z_MAX_24, dtype=np.float32)])
+                err = np.abs(got.astype(np.float64) - want.astype(np.float64))
+                worst = max(worst, float(np.max(err / np.spacing(big.astype(np.float32)))))
+                same, total = same + int(np.sum(got == want)), total + got.size
+        assert opt.state_dict()["extra_state"]["counts"] == st["counts"]
+    assert worst <= FAST32_ULPS, worst
+    assert same > 0.5 * total, (same, total)
+
+
+@pytest.mark.parametrize("replay_kw", [dict(dtype="float64"), dict(bits=53)], ids=["float64 arithmetic", "53-bit"])
+def test_float32_replay_mutations_are_caught(replay_kw):
+    """Mutations of the float32 replay: float64 arithmetic (fed torch's normals, no longer bit for bit), or the
+    normals from 53-bit uniforms (beyond the 8-ulp bound where 1 − u is small)."""
+    from torchport.crosscheck import FAST32_ULPS
+
+    opts = OPTION_SETS["no-bias"]
+    bitwise, worst = True, 0.0
+    for _k, _opt, ps, (th, _vel, _), (oth, _ovel, _), (th0, _, _) in _float32_steps(opts, steps=40, **replay_kw):
+        for p, t, ot, a0 in zip(ps, th, oth, th0):
+            got = p.detach().numpy().astype(np.float64)
+            bitwise = bitwise and np.array_equal(got, t.astype(np.float64))
+            big = np.maximum(np.maximum(np.abs(got), np.abs(a0)), 0.3)
+            worst = max(worst, float(np.max(np.abs(got - ot) / np.spacing(big.astype(np.float32)))))
+    assert not bitwise if replay_kw.get("dtype") == "float64" else worst > FAST32_ULPS, (bitwise, worst)
+
+
 # ------------------------------------------------------------------ resume, seeds, no host synchronisation
 def _run_with_resume(split, steps=30, options=None):
     options = options or dict(OPTION_SETS["switch-momentum"])
@@ -401,6 +484,8 @@ def test_replay_refuses_bad_input_by_name():
         (dict(param_indices=[0]), ValueError, "param_indices"),
         (dict(potential=None), ValueError, "potential"),
         (dict(seed=-1), ValueError, "seed"),
+        (dict(dtype="float16"), ValueError, "dtype.*'float16'"),
+        (dict(bits=32), ValueError, "bits.*32"),
     ]
     for over, exc, needle in cases:
         kw = dict(thetas=th, velocities=vel, grads=grads, potential=1.0, state=st, seed=0, step=0, lr=LR)

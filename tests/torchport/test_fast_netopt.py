@@ -2,10 +2,11 @@
 
 ``torchport.optim.netopt`` runs by default one fused update per parameter in the parameter's dtype
 (BinaryConnect's stochastic uniforms from the counter stream "u_weight"); ``refimpl.netopt.replay``
-computes the same step in float64 NumPy with refimpl's kernels.  Checked here: float64 eager
-trajectories equal the replay bit for bit (two parameters in two groups with their own lr and
+computes the same step in float64 NumPy with refimpl's kernels, or (``dtype="float32"``) in the
+float32 fast path's operations.  Checked here: float64 eager trajectories equal the float64 replay
+and float32 ones the float32 replay bit for bit (two parameters in two groups with their own lr and
 parameter index); float32 steps within a few float32 ulp of the float64 replay of the same inputs
-and on the same grid values; resume from a state_dict bit for bit; the stochastic binarization's
+and on the same grid values; BinaryConnect's float32 uniforms have 24 bits; resume from a state_dict bit for bit; the stochastic binarization's
 mean is clip(w) (MCSE tolerance); mutations (ν doubled, a biased binarization) are caught; no host
 synchronisation in step(); lazy finite and SAWB checks naming the parameter.
 """
@@ -75,8 +76,9 @@ def _make(name, w0, *, dtype=F64, seed=SEED, **extra):
 class _Replay:
     """refimpl's replay of the same run, one parameter at a time (the state a test keeps in float64)."""
 
-    def __init__(self, name, w0, bits=53):
+    def __init__(self, name, w0, bits=53, dtype="float64"):
         self.kind, self.kw = CASES[name]
+        self.dtype = dtype  # the replay's arithmetic: "float32" is the float32 fast path's
         kw = self.kw
         self.levels = kw.get("levels", binary_levels())
         self.base = kw.get("base", "sgd")
@@ -88,7 +90,7 @@ class _Replay:
             s = kw.get("scale", 1.0)
             self.latent = [np.clip(x, s * self.levels.lo, s * self.levels.hi) for x in w]
             self.w = [replay_binarize(lat, levels=self.levels, scale=s, stochastic=kw.get("stochastic", False),
-                                      seed=SEED, step=F.INIT_STEP, param_index=i, bits=bits)
+                                      seed=SEED, step=F.INIT_STEP, param_index=i, bits=bits, dtype=dtype)
                       for i, lat in enumerate(self.latent)]
         else:
             self.w = w
@@ -102,23 +104,25 @@ class _Replay:
             self.w[i], self.m[i], self.v[i], _ = replay_askewsgd_step(
                 self.w[i], grad, self.m[i], self.v[i], t=t, lr=lr, eps=eps, alpha=kw.get("alpha", 1.0),
                 levels=self.levels, scale=s, base=self.base, clamp_nu=kw.get("clamp_nu", False),
-                clamp_after_step=kw.get("clamp_after_step", True))
+                clamp_after_step=kw.get("clamp_after_step", True), dtype=self.dtype)
         elif self.kind == "prox":
             self.w[i], self.m[i], self.v[i] = replay_proxquant_step(
                 self.w[i], grad, self.m[i], self.v[i], t=t, lr=lr, lambda_rate=kw["lambda_rate"],
-                levels=self.levels, scale=kw.get("scale", 1.0), base=self.base)
+                levels=self.levels, scale=kw.get("scale", 1.0), base=self.base, dtype=self.dtype)
         else:
             self.w[i], self.latent[i], self.m[i], self.v[i] = replay_binaryconnect_step(
                 self.latent[i], grad, self.m[i], self.v[i], t=t, lr=lr, levels=self.levels,
                 scale=kw.get("scale", 1.0), base=self.base, stochastic=kw.get("stochastic", False), seed=SEED,
-                step=step, param_index=i, bits=self.bits)
+                step=step, param_index=i, bits=self.bits, dtype=self.dtype)
 
 
-def _run_with_replay(name, n_steps=40, *, dtype=F64):
-    """Each torch step and its replay from the same inputs; yields (step, opt, ps, replay, grads)."""
+def _run_with_replay(name, n_steps=40, *, dtype=F64, replay_dtype="float64", bits=None):
+    """Each torch step and its replay from the same inputs; yields (step, opt, ps, replay, grads).
+    ``replay_dtype``: the replay's arithmetic; ``bits``: its uniforms (default 53 for float64 runs, 24 for float32)."""
     w0, c = _problem(dtype)
     opt, ps = _make(name, w0, dtype=dtype)
-    rep = _Replay(name, [w.double().numpy() for w in w0], bits=53 if dtype == F64 else 24)
+    rep = _Replay(name, [w.double().numpy() for w in w0], bits=bits or (53 if dtype == F64 else 24),
+                  dtype=replay_dtype)
     for k in range(n_steps):
         if isinstance(opt, AskewSGD):
             opt.set_epoch(k // EPOCH_EVERY)
@@ -244,6 +248,70 @@ def test_float32_steps_within_the_bound_of_the_float64_replay_and_on_the_same_gr
     print(f"{name}: {worst:.2f} float32 ulp, {flips} flips, {on_grid} values on the grid")
     assert worst <= FLOAT32_ULPS[CASES[name][0]], f"{name}: {worst:.2f} float32 ulp"
     assert flips == 0, f"{name}: {flips} grid values differ"
+
+
+def _float32_trajectory_mismatch(name, n_steps=40, replay_dtype="float32", bits=None):
+    """Run float32 torch and the float32 replay side by side, the replay on its own outputs (no resync): the first
+    (step, what) that differs bit for bit, or None.  SAWB: the replay takes the float32 scale torch used."""
+    sawb = CASES[name][1].get("scale") == "sawb"
+    for k, opt, ps, rep, grads, _before in _run_with_replay(name, n_steps=n_steps, dtype=torch.float32,
+                                                            replay_dtype=replay_dtype, bits=bits):
+        for i, p in enumerate(ps):
+            scale = float(opt.state[p]["scale"]) if sawb else None
+            rep.step(i, grads[i], t=k + 1, step=k, epoch=getattr(opt, "epoch", 0), scale=scale)
+            if not np.array_equal(p.detach().double().numpy(), np.asarray(rep.w[i], dtype=np.float64)):
+                return k, f"parameter {i}"
+            if rep.kind == "bc" and not np.array_equal(_torch_state(opt, p), rep.latent[i]):
+                return k, f"latent {i}"
+            for key, mine in (("m", rep.m[i]), ("v", rep.v[i])):
+                if key in opt.state[p] and not np.array_equal(opt.state[p][key].double().numpy(), mine):
+                    return k, f"{key} {i}"
+    return None
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_float32_trajectory_equals_the_float32_replay_bit_for_bit(name):
+    """float32 torch against ``dtype="float32"`` replays (the fast path's float32 operations in torch's order,
+    constants rounded to float32, Adam's √ via float64, 24-bit uniforms): 40 steps of two parameters in two
+    groups, the replay running free on its own float32 outputs -- every value (θ or w_b, latent, m, v) equal at
+    every step.  (Against the float64 replay the same runs differ by up to 4.8 float32 ulp, and AskewSGD on the
+    crosscheck problem by 10.8.)"""
+    assert _float32_trajectory_mismatch(name) is None
+
+
+@pytest.mark.parametrize("name", ["askewsgd[binary,sgd]", "askewsgd[adam,eps schedule,no clamp]",
+                                  "binaryconnect[stochastic,adam]", "proxquant[17 levels,momentum]"])
+def test_float32_parity_catches_float64_arithmetic_in_the_replay(name):
+    """Mutation of the replay: float64 arithmetic (the uniforms kept at 24 bits) on the float32 run's values --
+    not the float32 fast path's roundings, so the free-running comparison leaves it within a few steps."""
+    assert _float32_trajectory_mismatch(name, n_steps=20, replay_dtype="float64") is not None
+
+
+def test_float32_binarization_uses_24_bit_uniforms():
+    """BinaryConnect's float32 uniforms have 24 bits.  A latent weight whose up-probability is p = u_24 + 2^-25
+    (u_24 its own uniform; p exact in float32 for p in [1/4, 1/2)) rounds up with the 24-bit uniform always;
+    with the 53-bit one (u_53 in [u_24, u_24 + 2^-24), rounded to float32's 2^-26 there) only when that is
+    below p, a quarter of the time.  The float32 default path equals the 24-bit replay on all such weights;
+    the 53-bit replay (mutation) differs on 748 of the 1000 here."""
+    from refimpl.counter_rng import stream_key, uniforms
+
+    n = 4096
+    u24 = uniforms(stream_key(SEED, 0, 0, BINARIZE_STREAM), n, bits=24)
+    pick = (u24 >= 0.25) & (u24 < 0.5 - 2.0 ** -24)
+    p_up = np.where(pick, u24 + 2.0 ** -25, 0.375)
+    latent = (2.0 * p_up - 1.0).astype(np.float32)  # z = (w + 1)/2 = p_up exactly in float32
+    assert np.array_equal(((latent + np.float32(1.0)) / np.float32(2.0)).astype(np.float64), p_up)
+    p = torch.nn.Parameter(torch.from_numpy(latent.copy()))
+    opt = BinaryConnect([p], 1e-3, stochastic=True, seed=SEED)
+    p.grad = torch.zeros_like(p)
+    opt.step()  # latent unchanged; w_b from the stream at step 0
+    assert torch.equal(opt.state[p]["latent"], torch.from_numpy(latent))
+    kw = dict(levels=binary_levels(), scale=1.0, stochastic=True, seed=SEED, step=0, param_index=0, dtype="float32")
+    got = p.detach().numpy()
+    assert np.array_equal(got, replay_binarize(latent, **kw))
+    assert np.all(got[pick] == 1.0)
+    wrong = replay_binarize(latent, bits=53, **kw)
+    assert np.sum(wrong[pick] != got[pick]) > 0.3 * np.sum(pick), (np.sum(wrong[pick] != got[pick]), np.sum(pick))
 
 
 # ------------------------------------------------------------------------------------------ mutations
@@ -510,6 +578,17 @@ BAD_REPLAY_CALLS = {
     "base": (lambda: replay_binaryconnect_step(np.zeros(3), np.zeros(3), t=1, lr=0.1, levels=binary_levels(),
                                                scale=1.0, base="rmsprop", stochastic=False, seed=0, step=0,
                                                param_index=0), ("base", "'rmsprop'")),
+    "dtype=float16": (lambda: replay_askewsgd_step(np.zeros(3), np.zeros(3), t=1, lr=0.1, eps=0.1, alpha=1.0,
+                                                   levels=binary_levels(), scale=1.0, base="sgd", dtype="float16"),
+                      ("dtype", "'float16'")),
+    "dtype=float32 (proxquant, t=0)": (lambda: replay_proxquant_step(np.zeros(3), np.zeros(3), t=0, lr=0.1,
+                                                                     lambda_rate=0.1, levels=binary_levels(),
+                                                                     scale=1.0, base="adam", dtype="float32"),
+                                       ("t", "0")),
+    "dtype=float32 grad shape": (lambda: replay_binaryconnect_step(np.zeros(3), np.zeros(4), t=1, lr=0.1,
+                                                                   levels=binary_levels(), scale=1.0, base="sgd",
+                                                                   stochastic=False, seed=0, step=0, param_index=0,
+                                                                   dtype="float32"), ("grad", "(4,)")),
 }
 
 
