@@ -143,7 +143,7 @@ class _SGHMCBase(NoisyOptimizer):
     def _fast_update_group(self, todo, keys) -> list | None:
         """All parameters of the step in one call of :func:`torchport.fast.sghmc_step_group` (the same bits as
         :meth:`_fast_update` per parameter); None (per-parameter calls) where ``fast._group_members`` says so."""
-        members = F._group_members(todo, keys)
+        members = F._group_members(todo, keys, (self.weight_format, self.grad_format, self.velocity_format))
         if members is None:
             return None
         m = self._fast_mode
