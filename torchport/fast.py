@@ -718,16 +718,15 @@ def sghmc_step_group(ps: Sequence[torch.Tensor], gs: Sequence[torch.Tensor], acc
 
 
 def _group_members(todo, keys: torch.Tensor, formats: Sequence[Any] = ()) -> list | None:
-    """[(group args, index, p), ...] of a step's ``todo`` for one grouped call, or None: a block format
-    (BFP, MX, NVFP4) among ``formats``, more than ``GROUP_MAX`` parameters, a parameter off the keys'
-    device, or a non-contiguous one (its 2-D view would be a copy, and the results are written back
-    through the views).
+    """[(group args, index, p), ...] of a step's ``todo`` for one grouped call, or None: a BFP format
+    among ``formats``, more than ``GROUP_MAX`` parameters, a parameter off the keys' device, or a
+    non-contiguous one (its 2-D view would be a copy, and the results are written back through the views).
 
-    Block formats keep one call per parameter: in one graph over all parameters inductor's code for
-    their per-row reductions was slower than the separate graphs (MLP LP-F bfp:8:0 step alone, 1 thread,
-    compiled: 2152 us grouped, 807 us per parameter; fixed:8:6: 445 us grouped, 547 us per parameter).
+    BFP keeps one call per parameter: in one graph over all parameters inductor's code for its per-row
+    block exponents was slower than the separate graphs (MLP step alone, 1 thread, compiled, side by side:
+    LP-F bfp:8:0 2152 us grouped, 807 us per parameter; fixed:8:6 445 / 547 us; mxfp8_e4m3 3919 / 4346 us).
     """
-    if any(isinstance(f, (BlockFloatingPoint, MXFormat, NVFP4)) for f in formats):
+    if any(isinstance(f, BlockFloatingPoint) for f in formats):
         return None
     members = [(args, i, p) for args, ms in todo for i, p in ms]
     if len(members) > GROUP_MAX or any(p.device != keys.device or not p.is_contiguous() for _, _, p in members):

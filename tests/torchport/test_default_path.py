@@ -169,8 +169,7 @@ def test_one_grouped_call_equals_one_call_per_parameter(name, make, dtype, monke
     parameters and state of one sgld_step / sghmc_step call per parameter bit for bit, with two groups (their own
     lr) and a parameter without a gradient at one step (it keeps its index)."""
     grouped, per_param, n_grouped, n_per = _grouped_vs_per_parameter(make, dtype, monkeypatch)
-    block = any(f in name for f in ("bfp", "mx"))  # block formats keep one call per parameter (fast._group_members)
-    assert (n_grouped, n_per) == (0 if block else 4, 0)
+    assert (n_grouped, n_per) == (0 if "bfp" in name else 4, 0)  # BFP: one call per parameter (fast._group_members)
     assert all(torch.equal(a, b) for a, b in zip(grouped, per_param)), name
 
 
