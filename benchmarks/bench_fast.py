@@ -4,7 +4,8 @@
 
 1. Full training iteration (forward, backward, optimizer step) on the project's SmallCNN
    (batch 64, 1×28×28) and MLP (784-100-10, batch 128) for each LP method, fast path
-   (``torchport.fast``, float32; compiled with ``--compile``) and exact path
+   (``torchport.fast.FastLowPrecisionSGLD/SGHMC``, i.e. ``LowPrecisionSGLD/SGHMC(exact=False)``, float32;
+   compiled with ``--compile``: one graph per step for all parameters) and exact path
    (``torchport.optim``, float64 quantizers), against ``torch.optim.SGD(foreach=True)``:
    "× slower" = t(method iteration) / t(SGD iteration); goals ≤ 1.5 (CNN) and ≤ 2 (MLP).
 2. Quantizers on 2^22 float32 values: throughput relative to a tensor copy
@@ -41,7 +42,9 @@ METHODS = [  # (label, family, kwargs)
     ("sgld_vc bfp:8:0", "sgld", dict(weight_format="bfp:8:0", accumulator="low", variance_corrected=True)),
     ("sgld_lp_f bfp:8:0", "sgld", dict(weight_format="bfp:8:0", accumulator="full")),
     ("sghmc_lp_f fixed:8:6", "sghmc", dict(weight_format="fixed:8:6", accumulator="full")),
+    ("sghmc_lp_l fixed:8:6", "sghmc", dict(weight_format="fixed:8:6", accumulator="low")),
     ("sghmc_vc fixed:8:6", "sghmc", dict(weight_format="fixed:8:6", accumulator="low", variance_corrected=True)),
+    ("sghmc_vc bfp:8:0", "sghmc", dict(weight_format="bfp:8:0", accumulator="low", variance_corrected=True)),
     ("sgld_lp_f mxfp8_e4m3", "sgld", dict(weight_format="mxfp8_e4m3", accumulator="full")),
     ("sgld_vc mxfp8_e4m3", "sgld", dict(weight_format="mxfp8_e4m3", accumulator="low", variance_corrected=True)),
 ]
