@@ -4,12 +4,13 @@ Every optimizer in :mod:`torchport.optim` is a ``torch.optim.Optimizer`` whose
 ``step`` computes one update of a spec equation.  This base class owns what is
 common to all of them (the STYLE.md "driver" role, on the torch side):
 
-* **Two paths.**  ``SGLD``, ``LowPrecisionSGLD``, ``SGHMC`` and ``LowPrecisionSGHMC``
-  (``fast_path_available``) run by default (``exact=False``) the fused counter-stream
-  update of :mod:`torchport.fast` (:meth:`NoisyOptimizer._fast_step`; seed and step count
-  in :class:`torchport.optim._fastpath.CounterStream`, lazy finite flags read by
-  :meth:`NoisyOptimizer.check_finite`).  ``exact=True`` -- the only path of the other
-  optimizers -- is everything described below.  docs/torchport.md, "Two paths".
+* **Two paths.**  Every optimizer of :mod:`torchport.optim` (``fast_path_available``) runs
+  by default (``exact=False``) a fused counter-stream update computed in the parameter's
+  dtype (:meth:`NoisyOptimizer._fast_step`, which calls the class's ``_fast_update_group``
+  -- one compiled call for all parameters, SGLD/SGHMC -- or ``_fast_update`` per parameter;
+  seed and step count in :class:`torchport.optim._fastpath.CounterStream`, lazy finite
+  flags read by :meth:`NoisyOptimizer.check_finite`).  ``exact=True`` is everything
+  described below.  docs/torchport.md, "Two paths".
 * **Explicit randomness.**  One ``torch.Generator`` per optimizer (``seed=`` or
   ``generator=``; never the global RNG).  Its state is part of
   ``state_dict()``, so save + resume continues bit for bit.
