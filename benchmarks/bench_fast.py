@@ -1,6 +1,7 @@
 """Fast path vs exact path vs SGD and qtorch, as ratios measured side by side in one run (issue 11 item 4).
 
-    python benchmarks/bench_fast.py [--compile] [--quick]      (or: qlangevin bench fast -- --compile)
+    python benchmarks/bench_fast.py [--compile] [--quick] [--only training|other|quantizers] [--model cnn|mlp]
+    (or: qlangevin bench fast -- --compile)
 
 1. Full training iteration (forward, backward, optimizer step) on the project's SmallCNN
    (batch 64, 1×28×28) and MLP (784-100-10, batch 128) for each LP method, fast path
@@ -8,11 +9,18 @@
    compiled with ``--compile``: one graph per step for all parameters) and exact path
    (``torchport.optim``, float64 quantizers), against ``torch.optim.SGD(foreach=True)``:
    "× slower" = t(method iteration) / t(SGD iteration); goals ≤ 1.5 (CNN) and ≤ 2 (MLP).
+   The other methods (``--only other``): QSGLD (stochastic rounding; SGD and Adam directions), CTLD
+   (the potential N·L passed as the loss tensor, as torchport/train.py passes it), AskewSGD,
+   BinaryConnect (stochastic) and ProxQuant (SGD and Adam bases), default path (compiled with
+   ``--compile``) and exact path (``exact=True``), against SGD(foreach=True) and, for the rows whose
+   direction or base is Adam, also against ``torch.optim.Adam(foreach=True)``.
 2. Quantizers on 2^22 float32 values: throughput relative to a tensor copy
    ("× copy" = t(copy)/t(quantizer), bigger is better, goal ≥ 0.3) and to qtorch
    ("× qtorch" = t(qtorch)/t(fast), bigger is better, goal > 1; qtorch has no MX).  Also
    the counter RNG alone (uniforms, normals) relative to a copy and in ns per element,
-   the bound of every stochastic quantizer.
+   the bound of every stochastic quantizer.  The "exact × copy" column times
+   ``torchport.quantize``'s exact path (``exact=True``: float64, generator noise); the functions'
+   default is the fast path.
 
 Compilation happens in the untimed warm-up call.  Random inputs only (no data files).
 """
@@ -33,6 +41,7 @@ from torchport import counter_rng as cr
 from torchport import fast as F
 from torchport import models as tm
 from torchport import quantize as tq
+from torchport import optim as topt
 from torchport.optim import LowPrecisionSGHMC, LowPrecisionSGLD
 
 METHODS = [  # (label, family, kwargs)
@@ -47,6 +56,21 @@ METHODS = [  # (label, family, kwargs)
     ("sghmc_vc bfp:8:0", "sghmc", dict(weight_format="bfp:8:0", accumulator="low", variance_corrected=True)),
     ("sgld_lp_f mxfp8_e4m3", "sgld", dict(weight_format="mxfp8_e4m3", accumulator="full")),
     ("sgld_vc mxfp8_e4m3", "sgld", dict(weight_format="mxfp8_e4m3", accumulator="low", variance_corrected=True)),
+]
+
+NUM_DATA = 60000  # the N of the scaling contract (torchport/train.py build_optimizer), MNIST-sized
+
+OTHER_METHODS = [  # (label, torchport.optim class, kwargs, baseline: "sgd" or "adam"), as train.py builds them
+    ("qsgld SR, SGD", "QSGLD", dict(lr=0.01, temperature=1.0 / NUM_DATA, rounding="stochastic"), "sgd"),
+    ("qsgld SR, Adam", "QSGLD", dict(lr=0.01, temperature=1.0 / NUM_DATA, rounding="stochastic",
+                                     optimizer="adam"), "adam"),
+    ("ctld", "CTLD", dict(lr=0.01 / NUM_DATA, temperature=1.0), "sgd"),
+    ("askewsgd, SGD", "AskewSGD", dict(lr=0.01), "sgd"),
+    ("askewsgd, Adam", "AskewSGD", dict(lr=0.01, base="adam"), "adam"),
+    ("binaryconnect SR, SGD", "BinaryConnect", dict(lr=0.01, stochastic=True), "sgd"),
+    ("binaryconnect SR, Adam", "BinaryConnect", dict(lr=0.01, stochastic=True, base="adam"), "adam"),
+    ("proxquant, SGD", "ProxQuant", dict(lr=0.01), "sgd"),
+    ("proxquant, Adam", "ProxQuant", dict(lr=0.01, base="adam"), "adam"),
 ]
 
 
@@ -80,12 +104,36 @@ def _iteration(model, x, y, opt):
     return it
 
 
-def _paired_ratio(fn, base, repeat):
-    """min t(fn) / min t(base), the two timed alternately (A B A B ...) so that load changes hit both."""
+def _other_optimizer(model, cls_name, kwargs, path, compile_):
+    """One of OTHER_METHODS on ``path`` ("fast": the default path, compiled if ``compile_``; "exact")."""
+    kw = dict(kwargs, seed=0, exact=path == "exact")
+    if path == "fast":
+        kw["compile"] = compile_
+    return getattr(topt, cls_name)(model.parameters(), **kw)
+
+
+def _other_iteration(model, x, y, opt):
+    """Forward, backward, step.  CTLD runs in U units (torchport/train.py): gradient N·∇L and the potential
+    N·L, passed as the loss tensor (no host read on the default path)."""
+    if isinstance(opt, topt.CTLD):
+        def it():
+            opt.zero_grad(set_to_none=False)
+            u = NUM_DATA * torch.nn.functional.cross_entropy(model(x), y)
+            u.backward()
+            opt.step(potential=u.detach())
+        return it
+    return _iteration(model, x, y, opt)
+
+
+def _paired_ratio(fn, base, repeat, warmup=1):
+    """min t(fn) / min t(base), the two timed alternately (A B A B ...) so that load changes hit both.
+
+    ``warmup`` untimed calls of each first (compilation; a second call catches a recompile)."""
     import time
 
-    fn()
-    base()
+    for _ in range(warmup):
+        fn()
+        base()
     t_fn, t_base = [], []
     for _ in range(repeat):
         for f, acc in ((base, t_base), (fn, t_fn)):
@@ -100,7 +148,7 @@ def bench_training(args):
     print(f"{'model':5s} {'method':24s} {'fast × slower':>14s} {'exact × slower':>15s}   "
           "(vs SGD(foreach=True), timed alternately)")
     rows = []
-    for name in ("cnn", "mlp"):
+    for name in _models(args):
         for label, family, kw in METHODS[: 4 if args.quick else None]:
             if args.match and args.match not in label:
                 continue
@@ -116,6 +164,51 @@ def bench_training(args):
             print(f"{name:5s} {label:24s} {res['fast']:14.2f} {res['exact']:15.2f}   (SGD {t_sgd * 1e3:.2f} ms)",
                   flush=True)
     return rows
+
+
+def _models(args):
+    return ("cnn", "mlp") if args.model is None else (args.model,)
+
+
+def bench_other(args):
+    """QSGLD, CTLD, AskewSGD, BinaryConnect, ProxQuant: default and exact path vs SGD (and Adam) iterations."""
+    print("\n== full training iteration, other methods, float32 parameters ==")
+    print(f"{'model':5s} {'method':24s} {'fast × SGD':>10s} {'exact × SGD':>12s} {'fast × Adam':>12s} "
+          f"{'exact × Adam':>13s}   (× slower, timed alternately)")
+    rows = []
+    methods = OTHER_METHODS[::3] if args.quick else OTHER_METHODS
+    for name in _models(args):
+        for label, cls_name, kw, baseline in methods:
+            if args.match and args.match not in label:
+                continue
+            res = {}
+            for path in ("fast", "exact"):
+                model, x, y = _model(name)
+                opt = _other_optimizer(model, cls_name, kw, path, args.compile)
+                it = _other_iteration(model, x, y, opt)
+                sgd_model, _, _ = _model(name)
+                sgd = torch.optim.SGD(sgd_model.parameters(), lr=0.01, foreach=True)
+                res[path, "sgd"], t_sgd = _paired_ratio(it, _iteration(sgd_model, x, y, sgd), args.repeat, warmup=2)
+                if baseline == "adam":
+                    adam_model, _, _ = _model(name)
+                    adam = torch.optim.Adam(adam_model.parameters(), lr=0.01, foreach=True)
+                    res[path, "adam"], _ = _paired_ratio(it, _iteration(adam_model, x, y, adam), args.repeat,
+                                                         warmup=2)
+            rows.append((name, label, res))
+            cols = [f"{res[k]:.2f}" if k in res else "-" for k in
+                    (("fast", "sgd"), ("exact", "sgd"), ("fast", "adam"), ("exact", "adam"))]
+            print(f"{name:5s} {label:24s} {cols[0]:>10s} {cols[1]:>12s} {cols[2]:>12s} {cols[3]:>13s}   "
+                  f"(SGD {t_sgd * 1e3:.2f} ms)", flush=True)
+    return rows
+
+
+def _exact_quantizer(fmt, rounding, xin, gen):
+    """The exact path of torchport.quantize (exact=True: float64, noise from ``gen``) as a call for the timer."""
+    if rounding == "vc":
+        return lambda: tq.vc_quantize(xin, 1e-6, fmt, gen, exact=True)
+    if rounding == "nearest":
+        return lambda: tq.quantize(xin, fmt, exact=True)
+    return lambda: tq.stochastic_round(xin, fmt, gen, exact=True)
 
 
 def _qtorch():
@@ -183,12 +276,7 @@ def bench_quantizers(args):
                 qfn = (lambda mode=mode: q[2](x, 5, 2, rounding=mode))
             q_ratio, _ = _paired_ratio(qfn, call, args.repeat)  # t(qtorch)/t(fast)
         # exact path (float64 internally, generator noise), timed alternately with a copy
-        if rounding == "vc":
-            exfn = (lambda fmt=fmt, xin=xin: tq.vc_quantize(xin, 1e-6, fmt, gen))
-        elif rounding == "nearest":
-            exfn = (lambda fmt=fmt, xin=xin: tq.quantize(xin, fmt))
-        else:
-            exfn = (lambda fmt=fmt, xin=xin: tq.stochastic_round(xin, fmt, gen))
+        exfn = _exact_quantizer(fmt, rounding, xin, gen)
         ex_ratio, _ = _paired_ratio(exfn, lambda: x.clone(), max(1, args.repeat // 2))
         qcol = f"{q_ratio:9.3f}" if q_ratio is not None else f"{'-':>9s}"
         rows.append((fs, rounding, 1 / ratio_copy, q_ratio, 1 / ex_ratio))
@@ -202,7 +290,9 @@ def main(argv=None):
     ap.add_argument("--compile", action="store_true", help="torch.compile the fast path (compile time untimed)")
     ap.add_argument("--quick", action="store_true", help="fewer methods, 2^18 values (a smoke run)")
     ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--only", choices=("training", "quantizers"), default=None)
+    ap.add_argument("--only", choices=("training", "other", "quantizers"), default=None,
+                    help="training: the LP-SGLD/SGHMC rows; other: QSGLD, CTLD and the netopt methods")
+    ap.add_argument("--model", choices=("cnn", "mlp"), default=None, help="only this model (default: both)")
     ap.add_argument("--match", default=None, help="only methods / quantizers whose label contains this text")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
     args = ap.parse_args(argv)
@@ -215,6 +305,8 @@ def main(argv=None):
           f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}, compile={args.compile}")
     if args.only in (None, "training"):
         bench_training(args)
+    if args.only in (None, "other"):
+        bench_other(args)
     if args.only in (None, "quantizers"):
         bench_quantizers(args)
     return 0
