@@ -472,7 +472,7 @@ def _vc_elem32(mu, var32, xi, ur, uc, se, lo, hi, ties, published, clip, ktop):
     if clip or published:
         theta2 = np.minimum(np.maximum(theta2, lo), hi)
     theta = np.where(branch1, theta1, theta2)
-    theta = np.where(np.isinf(mu), np.where(mu < 0, lo + _F32(0.0) * mu, hi + _F32(0.0) * mu), theta)
+    theta = np.where(np.isinf(mu), np.where(mu < 0, lo + _F32(0.0) * mc, hi + _F32(0.0) * mc), theta)
     return np.where(np.isnan(mu), mu, theta).astype(_F32), branch1
 
 

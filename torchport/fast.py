@@ -194,9 +194,16 @@ def _float_params(code):
             int(code[S.KIND]) == S.KIND_FLOAT or code[S.SATURATE] != 0.0)
 
 
+def _saturation(maxv: float, dtype) -> float:
+    """The format's largest value ``maxv`` as a fill value of ``dtype``: itself, or +inf where it exceeds
+    ``dtype``'s range (qtorch ``FloatingPoint(8, M)`` on float32: up to 2^128·(1 - 2^-(M+1)) > 3.4e38),
+    which is refimpl's float64 saturation cast to float32 (torch.full_like refuses the overflow)."""
+    return maxv if maxv <= torch.finfo(dtype).max else math.inf
+
+
 def _float_overflow(x, maxv, has_inf, saturate):
     if saturate:
-        return torch.copysign(torch.full_like(x, maxv), x)
+        return torch.copysign(torch.full_like(x, _saturation(maxv, x.dtype)), x)
     if has_inf:
         return torch.copysign(torch.full_like(x, math.inf), x)
     return torch.full_like(x, math.nan)
@@ -306,6 +313,8 @@ def _round_tensor(x: torch.Tensor, fmt, code, u: torch.Tensor | None) -> torch.T
     kind = int(code[S.KIND])
     ties = int(code[S.TIES])
     dt = x.dtype
+    if x.numel() == 0:  # nothing to round (BFP/MX blocks of an empty tensor have no maximum)
+        return x.clone()
     if kind == S.KIND_MX:
         return _mx_round(x, fmt, code, u)
     if kind == S.KIND_FIXED:
@@ -338,9 +347,15 @@ def _round_tensor(x: torch.Tensor, fmt, code, u: torch.Tensor | None) -> torch.T
         ok = _isfinite(x) & (x != 0.0)
         xs = torch.where(ok, x, torch.ones_like(x))
         e = torch.clamp(_exponent(xs.abs()), min=emin)
-        z = (xs * _pow2(-e, dt)) * float(2 ** man)  # both scalings exact
-        k = _round_int(z, ties) if u is None else _sr_int(z, u)
-        q = torch.copysign((k * float(2.0 ** -man)) * _pow2(e, dt), x)
+        if emin < 1 - _int_info(dt)[2]:  # exponent range wider than dt's (FloatingPoint(10, M) on float32):
+            # 2^-e of a subnormal x overflows, so scale in two exact steps and round q once (_ldexp)
+            z = _ldexp(xs, -e, dt) * float(2 ** man)
+            k = _round_int(z, ties) if u is None else _sr_int(z, u)
+            q = torch.copysign(_ldexp(k * float(2.0 ** -man), e, dt), x)
+        else:
+            z = (xs * _pow2(-e, dt)) * float(2 ** man)  # both scalings exact
+            k = _round_int(z, ties) if u is None else _sr_int(z, u)
+            q = torch.copysign((k * float(2.0 ** -man)) * _pow2(e, dt), x)
         over = _float_overflow(x, maxv, has_inf, saturate)
         q = torch.where((q.abs() > maxv) | _isinf(x), over, q)
         return torch.where(_isnan(x) | (x == 0.0), x, q)
@@ -410,7 +425,7 @@ def _vc_units(mu, var, xi, ur, uc, se, lo, hi, ties, published, clip, ktop):
     if clip or published:
         theta2 = torch.clamp(theta2, min=lo, max=hi)
     theta = torch.where(branch1, theta1, theta2)
-    theta = torch.where(_isinf(mu), torch.where(mu < 0, lo + 0.0 * mu, hi + 0.0 * mu), theta)
+    theta = torch.where(_isinf(mu), torch.where(mu < 0, lo + 0.0 * mc, hi + 0.0 * mc), theta)
     return torch.where(_isnan(mu), mu, theta), branch1
 
 
@@ -420,21 +435,73 @@ def _escape_uniform(branch1, xi, ur):
     return torch.where(branch1, ur, coin)
 
 
+#: float32 grids 2^se with se below this have 2^-se beyond float32's range (``_pow2(-se)`` is inf): Q^vc
+#: computes those elements in float64 (refimpl.counter_rng._SE_MIN_F32, the float32 replay's threshold)
+_SE_MIN_F32 = -127
+
+
 def _vc_tensor(mu, var: float, fmt, code, xi, ur, uc) -> torch.Tensor:
-    """Q^vc (Q5)/(Q6) of refimpl's ``vc_into`` in mu's dtype, noise tensors of mu's shape."""
+    """Q^vc (Q5)/(Q6) of refimpl's ``vc_into`` in mu's dtype, noise tensors of mu's shape.
+
+    Float32 elements whose grid Δ = 2^se lies below float32's scaling range (se < -127:
+    bfloat16/``FloatingPoint(8, M)`` values below 2^(M-127), zero included; BFP blocks whose
+    maximum is below about 2^(wl-129); fixed point with fl > 127) are computed in float64
+    from the same (float32) μ and noise, and the result rounded once to float32: refimpl's
+    value cast, as the float32 replay ``refimpl.counter_rng._vc32`` defines it.  Such a grid
+    cannot be scaled to units in float32 (2^-se overflows), so float32 arithmetic there gave
+    ± the format's largest value.  For BFP and those float formats on CPU the float64 values
+    are computed only when some element needs them (one host read of the mask: a graph break
+    under torch.compile; Q^vc of bfp:8:0 on 100×784 float32 without such elements, compiled,
+    1 thread: 1.35× the kernel without the check, against 3.5× for computing float64 always);
+    on other devices they are always computed and selected (no host synchronisation).
+    """
     kind = int(code[S.KIND])
-    ties = int(code[S.TIES])
     flags = int(code[S.VC_FLAGS])
     if flags & S.VC_SPEC_CLIP_BIT:
         raise ValueError("the spec-clip test hook (VC_SPEC_CLIP_BIT) is not supported on the fast path")
-    published = bool(flags & S.VC_PUBLISHED_BIT) and kind != S.KIND_FIXED
-    dt = mu.dtype
+    if mu.numel() == 0:  # nothing to round (BFP/MX blocks of an empty tensor have no maximum)
+        return mu.clone()
     if kind == S.KIND_MX:
         return _mx_vc(mu, var, fmt, code, xi, ur, uc)
+    if mu.dtype != torch.float32:
+        return _vc_grid(mu, var, fmt, code, xi, ur, uc)[0]
+
+    def in_float64(theta, tiny, mu, xi, ur, uc):
+        f64 = torch.float64
+        wide = _vc_grid(mu.to(f64), var, fmt, code, xi.to(f64), ur.to(f64), uc.to(f64))[0].to(torch.float32)
+        return wide if tiny is None else torch.where(tiny, wide, theta)
+
+    if kind == S.KIND_FIXED and math.frexp(float(code[S.FIXED_DELTA]))[1] - 1 < _SE_MIN_F32:
+        return in_float64(None, None, mu, xi, ur, uc)
+    theta, tiny = _vc_grid(mu, var, fmt, code, xi, ur, uc)
+    if tiny is None:
+        return theta
+    operands = (theta, tiny, mu, xi, ur, uc)
+    if mu.device.type != "cpu":  # no host read on an asynchronous device: compute and select
+        return in_float64(*operands)
+    return in_float64(*operands) if _any_on_host(tiny) else theta
+
+
+@torch.compiler.disable
+def _any_on_host(mask: torch.Tensor) -> bool:
+    """bool(mask.any()) read on the host; a graph break under torch.compile (outside the traced graph, so no
+    data-dependent-branch warning).  CPU only: nothing to synchronise with."""
+    return bool(mask.any())
+
+
+def _vc_grid(mu, var: float, fmt, code, xi, ur, uc) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """:func:`_vc_tensor` for fixed point, BFP and floats in mu's dtype: (θ, mask of the elements whose
+    grid has se < ``_SE_MIN_F32``, or None where there can be none: float64, or a float format whose
+    finest grid is coarser)."""
+    kind = int(code[S.KIND])
+    ties = int(code[S.TIES])
+    published = bool(int(code[S.VC_FLAGS]) & S.VC_PUBLISHED_BIT) and kind != S.KIND_FIXED
+    dt = mu.dtype
+    f32 = dt == torch.float32
     if kind == S.KIND_FIXED:
         delta, lo, hi = float(code[S.FIXED_DELTA]), float(code[S.FIXED_LO]), float(code[S.FIXED_HI])
         se = torch.tensor(math.frexp(delta)[1] - 1, dtype=_int_info(dt)[0], device=mu.device)
-        return _vc_units(mu, var, xi, ur, uc, se, lo, hi, ties, False, True, None)[0]
+        return _vc_units(mu, var, xi, ur, uc, se, lo, hi, ties, False, True, None)[0], None
     if kind == S.KIND_BFP:
         wl = int(code[S.BFP_WL])
         rows, back = _blocks(mu, fmt.dim)
@@ -472,11 +539,14 @@ def _vc_tensor(mu, var: float, fmt, code, xi, ur, uc) -> torch.Tensor:
             zq = torch.where(ym > 0, zq, torch.zeros_like(zq))
             zq = torch.where(_isnan(rows), rows, zq)
             q = torch.where(found, q, zq)
+            tiny = torch.where(found, se < _SE_MIN_F32, (ym > 0) & (ez < _SE_MIN_F32)) if f32 else None
         else:
             q = torch.where(found, q, torch.where(_isnan(rows), rows, torch.zeros_like(rows)))
-        return back(q)
+            tiny = found & (se < _SE_MIN_F32) if f32 else None
+        return back(q), (None if tiny is None else back(tiny.expand_as(rows)))
     if kind in (S.KIND_FLOAT, S.KIND_IEEE):
         emin, man, maxv, has_inf, saturate = _float_params(code)
+        maxv = _saturation(maxv, dt)  # float32 and qtorch FloatingPoint(8, M): +inf (the replay's float32 max)
         am = mu.abs()
         small = (am == 0.0) | _isnan(am)
         se = torch.where(small, emin - man,
@@ -491,7 +561,8 @@ def _vc_tensor(mu, var: float, fmt, code, xi, ur, uc) -> torch.Tensor:
         t2 = torch.floor(ts * _pow2(-ue, dt) + u) * _pow2(ue, dt)
         t2 = torch.where(_isinf(t), t, t2)
         t2 = torch.where(t2.abs() > maxv, torch.copysign(torch.full_like(t2, maxv), t2), t2)
-        return torch.where(out_, t2, t)
+        tiny = se < _SE_MIN_F32 if f32 and emin - man < _SE_MIN_F32 else None
+        return torch.where(out_, t2, t), tiny
     raise ValueError(f"unsupported format kind {kind}")
 
 
@@ -561,7 +632,11 @@ def stochastic_round_fast(x: torch.Tensor, fmt: FastFormat, *, seed: int, step: 
     """Q^s(x) = Δ·(⌊x/Δ⌋ + [u_k < frac]) with counter uniforms (key(seed, step, param, stream), element start+i).
 
     Bias in [0, 2^-k·Δ), k = 53 (float64) or 24 (float32): refimpl.counter_rng.  ``start``
-    offsets the element index (a shard of a larger tensor); BFP needs ``start=0``.
+    offsets the element index: element i (C order) uses uniform start + i.  The blocks of BFP
+    and MX/NVFP4 are those of ``x`` itself, so for a shard of a larger tensor (x = the
+    tensor's rows r0.., ``start`` = r0·row length) the result is the tensor's result on those
+    rows when every block lies within rows -- BFP ``dim=0``, MX/NVFP4 ``axis=-1`` -- and
+    not for BFP ``dim=None`` (one block over the whole tensor) or ``dim > 0``.
     """
     _check_float_tensor(x, "x")
     _check_format(fmt)
@@ -822,11 +897,12 @@ def _layout(formats):
 def _view(t, mode):
     if t is None or mode is None:
         return t
+    # explicit sizes, not -1: a (0, 4) parameter has no size to infer
     if mode == "first" and t.dim() > 0:
-        return t.reshape(t.shape[0], -1)
+        return t.reshape(t.shape[0], math.prod(t.shape[1:]))
     if mode == "last" and t.dim() > 0:
-        return t.reshape(-1, t.shape[-1])
-    return t.reshape(1, -1)
+        return t.reshape(math.prod(t.shape[:-1]), t.shape[-1])
+    return t.reshape(1, t.numel())
 
 
 def _check_axes(params, formats) -> None:

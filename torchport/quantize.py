@@ -76,7 +76,7 @@ from refimpl.formats import (
     parse_format,
     with_options,
 )
-from refimpl.slots import FLOAT_MAX, KIND, KIND_FLOAT, KIND_IEEE, KIND_MODULES, KIND_NONE
+from refimpl.slots import KIND, KIND_MODULES, KIND_NONE
 from torchport import counter_rng as _cr
 from torchport import fast as _fast
 from torchport.kernels.bfp import _bfp_block_exp, _blocks  # noqa: F401  (kept importable)
@@ -331,18 +331,11 @@ def _check_fast(fmt, name: str = "fmt"):
     return check_fast_format(fmt, name)
 
 
-def _fast_work(x: torch.Tensor, fmt) -> torch.Tensor:
+def _fast_work(x: torch.Tensor) -> torch.Tensor:
     """x in the dtype the default path computes in: float64/float32 as they are, float16/bfloat16 as
-    float32 -- except a float format whose largest value exceeds float32's range (qtorch
-    ``FloatingPoint`` with exp >= 8), computed in float64 (torchport.fast's float32 saturation
-    cannot hold its range; the float32 result is then the float64 one cast: ±max -> ±inf)."""
-    if x.dtype == torch.float64:
-        return x
-    if fmt is not None:
-        code = fmt.code
-        if int(code[KIND]) in (KIND_FLOAT, KIND_IEEE) and float(code[FLOAT_MAX]) > torch.finfo(torch.float32).max:
-            return x.to(torch.float64)
-    return x if x.dtype == torch.float32 else x.to(torch.float32)
+    float32 (every format, qtorch ``FloatingPoint(8, M)`` included: torchport.fast saturates its
+    float32 results beyond float32's range to ±inf, refimpl's float64 value cast)."""
+    return x if x.dtype in (torch.float64, torch.float32) else x.to(torch.float32)
 
 
 def _sr_keyed(x: torch.Tensor, fmt, key: torch.Tensor) -> torch.Tensor:
@@ -351,7 +344,7 @@ def _sr_keyed(x: torch.Tensor, fmt, key: torch.Tensor) -> torch.Tensor:
     (the callers check); ``torchport.nn`` passes keys computed on the device."""
     if fmt is None or x.numel() == 0:
         return x.clone()
-    w = _fast_work(x, fmt)
+    w = _fast_work(x)
     u = _cr.uniforms(key.to(w.device), w.numel(), dtype=w.dtype, device=w.device).reshape(w.shape)
     return _fast._round_tensor(w, fmt, _fast._code(fmt), u).to(x.dtype)
 
@@ -360,7 +353,7 @@ def _nearest_fast(x: torch.Tensor, fmt, ties) -> torch.Tensor:
     """Q^d of x on the default path (:func:`torchport.fast.quantize_fast` in :func:`_fast_work`'s dtype)."""
     if fmt is None or x.numel() == 0:
         return x.clone()
-    return _fast.quantize_fast(_fast_work(x, fmt), fmt, ties=ties).to(x.dtype)
+    return _fast.quantize_fast(_fast_work(x), fmt, ties=ties).to(x.dtype)
 
 
 def _sr_stream_key(seed: int, step: int, index: int, device) -> torch.Tensor:
@@ -681,7 +674,7 @@ def vc_quantize(mu: torch.Tensor, var: float | torch.Tensor, fmt: Format | None,
     key = _draw_counter_seed(source)
     if fmt is None or mu.numel() == 0:
         return mu.clone()
-    w = _fast_work(mu, fmt)
+    w = _fast_work(mu)
     return _fast.vc_quantize_fast(w, v, fmt, seed=key, step=step, param_index=index, ties=ties,
                                   vc_published=vc_bfp_published).to(mu.dtype)
 

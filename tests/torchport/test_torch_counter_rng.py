@@ -147,9 +147,6 @@ def test_float32_vc_replay_equals_the_fast_path_fed_the_same_noise(fmt_text):
     assert differs64 > 0
 
 
-@pytest.mark.xfail(strict=True, reason="torchport.fast float32 Q^vc: 2^-se overflows float32 for grids below 2^-127 "
-                                      "(bfloat16 |mu| < 2^-120 or 0, BFP blocks below ~2^-121): result ±max of the "
-                                      "format (reported; torchport/fast.py is not this test's owner's)")
 @pytest.mark.parametrize("fmt_text, mu", [("ieee:bfloat16", 0.0), ("ieee:bfloat16", 1e-39), ("bfp:8:0", 1e-39)])
 def test_float32_fast_vc_on_grids_below_float32_range_is_refimpls(fmt_text, mu):
     from refimpl.formats import parse_format
