@@ -493,9 +493,8 @@ def _vc32(mu: np.ndarray, var: float, fmt, xi, ur, uc, ties=None, vc_published=F
 
     Elements whose grid Δ = 2^se has se < -127 (bfloat16 values below 2^-120, zero included; BFP
     blocks whose maximum is below about 2^-121), where 2^-se overflows float32, get refimpl's float64
-    result rounded to float32 instead: the float32 fast path cannot scale by 2^-se there (its result
-    there was ±max of the format when this was written -- a bug, reported; the replay gives the value a
-    correct implementation rounds to, so the comparison shows it)."""
+    result rounded to float32 instead, as the float32 fast path does there (it cannot scale by 2^-se
+    in float32 and computes those elements in float64; tests/torchport/test_fast_edge_cases.py)."""
     from refimpl.formats import with_options
 
     code = with_options(fmt.code, ties=ties, vc_published=vc_published)

@@ -165,9 +165,9 @@ def test_empty_zero_dim_and_identity():
 
 
 def test_float_formats_beyond_float32_range_on_float32_inputs():
-    """qtorch FloatingPoint(8, M) saturates at 2^128 (2 - 2^-M) > float32's max: the default path computes
-    these in float64 (torchport.fast's float32 kernel cannot hold that range) -- nearest equals exact
-    (±max shows as ±inf in float32), and SR stays within one grid gap."""
+    """qtorch FloatingPoint(8, M) saturates at 2^128 (2 - 2^-M) > float32's max: on float32 inputs the
+    default path's saturation gives ±inf (refimpl's ±max cast to float32) -- nearest equals exact, and SR
+    stays within one grid gap."""
     x = torch.tensor([1.0, 3e38, -3.4e38, float("inf"), 1e-45, 0.1], dtype=torch.float32)
     for fmt in (FloatingPoint(8, 7), FloatingPoint(8, 23)):
         assert _bits_equal(tq.quantize(x, fmt), tq.quantize(x, fmt, exact=True))
