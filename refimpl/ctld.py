@@ -511,9 +511,11 @@ ALPHA_STREAM = "xi"
 _STATE_KEYS = ("alpha", "alpha_velocity", "phase", "steps", "counts", "ubar")
 
 
-def _replay_alpha(a, va, counts, ubar, U, xa, T, o):
-    """The α block of (C5) and the histogram update (C3) at α_t, in Python floats: the operations of
-    ``torchport.optim.CTLD``'s exact path in the same order.  ``counts``/``ubar`` are lists, updated in place."""
+def _alpha_update(a, va, counts, ubar, U, xa, T, o):
+    """The α block of (C5) and the histogram update (C3) at α_t, in Python floats; returns (α_{t+1}, v_α).
+
+    ``counts``/``ubar`` are lists, updated in place; ``o`` the CTLD options.  One implementation for
+    ``torchport.optim.CTLD``'s exact path (which calls it) and :func:`replay_ctld_step`."""
     d1, d2, gmin, amax, nb = o["delta1"], o["delta2"], o["g_min"], o["alpha_max"], o["n_bins"]
     dga = ctld_coupling_derivative(a, d1, d2, gmin)
     ca, ea = o["c_alpha"], o["eta_alpha"]
@@ -674,7 +676,7 @@ def replay_ctld_step(thetas: Sequence[npt.ArrayLike], velocities: Sequence[npt.A
     xa = float((normals(akey, 1) if normal_source is None else normal_source(akey, 1, np.float64))[0])
     counts = [float(c) for c in st["counts"]]
     ubar = [float(u) for u in st["ubar"]]
-    a_new, va = _replay_alpha(float(st["alpha"]), float(st["alpha_velocity"]), counts, ubar, float(potential), xa,
+    a_new, va = _alpha_update(float(st["alpha"]), float(st["alpha_velocity"]), counts, ubar, float(potential), xa,
                               T, o)
     st.update(alpha=a_new, alpha_velocity=va, counts=counts, ubar=ubar)
     L = o["switch_after"]

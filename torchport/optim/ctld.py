@@ -37,7 +37,7 @@ from typing import Any, Mapping, Optional
 
 import torch
 
-from refimpl.ctld import ALPHA_PARAM_INDEX, ALPHA_STREAM
+from refimpl.ctld import ALPHA_PARAM_INDEX, ALPHA_STREAM, _alpha_update
 from refimpl.formulas import ctld_coupling as _coupling
 from refimpl.formulas import ctld_coupling_derivative as _coupling_derivative
 from refimpl.methods import CTLD_CHOICES, CTLD_OPTIONS
@@ -400,65 +400,16 @@ class CTLD(NoisyOptimizer):
             self.num_steps += 1
             return loss
         a, va = ct["alpha"], ct["alpha_velocity"]
-        d1, d2, gmin, amax, nb = o["delta1"], o["delta2"], o["g_min"], o["alpha_max"], o["n_bins"]
-        ga = _coupling(a, d1, d2, gmin)
-        dga = _coupling_derivative(a, d1, d2, gmin)
-        c_th, ca, ea = o["c_theta"], o["c_alpha"], o["eta_alpha"]
+        d1 = o["delta1"]
+        ga = _coupling(a, d1, o["delta2"], o["g_min"])
+        c_th = o["c_theta"]
         for (p, g, eta), z in zip(triples, xi):
             sd = math.sqrt(2.0 * c_th * eta * T)
             st = self.state[p]
             v = st.get("velocity", torch.zeros_like(p)) * (1.0 - c_th) - g * (eta * ga) + z.to(p.dtype) * sd
             st["velocity"] = v
             p.copy_(p + v)
-        jb = int(math.floor((a + amax) / (2.0 * amax) * nb))
-        jb = 0 if jb < 0 else (nb - 1 if jb >= nb else jb)
-        counts, ubar = ct["counts"], ct["ubar"]
-        if o["bias"] == "abf":
-            force = dga * (U - ubar[jb]) if counts[jb] > 0.0 else dga * U
-        elif o["bias"] == "metadynamics":
-            w = 2.0 * amax / nb
-            jl = jb - 1 if jb > 0 else jb
-            jr = jb + 1 if jb < nb - 1 else jb
-            dV = (ubar[jr] - ubar[jl]) / ((jr - jl) * w) if jr > jl else 0.0
-            force = dga * U + dV
-        else:
-            force = dga * U
-        if o["phi"] == "quadratic":
-            ex = abs(a) - d2
-            if ex > 0.0:
-                force += 2.0 * o["k_c"] * ex * (1.0 if a > 0 else -1.0)
-        va = (1.0 - ca) * va - ea * force + math.sqrt(2.0 * ca * ea * T) * xa
-        a_new = a + va
-        if o["phi"] == "wall":
-            for _ in range(4):
-                if a_new > amax:
-                    a_new, va = 2.0 * amax - a_new, -va
-                elif a_new < -amax:
-                    a_new, va = -2.0 * amax - a_new, -va
-                else:
-                    break
-        jm = nb - 1 - jb
-        if o["bias"] == "metadynamics":
-            hgt = o["meta_height"]
-            sw = o["meta_width"] if o["meta_width"] is not None else 2.0 * amax / nb
-            w = 2.0 * amax / nb
-            for i in range(nb):
-                ai = -amax + (i + 0.5) * w
-                add = hgt * math.exp(-0.5 * ((ai - a) / sw) ** 2)
-                if o["mirror"]:
-                    add += hgt * math.exp(-0.5 * ((ai + a) / sw) ** 2)
-                ubar[i] += add
-            counts[jb] += 1.0
-            if o["mirror"] and jm != jb:
-                counts[jm] += 1.0
-        else:
-            for jj in (jb, jm):
-                if jj == jm and (not o["mirror"] or jm == jb):
-                    continue
-                cnt = counts[jj] + 1.0
-                counts[jj] = cnt
-                om = 1.0 / cnt if o["omega"] == "mean" else (1.0 if cnt == 1.0 else o["omega_const"])
-                ubar[jj] += om * (U - ubar[jj])
+        a_new, va = _alpha_update(a, va, ct["counts"], ct["ubar"], U, xa, T, o)
         ct["alpha"], ct["alpha_velocity"] = a_new, va
         ct["steps"] += 1
         L = o["switch_after"]
