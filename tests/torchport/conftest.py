@@ -1,4 +1,4 @@
-"""torchport test fixtures: the ``backend`` fixture (POT-style) running one test body on refimpl and torchport.
+"""torchport test fixtures: the ``backend`` fixture (POT-style) running one test body on refimpl and torchport (both paths).
 
 A backend exposes NumPy-in / NumPy-out wrappers of the quantizers with a
 generator made from an integer seed, so statistical tests can be written once
@@ -39,29 +39,39 @@ class RefimplBackend:
 
 
 class TorchportBackend:
+    """torchport's quantizers on the default path (``exact = False``) or, subclassed, the exact path."""
+
     name = "torchport"
+    exact = False
 
     @staticmethod
     def generator(seed):
         return torch.Generator().manual_seed(seed)
 
-    @staticmethod
-    def stochastic_round(x, fmt, gen):
-        return tq.stochastic_round(torch.as_tensor(np.asarray(x, dtype=np.float64)), fmt, gen).numpy()
+    @classmethod
+    def stochastic_round(cls, x, fmt, gen):
+        return tq.stochastic_round(torch.as_tensor(np.asarray(x, dtype=np.float64)), fmt, gen,
+                                   exact=cls.exact).numpy()
 
-    @staticmethod
-    def vc_quantize(mu, var, fmt, gen):
-        return tq.vc_quantize(torch.as_tensor(np.asarray(mu, dtype=np.float64)), var, fmt, gen).numpy()
+    @classmethod
+    def vc_quantize(cls, mu, var, fmt, gen):
+        return tq.vc_quantize(torch.as_tensor(np.asarray(mu, dtype=np.float64)), var, fmt, gen,
+                              exact=cls.exact).numpy()
 
     @staticmethod
     def categorical_offset(mu, var, delta, gen):
         return tq.categorical_offset(torch.as_tensor(np.asarray(mu, dtype=np.float64)), var, delta, gen).numpy()
 
 
-BACKENDS = {"refimpl": RefimplBackend, "torchport": TorchportBackend}
+class TorchportExactBackend(TorchportBackend):
+    name = "torchport-exact"
+    exact = True
+
+
+BACKENDS = {"refimpl": RefimplBackend, "torchport": TorchportBackend, "torchport-exact": TorchportExactBackend}
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 def backend(request):
-    """Runs the test once per backend (refimpl, torchport)."""
+    """Runs the test once per backend (refimpl, torchport's default path, torchport's exact path)."""
     return BACKENDS[request.param]

@@ -259,53 +259,7 @@ def test_stochastic_round_brackets_input(values):
     assert bool((torch.minimum(lo, hi) <= x).all()) and bool((torch.maximum(lo, hi) >= x).all())
 
 
-# ------------------------------------------------------------- statistics, both backends
-class _TorchportBackend:
-    """torchport's quantizers on the default path (exact=False) or the exact path, NumPy in and out."""
-
-    exact = False
-
-    @staticmethod
-    def generator(seed):
-        return torch.Generator().manual_seed(seed)
-
-    @classmethod
-    def stochastic_round(cls, x, fmt, gen):
-        return tq.stochastic_round(torch.as_tensor(np.asarray(x, dtype=np.float64)), fmt, gen, exact=cls.exact).numpy()
-
-    @classmethod
-    def vc_quantize(cls, mu, var, fmt, gen):
-        return tq.vc_quantize(torch.as_tensor(np.asarray(mu, dtype=np.float64)), var, fmt, gen,
-                              exact=cls.exact).numpy()
-
-
-class _TorchportExactBackend(_TorchportBackend):
-    exact = True
-
-
-class _RefimplBackend:
-    @staticmethod
-    def generator(seed):
-        return np.random.default_rng(seed)
-
-    @staticmethod
-    def stochastic_round(x, fmt, gen):
-        return rq.stochastic_round(np.asarray(x, dtype=np.float64), fmt, gen)
-
-    @staticmethod
-    def vc_quantize(mu, var, fmt, gen):
-        return rq.vc_quantize(np.asarray(mu, dtype=np.float64), var, fmt, gen)
-
-
-_BACKENDS = {"refimpl": _RefimplBackend, "torchport": _TorchportBackend, "torchport-exact": _TorchportExactBackend}
-
-
-@pytest.fixture(params=sorted(_BACKENDS))
-def backend(request):
-    """refimpl, torchport's default path and torchport's exact path (overrides conftest's two backends)."""
-    return _BACKENDS[request.param]
-
-
+# -------------------------------------------- statistics, every backend (tests/torchport/conftest.py)
 def _sr_moments_check(backend, sr, n=200_000, seed=11):
     """E Q^s(x) = x and Var = p(1-p)Δ² at fixed x (Q2'), tolerance 5 Monte Carlo SE."""
     fmt = FixedPoint(8, 3)
