@@ -343,11 +343,9 @@ class CTLD(NoisyOptimizer):
 
         ``noise=`` ({"xi": ..., "xi_alpha": ...}) feeds pre-drawn noise on the exact path only.
         """
-        if not self.exact:
-            if noise is not None:
-                raise ValueError("noise= feeds the exact path's streams; the default (fast) path draws every number "
-                                 "from the counter stream: construct CTLD with exact=True to pass noise")
-            return self._fast_ctld_step(closure, potential)
+        if not self.exact and noise is not None:
+            raise ValueError("noise= feeds the exact path's streams; the default (fast) path draws every number "
+                             "from the counter stream: construct CTLD with exact=True to pass noise")
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -356,11 +354,11 @@ class CTLD(NoisyOptimizer):
         self._check_groups()
         T = self._check_temperatures()
         U = potential if potential is not None else loss
-        if U is None:
-            if self.ct["phase"] == 1:
-                raise ValueError("CTLD needs the potential: pass closure= returning Ũ(θ) or potential=, "
-                                 "got neither")
-        else:
+        if U is None and self.ct["phase"] == 1:
+            raise ValueError("CTLD needs the potential: pass closure= returning Ũ(θ) or potential=, got neither")
+        if not self.exact:
+            return self._fast_ctld_step(loss, U, T)
+        if U is not None:
             U = self._potential(U)
         active = self._active()
         params = [p for _, ps, _, _ in active for p in ps]
@@ -462,20 +460,12 @@ class CTLD(NoisyOptimizer):
                     mirror=o["mirror"], omega=o["omega"], omega_const=o["omega_const"],
                     meta_height=o["meta_height"], meta_width=o["meta_width"])
 
-    def _fast_ctld_step(self, closure, potential):
-        """One default-path step: every check first (nothing is written if one raises), then the α block on the
+    def _fast_ctld_step(self, loss, U, T):
+        """One default-path step after :meth:`step`'s common checks (``U``: the potential, ``T``: the checked
+        temperature): the remaining checks first (nothing is written if one raises), then the α block on the
         device (phase 1), one fused θ update per parameter with a gradient, the counter and the lazy flags."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        self._check_groups()
-        T = self._check_temperatures()
         o, ct = self.o, self.ct
         phase1 = ct["phase"] == 1
-        U = potential if potential is not None else loss
-        if U is None and phase1:
-            raise ValueError("CTLD needs the potential: pass closure= returning Ũ(θ) or potential=, got neither")
         u = None
         if U is not None and phase1:
             u = self._fast_potential(U)
