@@ -20,8 +20,14 @@ from step to step (lr, ε_t, λ_t, the Adam bias corrections 1−β^t, the SAWB 
 tensors, so the compiled code is not specialised on them; BinaryConnect's stochastic uniforms come
 from the counter stream ``"u_weight"`` (:mod:`refimpl.counter_rng`); there is no host
 synchronisation in ``step()``.  refimpl replays it: :mod:`refimpl.netopt.replay`.
+Parameters are float32 or float64 (float16/bfloat16 are a TypeError); ``compile=None`` means
+compiled unless ``$QLANGEVIN_COMPILE=0``, ``compile=False`` eager; non-finite gradients are
+flagged on the device and reported by ``check_finite()`` (or every ``check_every`` steps)
+naming the parameter.  State: the base optimizer's ``m``/``v``, ``base_steps``,
+``counter_seed`` and ``num_steps`` (resume bit for bit).
 ``exact=True`` is the float64 path op by op (a ``torch.Generator`` for BinaryConnect's
-uniforms, stream ``"u_binarize"``), bit for bit refimpl's ``refimpl.netopt`` optimizers.
+uniforms, stream ``"u_binarize"``), bit for bit refimpl's ``refimpl.netopt`` optimizers (their
+numbers before the default path existed).
 """
 
 from __future__ import annotations
@@ -437,16 +443,8 @@ class AskewSGD(_NetOptimizer):
     keeps its value and optimizer state in that step, and :meth:`check_finite` raises
     ``ValueError`` naming it.  :attr:`n_skewed` is counted on the device (reading it synchronises).
 
-    Path: by default (``exact=False``) each parameter's update is one fused function in the
-    parameter's dtype (float32 or float64; float16/bfloat16 are a TypeError), compiled with
-    ``torch.compile`` unless ``compile=False`` (``compile=None``: compiled unless
-    ``$QLANGEVIN_COMPILE=0``); per-step values are 0-d tensors; no host synchronisation in
-    ``step()``: non-finite gradients are flagged on the device and reported by
-    :meth:`check_finite` (or every ``check_every`` steps) naming the parameter.  State:
-    the base optimizer's ``m``/``v``, ``base_steps``, ``counter_seed`` and ``num_steps``
-    (resume bit for bit).  refimpl replays it (:mod:`refimpl.netopt.replay`).
-    ``exact=True``: the float64 path op by op, bit for bit refimpl's optimizer (its numbers
-    before this path became the default).  docs/torchport.md, "Two paths".
+    Path: ``exact`` (default False), ``compile``, ``check_every``: the module docstring's "Two
+    paths" (docs/torchport.md, "Two paths").
     """
 
     def __init__(self, params: Iterable[torch.nn.Parameter] | Iterable[dict], lr: float, *,
@@ -633,16 +631,8 @@ class BinaryConnect(_NetOptimizer):
     P(upper) = ⌈p·2^k⌉/2^k, a bias in [0, 2^-k·s·spacing) per weight); the construction's
     (and :meth:`binarize_`'s) binarization uses step ``torchport.fast.INIT_STEP``.
 
-    Path: by default (``exact=False``) each parameter's update is one fused function in the
-    parameter's dtype (float32 or float64; float16/bfloat16 are a TypeError), compiled with
-    ``torch.compile`` unless ``compile=False`` (``compile=None``: compiled unless
-    ``$QLANGEVIN_COMPILE=0``); per-step values are 0-d tensors; no host synchronisation in
-    ``step()``: non-finite gradients are flagged on the device and reported by
-    :meth:`check_finite` (or every ``check_every`` steps) naming the parameter.  State:
-    the base optimizer's ``m``/``v``, ``base_steps``, ``counter_seed`` and ``num_steps``
-    (resume bit for bit).  refimpl replays it (:mod:`refimpl.netopt.replay`).
-    ``exact=True``: the float64 path op by op, bit for bit refimpl's optimizer (its numbers
-    before this path became the default).  docs/torchport.md, "Two paths".
+    Path: ``exact`` (default False), ``compile``, ``check_every``: the module docstring's "Two
+    paths" (docs/torchport.md, "Two paths").
     """
 
     def __init__(self, params: Iterable[torch.nn.Parameter] | Iterable[dict], lr: float, *,
@@ -737,16 +727,8 @@ class ProxQuant(_NetOptimizer):
     linear homotopy), R = distance to the nearest grid point s·Q.  Final hard
     quantization: :meth:`quantized`.  No randomness.  Default path: λ_t enters as a 0-d tensor.
 
-    Path: by default (``exact=False``) each parameter's update is one fused function in the
-    parameter's dtype (float32 or float64; float16/bfloat16 are a TypeError), compiled with
-    ``torch.compile`` unless ``compile=False`` (``compile=None``: compiled unless
-    ``$QLANGEVIN_COMPILE=0``); per-step values are 0-d tensors; no host synchronisation in
-    ``step()``: non-finite gradients are flagged on the device and reported by
-    :meth:`check_finite` (or every ``check_every`` steps) naming the parameter.  State:
-    the base optimizer's ``m``/``v``, ``base_steps``, ``counter_seed`` and ``num_steps``
-    (resume bit for bit).  refimpl replays it (:mod:`refimpl.netopt.replay`).
-    ``exact=True``: the float64 path op by op, bit for bit refimpl's optimizer (its numbers
-    before this path became the default).  docs/torchport.md, "Two paths".
+    Path: ``exact`` (default False), ``compile``, ``check_every``: the module docstring's "Two
+    paths" (docs/torchport.md, "Two paths").
     """
 
     def __init__(self, params: Iterable[torch.nn.Parameter] | Iterable[dict], lr: float, *,
