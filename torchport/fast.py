@@ -809,6 +809,14 @@ def _group_members(todo, keys: torch.Tensor, formats: Sequence[Any] = ()) -> lis
     return members
 
 
+def _group_views(tensors: Sequence[torch.Tensor | None], mode) -> list | None:
+    """The ``mode`` views of a grouped call's state tensors (None entries stay None), or None when one is
+    not contiguous: the results are written back through the views, so a view must not be a copy."""
+    if any(t is not None and not t.is_contiguous() for t in tensors):
+        return None
+    return [_view(t, mode) for t in tensors]
+
+
 def _private_copy(fn: Callable[..., Any]) -> Callable[..., Any]:
     """fn with its own code object: dynamo keeps its compiled graphs per code object, at most
     ``recompile_limit`` (8) of them, so optimizers sharing ``sgld_step``'s code would share those

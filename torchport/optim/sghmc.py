@@ -149,11 +149,9 @@ class _SGHMCBase(NoisyOptimizer):
         m = self._fast_mode
         full = self.accumulator == "full"
         ps = [F._view(p, m) for _, _, p in members]
-        accs = [F._view(self.state[p]["accumulator"], m) if full else None for _, _, p in members]
-        if full and not all(self.state[p]["accumulator"].is_contiguous() for _, _, p in members):
-            return None  # written back through views
-        vs = [F._view(self._velocity(p, p), m) for _, _, p in members]
-        if not all(self.state[p]["velocity"].is_contiguous() for _, _, p in members):
+        accs = F._group_views([self.state[p]["accumulator"] if full else None for _, _, p in members], m)
+        vs = F._group_views([self._velocity(p, p) for _, _, p in members], m)
+        if accs is None or vs is None:
             return None
         qs, acc2s, v2s, flags = self._fast_group_fn(
             ps, [F._view(p.grad, m) for _, _, p in members], accs, vs, keys, [i for _, i, _ in members],

@@ -91,9 +91,9 @@ class _FastSGLD:
         m = self._fast_mode
         full = self.accumulator == "full"
         ps = [F._view(p, m) for _, _, p in members]
-        accs = [F._view(self.state[p]["accumulator"], m) if full else None for _, _, p in members]
-        if full and not all(self.state[p]["accumulator"].is_contiguous() for _, _, p in members):
-            return None  # written back through views
+        accs = F._group_views([self.state[p]["accumulator"] if full else None for _, _, p in members], m)
+        if accs is None:
+            return None
         qs, acc2s, flags = self._fast_group_fn(
             ps, [F._view(p.grad, m) for _, _, p in members], accs, keys, [i for _, i, _ in members],
             lrs=[a["lr"] for a, _, _ in members], variances=[a["var"] for a, _, _ in members],
