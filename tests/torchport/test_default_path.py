@@ -10,7 +10,8 @@ lazy finite-gradient flags (no host synchronisation in step()), and what the pat
 from __future__ import annotations
 
 import copy
-import os
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,6 +25,9 @@ from torchport import fast as F
 FORMATS = ["fixed:8:6", "bfp:8:0", "float:5:2", "ieee:bfloat16"]
 MODES = {"full": dict(accumulator="full"), "low": dict(accumulator="low"),
          "vc": dict(accumulator="low", variance_corrected=True)}
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _gloo import assert_one_and_two_ranks_agree  # noqa: E402  (tests/_gloo.py)
 
 
 def _params(dtype=torch.float64, seed=0):
@@ -421,34 +425,25 @@ def test_load_state_dict_of_the_other_path_is_refused():
 
 
 # ------------------------------------------------------------------ distributed: 1 vs 2 gloo ranks
-def _gloo_worker(rank, world, init_file, out_dir):
+def _gloo_body(rank, world):
+    """One rank's run (tests/_gloo.py): the tensors every rank of 1 and of 2 must agree on."""
     import torch.distributed as dist
 
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
-    try:
-        w = torch.nn.Parameter(torch.linspace(-1, 1, 120, dtype=torch.float64).reshape(40, 3))
-        opt = O.LowPrecisionSGHMC([w], lr=0.01, num_data=10, weight_format="fixed:8:6", accumulator="low",
-                                  variance_corrected=True, seed=9)
-        for _ in range(3):
-            # data items c = 1..4 split over the ranks, local gradient sums all-reduced as DDP does
-            # (w is on the 2^-6 grid, so every partial sum is exact whatever the split)
-            g = sum(w.detach() * float(c) for c in range(1, 5) if (c - 1) % world == rank)
-            dist.all_reduce(g)
-            w.grad = g / 4.0
-            opt.step()
-        torch.save({"w": w.detach()}, os.path.join(out_dir, f"r{world}_{rank}.pt"))
-    finally:
-        dist.destroy_process_group()
+    w = torch.nn.Parameter(torch.linspace(-1, 1, 120, dtype=torch.float64).reshape(40, 3))
+    opt = O.LowPrecisionSGHMC([w], lr=0.01, num_data=10, weight_format="fixed:8:6", accumulator="low",
+                              variance_corrected=True, seed=9)
+    for _ in range(3):
+        # data items c = 1..4 split over the ranks, local gradient sums all-reduced as DDP does
+        # (w is on the 2^-6 grid, so every partial sum is exact whatever the split)
+        g = sum(w.detach() * float(c) for c in range(1, 5) if (c - 1) % world == rank)
+        dist.all_reduce(g)
+        w.grad = g / 4.0
+        opt.step()
+    return {"w": w.detach()}
 
 
 def test_one_and_two_gloo_ranks_give_the_same_bits_with_the_default_path(tmp_path):
-    import torch.multiprocessing as mp
-
-    for world in (1, 2):
-        mp.spawn(_gloo_worker, args=(world, str(tmp_path / f"init{world}"), str(tmp_path)), nprocs=world, join=True)
-    one = torch.load(tmp_path / "r1_0.pt")["w"]
-    for rank in range(2):
-        assert torch.equal(torch.load(tmp_path / f"r2_{rank}.pt")["w"], one)
+    assert_one_and_two_ranks_agree(_gloo_body, tmp_path)
 
 
 @pytest.mark.slow

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import copy
 import importlib
-import os
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,6 +23,9 @@ from torchport import counter_rng as cr
 from torchport import fast as F
 
 rq = importlib.import_module("refimpl.quantize")
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _gloo import assert_one_and_two_ranks_agree  # noqa: E402  (tests/_gloo.py)
 
 FORMATS = ["fixed:8:6", "fixed:4:2", "bfp:8", "bfp:8:0", "bfp:6:1", "float:5:2", "float:4:3", "ieee:bfloat16",
            "ieee:float8_e4m3fn", "ieee:float8_e5m2", "mxfp8_e4m3", "mxfp4", "mxint8", "nvfp4", "mxfp6_e2m3:0"]
@@ -342,44 +346,33 @@ def test_same_seed_same_bits_and_different_seed_differs():
     assert not torch.equal(run(1), run(2))
 
 
-def _gloo_worker(rank, world, init_file, out_dir):
+def _gloo_body(rank, world):
+    """One rank's run (tests/_gloo.py): the tensors every rank of 1 and of 2 must agree on."""
     import torch.distributed as dist
 
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
-    try:
-        torch.manual_seed(0)
-        w = torch.nn.Parameter(torch.randn(40, 3, dtype=torch.float64))
-        opt = F.FastLowPrecisionSGLD([w], lr=0.01, num_data=10, weight_format=parse_format("fixed:8:6"),
-                                     accumulator="low", variance_corrected=True, seed=9)
-        for _ in range(2):
-            # data items c = 1..4 split over the ranks; local gradient sums all-reduced as DDP does
-            # (w is on the 2^-6 grid, so every partial sum is exact whatever the split)
-            g = sum(w.detach() * float(c) for c in range(1, 5) if (c - 1) % world == rank)
-            dist.all_reduce(g)
-            w.grad = g / 4.0
-            opt.step()
-        # an FSDP-style shard of a flat tensor: rank r rounds elements [r·n/world, (r+1)·n/world)
-        flat = torch.linspace(-1, 1, 120, dtype=torch.float64)
-        n = flat.numel() // world
-        piece = F.stochastic_round_fast(flat[rank * n:(rank + 1) * n], parse_format("fixed:8:6"), seed=9,
-                                        step=5, start=rank * n)
-        pieces = [torch.empty_like(piece) for _ in range(world)]
-        dist.all_gather(pieces, piece)
-        torch.save({"w": w.detach(), "flat": torch.cat(pieces)}, os.path.join(out_dir, f"r{world}_{rank}.pt"))
-    finally:
-        dist.destroy_process_group()
+    torch.manual_seed(0)
+    w = torch.nn.Parameter(torch.randn(40, 3, dtype=torch.float64))
+    opt = F.FastLowPrecisionSGLD([w], lr=0.01, num_data=10, weight_format=parse_format("fixed:8:6"),
+                                 accumulator="low", variance_corrected=True, seed=9)
+    for _ in range(2):
+        # data items c = 1..4 split over the ranks; local gradient sums all-reduced as DDP does
+        # (w is on the 2^-6 grid, so every partial sum is exact whatever the split)
+        g = sum(w.detach() * float(c) for c in range(1, 5) if (c - 1) % world == rank)
+        dist.all_reduce(g)
+        w.grad = g / 4.0
+        opt.step()
+    # an FSDP-style shard of a flat tensor: rank r rounds elements [r·n/world, (r+1)·n/world)
+    flat = torch.linspace(-1, 1, 120, dtype=torch.float64)
+    n = flat.numel() // world
+    piece = F.stochastic_round_fast(flat[rank * n:(rank + 1) * n], parse_format("fixed:8:6"), seed=9,
+                                    step=5, start=rank * n)
+    pieces = [torch.empty_like(piece) for _ in range(world)]
+    dist.all_gather(pieces, piece)
+    return {"w": w.detach(), "flat": torch.cat(pieces)}
 
 
 def test_one_and_two_gloo_ranks_give_the_same_bits(tmp_path):
-    import torch.multiprocessing as mp
-
-    for world in (1, 2):
-        mp.spawn(_gloo_worker, args=(world, str(tmp_path / f"init{world}"), str(tmp_path)), nprocs=world, join=True)
-    one = torch.load(tmp_path / "r1_0.pt")
-    for rank in range(2):
-        two = torch.load(tmp_path / f"r2_{rank}.pt")
-        assert torch.equal(two["w"], one["w"])
-        assert torch.equal(two["flat"], one["flat"])
+    assert_one_and_two_ranks_agree(_gloo_body, tmp_path)
 
 
 @pytest.mark.slow

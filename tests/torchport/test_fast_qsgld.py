@@ -20,7 +20,8 @@ from __future__ import annotations
 import copy
 import itertools
 import math
-import os
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -38,6 +39,9 @@ STEPS = 50
 SCHEDULE = dict(schedule="linear", rate=0.3, steps_per_epoch=7)
 COMBOS = list(itertools.product(("sgd", "adam"), (False, True)))  # optimizer × langevin_noise
 _RESOLUTION = TQ.qsgld_resolution  # Q_p as the spec defines it (kept from mutations of the optimizer's copy)
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _gloo import assert_one_and_two_ranks_agree  # noqa: E402  (tests/_gloo.py)
 
 
 def _params(dtype=torch.float64, seed=0):
@@ -396,35 +400,26 @@ def test_non_finite_gradient_is_flagged_lazily_and_named():
 
 
 # ------------------------------------------------------------------ distributed: 1 vs 2 gloo ranks
-def _gloo_worker(rank, world, init_file, out_dir):
+def _gloo_body(rank, world):
+    """One rank's run (tests/_gloo.py): the tensors every rank of 1 and of 2 must agree on."""
     import torch.distributed as dist
 
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
-    try:
-        w = torch.nn.Parameter(torch.linspace(-1, 1, 120, dtype=torch.float64).reshape(40, 3))
-        opt = O.QSGLD([w], lr=0.01, temperature=0.5, rounding="stochastic", optimizer="adam", langevin_noise=True,
-                      seed=9, **SCHEDULE)
-        for _ in range(3):
-            # data items c = 1..4 split over the ranks, local gradient sums all-reduced as DDP does; each item's
-            # gradient is on the 2^-10 grid with |g| <= 1, so every partial sum is exact whatever the split
-            g = sum(torch.round(torch.sin(w.detach() * float(c)) * 1024.0) / 1024.0
-                    for c in range(1, 5) if (c - 1) % world == rank)
-            dist.all_reduce(g)
-            w.grad = g / 4.0
-            opt.step()
-        torch.save({"w": w.detach()}, os.path.join(out_dir, f"r{world}_{rank}.pt"))
-    finally:
-        dist.destroy_process_group()
+    w = torch.nn.Parameter(torch.linspace(-1, 1, 120, dtype=torch.float64).reshape(40, 3))
+    opt = O.QSGLD([w], lr=0.01, temperature=0.5, rounding="stochastic", optimizer="adam", langevin_noise=True,
+                  seed=9, **SCHEDULE)
+    for _ in range(3):
+        # data items c = 1..4 split over the ranks, local gradient sums all-reduced as DDP does; each item's
+        # gradient is on the 2^-10 grid with |g| <= 1, so every partial sum is exact whatever the split
+        g = sum(torch.round(torch.sin(w.detach() * float(c)) * 1024.0) / 1024.0
+                for c in range(1, 5) if (c - 1) % world == rank)
+        dist.all_reduce(g)
+        w.grad = g / 4.0
+        opt.step()
+    return {"w": w.detach()}
 
 
 def test_one_and_two_gloo_ranks_give_the_same_bits(tmp_path):
-    import torch.multiprocessing as mp
-
-    for world in (1, 2):
-        mp.spawn(_gloo_worker, args=(world, str(tmp_path / f"init{world}"), str(tmp_path)), nprocs=world, join=True)
-    one = torch.load(tmp_path / "r1_0.pt")["w"]
-    for rank in range(2):
-        assert torch.equal(torch.load(tmp_path / f"r2_{rank}.pt")["w"], one)
+    assert_one_and_two_ranks_agree(_gloo_body, tmp_path)
 
 
 # ------------------------------------------------------------------ compiled
